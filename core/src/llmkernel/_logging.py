@@ -1,0 +1,47 @@
+"""The kernel's logger: structlog when the application configured it, else quiet.
+
+A library must not configure logging. Unconfigured structlog prints every level to
+stdout, so until the application (our CLI, the gateway, or the user) configures
+structlog, events go to the standard library logger ``llmkernel``, which shows only
+warnings and errors by default. Event names are dotted: ``llmkernel.retry.scheduled``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import structlog
+
+_stdlib = logging.getLogger("llmkernel")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def _emit(level: str, event: str, fields: dict[str, Any]) -> None:
+    if structlog.is_configured():
+        getattr(structlog.get_logger("llmkernel"), level)(event, **fields)
+        return
+    number = _LEVELS[level]
+    if _stdlib.isEnabledFor(number):
+        detail = " ".join(f"{k}={v!r}" for k, v in fields.items())
+        _stdlib.log(number, "%s %s", event, detail)
+
+
+class Log:
+    """``log.debug("llmkernel.request.sent", provider="openai")`` and so on."""
+
+    def debug(self, event: str, **fields: Any) -> None:
+        _emit("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        _emit("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        _emit("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        _emit("error", event, fields)
+
+
+log = Log()

@@ -1,0 +1,41 @@
+"""Settings every HTTP provider shares; a provider subclasses to add its own."""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+from llmkernel.errors import AuthenticationError
+
+
+@attrs.frozen(kw_only=True)
+class HTTPSettings:
+    """The keys every HTTP provider accepts under ``[providers.NAME]``.
+
+    The API key is never in config: ``api_key_env`` names the environment variable
+    that holds it, read when the client is built.
+    """
+
+    base_url: str = ""
+    api_key_env: str | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+    timeout: float = 600.0  # the whole request, first byte to last
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0  # the longest silence between two chunks
+    first_token_timeout: float | None = None  # streams: until the first event
+    max_connections: int = 512
+    max_keepalive_connections: int = 128
+    models: list[str] = attrs.field(factory=list)  # declared models, for `llmkernel models`
+
+    def api_key(self, *, provider: str, required: bool = True) -> str | None:
+        """The key from the environment; a clear error naming the variable if unset."""
+        if not self.api_key_env:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value and required:
+            raise AuthenticationError(
+                f"no API key: set the environment variable {self.api_key_env}",
+                provider=provider,
+            )
+        return value or None

@@ -1,0 +1,110 @@
+"""An incremental Server-Sent Events decoder (the WHATWG event-stream format).
+
+Handles LF, CR and CRLF line endings (Gemini frames with CRLF), multi-line ``data``,
+comments (``: ping``) and events split anywhere across network chunks. Events are
+yielded as soon as their blank line arrives; the body is never buffered whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import attrs
+
+# Only CR, LF and CRLF end a line: JSON data may hold U+2028 and friends.
+_LINE = re.compile(r"([^\r\n]*)(?:\r\n|\r|\n)")
+
+
+@attrs.frozen(kw_only=True)
+class SSEEvent:
+    """One dispatched event: ``event`` defaults to ``"message"``."""
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+@attrs.define
+class SSEDecoder:
+    """Feed it text chunks; it returns the events each chunk completes."""
+
+    _buffer: str = ""
+    _event: str = ""
+    _data: list[str] = attrs.field(factory=list)
+    _id: str | None = None
+    _retry: int | None = None
+    _pending_cr: bool = False
+
+    def feed(self, chunk: str) -> list[SSEEvent]:
+        if self._pending_cr and chunk.startswith("\n"):
+            chunk = chunk[1:]
+        self._pending_cr = chunk.endswith("\r")
+        text = self._buffer + chunk
+        events: list[SSEEvent] = []
+        end = 0
+        for match in _LINE.finditer(text):
+            end = match.end()
+            event = self._line(match.group(1))
+            if event is not None:
+                events.append(event)
+        self._buffer = text[end:]
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: a final event without its blank line is dispatched too."""
+        events = []
+        if self._buffer:
+            event = self._line(self._buffer)
+            self._buffer = ""
+            if event is not None:
+                events.append(event)
+        if self._data or self._event:
+            event = self._line("")
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if not line:
+            if not self._data and not self._event:
+                return None
+            event = SSEEvent(
+                event=self._event or "message",
+                data="\n".join(self._data),
+                id=self._id,
+                retry=self._retry,
+            )
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+        return None
+
+
+async def aiter_sse(chunks: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """Decode an async stream of text chunks (``response.aiter_text()``) into events."""
+    decoder = SSEDecoder()
+    async for chunk in chunks:
+        for event in decoder.feed(chunk):
+            yield event
+    for event in decoder.flush():
+        yield event
+
+
+def iter_sse(chunks: Iterator[str]) -> Iterator[SSEEvent]:
+    decoder = SSEDecoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.flush()

@@ -1,0 +1,146 @@
+"""Finding, loading and isolating plugins: one PluginManager per Kernel.
+
+Plugins are entry points in the group ``llmkernel.plugins``; the entry-point name is
+the plugin's name everywhere (config, env vars, ``llmkernel plugins``). A plugin that
+fails to import or registers hooks that match no spec is reported with its name and
+the error, and skipped: the rest keep working.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import attrs
+import pluggy
+
+from llmkernel import hookspecs
+from llmkernel._logging import log
+from llmkernel.config import PluginsConfig
+
+ENTRY_POINT_GROUP = "llmkernel.plugins"
+BUILTIN = "llmkernel"
+
+Status = Literal["loaded", "disabled", "failed"]
+
+
+@attrs.frozen(kw_only=True)
+class PluginStatus:
+    """What happened to one plugin."""
+
+    name: str
+    status: Status
+    distribution: str | None = None
+    version: str | None = None
+    hooks: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def hooks_of(pm: pluggy.PluginManager, plugin: object) -> tuple[str, ...]:
+    callers = pm.get_hookcallers(plugin) or []
+    return tuple(sorted(c.name for c in callers))
+
+
+def load_plugins(
+    pm: pluggy.PluginManager,
+    settings: PluginsConfig,
+    *,
+    extra: Iterable[object] = (),
+    entry_points: bool = True,
+) -> list[PluginStatus]:
+    """Register the built-in plugin, ``extra`` plugin objects, then entry points."""
+    from llmkernel import builtin
+
+    pm.register(builtin, name=BUILTIN)
+    statuses: list[PluginStatus] = []
+    for plugin in extra:
+        name = _name_of(plugin)
+        statuses.append(_register(pm, plugin, name, settings, None, None))
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.name if dist is not None else None
+            version = dist.version if dist is not None else None
+            if not _wanted(ep.name, settings):
+                pm.set_blocked(ep.name)
+                statuses.append(PluginStatus(name=ep.name, status="disabled",
+                                             distribution=dist_name, version=version))
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not break the rest
+                statuses.append(_failed(ep.name, exc, dist_name, version, "import"))
+                continue
+            statuses.append(_register(pm, plugin, ep.name, settings, dist_name, version))
+    return statuses
+
+
+def _name_of(plugin: object) -> str:
+    name = getattr(plugin, "__llmkernel_name__", None) or getattr(plugin, "__name__", None)
+    if isinstance(name, str):
+        return name.removeprefix("llmkernel_").removesuffix(".plugin").removeprefix("llmkernel_")
+    return type(plugin).__name__
+
+
+def _wanted(name: str, settings: PluginsConfig) -> bool:
+    if name in settings.disabled:
+        return False
+    return not settings.enabled or name in settings.enabled
+
+
+def _register(
+    pm: pluggy.PluginManager, plugin: object, name: str, settings: PluginsConfig,
+    dist: str | None, version: str | None,
+) -> PluginStatus:
+    if not _wanted(name, settings):
+        return PluginStatus(name=name, status="disabled", distribution=dist, version=version)
+    try:
+        pm.register(plugin, name=name)
+        _check_hooks(pm, plugin, name)
+    except Exception as exc:
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        return _failed(name, exc, dist, version, "register")
+    return PluginStatus(name=name, status="loaded", distribution=dist, version=version,
+                        hooks=hooks_of(pm, plugin))
+
+
+def _check_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    unknown = [
+        caller.name for caller in (pm.get_hookcallers(plugin) or [])
+        if not caller.has_spec()
+        and any(not impl.optionalhook for impl in caller.get_hookimpls()
+                if impl.plugin is plugin)
+    ]
+    if unknown:
+        raise pluggy.PluginValidationError(
+            plugin, f"implements unknown hooks: {', '.join(sorted(unknown))}"
+        )
+
+
+def _failed(name: str, exc: BaseException, dist: str | None, version: str | None,
+            stage: str) -> PluginStatus:
+    error = f"{type(exc).__name__}: {exc}"
+    log.warning("llmkernel.plugin.failed", plugin=name, stage=stage, error=error)
+    return PluginStatus(name=name, status="failed", distribution=dist, version=version,
+                        error=error)
+
+
+def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
+    """Call every implementation of an observer hook, isolating failures: one that
+    raises is logged with its plugin's name and the rest still run."""
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        try:
+            impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception as exc:
+            log.warning("llmkernel.plugin.hook_failed", plugin=impl.plugin_name, hook=hook,
+                        error=f"{type(exc).__name__}: {exc}")
