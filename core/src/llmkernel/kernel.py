@@ -102,9 +102,11 @@ class Kernel:
         )
         self.hook = self.plugin_manager.hook
         self._providers: dict[str, Provider] = {}
+        self.provider_plugins: dict[str, str] = {}  # provider instance -> plugin name
         self._unhealthy: dict[str, float] = {}
         self._prices: dict[tuple[str, str, str], ModelPrice | None] = {}
         self._portal = Portal()
+        _quiet_stamina()
         try:
             self.hook.configure(kernel=self, config=self.config)
         except LLMKernelError:
@@ -154,15 +156,22 @@ class Kernel:
         transport = self.hook.provide_transport(kernel=self, provider=name)
         if transport is not None:
             config = attrs.evolve(config, transport=transport)
-        try:
-            provider = self.hook.provide_chat(kernel=self, config=config)
-        except LLMKernelError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"the plugin for provider type {config.type!r} failed creating {name!r}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        provider = None
+        # firstresult by hand, so the plugin that answered is known and named in errors
+        for impl in reversed(self.hook.provide_chat.get_hookimpls()):
+            args = {"kernel": self, "config": config}
+            try:
+                provider = impl.function(*[args[a] for a in impl.argnames])
+            except LLMKernelError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed creating provider {name!r} "
+                    f"(type {config.type!r}): {type(exc).__name__}: {exc}"
+                ) from exc
+            if provider is not None:
+                self.provider_plugins[name] = impl.plugin_name
+                break
         if provider is None:
             raise NoProviderError(self._no_provider_message(name, config.type, section is None))
         self._providers[name] = provider
@@ -533,9 +542,8 @@ class Kernel:
     # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
-        """Close every provider's HTTP client."""
-        providers, self._providers = list(self._providers.values()), {}
-        for provider in providers:
+        """Close every provider's HTTP client (a provider opens a new one if used again)."""
+        for provider in list(self._providers.values()):
             try:
                 await provider.aclose()
             except Exception as exc:
@@ -657,9 +665,34 @@ def _retry_wait(exc: Exception, deadline: float) -> bool | float:
         return True
     if time.monotonic() + exc.retry_after >= deadline:
         return False
-    log.info("llmkernel.retry.scheduled", provider=exc.provider, model=exc.model,
-             wait=exc.retry_after, reason="retry-after")
     return exc.retry_after
+
+
+def _log_retry(details: Any) -> None:
+    error = details.caused_by
+    log.info("llmkernel.retry.scheduled", attempt=details.retry_num,
+             wait=round(details.wait_for, 3), error=type(error).__name__,
+             provider=getattr(error, "provider", None), model=getattr(error, "model", None))
+
+
+def _quiet_stamina() -> None:
+    """Keep retries quiet unless the application asked for logs.
+
+    stamina's default retry hook logs through structlog, which prints to stdout
+    while the application has not configured structlog. When the application has
+    set no hooks of its own, use stamina's defaults minus that one, plus
+    ``llmkernel.retry.scheduled`` through the kernel's logger (structlog once
+    configured, else the quiet standard ``llmkernel`` logger).
+    """
+    from stamina import instrumentation
+    from stamina._config import CONFIG
+
+    if getattr(CONFIG, "_on_retry", False) is not None:
+        return  # the application chose its hooks (or stamina changed its internals)
+    from stamina.instrumentation._hooks import get_default_hooks
+
+    hooks = [h for h in get_default_hooks() if h is not instrumentation.StructlogOnRetryHook]
+    instrumentation.set_on_retry_hooks([*hooks, _log_retry])
 
 
 async def _within(deadline: float, awaitable: Awaitable[T], candidate: Candidate) -> T:

@@ -221,10 +221,7 @@ class MockProvider(Provider):
         elif request.model == "echo":
             text = last_user_text(request.messages)
         else:
-            words = self.settings.output_tokens
-            if request.max_tokens is not None:
-                words = min(words, request.max_tokens)
-            text = generated_text(rng, words)
+            text = generated_text(rng, self.settings.output_tokens)
         return self._plan(request, reasoning, text, calls, input_tokens,
                           scripted if isinstance(scripted, MockReply) else None)
 

@@ -1,0 +1,28 @@
+"""``import llmkernel`` stays light: no provider SDK, sqlite or tiktoken."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("sqlite3", "sqlite_utils", "tiktoken", "openai", "anthropic", "google", "boto3",
+         "litellm", "aiohttp")
+
+
+def modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return {line.split(".")[0] for line in out.splitlines()}
+
+
+def test_import_llmkernel_is_light() -> None:
+    loaded = modules_after("import llmkernel")
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+    assert "httpx" not in loaded and "stamina" not in loaded  # loaded on first use
+
+
+def test_building_a_kernel_with_every_plugin_imports_no_heavy_module() -> None:
+    loaded = modules_after("from llmkernel import Kernel\nKernel.from_config({})")
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)

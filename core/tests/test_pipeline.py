@@ -1,0 +1,204 @@
+"""The request pipeline: retries, Retry-After, fallback by error kind, streams."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+
+from llmkernel.testing.scripted import err, make_kernel, scripted
+from llmkernel import errors
+
+
+async def test_retry_then_success_counts_attempts() -> None:
+    kernel = make_kernel([err(errors.ServerError), err(errors.OverloadedError), "fine"])
+    async with kernel:
+        response = await kernel.achat(model="a/m1", messages="hi")
+        provider = scripted(kernel, "a")
+    assert response.text == "fine"
+    assert response.attempts == 3
+    assert response.provider == "a" and response.model == "m1"
+    assert len(provider.requests) == 3
+
+
+async def test_retry_after_is_honoured() -> None:
+    kernel = make_kernel([err(errors.RateLimitError, retry_after=0.3), "after the wait"])
+    started = time.monotonic()
+    async with kernel:
+        response = await kernel.achat(model="a/m1", messages="hi")
+    assert response.text == "after the wait"
+    assert response.attempts == 2
+    assert time.monotonic() - started >= 0.29
+
+
+async def test_retry_after_beyond_the_deadline_falls_back_at_once() -> None:
+    kernel = make_kernel([err(errors.RateLimitError, retry_after=30.0)], ["from b"],
+                         retry={"timeout": 5.0})
+    started = time.monotonic()
+    async with kernel:
+        response = await kernel.achat(model="group", messages="hi")
+    assert response.provider == "b"
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.parametrize("cls", [errors.RateLimitError, errors.OverloadedError,
+                                 errors.ServerError, errors.TimeoutError, errors.NetworkError,
+                                 errors.QuotaExceededError, errors.ModelNotFoundError,
+                                 errors.ContextWindowExceededError])
+async def test_fallback_to_the_next_candidate(cls: type[errors.ProviderError]) -> None:
+    kernel = make_kernel([err(cls)] * 5, ["from b"], retry={"attempts": 2})
+    async with kernel:
+        response = await kernel.achat(model="group", messages="hi")
+    assert response.text == "from b"
+    assert response.provider == "b"
+    tries_on_a = len(scripted(kernel, "a").requests)
+    assert tries_on_a == (2 if cls.default_retryable else 1)
+    assert response.attempts == tries_on_a + 1
+
+
+async def test_authentication_falls_back_and_marks_unhealthy() -> None:
+    kernel = make_kernel([err(errors.AuthenticationError)], ["b1", "b2"])
+    async with kernel:
+        first = await kernel.achat(model="group", messages="hi")
+        second = await kernel.achat(model="group", messages="hi")
+    assert first.provider == "b" and second.provider == "b"
+    # a was tried once, then moved behind b for the second call
+    assert len(scripted(kernel, "a").requests) == 1
+
+
+@pytest.mark.parametrize("cls", [errors.InvalidRequestError, errors.ContentFilteredError])
+async def test_invalid_request_raises_at_once(cls: type[errors.ProviderError]) -> None:
+    kernel = make_kernel([err(cls)], ["never"])
+    async with kernel:
+        with pytest.raises(cls):
+            await kernel.achat(model="group", messages="hi")
+    assert scripted(kernel, "b").requests == []
+    assert len(scripted(kernel, "a").requests) == 1
+
+
+async def test_every_candidate_failing_lists_each_error() -> None:
+    kernel = make_kernel([err(errors.ServerError)] * 3, [err(errors.AuthenticationError)])
+    async with kernel:
+        with pytest.raises(errors.AllCandidatesFailedError) as info:
+            await kernel.achat(model="group", messages="hi")
+    kinds = [type(e) for e in info.value.errors]
+    assert kinds == [errors.ServerError, errors.AuthenticationError]
+    assert info.value.errors[0].provider == "a" and info.value.errors[0].model == "m1"
+
+
+async def test_a_single_candidate_raises_its_own_error() -> None:
+    kernel = make_kernel([err(errors.ServerError)] * 3)
+    async with kernel:
+        with pytest.raises(errors.ServerError) as info:
+            await kernel.achat(model="a/m1", messages="hi")
+    assert info.value.provider == "a"
+
+
+async def test_total_deadline_bounds_the_call() -> None:
+    kernel = make_kernel([err(errors.RateLimitError, retry_after=0.2)] * 10,
+                         retry={"attempts": 10, "timeout": 0.5})
+    started = time.monotonic()
+    async with kernel:
+        with pytest.raises(errors.RateLimitError):
+            await kernel.achat(model="a/m1", messages="hi")
+    assert time.monotonic() - started < 2.0
+
+
+async def test_stream_failing_before_its_first_event_falls_back() -> None:
+    kernel = make_kernel([[errors.NetworkError("reset before anything")]],
+                         [["from ", "b"]], retry={"attempts": 1})
+    async with kernel:
+        stream = kernel.astream(model="group", messages="hi")
+        events = [e async for e in stream]
+    assert [e.type for e in events] == ["text", "text", "usage", "finish"]
+    assert stream.response is not None
+    assert stream.response.text == "from b" and stream.response.provider == "b"
+    assert stream.response.attempts == 2
+
+
+async def test_stream_failing_after_its_first_event_ends_with_an_error() -> None:
+    cut = errors.NetworkError("connection reset mid-stream")
+    kernel = make_kernel([["one ", "two ", cut]], [["never"]])
+    events = []
+    async with kernel:
+        with pytest.raises(errors.NetworkError) as info:
+            async for event in kernel.astream(model="group", messages="hi"):
+                events.append(event)
+    assert [e.type for e in events] == ["text", "text", "error"]
+    assert events[-1].error is info.value
+    assert info.value.provider == "a"
+    assert scripted(kernel, "b").requests == [], "no silent switch mid-answer"
+
+
+async def test_stream_ends_with_usage_and_cost_then_finish() -> None:
+    kernel = make_kernel([["a", "b", "c"]],
+                         prices={"a/m1": {"input": "1.00", "output": "2.00"}})
+    async with kernel:
+        events = [e async for e in kernel.astream(model="a/m1", messages="hi")]
+    usage_event, finish = events[-2], events[-1]
+    assert usage_event.type == "usage" and finish.type == "finish"
+    assert usage_event.usage.output_tokens == 3
+    assert usage_event.cost == Decimal("0.000016")  # 10 * 1.00 + 3 * 2.00 per million
+
+
+def test_sync_api_and_context_manager_close_clients() -> None:
+    with make_kernel(["sync hello", ["s1", "s2"]]) as kernel:
+        response = kernel.chat(model="a/m1", messages=[{"role": "user", "content": "hi"}])
+        stream = kernel.stream(model="a/m1", messages="hi")
+        texts = [e.text for e in stream if e.type == "text"]
+        provider = scripted(kernel, "a")
+    assert response.text == "sync hello"
+    assert texts == ["s1", "s2"] and stream.response is not None
+    assert provider.closed
+
+
+async def test_config_prices_give_a_decimal_cost_and_unknown_is_unpriced() -> None:
+    kernel = make_kernel(["one two"], ["x"],
+                         prices={"a/m1": {"input": "0.15", "output": "0.60"}})
+    async with kernel:
+        priced = await kernel.achat(model="a/m1", messages="hi")
+        unpriced = await kernel.achat(model="b/m1", messages="hi")
+    assert priced.cost == Decimal("0.15") * 10 / 10**6 + Decimal("0.60") * 2 / 10**6
+    assert isinstance(priced.cost, Decimal)
+    assert unpriced.cost is None
+
+
+async def test_structured_output_is_parsed() -> None:
+    kernel = make_kernel(['{"city": "Paris"}'])
+    async with kernel:
+        response = await kernel.achat(model="a/m1", messages="hi",
+                                      response_format={"type": "json_object"})
+    assert response.parsed == {"city": "Paris"}
+
+
+async def test_embeddings_go_through_the_pipeline() -> None:
+    kernel = make_kernel([err(errors.ServerError), "ok"])
+    async with kernel:
+        result = await kernel.aembed(model="a/m1", input=["ab", "abc"])
+    assert result.vectors == [[2.0], [3.0]]
+    assert result.attempts == 2 and result.provider == "a"
+
+
+async def test_bad_message_names_the_field() -> None:
+    kernel = make_kernel(["x"])
+    with pytest.raises(errors.InvalidRequestError, match=r"messages\[1\]\.role"):
+        await kernel.achat(model="a/m1", messages=[{"role": "user", "content": "a"},
+                                                   {"role": "robot", "content": "b"}])
+
+
+async def test_unknown_model_and_provider_are_named() -> None:
+    kernel = make_kernel(["x"])
+    with pytest.raises(errors.NoProviderError, match="'nope'"):
+        await kernel.achat(model="nope", messages="hi")
+    with pytest.raises(errors.NoProviderError, match="llmkernel-zzz"):
+        await kernel.achat(model="zzz/model", messages="hi")
+
+
+async def test_count_tokens_and_estimate_cost() -> None:
+    kernel = make_kernel(["x"], prices={"a/m1": {"input": "1", "output": "1"}})
+    count = kernel.count_tokens("a/m1", "hello world, this is a test")
+    assert not count.exact and "estimate" in count.method
+    assert count.tokens == 7 + 4
+    cost = kernel.estimate_cost("a/m1", "hello world, this is a test", output_tokens=100)
+    assert cost == Decimal(count.tokens + 100) / 10**6

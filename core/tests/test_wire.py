@@ -1,0 +1,141 @@
+"""The shared wire helpers: SSE, NDJSON, Retry-After, status mapping, the fake server."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+
+import httpx
+import pytest
+
+from llmkernel import errors
+from llmkernel.http import (
+    SSEDecoder,
+    aiter_ndjson,
+    aiter_sse,
+    error_for_status,
+    error_for_transport,
+    parse_duration,
+    parse_retry_after,
+)
+from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate
+
+
+def test_sse_any_line_ending_and_any_split() -> None:
+    text = ('event: message_start\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\n'
+            'data: line one\ndata: line two\n\nid: 7\ndata: \u2028x\r\rdata: tail')
+    for size in (1, 2, 3, 7, len(text)):
+        decoder = SSEDecoder()
+        events = []
+        for i in range(0, len(text), size):
+            events += decoder.feed(text[i:i + size])
+        events += decoder.flush()
+        assert [(e.event, e.data) for e in events] == [
+            ("message_start", '{"a":1}'),
+            ("message", "line one\nline two"),
+            ("message", "\u2028x"),
+            ("message", "tail"),
+        ], size
+        assert events[2].id == "7"
+
+
+async def test_ndjson_yields_each_line() -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for piece in ['{"a": 1}\n{"b"', ': 2}\n', '\n{"c": 3}']:
+            yield piece
+
+    assert [x async for x in aiter_ndjson(chunks())] == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+    async def bad():  # type: ignore[no-untyped-def]
+        yield "not json\n"
+
+    with pytest.raises(ValueError, match="not a JSON line"):
+        [x async for x in aiter_ndjson(bad())]
+
+
+def test_retry_after_forms() -> None:
+    now = time.time()
+    assert parse_retry_after({"retry-after": "7"}) == 7.0
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= (parse_retry_after({"retry-after": date}, now=now) or 0) <= 31
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+    assert parse_retry_after({"retry-after": "-3"}) == 0.0
+    assert parse_duration("17s") == 17.0 and parse_duration("0.5s") == 0.5
+    assert parse_duration("x") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "expected"),
+    [
+        (400, None, "bad field", errors.InvalidRequestError),
+        (400, "context_length_exceeded", "too long", errors.ContextWindowExceededError),
+        (400, None, "prompt is too long: 300000 tokens", errors.ContextWindowExceededError),
+        (401, None, "bad key", errors.AuthenticationError),
+        (403, None, "no", errors.PermissionDeniedError),
+        (404, None, "model not found", errors.ModelNotFoundError),
+        (408, None, "slow", errors.TimeoutError),
+        (409, None, "conflict", errors.ServerError),
+        (413, None, "too large", errors.InvalidRequestError),
+        (422, None, "unprocessable", errors.InvalidRequestError),
+        (429, None, "slow down", errors.RateLimitError),
+        (429, "insufficient_quota", "no money", errors.QuotaExceededError),
+        (500, None, "oops", errors.ServerError),
+        (502, None, "bad gateway", errors.ServerError),
+        (503, None, "unavailable", errors.OverloadedError),
+        (529, "overloaded_error", "overloaded", errors.OverloadedError),
+    ],
+)
+def test_status_mapping(status: int, code: str | None, message: str,
+                        expected: type[errors.ProviderError]) -> None:
+    error = error_for_status(status, message, provider="p", model="m", code=code,
+                             request_id="req-1", retry_after=2.0)
+    assert type(error) is expected
+    assert (error.provider, error.model, error.status, error.request_id) == ("p", "m", status,
+                                                                             "req-1")
+    assert "p/m" in str(error) and "req-1" in str(error)
+
+
+def test_transport_mapping() -> None:
+    assert isinstance(error_for_transport(httpx.ConnectError("refused"), provider="p"),
+                      errors.NetworkError)
+    timeout = error_for_transport(httpx.ReadTimeout("slow"), provider="p")
+    assert isinstance(timeout, errors.TimeoutError) and timeout.retryable
+
+
+async def test_fake_server_streams_incrementally_and_records_requests() -> None:
+    gate = Gate()
+    with FakeServer() as server:
+        server.expect("POST", "/v1/stream", FakeResponse.sse(
+            ["data: one\n\n", gate, "data: two\n\n"]))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            request = client.build_request("POST", "/v1/stream?alt=sse", json={"x": 1},
+                                           headers={"X-Api-Key": "k"})
+            response = await client.send(request, stream=True)
+            events = aiter_sse(response.aiter_text())
+            first = await anext(events)
+            assert first.data == "one"  # arrived while the server waits at the gate
+            gate.open()
+            rest = [e.data async for e in events]
+            await response.aclose()
+        assert rest == ["two"]
+        recorded = server.requests[0]
+        assert recorded.path == "/v1/stream" and recorded.query == {"alt": ["sse"]}
+        assert recorded.headers["x-api-key"] == "k" and recorded.json() == {"x": 1}
+
+
+async def test_fake_server_cut_and_reset() -> None:
+    with FakeServer() as server:
+        server.expect("GET", "/cut", FakeResponse.sse(["data: a\n\n"], truncate=True))
+        server.expect("GET", "/reset", FakeResponse.sse(["data: a\n\n"], reset=True))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            for path in ("/cut", "/reset"):
+                with pytest.raises(httpx.TransportError):
+                    async with client.stream("GET", path) as response:
+                        async for _ in response.aiter_text():
+                            pass
+            missing = await client.get("/nothing")
+            assert missing.status_code == 404
+            assert "no route" in json.loads(missing.text)["error"]
