@@ -11,10 +11,18 @@ import pytest
 from llmkernel import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = sorted([ROOT / "core", *(p.parent for p in ROOT.glob("plugins/*/pyproject.toml")),
-                   *(p.parent for p in ROOT.glob("contrib/*/pyproject.toml"))])
-HOOKS = sorted(name for name in dir(hookspecs)
-               if hasattr(getattr(hookspecs, name), f"{hookspecs.PROJECT}_spec"))
+PACKAGES = sorted(
+    [
+        ROOT / "core",
+        *(p.parent for p in ROOT.glob("plugins/*/pyproject.toml")),
+        *(p.parent for p in ROOT.glob("contrib/*/pyproject.toml")),
+    ]
+)
+HOOKS = sorted(
+    name
+    for name in dir(hookspecs)
+    if hasattr(getattr(hookspecs, name), f"{hookspecs.PROJECT}_spec")
+)
 
 
 def test_the_hooks_are_found() -> None:

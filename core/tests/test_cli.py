@@ -15,11 +15,19 @@ from llmkernel.cli import main
 pytest.importorskip("llmkernel_mock")
 
 
-def run(*args: str, cwd: Path, stdin: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmkernel.cli", *args], input=stdin,
-                          capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, check=False, timeout=60)
+def run(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmkernel.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        check=False,
+        timeout=60,
+    )
 
 
 def test_chat_streams_offline_on_the_mock(tmp_path: Path) -> None:
@@ -36,8 +44,9 @@ def test_chat_json_with_system_and_model(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["provider"] == "mock" and data["model"] == "chat"
     assert data["text"] and data["finish_reason"] == "stop"
-    assert data["usage"]["total_tokens"] == (data["usage"]["input_tokens"]
-                                             + data["usage"]["output_tokens"])
+    assert data["usage"]["total_tokens"] == (
+        data["usage"]["input_tokens"] + data["usage"]["output_tokens"]
+    )
 
 
 def test_chat_reads_stdin_and_no_stream(tmp_path: Path) -> None:
@@ -48,14 +57,15 @@ def test_chat_reads_stdin_and_no_stream(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["chat", "hi", "-m", "nope"], "neither \"provider/model\" nor an alias"),
+        (["chat", "hi", "-m", "nope"], 'neither "provider/model" nor an alias'),
         (["chat", "hi", "-m", "zzz/x"], "install llmkernel-zzz"),
         (["chat", "   "], "the prompt is empty"),
         (["chat", "hi", "-o", "novalue"], "KEY=VALUE"),
     ],
 )
-def test_bad_input_exits_non_zero_with_one_line(tmp_path: Path, args: list[str],
-                                                message: str) -> None:
+def test_bad_input_exits_non_zero_with_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("llmkernel: error")]
@@ -90,8 +100,9 @@ def test_models_lists_configured_models_aliases_and_plugins(
     )
     assert main(["models", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert {"model": "sim/small", "provider": "sim", "type": "mock", "plugin": "mock"} in \
-        data["models"]
+    assert {"model": "sim/small", "provider": "sim", "type": "mock", "plugin": "mock"} in data[
+        "models"
+    ]
     assert data["aliases"] == {"fast": ["sim/small", "mock/echo"]}
     assert main(["models"]) == 0
     out = capsys.readouterr().out

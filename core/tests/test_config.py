@@ -59,8 +59,9 @@ def test_a_full_file_loads(tmp_path: Path) -> None:
     assert response.provider == "groq"
 
 
-def test_found_in_the_working_directory_then_env(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_found_in_the_working_directory_then_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path, 'default_model = "here/m"\n')
     assert Config.load().default_model == "here/m"
     other = write(tmp_path, 'default_model = "env/m"\n', "other.toml")
@@ -96,8 +97,7 @@ def test_user_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ("this is not toml", r"not valid TOML"),
     ],
 )
-def test_bad_config_is_refused_naming_key_and_file(tmp_path: Path, text: str,
-                                                   message: str) -> None:
+def test_bad_config_is_refused_naming_key_and_file(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=message) as info:
         Config.load(path)
@@ -112,7 +112,7 @@ def test_a_provider_option_typo_is_refused_at_startup(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found.*nope.toml"):
+    with pytest.raises(ConfigError, match=r"not found.*nope\.toml"):
         Config.load(tmp_path / "nope.toml")
 
 

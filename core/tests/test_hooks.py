@@ -40,9 +40,12 @@ def test_hook_register_commands(capsys: pytest.CaptureFixture[str]) -> None:
     class Plugin:
         @hookimpl
         def register_commands(self, registry: CommandRegistry) -> None:
-            registry.add("hello", help="say hello",
-                         arguments=lambda p: p.add_argument("name"),
-                         run=lambda args, kernel: print(f"hello {args.name}") or 0)
+            registry.add(
+                "hello",
+                help="say hello",
+                arguments=lambda p: p.add_argument("name"),
+                run=lambda args, kernel: print(f"hello {args.name}") or 0,
+            )
 
     registry = CommandRegistry()
     kernel = make_kernel(["x"], plugins=(Plugin(),))
@@ -92,8 +95,9 @@ def test_hook_price_model() -> None:
                 return ModelPrice(input=Decimal("2"), output=Decimal("4"), source="test")
             return None
 
-    kernel = make_kernel(["one two three"], ["x"], plugins=(Prices(),),
-                         prices={"b/m1": {"input": 1, "output": 1}})
+    kernel = make_kernel(
+        ["one two three"], ["x"], plugins=(Prices(),), prices={"b/m1": {"input": 1, "output": 1}}
+    )
     with kernel:
         assert kernel.chat(model="a/m1", messages="hi").cost == Decimal(10 * 2 + 3 * 4) / 10**6
         # config [prices] beat plugins
@@ -105,8 +109,11 @@ def test_hook_count_tokens() -> None:
     class Counter:
         @hookimpl
         def count_tokens(self, request: ChatRequest, model: str) -> TokenCount:
-            return TokenCount(tokens=len(request.messages[0].text.split()), exact=True,
-                              method=f"words for {model}")
+            return TokenCount(
+                tokens=len(request.messages[0].text.split()),
+                exact=True,
+                method=f"words for {model}",
+            )
 
     kernel = make_kernel(["x"], plugins=(Counter(),))
     count = kernel.count_tokens("a/m1", "three little words")
@@ -184,8 +191,9 @@ def test_hook_on_error() -> None:
         def on_error(self) -> None:
             raise RuntimeError("observer bug")
 
-    kernel = make_kernel([ServerError("boom"), ServerError("boom"), "ok"],
-                         plugins=(Watch(), Broken()))
+    kernel = make_kernel(
+        [ServerError("boom"), ServerError("boom"), "ok"], plugins=(Watch(), Broken())
+    )
     with kernel:
         assert kernel.chat(model="a/m1", messages="hi").text == "ok"
     assert seen == [("a", "ServerError", 1), ("a", "ServerError", 2)]
@@ -214,5 +222,8 @@ def test_hook_on_response() -> None:
 
 def test_a_provider_plugin_refusing_its_options_stops_startup() -> None:
     with pytest.raises(ConfigError, match="bogus"):
-        Kernel.from_config({"providers": {"x": {"type": "scripted", "bogus": 1}}},
-                           plugins=[ScriptedPlugin()], entry_points=False)
+        Kernel.from_config(
+            {"providers": {"x": {"type": "scripted", "bogus": 1}}},
+            plugins=[ScriptedPlugin()],
+            entry_points=False,
+        )

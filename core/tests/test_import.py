@@ -5,14 +5,25 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("sqlite3", "sqlite_utils", "tiktoken", "openai", "anthropic", "google", "boto3",
-         "litellm", "aiohttp")
+HEAVY = (
+    "sqlite3",
+    "sqlite_utils",
+    "tiktoken",
+    "openai",
+    "anthropic",
+    "google",
+    "boto3",
+    "litellm",
+    "aiohttp",
+)
 
 
 def modules_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return {line.split(".")[0] for line in out.splitlines()}
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from llmkernel.testing.scripted import err, make_kernel, scripted
 from llmkernel import errors
+from llmkernel.testing.scripted import err, make_kernel, scripted
 
 
 async def test_retry_then_success_counts_attempts() -> None:
@@ -33,8 +33,9 @@ async def test_retry_after_is_honoured() -> None:
 
 
 async def test_retry_after_beyond_the_deadline_falls_back_at_once() -> None:
-    kernel = make_kernel([err(errors.RateLimitError, retry_after=30.0)], ["from b"],
-                         retry={"timeout": 5.0})
+    kernel = make_kernel(
+        [err(errors.RateLimitError, retry_after=30.0)], ["from b"], retry={"timeout": 5.0}
+    )
     started = time.monotonic()
     async with kernel:
         response = await kernel.achat(model="group", messages="hi")
@@ -42,10 +43,19 @@ async def test_retry_after_beyond_the_deadline_falls_back_at_once() -> None:
     assert time.monotonic() - started < 5.0
 
 
-@pytest.mark.parametrize("cls", [errors.RateLimitError, errors.OverloadedError,
-                                 errors.ServerError, errors.TimeoutError, errors.NetworkError,
-                                 errors.QuotaExceededError, errors.ModelNotFoundError,
-                                 errors.ContextWindowExceededError])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        errors.RateLimitError,
+        errors.OverloadedError,
+        errors.ServerError,
+        errors.TimeoutError,
+        errors.NetworkError,
+        errors.QuotaExceededError,
+        errors.ModelNotFoundError,
+        errors.ContextWindowExceededError,
+    ],
+)
 async def test_fallback_to_the_next_candidate(cls: type[errors.ProviderError]) -> None:
     kernel = make_kernel([err(cls)] * 5, ["from b"], retry={"attempts": 2})
     async with kernel:
@@ -96,8 +106,9 @@ async def test_a_single_candidate_raises_its_own_error() -> None:
 
 
 async def test_total_deadline_bounds_the_call() -> None:
-    kernel = make_kernel([err(errors.RateLimitError, retry_after=0.2)] * 10,
-                         retry={"attempts": 10, "timeout": 0.5})
+    kernel = make_kernel(
+        [err(errors.RateLimitError, retry_after=0.2)] * 10, retry={"attempts": 10, "timeout": 0.5}
+    )
     started = time.monotonic()
     async with kernel:
         with pytest.raises(errors.RateLimitError):
@@ -106,8 +117,9 @@ async def test_total_deadline_bounds_the_call() -> None:
 
 
 async def test_stream_failing_before_its_first_event_falls_back() -> None:
-    kernel = make_kernel([[errors.NetworkError("reset before anything")]],
-                         [["from ", "b"]], retry={"attempts": 1})
+    kernel = make_kernel(
+        [[errors.NetworkError("reset before anything")]], [["from ", "b"]], retry={"attempts": 1}
+    )
     async with kernel:
         stream = kernel.astream(model="group", messages="hi")
         events = [e async for e in stream]
@@ -132,8 +144,7 @@ async def test_stream_failing_after_its_first_event_ends_with_an_error() -> None
 
 
 async def test_stream_ends_with_usage_and_cost_then_finish() -> None:
-    kernel = make_kernel([["a", "b", "c"]],
-                         prices={"a/m1": {"input": "1.00", "output": "2.00"}})
+    kernel = make_kernel([["a", "b", "c"]], prices={"a/m1": {"input": "1.00", "output": "2.00"}})
     async with kernel:
         events = [e async for e in kernel.astream(model="a/m1", messages="hi")]
     usage_event, finish = events[-2], events[-1]
@@ -154,8 +165,7 @@ def test_sync_api_and_context_manager_close_clients() -> None:
 
 
 async def test_config_prices_give_a_decimal_cost_and_unknown_is_unpriced() -> None:
-    kernel = make_kernel(["one two"], ["x"],
-                         prices={"a/m1": {"input": "0.15", "output": "0.60"}})
+    kernel = make_kernel(["one two"], ["x"], prices={"a/m1": {"input": "0.15", "output": "0.60"}})
     async with kernel:
         priced = await kernel.achat(model="a/m1", messages="hi")
         unpriced = await kernel.achat(model="b/m1", messages="hi")
@@ -167,8 +177,9 @@ async def test_config_prices_give_a_decimal_cost_and_unknown_is_unpriced() -> No
 async def test_structured_output_is_parsed() -> None:
     kernel = make_kernel(['{"city": "Paris"}'])
     async with kernel:
-        response = await kernel.achat(model="a/m1", messages="hi",
-                                      response_format={"type": "json_object"})
+        response = await kernel.achat(
+            model="a/m1", messages="hi", response_format={"type": "json_object"}
+        )
     assert response.parsed == {"city": "Paris"}
 
 
@@ -183,8 +194,10 @@ async def test_embeddings_go_through_the_pipeline() -> None:
 async def test_bad_message_names_the_field() -> None:
     kernel = make_kernel(["x"])
     with pytest.raises(errors.InvalidRequestError, match=r"messages\[1\]\.role"):
-        await kernel.achat(model="a/m1", messages=[{"role": "user", "content": "a"},
-                                                   {"role": "robot", "content": "b"}])
+        await kernel.achat(
+            model="a/m1",
+            messages=[{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}],
+        )
 
 
 async def test_unknown_model_and_provider_are_named() -> None:

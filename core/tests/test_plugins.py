@@ -14,21 +14,21 @@ import pytest
 from llmkernel import Kernel
 from llmkernel.cli import main
 
-GOOD = '''
+GOOD = """
 from llmkernel import hookimpl
 
 @hookimpl
 def price_model(provider_type, model):
     return None
-'''
+"""
 BROKEN = "raise ImportError('missing dependency: frobnicate')\n"
-WRONG_HOOK = '''
+WRONG_HOOK = """
 from llmkernel import hookimpl
 
 @hookimpl
 def provide_chatt(config):
     return None
-'''
+"""
 
 
 def install(site: Path, name: str, source: str, version: str = "1.0") -> None:
@@ -124,7 +124,10 @@ def test_cli_plugins_lists_status(site: Path, capsys: pytest.CaptureFixture[str]
 def test_plugin_commands_reach_the_cli(tmp_path: Path) -> None:
     site = tmp_path / "cli-site"
     site.mkdir()
-    install(site, "hello", '''
+    install(
+        site,
+        "hello",
+        """
         from llmkernel import hookimpl
 
         @hookimpl
@@ -132,9 +135,16 @@ def test_plugin_commands_reach_the_cli(tmp_path: Path) -> None:
             registry.add("hello", help="greet",
                          arguments=lambda p: p.add_argument("name"),
                          run=lambda args, kernel: print("hello", args.name))
-        ''')
+        """,
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    result = subprocess.run([sys.executable, "-m", "llmkernel.cli", "hello", "world"],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkernel.cli", "hello", "world"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello world\n"

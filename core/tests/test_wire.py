@@ -23,13 +23,15 @@ from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate
 
 
 def test_sse_any_line_ending_and_any_split() -> None:
-    text = ('event: message_start\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\n'
-            'data: line one\ndata: line two\n\nid: 7\ndata: \u2028x\r\rdata: tail')
+    text = (
+        'event: message_start\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\n'
+        "data: line one\ndata: line two\n\nid: 7\ndata: \u2028x\r\rdata: tail"
+    )
     for size in (1, 2, 3, 7, len(text)):
         decoder = SSEDecoder()
         events = []
         for i in range(0, len(text), size):
-            events += decoder.feed(text[i:i + size])
+            events += decoder.feed(text[i : i + size])
         events += decoder.flush()
         assert [(e.event, e.data) for e in events] == [
             ("message_start", '{"a":1}'),
@@ -42,7 +44,7 @@ def test_sse_any_line_ending_and_any_split() -> None:
 
 async def test_ndjson_yields_each_line() -> None:
     async def chunks():  # type: ignore[no-untyped-def]
-        for piece in ['{"a": 1}\n{"b"', ': 2}\n', '\n{"c": 3}']:
+        for piece in ['{"a": 1}\n{"b"', ": 2}\n", '\n{"c": 3}']:
             yield piece
 
     assert [x async for x in aiter_ndjson(chunks())] == [{"a": 1}, {"b": 2}, {"c": 3}]
@@ -88,19 +90,26 @@ def test_retry_after_forms() -> None:
         (529, "overloaded_error", "overloaded", errors.OverloadedError),
     ],
 )
-def test_status_mapping(status: int, code: str | None, message: str,
-                        expected: type[errors.ProviderError]) -> None:
-    error = error_for_status(status, message, provider="p", model="m", code=code,
-                             request_id="req-1", retry_after=2.0)
+def test_status_mapping(
+    status: int, code: str | None, message: str, expected: type[errors.ProviderError]
+) -> None:
+    error = error_for_status(
+        status, message, provider="p", model="m", code=code, request_id="req-1", retry_after=2.0
+    )
     assert type(error) is expected
-    assert (error.provider, error.model, error.status, error.request_id) == ("p", "m", status,
-                                                                             "req-1")
+    assert (error.provider, error.model, error.status, error.request_id) == (
+        "p",
+        "m",
+        status,
+        "req-1",
+    )
     assert "p/m" in str(error) and "req-1" in str(error)
 
 
 def test_transport_mapping() -> None:
-    assert isinstance(error_for_transport(httpx.ConnectError("refused"), provider="p"),
-                      errors.NetworkError)
+    assert isinstance(
+        error_for_transport(httpx.ConnectError("refused"), provider="p"), errors.NetworkError
+    )
     timeout = error_for_transport(httpx.ReadTimeout("slow"), provider="p")
     assert isinstance(timeout, errors.TimeoutError) and timeout.retryable
 
@@ -108,11 +117,13 @@ def test_transport_mapping() -> None:
 async def test_fake_server_streams_incrementally_and_records_requests() -> None:
     gate = Gate()
     with FakeServer() as server:
-        server.expect("POST", "/v1/stream", FakeResponse.sse(
-            ["data: one\n\n", gate, "data: two\n\n"]))
+        server.expect(
+            "POST", "/v1/stream", FakeResponse.sse(["data: one\n\n", gate, "data: two\n\n"])
+        )
         async with httpx.AsyncClient(base_url=server.url) as client:
-            request = client.build_request("POST", "/v1/stream?alt=sse", json={"x": 1},
-                                           headers={"X-Api-Key": "k"})
+            request = client.build_request(
+                "POST", "/v1/stream?alt=sse", json={"x": 1}, headers={"X-Api-Key": "k"}
+            )
             response = await client.send(request, stream=True)
             events = aiter_sse(response.aiter_text())
             first = await anext(events)

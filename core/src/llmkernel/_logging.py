@@ -14,8 +14,12 @@ from typing import Any
 import structlog
 
 _stdlib = logging.getLogger("llmkernel")
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def _emit(level: str, event: str, fields: dict[str, Any]) -> None:

@@ -50,5 +50,8 @@ def count_tokens(request: ChatRequest) -> TokenCount:
     for tool in request.tools:
         chars += len(tool.name) + len(tool.description) + len(str(tool.parameters))
     tokens = -(-chars // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD * len(request.messages)
-    return TokenCount(tokens=tokens + images * IMAGE_TOKENS, exact=False,
-                      method="estimate: about 4 characters per token")
+    return TokenCount(
+        tokens=tokens + images * IMAGE_TOKENS,
+        exact=False,
+        method="estimate: about 4 characters per token",
+    )

@@ -28,7 +28,7 @@ def _configure_logging(verbosity: int) -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),  # stderr as of now
         cache_logger_on_first_use=False,
     )
 
@@ -40,15 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llmkernel", description="One API over every LLM provider."
     )
     parser.add_argument("--version", action="version", version=f"llmkernel {__version__}")
-    parser.add_argument("-c", "--config", metavar="PATH",
-                        help="config file (default: $LLMKERNEL_CONFIG, ./llmkernel.toml, "
-                             "the user config dir)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="show usage and cost; twice for debug logs")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help="config file (default: $LLMKERNEL_CONFIG, ./llmkernel.toml, the user config dir)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show usage and cost; twice for debug logs",
+    )
     # -v also works after the command: `llmkernel chat "hi" -v`
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", dest="sub_verbose", default=0,
-                        help="show usage and cost; twice for debug logs")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="sub_verbose",
+        default=0,
+        help="show usage and cost; twice for debug logs",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="send a prompt and stream the reply", parents=[common])
@@ -59,14 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole reply")
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--temperature", type=float)
-    chat.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                      help="a provider option (value parsed as JSON when it can be)")
+    chat.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a provider option (value parsed as JSON when it can be)",
+    )
 
-    models = sub.add_parser("models", help="configured providers, models and aliases",
-                            parents=[common])
+    models = sub.add_parser(
+        "models", help="configured providers, models and aliases", parents=[common]
+    )
     models.add_argument("--json", action="store_true")
-    plugins = sub.add_parser("plugins", help="installed plugins and their status",
-                             parents=[common])
+    plugins = sub.add_parser("plugins", help="installed plugins and their status", parents=[common])
     plugins.add_argument("--json", action="store_true")
     return parser
 
@@ -240,8 +260,10 @@ def response_json(response: Any) -> dict[str, Any]:
         "model": response.model,
         "text": response.text,
         "reasoning": response.reasoning or None,
-        "tool_calls": [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
-                       for c in response.tool_calls],
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
+            for c in response.tool_calls
+        ],
         "finish_reason": response.finish_reason,
         "parsed": response.parsed,
         "refusal": response.refusal,
@@ -265,22 +287,38 @@ def _models(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
     for name, provider in sorted(kernel.providers().items()):
         plugin = kernel.provider_plugins.get(name, "?")
         for model in provider.declared_models() or ["*"]:
-            rows.append({"model": f"{name}/{model}", "provider": name, "type": provider.type,
-                         "plugin": plugin})
+            rows.append(
+                {
+                    "model": f"{name}/{model}",
+                    "provider": name,
+                    "type": provider.type,
+                    "plugin": plugin,
+                }
+            )
     if not kernel.config.providers:
         # nothing configured: show what the default would use
         try:
             provider = kernel.provider(kernel.default_model.partition("/")[0])
             for model in provider.declared_models():
-                rows.append({"model": f"{provider.name}/{model}", "provider": provider.name,
-                             "type": provider.type,
-                             "plugin": kernel.provider_plugins.get(provider.name, "?")})
-        except Exception:  # noqa: S110 - no default provider installed: nothing to show
+                rows.append(
+                    {
+                        "model": f"{provider.name}/{model}",
+                        "provider": provider.name,
+                        "type": provider.type,
+                        "plugin": kernel.provider_plugins.get(provider.name, "?"),
+                    }
+                )
+        except Exception:
             pass
     aliases = {name: list(targets) for name, targets in sorted(kernel.config.models.items())}
     if args.json:
-        out.write(json.dumps({"models": rows, "aliases": aliases,
-                              "default_model": kernel.config.default_model}, indent=2) + "\n")
+        out.write(
+            json.dumps(
+                {"models": rows, "aliases": aliases, "default_model": kernel.config.default_model},
+                indent=2,
+            )
+            + "\n"
+        )
         return EXIT_OK
     width = max([len(r["model"]) for r in rows] + [5])
     out.write(f"{'MODEL':<{width}}  {'TYPE':<10}  PLUGIN\n")
@@ -298,10 +336,23 @@ def _models(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
 def _plugins(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
     rows = [p for p in kernel.plugins]
     if args.json:
-        out.write(json.dumps([
-            {"name": p.name, "distribution": p.distribution, "version": p.version,
-             "status": p.status, "hooks": list(p.hooks), "error": p.error} for p in rows
-        ], indent=2) + "\n")
+        out.write(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "distribution": p.distribution,
+                        "version": p.version,
+                        "status": p.status,
+                        "hooks": list(p.hooks),
+                        "error": p.error,
+                    }
+                    for p in rows
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
         return EXIT_OK
     if not rows:
         out.write("no plugins installed\n")

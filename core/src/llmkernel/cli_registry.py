@@ -30,7 +30,7 @@ class CommandRegistry:
         self,
         name: str,
         *,
-        help: str,  # noqa: A002 - argparse's word
+        help: str,
         run: Callable[[argparse.Namespace, Kernel], int | None],
         arguments: Callable[[argparse.ArgumentParser], Any] | None = None,
     ) -> None:

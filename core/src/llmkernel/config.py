@@ -96,8 +96,10 @@ class Config:
 
     @classmethod
     def load(
-        cls, source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-        *, env: Mapping[str, str] | None = None,
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
     ) -> Config:
         """Read ``source`` (a path, a dict, or ``None`` to search) plus the environment."""
         env = os.environ if env is None else env
@@ -136,8 +138,9 @@ class Config:
         if default_model is not None and not isinstance(default_model, str):
             raise ConfigError(f"'default_model' in {source_name} must be a string")
         default_model = env.get(DEFAULT_MODEL_ENV) or default_model
-        plugins = parse_options(PluginsConfig, _table(data, "plugins", source_name),
-                                where=where("plugins"))
+        plugins = parse_options(
+            PluginsConfig, _table(data, "plugins", source_name), where=where("plugins")
+        )
         plugins = _plugins_from_env(plugins, env)
         retry = parse_options(RetryConfig, _table(data, "retry", source_name), where=where("retry"))
         providers = {
@@ -156,8 +159,16 @@ class Config:
         for name, table in plugin_tables.items():
             if not isinstance(table, Mapping):
                 raise ConfigError(f"[plugin.{name}] in {source_name} must be a table")
-        return cls(source=source_name, default_model=default_model, plugins=plugins, retry=retry,
-                   providers=providers, models=models, prices=prices, plugin=plugin_tables)
+        return cls(
+            source=source_name,
+            default_model=default_model,
+            plugins=plugins,
+            retry=retry,
+            providers=providers,
+            models=models,
+            prices=prices,
+            plugin=plugin_tables,
+        )
 
 
 def find_config_file(env: Mapping[str, str]) -> Path | None:
@@ -197,8 +208,9 @@ def _plugins_from_env(plugins: PluginsConfig, env: Mapping[str, str]) -> Plugins
 
 def _provider(name: str, table: Any, where: str) -> ProviderSection:
     if not _NAME.match(name):
-        raise ConfigError(f"provider name {name!r} ({where}) may hold only letters, digits, "
-                          "'_', '.', '-'")
+        raise ConfigError(
+            f"provider name {name!r} ({where}) may hold only letters, digits, '_', '.', '-'"
+        )
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
     ptype = table.get("type", name)
@@ -215,21 +227,22 @@ def _provider(name: str, table: Any, where: str) -> ProviderSection:
 
 def _model_targets(name: str, value: Any, where: str) -> tuple[str, ...]:
     targets = [value] if isinstance(value, str) else value
-    if not isinstance(targets, list) or not targets or not all(
-        isinstance(t, str) for t in targets
-    ):
-        raise ConfigError(f"model alias {name!r} in {where} must be a \"provider/model\" string "
-                          "or a non-empty list of them")
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        raise ConfigError(
+            f'model alias {name!r} in {where} must be a "provider/model" string '
+            "or a non-empty list of them"
+        )
     for target in targets:
         if "/" not in target:
-            raise ConfigError(f"model alias {name!r} in {where}: {target!r} is not "
-                              "\"provider/model\"")
+            raise ConfigError(
+                f'model alias {name!r} in {where}: {target!r} is not "provider/model"'
+            )
     return tuple(targets)
 
 
 def _price(name: str, table: Any, where: str) -> ModelPrice:
     if "/" not in name:
-        raise ConfigError(f"{where}: price keys are \"provider/model\", not {name!r}")
+        raise ConfigError(f'{where}: price keys are "provider/model", not {name!r}')
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table with input and output prices")
     known = ("input", "output", "cached_input", "cache_write", "reasoning", "currency", "source")
@@ -252,5 +265,8 @@ def _price(name: str, table: Any, where: str) -> ModelPrice:
     for key in ("input", "output"):
         if key not in values:
             raise ConfigError(f"missing required key {key!r} in {where}")
-    return ModelPrice(**values, currency=str(table.get("currency", "USD")),
-                      source=str(table.get("source", "config")))
+    return ModelPrice(
+        **values,
+        currency=str(table.get("currency", "USD")),
+        source=str(table.get("source", "config")),
+    )

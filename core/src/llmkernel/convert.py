@@ -49,7 +49,8 @@ def message(value: Message | Mapping[str, Any], field: str = "message") -> Messa
     if role == "developer":
         role = "system"
     calls = tuple(
-        tool_call(c, f"{field}.tool_calls[{i}]") for i, c in enumerate(value.get("tool_calls") or ())
+        tool_call(c, f"{field}.tool_calls[{i}]")
+        for i, c in enumerate(value.get("tool_calls") or ())
     )
     parts = content(value.get("content"), f"{field}.content")
     reasoning = value.get("reasoning_content") or value.get("reasoning")
@@ -59,7 +60,7 @@ def message(value: Message | Mapping[str, Any], field: str = "message") -> Messa
     if role == "tool" and not tool_call_id:
         raise _bad(f"{field}.tool_call_id", "a tool message needs the id of the call it answers")
     return Message(
-        role=role,
+        role=role,  # type: ignore[arg-type]  # checked against _ROLES above
         content=parts,
         tool_calls=calls,
         tool_call_id=tool_call_id,
@@ -102,8 +103,10 @@ def part(value: Any, field: str) -> Part:
     if kind == "image":
         try:
             return ImagePart(
-                url=value.get("url"), data=value.get("data"),
-                media_type=value.get("media_type"), detail=value.get("detail"),
+                url=value.get("url"),
+                data=value.get("data"),
+                media_type=value.get("media_type"),
+                detail=value.get("detail"),
             )
         except ValueError as exc:
             raise _bad(field, str(exc)) from None
@@ -162,7 +165,9 @@ def tools(value: Iterable[Tool | Mapping[str, Any]] | None) -> tuple[Tool, ...]:
             raise _bad(field, "expected a dict or Tool")
         spec = item.get("function", item) if item.get("type", "function") == "function" else None
         if not isinstance(spec, Mapping):
-            raise _bad(f"{field}.type", f"only function tools are supported, not {item.get('type')!r}")
+            raise _bad(
+                f"{field}.type", f"only function tools are supported, not {item.get('type')!r}"
+            )
         name = spec.get("name")
         if not isinstance(name, str) or not name:
             raise _bad(f"{field}.function.name", "is required")
@@ -170,8 +175,12 @@ def tools(value: Iterable[Tool | Mapping[str, Any]] | None) -> tuple[Tool, ...]:
         if not isinstance(params, Mapping):
             raise _bad(f"{field}.function.parameters", "must be a JSON schema object")
         result.append(
-            Tool(name=name, description=spec.get("description") or "", parameters=params,
-                 strict=spec.get("strict"))
+            Tool(
+                name=name,
+                description=spec.get("description") or "",
+                parameters=params,
+                strict=spec.get("strict"),
+            )
         )
     names = [t.name for t in result]
     if len(set(names)) != len(names):
@@ -206,8 +215,12 @@ def response_format(value: ResponseFormat | Mapping[str, Any] | None) -> Respons
         schema = spec.get("schema")
         if not isinstance(schema, Mapping):
             raise _bad("response_format.json_schema.schema", "is required (a JSON schema)")
-        return ResponseFormat(type="json_schema", schema=schema, name=spec.get("name") or "response",
-                              strict=bool(spec.get("strict", True)))
+        return ResponseFormat(
+            type="json_schema",
+            schema=schema,
+            name=spec.get("name") or "response",
+            strict=bool(spec.get("strict", True)),
+        )
     if kind in ("json_object", "text"):
         return ResponseFormat(type=kind)
     if kind == "object" and "properties" in value:  # a bare JSON schema

@@ -148,7 +148,7 @@ class OverloadedError(ProviderError):
     default_retryable = True
 
 
-class TimeoutError(ProviderError):  # noqa: A001 - the kernel's own, distinct from builtins
+class TimeoutError(ProviderError):
     kind = "timeout"
     default_retryable = True
 

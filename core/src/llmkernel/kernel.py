@@ -27,6 +27,7 @@ The sync methods run the async ones on a private event loop thread (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -148,20 +149,22 @@ class Kernel:
             return existing
         section = self.config.providers.get(name)
         if section is not None:
-            config = ProviderConfig(name=name, type=section.type, options=section.options,
-                                    where=section.where)
+            config = ProviderConfig(
+                name=name, type=section.type, options=section.options, where=section.where
+            )
         else:
-            config = ProviderConfig(name=name, type=name, options={},
-                                    where=f"[providers.{name}] (defaults)")
+            config = ProviderConfig(
+                name=name, type=name, options={}, where=f"[providers.{name}] (defaults)"
+            )
         transport = self.hook.provide_transport(kernel=self, provider=name)
         if transport is not None:
             config = attrs.evolve(config, transport=transport)
-        provider = None
+        provider: Provider | None = None
         # firstresult by hand, so the plugin that answered is known and named in errors
         for impl in reversed(self.hook.provide_chat.get_hookimpls()):
-            args = {"kernel": self, "config": config}
+            args: dict[str, Any] = {"kernel": self, "config": config}
             try:
-                provider = impl.function(*[args[a] for a in impl.argnames])
+                answer: Any = impl.function(*[args[a] for a in impl.argnames])
             except LLMKernelError:
                 raise
             except Exception as exc:
@@ -169,7 +172,13 @@ class Kernel:
                     f"plugin {impl.plugin_name!r} failed creating provider {name!r} "
                     f"(type {config.type!r}): {type(exc).__name__}: {exc}"
                 ) from exc
-            if provider is not None:
+            if answer is not None:
+                if not isinstance(answer, Provider):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} returned {type(answer).__name__} from "
+                        "provide_chat; it must return a llmkernel.provider.Provider"
+                    )
+                provider = answer
                 self.provider_plugins[name] = impl.plugin_name
                 break
         if provider is None:
@@ -181,8 +190,10 @@ class Kernel:
         known = sorted(set(self.config.providers) | set(self._providers))
         what = f"provider {name!r}" if implicit else f"provider type {ptype!r} (for {name!r})"
         hint = f"; configured providers: {', '.join(known)}" if known else ""
-        return (f"no installed plugin serves {what}: install llmkernel-{ptype} or add a "
-                f"[providers.{name}] table with a known type{hint}")
+        return (
+            f"no installed plugin serves {what}: install llmkernel-{ptype} or add a "
+            f"[providers.{name}] table with a known type{hint}"
+        )
 
     def providers(self) -> dict[str, Provider]:
         """Every configured provider instance, and any created since."""
@@ -199,8 +210,11 @@ class Kernel:
             return self.config.default_model
         if not _announced_default:
             _announced_default = True
-            log.warning("llmkernel.default_model.mock", model=OFFLINE_DEFAULT_MODEL,
-                        note="no default_model configured; using the offline mock provider")
+            log.warning(
+                "llmkernel.default_model.mock",
+                model=OFFLINE_DEFAULT_MODEL,
+                note="no default_model configured; using the offline mock provider",
+            )
         return OFFLINE_DEFAULT_MODEL
 
     # ------------------------------------------------------------------ routing
@@ -213,25 +227,26 @@ class Kernel:
             if "/" not in model:
                 aliases = ", ".join(sorted(self.config.models)) or "none configured"
                 raise NoProviderError(
-                    f"model {model!r} is neither \"provider/model\" nor an alias "
-                    f"(aliases: {aliases})"
+                    f'model {model!r} is neither "provider/model" nor an alias (aliases: {aliases})'
                 )
             targets = (model,)
         candidates = []
         for target in targets:
             provider_name, _, model_id = target.partition("/")
             if not provider_name or not model_id:
-                raise NoProviderError(f"model {target!r} is not \"provider/model\"")
+                raise NoProviderError(f'model {target!r} is not "provider/model"')
             provider = self.provider(provider_name)
-            candidates.append(Candidate(provider=provider_name, model=model_id,
-                                        provider_type=provider.type))
+            candidates.append(
+                Candidate(provider=provider_name, model=model_id, provider_type=provider.type)
+            )
         return candidates
 
     def _candidates(self, request: ChatRequest | EmbeddingRequest) -> list[Candidate]:
         candidates = self.resolve(request.model)
         if isinstance(request, ChatRequest):
-            chosen = self.hook.select_provider(kernel=self, request=request,
-                                               candidates=list(candidates))
+            chosen = self.hook.select_provider(
+                kernel=self, request=request, candidates=list(candidates)
+            )
             candidates = list(chosen) if chosen is not None else candidates
         if not candidates:
             raise NoProviderError(f"no candidate left for model {request.model!r}")
@@ -281,15 +296,21 @@ class Kernel:
 
     # ------------------------------------------------------------------ chat
 
-    async def achat(self, model: str | None = None,
-                    messages: Iterable[Message | Mapping[str, Any]] | str = (),
-                    **kwargs: Any) -> Response:
+    async def achat(
+        self,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        **kwargs: Any,
+    ) -> Response:
         """Send a chat request; see :meth:`build_request` for the arguments."""
         return await self.run_chat(self.build_request(model, messages, **kwargs))
 
-    def chat(self, model: str | None = None,
-             messages: Iterable[Message | Mapping[str, Any]] | str = (),
-             **kwargs: Any) -> Response:
+    def chat(
+        self,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        **kwargs: Any,
+    ) -> Response:
         """Sync :meth:`achat`."""
         return self._portal.call(self.achat(model, messages, **kwargs))
 
@@ -300,10 +321,16 @@ class Kernel:
         if self.cache is not None:
             hit = await self.cache.lookup(request)
             if hit is not None:
-                response = attrs.evolve(hit, cached=True, attempts=0,
-                                        latency=time.perf_counter() - started)
-                call_each(self.plugin_manager, "on_response", kernel=self, request=request,
-                          response=response)
+                response = attrs.evolve(
+                    hit, cached=True, attempts=0, latency=time.perf_counter() - started
+                )
+                call_each(
+                    self.plugin_manager,
+                    "on_response",
+                    kernel=self,
+                    request=request,
+                    response=response,
+                )
                 return response
 
         async def call(provider: Provider, routed: ChatRequest) -> Response:
@@ -313,15 +340,26 @@ class Kernel:
         response = self._finish(request, candidate, response, attempts, started)
         if self.cache is not None:
             await self.cache.store(request, response)
-        call_each(self.plugin_manager, "on_response", kernel=self, request=request,
-                  response=response)
+        call_each(
+            self.plugin_manager, "on_response", kernel=self, request=request, response=response
+        )
         return response
 
-    def _finish(self, request: ChatRequest, candidate: Candidate, response: Response,
-                attempts: int, started: float) -> Response:
+    def _finish(
+        self,
+        request: ChatRequest,
+        candidate: Candidate,
+        response: Response,
+        attempts: int,
+        started: float,
+    ) -> Response:
         parsed = response.parsed
-        if parsed is None and request.response_format is not None and \
-                request.response_format.type != "text" and response.text:
+        if (
+            parsed is None
+            and request.response_format is not None
+            and request.response_format.type != "text"
+            and response.text
+        ):
             import json
 
             try:
@@ -350,7 +388,7 @@ class Kernel:
         attempts = 0
         for candidate in self._candidates(request):
             provider = self.provider(candidate.provider)
-            routed = attrs.evolve(request, model=candidate.model)  # type: ignore[misc]
+            routed = attrs.evolve(request, model=candidate.model)
             on_candidate = 0
             try:
                 async for attempt in stamina.retry_context(
@@ -364,11 +402,14 @@ class Kernel:
                     with attempt:
                         attempts += 1
                         on_candidate += 1
-                        log.debug("llmkernel.request.sent", provider=candidate.provider,
-                                  model=candidate.model, attempt=on_candidate)
+                        log.debug(
+                            "llmkernel.request.sent",
+                            provider=candidate.provider,
+                            model=candidate.model,
+                            attempt=on_candidate,
+                        )
                         try:
-                            result = await _within(deadline, call(provider, routed),
-                                                   candidate)
+                            result = await _within(deadline, call(provider, routed), candidate)
                         except ProviderError as exc:
                             _fill(exc, candidate)
                             self._notify_error(routed, candidate, exc, on_candidate)
@@ -380,49 +421,79 @@ class Kernel:
                     self.mark_unhealthy(candidate.provider)
                 if not exc.fallback:
                     raise
-                log.info("llmkernel.fallback", provider=candidate.provider,
-                         model=candidate.model, error=type(exc).__name__)
+                log.info(
+                    "llmkernel.fallback",
+                    provider=candidate.provider,
+                    model=candidate.model,
+                    error=type(exc).__name__,
+                )
         if len(failures) == 1:
             raise failures[0]
         raise AllCandidatesFailedError(request.model, failures)
 
-    def _notify_error(self, request: Any, candidate: Candidate, error: Exception,
-                      attempt: int) -> None:
-        log.debug("llmkernel.attempt.failed", provider=candidate.provider,
-                  model=candidate.model, attempt=attempt, error=type(error).__name__,
-                  retryable=getattr(error, "retryable", False))
-        call_each(self.plugin_manager, "on_error", kernel=self, request=request,
-                  candidate=candidate, error=error, attempt=attempt)
+    def _notify_error(
+        self, request: Any, candidate: Candidate, error: Exception, attempt: int
+    ) -> None:
+        log.debug(
+            "llmkernel.attempt.failed",
+            provider=candidate.provider,
+            model=candidate.model,
+            attempt=attempt,
+            error=type(error).__name__,
+            retryable=getattr(error, "retryable", False),
+        )
+        call_each(
+            self.plugin_manager,
+            "on_error",
+            kernel=self,
+            request=request,
+            candidate=candidate,
+            error=error,
+            attempt=attempt,
+        )
 
     # ------------------------------------------------------------------ streams
 
-    def astream(self, model: str | None = None,
-                messages: Iterable[Message | Mapping[str, Any]] | str = (),
-                **kwargs: Any) -> AsyncChatStream:
+    def astream(
+        self,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        **kwargs: Any,
+    ) -> AsyncChatStream:
         """Stream a chat: iterate the returned object with ``async for``; its
         ``response`` holds the final response once the stream ends."""
         return AsyncChatStream(self, self.build_request(model, messages, **kwargs))
 
-    def stream(self, model: str | None = None,
-               messages: Iterable[Message | Mapping[str, Any]] | str = (),
-               **kwargs: Any) -> ChatStream:
+    def stream(
+        self,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        **kwargs: Any,
+    ) -> ChatStream:
         """Sync :meth:`astream`: iterate with ``for``."""
         return ChatStream(self, self.astream(model, messages, **kwargs))
 
-    async def run_stream(self, request: ChatRequest,
-                         handle: AsyncChatStream) -> AsyncIterator[StreamEvent]:
+    async def run_stream(
+        self, request: ChatRequest, handle: AsyncChatStream
+    ) -> AsyncIterator[StreamEvent]:
         """The pipeline for one streamed chat; yields the user's events."""
         started = time.perf_counter()
         self.hook.on_request(kernel=self, request=request)
         if self.cache is not None:
             hit = await self.cache.lookup(request)
             if hit is not None:
-                handle.response = attrs.evolve(hit, cached=True, attempts=0,
-                                               latency=time.perf_counter() - started)
-                for event in replay(handle.response):
-                    yield event
-                call_each(self.plugin_manager, "on_response", kernel=self, request=request,
-                          response=handle.response)
+                handle.response = attrs.evolve(
+                    hit, cached=True, attempts=0, latency=time.perf_counter() - started
+                )
+                for replayed in replay(handle.response):
+                    yield replayed
+                call_each(
+                    self.plugin_manager,
+                    "on_response",
+                    kernel=self,
+                    request=request,
+                    response=handle.response,
+                )
                 return
 
         async def open_stream(
@@ -442,7 +513,7 @@ class Kernel:
         builder = ResponseBuilder(provider=candidate.provider, model=candidate.model)
         handle.first_event_latency = time.perf_counter() - started
         try:
-            event = first
+            event: StreamEvent | None = first
             while event is not None:
                 builder.add(event)
                 if not isinstance(event, UsageEvent | FinishEvent | MetadataEvent):
@@ -463,51 +534,72 @@ class Kernel:
         handle.response = response
         if self.cache is not None:
             await self.cache.store(request, response)
-        call_each(self.plugin_manager, "on_response", kernel=self, request=request,
-                  response=response)
+        call_each(
+            self.plugin_manager, "on_response", kernel=self, request=request, response=response
+        )
         yield UsageEvent(usage=response.usage, cost=response.cost)
         yield FinishEvent(finish_reason=response.finish_reason)
 
     # ------------------------------------------------------------------ embeddings
 
-    async def aembed(self, model: str | None = None, input: str | Iterable[str] = (),  # noqa: A002
-                     *, dimensions: int | None = None, **options: Any) -> EmbeddingResponse:
+    async def aembed(
+        self,
+        model: str | None = None,
+        input: str | Iterable[str] = (),
+        *,
+        dimensions: int | None = None,
+        **options: Any,
+    ) -> EmbeddingResponse:
         """Embed one text or many; one vector per input, in order."""
         inputs = (input,) if isinstance(input, str) else tuple(input)
         if not inputs:
             raise convert._bad("input", "at least one text to embed is needed")
         if not model:
             raise convert._bad("model", "an embedding model is required (provider/model)")
-        request = EmbeddingRequest(model=model, inputs=inputs, dimensions=dimensions,
-                                   options=options)
+        request = EmbeddingRequest(
+            model=model, inputs=inputs, dimensions=dimensions, options=options
+        )
         started = time.perf_counter()
 
         async def call(provider: Provider, routed: EmbeddingRequest) -> EmbeddingResponse:
             return await provider.embed(routed)
 
         candidate, response, attempts = await self._run_candidates(request, call)
-        return attrs.evolve(response, provider=candidate.provider,
-                            model=response.model or candidate.model,
-                            cost=self.cost(candidate, response.usage),
-                            latency=time.perf_counter() - started, attempts=attempts)
+        return attrs.evolve(
+            response,
+            provider=candidate.provider,
+            model=response.model or candidate.model,
+            cost=self.cost(candidate, response.usage),
+            latency=time.perf_counter() - started,
+            attempts=attempts,
+        )
 
-    def embed(self, model: str | None = None, input: str | Iterable[str] = (),  # noqa: A002
-              **kwargs: Any) -> EmbeddingResponse:
+    def embed(
+        self,
+        model: str | None = None,
+        input: str | Iterable[str] = (),
+        **kwargs: Any,
+    ) -> EmbeddingResponse:
         """Sync :meth:`aembed`."""
         return self._portal.call(self.aembed(model, input, **kwargs))
 
     # ------------------------------------------------------------------ tokens and money
 
-    def count_tokens(self, model: str | None = None,
-                     messages: Iterable[Message | Mapping[str, Any]] | str = (),
-                     **kwargs: Any) -> TokenCount:
+    def count_tokens(
+        self,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        **kwargs: Any,
+    ) -> TokenCount:
         """Input tokens of a request for ``model``'s first candidate; ``exact`` says
         whether it is a real tokenizer's count or an estimate."""
         request = self.build_request(model, messages, **kwargs)
         candidate = self.resolve(request.model)[0]
         routed = attrs.evolve(request, model=candidate.model)
         result: TokenCount = self.hook.count_tokens(
-            kernel=self, request=routed, provider_type=candidate.provider_type,
+            kernel=self,
+            request=routed,
+            provider_type=candidate.provider_type,
             model=candidate.model,
         )
         return result
@@ -528,9 +620,14 @@ class Kernel:
         price = self.price(candidate)
         return price.cost(usage) if price is not None else None
 
-    def estimate_cost(self, model: str | None = None,
-                      messages: Iterable[Message | Mapping[str, Any]] | str = (),
-                      *, output_tokens: int | None = None, **kwargs: Any) -> Decimal | None:
+    def estimate_cost(
+        self,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        *,
+        output_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> Decimal | None:
         """The cost of sending ``messages`` to ``model``'s first candidate and getting
         ``output_tokens`` back (default: ``max_tokens``, else none). ``None`` when
         the model is unpriced."""
@@ -547,8 +644,11 @@ class Kernel:
             try:
                 await provider.aclose()
             except Exception as exc:
-                log.warning("llmkernel.provider.close_failed", provider=provider.name,
-                            error=f"{type(exc).__name__}: {exc}")
+                log.warning(
+                    "llmkernel.provider.close_failed",
+                    provider=provider.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
     def close(self) -> None:
         """Sync :meth:`aclose`; also stops the sync event loop thread."""
@@ -650,8 +750,7 @@ def replay(response: Response) -> Iterator[StreamEvent]:
     if response.text:
         yield TextDelta(text=response.text)
     for index, call in enumerate(response.tool_calls):
-        yield ToolCallDelta(index=index, id=call.id, name=call.name,
-                            arguments=call.arguments_json)
+        yield ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments_json)
     yield UsageEvent(usage=response.usage, cost=response.cost)
     yield FinishEvent(finish_reason=response.finish_reason)
 
@@ -670,9 +769,14 @@ def _retry_wait(exc: Exception, deadline: float) -> bool | float:
 
 def _log_retry(details: Any) -> None:
     error = details.caused_by
-    log.info("llmkernel.retry.scheduled", attempt=details.retry_num,
-             wait=round(details.wait_for, 3), error=type(error).__name__,
-             provider=getattr(error, "provider", None), model=getattr(error, "model", None))
+    log.info(
+        "llmkernel.retry.scheduled",
+        attempt=details.retry_num,
+        wait=round(details.wait_for, 3),
+        error=type(error).__name__,
+        provider=getattr(error, "provider", None),
+        model=getattr(error, "model", None),
+    )
 
 
 def _quiet_stamina() -> None:
@@ -702,7 +806,8 @@ async def _within(deadline: float, awaitable: Awaitable[T], candidate: Candidate
     except TimeoutError:
         raise ProviderTimeoutError(
             "the call's total deadline ([retry] timeout) ran out",
-            provider=candidate.provider, model=candidate.model,
+            provider=candidate.provider,
+            model=candidate.model,
         ) from None
 
 
@@ -715,10 +820,8 @@ def _fill(exc: ProviderError, candidate: Candidate) -> None:
 async def _aclose(events: AsyncIterator[Any]) -> None:
     close = getattr(events, "aclose", None)
     if close is not None:
-        try:
+        with contextlib.suppress(Exception):  # closing must not hide the real error
             await close()
-        except Exception:  # closing a broken stream must not hide the real error
-            pass
 
 
 __all__ = ["AsyncChatStream", "ChatStream", "ConfigError", "Kernel"]

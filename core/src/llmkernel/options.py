@@ -23,7 +23,7 @@ T = TypeVar("T")
 def parse_options(cls: type[T], table: Mapping[str, Any], *, where: str) -> T:
     """Build ``cls`` (an attrs class) from ``table``; ``where`` names the table in
     errors, for example ``"[providers.groq] in ./llmkernel.toml"``."""
-    fields = {f.name: f for f in attrs.fields(cls)}  # type: ignore[misc]
+    fields = {f.name: f for f in attrs.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     known = {_key(name): name for name in fields if not name.startswith("_")}
     kwargs: dict[str, Any] = {}
@@ -31,7 +31,11 @@ def parse_options(cls: type[T], table: Mapping[str, Any], *, where: str) -> T:
         name = known.get(key)
         if name is None:
             close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; known keys: {', '.join(sorted(known))}"
+            )
             raise ConfigError(f"unknown key {key!r} in {where}{hint}")
         kwargs[name] = _check(value, hints[name], f"{key!r} in {where}")
     for name, field in fields.items():

@@ -72,8 +72,11 @@ def load_plugins(
             version = dist.version if dist is not None else None
             if not _wanted(ep.name, settings):
                 pm.set_blocked(ep.name)
-                statuses.append(PluginStatus(name=ep.name, status="disabled",
-                                             distribution=dist_name, version=version))
+                statuses.append(
+                    PluginStatus(
+                        name=ep.name, status="disabled", distribution=dist_name, version=version
+                    )
+                )
                 continue
             try:
                 plugin = ep.load()
@@ -98,8 +101,12 @@ def _wanted(name: str, settings: PluginsConfig) -> bool:
 
 
 def _register(
-    pm: pluggy.PluginManager, plugin: object, name: str, settings: PluginsConfig,
-    dist: str | None, version: str | None,
+    pm: pluggy.PluginManager,
+    plugin: object,
+    name: str,
+    settings: PluginsConfig,
+    dist: str | None,
+    version: str | None,
 ) -> PluginStatus:
     if not _wanted(name, settings):
         return PluginStatus(name=name, status="disabled", distribution=dist, version=version)
@@ -110,16 +117,17 @@ def _register(
         if pm.is_registered(plugin):
             pm.unregister(plugin)
         return _failed(name, exc, dist, version, "register")
-    return PluginStatus(name=name, status="loaded", distribution=dist, version=version,
-                        hooks=hooks_of(pm, plugin))
+    return PluginStatus(
+        name=name, status="loaded", distribution=dist, version=version, hooks=hooks_of(pm, plugin)
+    )
 
 
 def _check_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
     unknown = [
-        caller.name for caller in (pm.get_hookcallers(plugin) or [])
+        caller.name
+        for caller in (pm.get_hookcallers(plugin) or [])
         if not caller.has_spec()
-        and any(not impl.optionalhook for impl in caller.get_hookimpls()
-                if impl.plugin is plugin)
+        and any(not impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
     ]
     if unknown:
         raise pluggy.PluginValidationError(
@@ -127,12 +135,12 @@ def _check_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         )
 
 
-def _failed(name: str, exc: BaseException, dist: str | None, version: str | None,
-            stage: str) -> PluginStatus:
+def _failed(
+    name: str, exc: BaseException, dist: str | None, version: str | None, stage: str
+) -> PluginStatus:
     error = f"{type(exc).__name__}: {exc}"
     log.warning("llmkernel.plugin.failed", plugin=name, stage=stage, error=error)
-    return PluginStatus(name=name, status="failed", distribution=dist, version=version,
-                        error=error)
+    return PluginStatus(name=name, status="failed", distribution=dist, version=version, error=error)
 
 
 def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
@@ -142,5 +150,9 @@ def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
         try:
             impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception as exc:
-            log.warning("llmkernel.plugin.hook_failed", plugin=impl.plugin_name, hook=hook,
-                        error=f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "llmkernel.plugin.hook_failed",
+                plugin=impl.plugin_name,
+                hook=hook,
+                error=f"{type(exc).__name__}: {exc}",
+            )

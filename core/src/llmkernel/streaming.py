@@ -119,14 +119,18 @@ class ResponseBuilder:
         except json.JSONDecodeError as exc:
             raise MalformedResponseError(
                 f"tool call {call.name!r} arguments are not valid JSON: {exc}",
-                provider=self.provider, model=self.model,
+                provider=self.provider,
+                model=self.model,
             ) from None
         if not isinstance(arguments, dict):
             raise MalformedResponseError(
                 f"tool call {call.name!r} arguments are not a JSON object",
-                provider=self.provider, model=self.model,
+                provider=self.provider,
+                model=self.model,
             )
         return ToolCall(
-            id=call.id or f"call_{index}", name=call.name, arguments=arguments,
+            id=call.id or f"call_{index}",
+            name=call.name,
+            arguments=arguments,
             signature=call.signature,
         )

@@ -74,7 +74,9 @@ class Tool:
 
     name: str
     description: str = ""
-    parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
+    parameters: Mapping[str, Any] = attrs.field(
+        factory=lambda: {"type": "object", "properties": {}}
+    )
     strict: bool | None = None
 
 
@@ -365,7 +367,13 @@ class ErrorEvent:
 
 
 StreamEvent: TypeAlias = (
-    TextDelta | ReasoningDelta | ToolCallDelta | UsageEvent | FinishEvent | MetadataEvent | ErrorEvent
+    TextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | UsageEvent
+    | FinishEvent
+    | MetadataEvent
+    | ErrorEvent
 )
 
 

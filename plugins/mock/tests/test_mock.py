@@ -10,17 +10,26 @@ import pytest
 from llmkernel import Kernel, errors
 from llmkernel_mock import MockProvider, MockReply
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-        "required": ["city", "days"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city", "days"],
+        },
+    },
+}
 
 
 def kernel_with(**options: Any) -> Kernel:
-    return Kernel.from_config({
-        "providers": {"sim": {"type": "mock", **options}},
-        "retry": {"attempts": 1},
-    })
+    return Kernel.from_config(
+        {
+            "providers": {"sim": {"type": "mock", **options}},
+            "retry": {"attempts": 1},
+        }
+    )
 
 
 def mock(kernel: Kernel) -> MockProvider:
@@ -29,8 +38,9 @@ def mock(kernel: Kernel) -> MockProvider:
     return provider
 
 
-def test_found_by_entry_point_and_the_offline_default(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Any) -> None:
+def test_found_by_entry_point_and_the_offline_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LLMKERNEL_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
@@ -60,8 +70,9 @@ async def test_generated_length_usage_and_max_tokens() -> None:
 
 
 async def test_stream_pacing_and_time_to_first_token() -> None:
-    async with kernel_with(time_to_first_token=0.2, tokens_per_second=50,
-                           output_tokens=10) as kernel:
+    async with kernel_with(
+        time_to_first_token=0.2, tokens_per_second=50, output_tokens=10
+    ) as kernel:
         started = time.monotonic()
         stream = kernel.astream(model="sim/chat", messages="go")
         first_at = None
@@ -83,11 +94,17 @@ async def test_latency() -> None:
     assert response.latency >= 0.14
 
 
-@pytest.mark.parametrize(("kind", "cls"), [
-    ("rate_limit", errors.RateLimitError), ("server", errors.ServerError),
-    ("overloaded", errors.OverloadedError), ("timeout", errors.TimeoutError),
-    ("network", errors.NetworkError), ("authentication", errors.AuthenticationError),
-])
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [
+        ("rate_limit", errors.RateLimitError),
+        ("server", errors.ServerError),
+        ("overloaded", errors.OverloadedError),
+        ("timeout", errors.TimeoutError),
+        ("network", errors.NetworkError),
+        ("authentication", errors.AuthenticationError),
+    ],
+)
 async def test_failure_kinds(kind: str, cls: type[errors.ProviderError]) -> None:
     async with kernel_with(failure_rate=1.0, error_kinds=[kind], retry_after=2.5) as kernel:
         with pytest.raises(cls) as info:
@@ -124,9 +141,15 @@ async def test_tool_calls_then_tool_result() -> None:
     async with kernel_with() as kernel:
         first = await kernel.achat(model="sim/chat", messages="weather?", tools=[WEATHER])
         call = first.tool_calls[0]
-        second = await kernel.achat(model="sim/chat", tools=[WEATHER], messages=[
-            {"role": "user", "content": "weather?"}, first.message,
-            {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+        second = await kernel.achat(
+            model="sim/chat",
+            tools=[WEATHER],
+            messages=[
+                {"role": "user", "content": "weather?"},
+                first.message,
+                {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+            ],
+        )
         stream = kernel.astream(model="sim/chat", messages="weather?", tools=[WEATHER])
         deltas = [e async for e in stream if e.type == "tool_call"]
     assert first.finish_reason == "tool_calls" and call.name == "get_weather"
@@ -137,14 +160,21 @@ async def test_tool_calls_then_tool_result() -> None:
 
 
 async def test_structured_output_and_reasoning() -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string"},
-                                               "age": {"type": "integer"}},
-              "required": ["name", "age"]}
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
     async with kernel_with() as kernel:
         response = await kernel.achat(
-            model="sim/chat", messages="a person", reasoning="high",
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "person", "schema": schema}})
+            model="sim/chat",
+            messages="a person",
+            reasoning="high",
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "person", "schema": schema},
+            },
+        )
     assert set(response.parsed) == {"name", "age"}
     assert response.reasoning and response.usage.reasoning_tokens > 0
     assert response.message.content[0].signature
@@ -159,11 +189,18 @@ async def test_embeddings_deterministic() -> None:
 
 
 async def test_enqueue_and_history_script_exact_answers() -> None:
-    kernel = Kernel.from_config({"providers": {"sim": {"type": "mock"}},
-                                 "retry": {"attempts": 3, "initial_wait": 0, "max_wait": 0}})
+    kernel = Kernel.from_config(
+        {
+            "providers": {"sim": {"type": "mock"}},
+            "retry": {"attempts": 3, "initial_wait": 0, "max_wait": 0},
+        }
+    )
     sim = mock(kernel)
-    sim.enqueue(errors.RateLimitError("slow", retry_after=0.0), "second try",
-                MockReply(text="a b c", fail_after=1, error=errors.NetworkError("cut")))
+    sim.enqueue(
+        errors.RateLimitError("slow", retry_after=0.0),
+        "second try",
+        MockReply(text="a b c", fail_after=1, error=errors.NetworkError("cut")),
+    )
     async with kernel:
         response = await kernel.achat(model="sim/x", messages="first")
         with pytest.raises(errors.NetworkError):

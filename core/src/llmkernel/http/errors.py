@@ -85,9 +85,7 @@ def error_for_status(
     words = " ".join(w for w in (code, error_type) if w).lower()
     cls: type[errors.ProviderError]
     if status == 429:
-        if any(m in words for m in _QUOTA_MARKERS) or (
-            "insufficient_quota" in message.lower()
-        ):
+        if any(m in words for m in _QUOTA_MARKERS) or ("insufficient_quota" in message.lower()):
             cls = errors.QuotaExceededError
         else:
             cls = errors.RateLimitError
@@ -104,7 +102,8 @@ def error_for_status(
     elif status == 409:
         cls = errors.ServerError  # a conflict on the provider's side; retry
     elif status in (400, 413, 422):
-        if is_context_window_message(f"{words} {message}") or status == 413 and "token" in message:
+        too_long = status == 413 and "token" in message
+        if too_long or is_context_window_message(f"{words} {message}"):
             cls = errors.ContextWindowExceededError
         elif "content_filter" in words or "safety" in words:
             cls = errors.ContentFilteredError
@@ -129,18 +128,14 @@ def error_for_status(
     )
 
 
-def error_for_transport(
-    exc: Exception, *, provider: str, model: str = ""
-) -> errors.ProviderError:
+def error_for_transport(exc: Exception, *, provider: str, model: str = "") -> errors.ProviderError:
     """The kernel error for an httpx transport failure (timeout, refused, reset)."""
     detail = type(exc).__name__
     text = str(exc)
     if text:
         detail = f"{detail}: {text}"
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return errors.TimeoutError(
-            f"no answer in time ({detail})", provider=provider, model=model
-        )
+        return errors.TimeoutError(f"no answer in time ({detail})", provider=provider, model=model)
     return errors.NetworkError(f"connection failed ({detail})", provider=provider, model=model)
 
 

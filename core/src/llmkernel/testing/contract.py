@@ -29,7 +29,7 @@ import pytest
 from llmkernel import errors
 from llmkernel.kernel import Kernel
 from llmkernel.testing.fake_server import FakeServer, Gate, RecordedRequest
-from llmkernel.types import ToolCall, Usage
+from llmkernel.types import FinishEvent, ToolCall, Usage, UsageEvent
 
 ERROR_KINDS: dict[str, type[errors.ProviderError]] = {
     "authentication": errors.AuthenticationError,
@@ -82,8 +82,9 @@ class ProviderContract:
         buckets."""
         return Usage(input_tokens=12, output_tokens=7)
 
-    def script_text(self, server: FakeServer, text: str, usage: Usage, *, stream: bool,
-                    gate: Gate | None = None) -> None:
+    def script_text(
+        self, server: FakeServer, text: str, usage: Usage, *, stream: bool, gate: Gate | None = None
+    ) -> None:
         """Answer the next chat with ``text`` and ``usage``, finish reason stop.
 
         When streaming, send the text in several pieces (at least two text events)
@@ -91,13 +92,13 @@ class ProviderContract:
         """
         raise NotImplementedError
 
-    def script_tool_calls(self, server: FakeServer, calls: list[ToolCall], *,
-                          stream: bool) -> None:
+    def script_tool_calls(self, server: FakeServer, calls: list[ToolCall], *, stream: bool) -> None:
         """Answer with these parallel tool calls (streamed as argument fragments)."""
         raise NotImplementedError
 
-    def script_error(self, server: FakeServer, kind: str, *, stream: bool,
-                     retry_after: float | None = None) -> None:
+    def script_error(
+        self, server: FakeServer, kind: str, *, stream: bool, retry_after: float | None = None
+    ) -> None:
         """Answer with the provider's error status and body for ``kind``."""
         raise NotImplementedError
 
@@ -139,8 +140,11 @@ class ProviderContract:
         yield self.make_kernel(server)
 
     def make_kernel(self, server: FakeServer, **retry: Any) -> Kernel:
-        options = {"type": self.provider_type, "api_key_env": self.api_key_env,
-                   **self.options(server)}
+        options = {
+            "type": self.provider_type,
+            "api_key_env": self.api_key_env,
+            **self.options(server),
+        }
         config = {
             "providers": {"p": options},
             "retry": {"attempts": 1, "initial_wait": 0.0, "max_wait": 0.0, **retry},
@@ -180,8 +184,8 @@ class ProviderContract:
         assert len(texts) >= 2, "the text should arrive in several deltas"
         assert "".join(texts) == "Hello there, friend!"
         assert [e.type for e in events][-2:] == ["usage", "finish"]
-        assert events[-2].usage == usage
-        assert events[-1].finish_reason == "stop"
+        assert isinstance(events[-2], UsageEvent) and events[-2].usage == usage
+        assert isinstance(events[-1], FinishEvent) and events[-1].finish_reason == "stop"
         assert stream.response is not None
         assert stream.response.text == "Hello there, friend!"
         assert stream.response.usage == usage
@@ -220,15 +224,17 @@ class ProviderContract:
         messages = [{"role": "user", "content": "Weather in Paris and Tokyo?"}]
         async with kernel:
             if stream:
-                handle = kernel.astream(model=self.qualified_model, messages=messages,
-                                        tools=[WEATHER_TOOL])
+                handle = kernel.astream(
+                    model=self.qualified_model, messages=messages, tools=[WEATHER_TOOL]
+                )
                 events = [e async for e in handle]
                 assert any(e.type == "tool_call" for e in events)
                 response = handle.response
                 assert response is not None
             else:
-                response = await kernel.achat(model=self.qualified_model, messages=messages,
-                                              tools=[WEATHER_TOOL])
+                response = await kernel.achat(
+                    model=self.qualified_model, messages=messages, tools=[WEATHER_TOOL]
+                )
         assert response.finish_reason == "tool_calls"
         assert [(c.name, dict(c.arguments)) for c in response.tool_calls] == [
             ("get_weather", {"city": "Paris"}),
@@ -240,17 +246,25 @@ class ProviderContract:
 
     async def test_tool_result_round_trip(self, kernel: Kernel, server: FakeServer) -> None:
         self.script_text(server, "It is 18C in Paris.", self.usage_sample(), stream=False)
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": [{
-                "id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-            }]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "18C and sunny"},
         ]
         async with kernel:
-            response = await kernel.achat(model=self.qualified_model, messages=messages,
-                                          tools=[WEATHER_TOOL])
+            response = await kernel.achat(
+                model=self.qualified_model, messages=messages, tools=[WEATHER_TOOL]
+            )
         assert response.text == "It is 18C in Paris."
         self.check_tool_result_request(server.requests[-1].json())
 
@@ -276,29 +290,33 @@ class ProviderContract:
         assert error.status is not None
         assert self.api_key not in str(error) and self.api_key not in repr(error)
 
-    async def test_retry_after_is_honoured(self, server: FakeServer,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test_retry_after_is_honoured(
+        self, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv(self.api_key_env, self.api_key)
         kernel = self.make_kernel(server, attempts=3)
         self.script_error(server, "rate_limit", stream=False, retry_after=0.4)
         self.script_text(server, "after the wait", self.usage_sample(), stream=False)
         started = time.monotonic()
         async with kernel:
-            response = await kernel.achat(model=self.qualified_model,
-                                          messages=[{"role": "user", "content": "hi"}])
+            response = await kernel.achat(
+                model=self.qualified_model, messages=[{"role": "user", "content": "hi"}]
+            )
         assert response.text == "after the wait"
         assert response.attempts == 2
         assert time.monotonic() - started >= 0.35, "the Retry-After wait was not honoured"
 
     @pytest.mark.parametrize("reset", [False, True], ids=["cut", "reset"])
-    async def test_stream_cut_off_midway(self, kernel: Kernel, server: FakeServer,
-                                         reset: bool) -> None:
+    async def test_stream_cut_off_midway(
+        self, kernel: Kernel, server: FakeServer, reset: bool
+    ) -> None:
         self.script_cut_stream(server, reset=reset)
         events = []
         async with kernel:
             with pytest.raises(errors.ProviderError) as info:
-                async for event in kernel.astream(model=self.qualified_model,
-                                                  messages=[{"role": "user", "content": "hi"}]):
+                async for event in kernel.astream(
+                    model=self.qualified_model, messages=[{"role": "user", "content": "hi"}]
+                ):
                     events.append(event)
         assert any(e.type == "text" for e in events), "text arrived before the cut"
         assert events[-1].type == "error", "the stream ends with an error event"
@@ -306,18 +324,21 @@ class ProviderContract:
         assert info.value.provider == "p"
 
     @pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
-    async def test_malformed_response(self, kernel: Kernel, server: FakeServer,
-                                      stream: bool) -> None:
+    async def test_malformed_response(
+        self, kernel: Kernel, server: FakeServer, stream: bool
+    ) -> None:
         self.script_malformed(server, stream=stream)
         async with kernel:
             with pytest.raises(errors.ProviderError) as info:
                 if stream:
-                    async for _ in kernel.astream(model=self.qualified_model,
-                                                  messages=[{"role": "user", "content": "hi"}]):
+                    async for _ in kernel.astream(
+                        model=self.qualified_model, messages=[{"role": "user", "content": "hi"}]
+                    ):
                         pass
                 else:
-                    await kernel.achat(model=self.qualified_model,
-                                       messages=[{"role": "user", "content": "hi"}])
+                    await kernel.achat(
+                        model=self.qualified_model, messages=[{"role": "user", "content": "hi"}]
+                    )
         assert isinstance(info.value, errors.MalformedResponseError | errors.NetworkError)
         assert info.value.provider == "p"
         assert not isinstance(info.value.__cause__, KeyError)
@@ -331,23 +352,29 @@ class ProviderContract:
         server.close()  # nothing listens on that port any more
         async with kernel:
             with pytest.raises(errors.NetworkError) as info:
-                await kernel.achat(model=self.qualified_model,
-                                   messages=[{"role": "user", "content": "hi"}])
+                await kernel.achat(
+                    model=self.qualified_model, messages=[{"role": "user", "content": "hi"}]
+                )
         assert info.value.provider == "p"
 
-    async def test_missing_key_names_the_variable(self, server: FakeServer,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test_missing_key_names_the_variable(
+        self, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.delenv(self.api_key_env, raising=False)
         kernel = self.make_kernel(server)
         self.script_text(server, "never", self.usage_sample(), stream=False)
         async with kernel:
             with pytest.raises(errors.AuthenticationError, match=self.api_key_env):
-                await kernel.achat(model=self.qualified_model,
-                                   messages=[{"role": "user", "content": "hi"}])
+                await kernel.achat(
+                    model=self.qualified_model, messages=[{"role": "user", "content": "hi"}]
+                )
 
     async def test_unknown_option_is_refused(self, server: FakeServer) -> None:
-        config = {"providers": {"p": {"type": self.provider_type, **self.options(server),
-                                      "base_urll": "x"}}}
+        config = {
+            "providers": {
+                "p": {"type": self.provider_type, **self.options(server), "base_urll": "x"}
+            }
+        }
         with pytest.raises(errors.ConfigError, match="base_urll"):
             kernel = Kernel.from_config(config, plugins=[self.plugin], entry_points=False)
             kernel.provider("p")

@@ -79,7 +79,11 @@ class FakeResponse:
 
     @classmethod
     def text_body(
-        cls, text: str, *, status: int = 200, content_type: str = "text/plain",
+        cls,
+        text: str,
+        *,
+        status: int = 200,
+        content_type: str = "text/plain",
         headers: Mapping[str, str] | None = None,
     ) -> FakeResponse:
         return cls(
@@ -102,8 +106,11 @@ class FakeResponse:
         ``data: ...\\n\\n`` framing in the test, exactly as the provider does)."""
         return cls(
             status=status,
-            headers={"content-type": "text/event-stream", "cache-control": "no-cache",
-                     **(headers or {})},
+            headers={
+                "content-type": "text/event-stream",
+                "cache-control": "no-cache",
+                **(headers or {}),
+            },
             pieces=list(pieces),
             truncate=truncate,
             reset=reset,
@@ -272,11 +279,23 @@ def _read_request(reader: Any) -> RecordedRequest | None:
     return RecordedRequest(method=method.upper(), target=target, headers=headers, body=body)
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
-            422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
-            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
-            529: "Overloaded"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    529: "Overloaded",
+}
 
 
 def _write_response(sock: socket.socket, response: FakeResponse) -> bool:

@@ -50,9 +50,11 @@ class ScriptedProvider(Provider):
         self.requests.append(request)
         item = self._next()
         text = item if isinstance(item, str) else "".join(p for p in item if isinstance(p, str))
-        return Response(message=Message(role="assistant", content=(TextPart(text=text),)),
-                        usage=Usage(input_tokens=10, output_tokens=len(text.split())),
-                        model=request.model)
+        return Response(
+            message=Message(role="assistant", content=(TextPart(text=text),)),
+            usage=Usage(input_tokens=10, output_tokens=len(text.split())),
+            model=request.model,
+        )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         self.requests.append(request)
@@ -67,8 +69,10 @@ class ScriptedProvider(Provider):
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         self._next()
-        return EmbeddingResponse(vectors=[[float(len(t))] for t in request.inputs],
-                                 usage=Usage(input_tokens=len(request.inputs)))
+        return EmbeddingResponse(
+            vectors=[[float(len(t))] for t in request.inputs],
+            usage=Usage(input_tokens=len(request.inputs)),
+        )
 
     def declared_models(self) -> list[str]:
         return ["m1", "m2"]
@@ -93,19 +97,31 @@ class ScriptedPlugin:
             from llmkernel.errors import ConfigError
 
             raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in {config.where}")
-        return ScriptedProvider(ProviderConfig(name=config.name, type=config.type,
-                                               options={"script": script}))
+        return ScriptedProvider(
+            ProviderConfig(name=config.name, type=config.type, options={"script": script})
+        )
 
 
-def make_kernel(*scripts: list[Any], retry: dict[str, Any] | None = None,
-                plugins: tuple[object, ...] = (), **extra: Any) -> Kernel:
+def make_kernel(
+    *scripts: list[Any],
+    retry: dict[str, Any] | None = None,
+    plugins: tuple[object, ...] = (),
+    **extra: Any,
+) -> Kernel:
     """A kernel with providers a, b, ... each scripted; alias ``group`` = all of them."""
     names = [chr(ord("a") + i) for i in range(len(scripts))]
     config: dict[str, Any] = {
-        "providers": {n: {"type": "scripted", "script": s} for n, s in zip(names, scripts)},
+        "providers": {
+            n: {"type": "scripted", "script": s} for n, s in zip(names, scripts, strict=True)
+        },
         "models": {"group": [f"{n}/m1" for n in names]},
-        "retry": {"attempts": 3, "initial_wait": 0.0, "max_wait": 0.0, "jitter": 0.0,
-                  **(retry or {})},
+        "retry": {
+            "attempts": 3,
+            "initial_wait": 0.0,
+            "max_wait": 0.0,
+            "jitter": 0.0,
+            **(retry or {}),
+        },
         **extra,
     }
     return Kernel.from_config(config, plugins=[ScriptedPlugin(), *plugins], entry_points=False)

@@ -1,4 +1,5 @@
-"""Simulated LLM provider for llmkernel: offline, deterministic, configurable latency and failures."""
+"""Simulated LLM provider for llmkernel: offline, deterministic, with configurable
+latency and failures."""
 
 from __future__ import annotations
 

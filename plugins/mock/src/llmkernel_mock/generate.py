@@ -10,12 +10,53 @@ from typing import Any
 
 from llmkernel.types import ChatRequest, ImagePart, Message, TextPart
 
-WORDS = (
-    "the kernel routes each request to a provider and returns a normalized answer with usage "
-    "cost latency and attempts while retries fallbacks caches and budgets stay out of the way "
-    "so applications switch models by changing one string simulated tokens arrive steadily "
-    "offline deterministic reply"
-).split()
+WORDS = [
+    "the",
+    "kernel",
+    "routes",
+    "each",
+    "request",
+    "to",
+    "a",
+    "provider",
+    "and",
+    "returns",
+    "a",
+    "normalized",
+    "answer",
+    "with",
+    "usage",
+    "cost",
+    "latency",
+    "and",
+    "attempts",
+    "while",
+    "retries",
+    "fallbacks",
+    "caches",
+    "and",
+    "budgets",
+    "stay",
+    "out",
+    "of",
+    "the",
+    "way",
+    "so",
+    "applications",
+    "switch",
+    "models",
+    "by",
+    "changing",
+    "one",
+    "string",
+    "simulated",
+    "tokens",
+    "arrive",
+    "steadily",
+    "offline",
+    "deterministic",
+    "reply",
+]
 
 
 def rng_for(seed: int, request: ChatRequest) -> random.Random:
@@ -57,7 +98,7 @@ def estimate_input_tokens(request: ChatRequest) -> int:
 
 def value_for(schema: Mapping[str, Any], rng: random.Random, name: str = "value") -> Any:
     """A value that satisfies a simple JSON schema."""
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]

@@ -86,8 +86,9 @@ class _Plan:
 class MockProvider(Provider):
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
-        self.settings = parse_options(MockSettings, config.options,
-                                      where=config.where or f"[providers.{config.name}]")
+        self.settings = parse_options(
+            MockSettings, config.options, where=config.where or f"[providers.{config.name}]"
+        )
         self._failures = random.Random(self.settings.seed)
         self._script: list[Scripted] = []
         self.history: list[ChatRequest] = []
@@ -155,20 +156,29 @@ class MockProvider(Provider):
         size = request.dimensions or self.settings.embedding_dimensions
         vectors = [_vector(self.settings.seed, text, size) for text in request.inputs]
         tokens = sum(max(1, len(text) // 4) for text in request.inputs)
-        return EmbeddingResponse(vectors=vectors, model=request.model,
-                                 usage=Usage(input_tokens=tokens))
+        return EmbeddingResponse(
+            vectors=vectors, model=request.model, usage=Usage(input_tokens=tokens)
+        )
 
     async def list_models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=m, provider=self.name, capabilities=self.capabilities(m))
-                for m in self.settings.models]
+        return [
+            ModelInfo(id=m, provider=self.name, capabilities=self.capabilities(m))
+            for m in self.settings.models
+        ]
 
     def declared_models(self) -> list[str]:
         return list(self.settings.models)
 
     def capabilities(self, model: str) -> Capabilities:
-        return Capabilities(tools=True, images=True, json_schema=True, reasoning=True,
-                            embeddings=model == "embed", context_window=128_000,
-                            max_output_tokens=16_384)
+        return Capabilities(
+            tools=True,
+            images=True,
+            json_schema=True,
+            reasoning=True,
+            embeddings=model == "embed",
+            context_window=128_000,
+            max_output_tokens=16_384,
+        )
 
     async def health(self) -> Health:
         return Health(ok=True, detail="simulated")
@@ -199,8 +209,9 @@ class MockProvider(Provider):
         if isinstance(scripted, str):
             scripted = MockReply(text=scripted)
         if isinstance(scripted, MockReply) and (scripted.text or scripted.tool_calls):
-            return self._plan(request, "", scripted.text, scripted.tool_calls, input_tokens,
-                              scripted)
+            return self._plan(
+                request, "", scripted.text, scripted.tool_calls, input_tokens, scripted
+            )
         reasoning = generated_text(rng, 8) if request.reasoning is not None else ""
         calls: tuple[ToolCall, ...] = ()
         last = request.messages[-1]
@@ -211,8 +222,13 @@ class MockProvider(Provider):
                 tool = next((t for t in request.tools if t.name == request.tool_choice.name), tool)
             arguments = value_for(tool.parameters, rng, tool.name)
             digest = hashlib.sha256(f"{request.model}{last.text}".encode()).hexdigest()[:12]
-            calls = (ToolCall(id=f"call_{digest}", name=tool.name,
-                              arguments=arguments if isinstance(arguments, dict) else {}),)
+            calls = (
+                ToolCall(
+                    id=f"call_{digest}",
+                    name=tool.name,
+                    arguments=arguments if isinstance(arguments, dict) else {},
+                ),
+            )
             text = ""
         elif last.role == "tool":
             text = f"The tool returned: {last.text}"
@@ -222,29 +238,49 @@ class MockProvider(Provider):
             text = last_user_text(request.messages)
         else:
             text = generated_text(rng, self.settings.output_tokens)
-        return self._plan(request, reasoning, text, calls, input_tokens,
-                          scripted if isinstance(scripted, MockReply) else None)
+        return self._plan(
+            request,
+            reasoning,
+            text,
+            calls,
+            input_tokens,
+            scripted if isinstance(scripted, MockReply) else None,
+        )
 
-    def _plan(self, request: ChatRequest, reasoning: str, text: str,
-              calls: tuple[ToolCall, ...], input_tokens: int, reply: MockReply | None) -> _Plan:
+    def _plan(
+        self,
+        request: ChatRequest,
+        reasoning: str,
+        text: str,
+        calls: tuple[ToolCall, ...],
+        input_tokens: int,
+        reply: MockReply | None,
+    ) -> _Plan:
         finish: Any = "tool_calls" if calls else "stop"
         if request.max_tokens is not None and len(text.split()) > request.max_tokens:
             text = " ".join(text.split()[: request.max_tokens])
             finish = "length"
         reasoning_tokens = len(reasoning.split())
-        output = len(text.split()) + reasoning_tokens + sum(
-            max(1, len(c.arguments_json) // 4) for c in calls
+        output = (
+            len(text.split())
+            + reasoning_tokens
+            + sum(max(1, len(c.arguments_json) // 4) for c in calls)
         )
-        usage = Usage(input_tokens=input_tokens, output_tokens=output,
-                      reasoning_tokens=reasoning_tokens)
+        usage = Usage(
+            input_tokens=input_tokens, output_tokens=output, reasoning_tokens=reasoning_tokens
+        )
         if reply is not None:
             usage = reply.usage or usage
             finish = reply.finish_reason or finish
-        return _Plan(reasoning=reasoning, text=text, tool_calls=calls, usage=usage,
-                     finish_reason=finish,
-                     fail_after=reply.fail_after if reply else None,
-                     error=_named(reply.error, self.name, request.model)
-                     if reply and reply.error else None)
+        return _Plan(
+            reasoning=reasoning,
+            text=text,
+            tool_calls=calls,
+            usage=usage,
+            finish_reason=finish,
+            fail_after=reply.fail_after if reply else None,
+            error=_named(reply.error, self.name, request.model) if reply and reply.error else None,
+        )
 
     async def _pace(self, tokens: int) -> None:
         if self.settings.time_to_first_token:
@@ -259,11 +295,13 @@ class MockProvider(Provider):
         name, status = self.name, _STATUS.get(kind)
         text = f"simulated {kind.replace('_', ' ')}"
         if kind == "rate_limit":
-            return errors.RateLimitError(text, provider=name, model=model, status=429,
-                                         retry_after=self.settings.retry_after)
+            return errors.RateLimitError(
+                text, provider=name, model=model, status=429, retry_after=self.settings.retry_after
+            )
         cls = _ERRORS[kind]
-        return cls(text, provider=name, model=model, status=status,
-                   request_id=f"mock-req-{self._served}")
+        return cls(
+            text, provider=name, model=model, status=status, request_id=f"mock-req-{self._served}"
+        )
 
 
 _ERRORS: dict[str, type[errors.ProviderError]] = {
@@ -276,8 +314,15 @@ _ERRORS: dict[str, type[errors.ProviderError]] = {
     "context_window": errors.ContextWindowExceededError,
     "mid_stream": errors.ServerError,
 }
-_STATUS = {"rate_limit": 429, "server": 500, "overloaded": 529, "authentication": 401,
-           "invalid_request": 400, "context_window": 400, "mid_stream": 500}
+_STATUS = {
+    "rate_limit": 429,
+    "server": 500,
+    "overloaded": 529,
+    "authentication": 401,
+    "invalid_request": 400,
+    "context_window": 400,
+    "mid_stream": 500,
+}
 
 
 def _named(error: errors.ProviderError, provider: str, model: str) -> errors.ProviderError:

@@ -7,12 +7,26 @@ from typing import Literal
 import attrs
 
 ErrorKind = Literal[
-    "rate_limit", "server", "overloaded", "timeout", "network", "authentication",
-    "invalid_request", "context_window", "mid_stream",
+    "rate_limit",
+    "server",
+    "overloaded",
+    "timeout",
+    "network",
+    "authentication",
+    "invalid_request",
+    "context_window",
+    "mid_stream",
 ]
 ERROR_KINDS: tuple[str, ...] = (
-    "rate_limit", "server", "overloaded", "timeout", "network", "authentication",
-    "invalid_request", "context_window", "mid_stream",
+    "rate_limit",
+    "server",
+    "overloaded",
+    "timeout",
+    "network",
+    "authentication",
+    "invalid_request",
+    "context_window",
+    "mid_stream",
 )
 
 
@@ -35,7 +49,10 @@ class MockSettings:
     def __attrs_post_init__(self) -> None:
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
-        for value, key in ((self.latency, "latency"), (self.tokens_per_second, "tokens_per_second"),
-                           (self.time_to_first_token, "time_to_first_token")):
+        for value, key in (
+            (self.latency, "latency"),
+            (self.tokens_per_second, "tokens_per_second"),
+            (self.time_to_first_token, "time_to_first_token"),
+        ):
             if value < 0:
                 raise ValueError(f"{key} must not be negative")
