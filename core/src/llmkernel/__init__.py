@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "Config": "llmkernel.config",
+    "log": "llmkernel._logging",
     "AllCandidatesFailedError": "llmkernel.errors",
     "AuthenticationError": "llmkernel.errors",
     "ConfigError": "llmkernel.errors",
@@ -91,6 +92,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from llmkernel._logging import log
     from llmkernel.config import (
         Config,
     )
@@ -216,4 +218,5 @@ __all__ = [
     "UsageEvent",
     "__version__",
     "hookimpl",
+    "log",
 ]

@@ -9,9 +9,8 @@ warnings and errors by default. Event names are dotted: ``llmkernel.retry.schedu
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
-
-import structlog
 
 _stdlib = logging.getLogger("llmkernel")
 _LEVELS = {
@@ -23,7 +22,10 @@ _LEVELS = {
 
 
 def _emit(level: str, event: str, fields: dict[str, Any]) -> None:
-    if structlog.is_configured():
+    # An application that configured structlog has imported it; checking sys.modules
+    # keeps structlog's import (tens of ms) off the library's startup.
+    structlog = sys.modules.get("structlog")
+    if structlog is not None and structlog.is_configured():
         getattr(structlog.get_logger("llmkernel"), level)(event, **fields)
         return
     number = _LEVELS[level]
@@ -49,3 +51,8 @@ class Log:
 
 
 log = Log()
+
+
+def get_logger() -> Log:
+    """The quiet-by-default logger, for plugins too: ``from llmkernel import log``."""
+    return log

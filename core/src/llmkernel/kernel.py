@@ -35,7 +35,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import attrs
-import stamina
 
 from llmkernel import convert
 from llmkernel._logging import log
@@ -107,7 +106,6 @@ class Kernel:
         self._unhealthy: dict[str, float] = {}
         self._prices: dict[tuple[str, str, str], ModelPrice | None] = {}
         self._portal = Portal()
-        _quiet_stamina()
         try:
             self.hook.configure(kernel=self, config=self.config)
         except LLMKernelError:
@@ -382,6 +380,7 @@ class Kernel:
         call: Callable[[Provider, Any], Awaitable[T]],
     ) -> tuple[Candidate, T, int]:
         """Try each candidate in turn, each with retries, inside one deadline."""
+        stamina = _stamina()
         retry = self.config.retry
         deadline = time.monotonic() + retry.timeout
         failures: list[ProviderError] = []
@@ -777,6 +776,21 @@ def _log_retry(details: Any) -> None:
         provider=getattr(error, "provider", None),
         model=getattr(error, "model", None),
     )
+
+
+_stamina_module: Any = None
+
+
+def _stamina() -> Any:
+    """stamina, imported on the first call rather than at startup, with its retry
+    logging made quiet (see :func:`_quiet_stamina`)."""
+    global _stamina_module
+    if _stamina_module is None:
+        import stamina
+
+        _quiet_stamina()
+        _stamina_module = stamina
+    return _stamina_module
 
 
 def _quiet_stamina() -> None:

@@ -28,7 +28,7 @@ class HTTPSettings:
     max_keepalive_connections: int = 128
     models: list[str] = attrs.field(factory=list)  # declared models, for `llmkernel models`
 
-    def api_key(self, *, provider: str, required: bool = True) -> str | None:
+    def api_key(self, *, provider: str, model: str = "", required: bool = True) -> str | None:
         """The key from the environment; a clear error naming the variable if unset."""
         if not self.api_key_env:
             return None
@@ -37,5 +37,6 @@ class HTTPSettings:
             raise AuthenticationError(
                 f"no API key: set the environment variable {self.api_key_env}",
                 provider=provider,
+                model=model,
             )
         return value or None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any, ClassVar
 
 import pytest
@@ -60,7 +59,7 @@ WEATHER_TOOL = {
 class ProviderContract:
     """Subclass and fill in; see the module docstring."""
 
-    plugin: ClassVar[ModuleType | object]
+    plugin: ClassVar[Any]
     provider_type: ClassVar[str]
     model: ClassVar[str]
     api_key_env: ClassVar[str] = "LLMKERNEL_CONTRACT_KEY"

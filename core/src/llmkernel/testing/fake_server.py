@@ -178,6 +178,8 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        #: answers any request no route matches (default: a 404 naming the route)
+        self.default: FakeResponse | Handler | None = None
         self._routes: dict[tuple[str, str], _Route] = {}
         self._lock = threading.Lock()
         server = self
@@ -191,7 +193,9 @@ class FakeServer:
             allow_reuse_address = True
 
         self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -233,7 +237,7 @@ class FakeServer:
                 with self._lock:
                     self.requests.append(request)
                     route = self._routes.get((request.method, request.path))
-                    item = route.next() if route else None
+                    item = route.next() if route else self.default
                 if item is None:
                     response = FakeResponse.json_body(
                         {"error": f"fake server: no route for {request.method} {request.path}"},

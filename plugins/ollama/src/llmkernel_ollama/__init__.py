@@ -1,0 +1,1 @@
+"""Ollama provider for llmkernel."""
