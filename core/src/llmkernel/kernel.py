@@ -65,6 +65,8 @@ from llmkernel.types import (
     MetadataEvent,
     ModelPrice,
     Reasoning,
+    ReasoningDelta,
+    ReasoningPart,
     Response,
     ResponseFormat,
     StreamEvent,
@@ -745,11 +747,23 @@ class ChatStream:
 
 
 def replay(response: Response) -> Iterator[StreamEvent]:
-    """A stored response as stream events: how cached answers stream."""
+    """A stored response as stream events: how cached answers stream. Thinking and
+    signatures are replayed too, so a rebuilt answer can be sent back."""
+    thinking = (p for p in response.message.content if isinstance(p, ReasoningPart))
+    for index, part in enumerate(thinking):
+        yield ReasoningDelta(
+            text=part.text, signature=part.signature, redacted=part.redacted, index=index
+        )
     if response.text:
         yield TextDelta(text=response.text)
     for index, call in enumerate(response.tool_calls):
-        yield ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments_json)
+        yield ToolCallDelta(
+            index=index,
+            id=call.id,
+            name=call.name,
+            arguments=call.arguments_json,
+            signature=call.signature,
+        )
     yield UsageEvent(usage=response.usage, cost=response.cost)
     yield FinishEvent(finish_reason=response.finish_reason)
 
