@@ -27,7 +27,7 @@ _CONTEXT_MARKERS = (
     "exceeds the maximum number of tokens",
     "input token count",
 )
-_QUOTA_MARKERS = ("insufficient_quota", "quota", "billing", "credit balance")
+_QUOTA_MARKERS = ("insufficient_quota", "quota_exceeded", "billing", "credit balance")
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

@@ -1,0 +1,92 @@
+"""The ``[providers.NAME]`` keys of an ``openai`` instance, and the presets."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias
+
+import attrs
+
+from llmkernel.http import HTTPSettings
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+
+PresetName: TypeAlias = Literal[
+    "openai",
+    "groq",
+    "together",
+    "deepseek",
+    "openrouter",
+    "mistral",
+    "vllm",
+    "lmstudio",
+    "llamacpp",
+]
+
+
+@attrs.frozen(kw_only=True)
+class Preset:
+    """Defaults for a well-known OpenAI-compatible server."""
+
+    base_url: str
+    api_key_env: str | None
+    api_key_required: bool = True
+
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset(base_url=OPENAI_BASE_URL, api_key_env=OPENAI_KEY_ENV),
+    "groq": Preset(base_url="https://api.groq.com/openai/v1", api_key_env="GROQ_API_KEY"),
+    "together": Preset(base_url="https://api.together.xyz/v1", api_key_env="TOGETHER_API_KEY"),
+    "deepseek": Preset(base_url="https://api.deepseek.com/v1", api_key_env="DEEPSEEK_API_KEY"),
+    "openrouter": Preset(base_url="https://openrouter.ai/api/v1", api_key_env="OPENROUTER_API_KEY"),
+    "mistral": Preset(base_url="https://api.mistral.ai/v1", api_key_env="MISTRAL_API_KEY"),
+    "vllm": Preset(base_url="http://localhost:8000/v1", api_key_env=None, api_key_required=False),
+    "lmstudio": Preset(
+        base_url="http://localhost:1234/v1", api_key_env=None, api_key_required=False
+    ),
+    "llamacpp": Preset(
+        base_url="http://localhost:8080/v1", api_key_env=None, api_key_required=False
+    ),
+}
+
+
+@attrs.frozen(kw_only=True)
+class OpenAISettings(HTTPSettings):
+    """Options of an ``openai`` provider instance.
+
+    ``base_url``, ``api_key_env`` and ``api_key_required`` left unset take the
+    ``preset``'s values, else OpenAI's (``https://api.openai.com/v1``,
+    ``OPENAI_API_KEY``, required). With ``api_key_required = false`` and no
+    ``api_key_env``, no key is sent at all (so ``OPENAI_API_KEY`` never reaches a
+    local server).
+    """
+
+    preset: PresetName | None = None
+    organization: str | None = None  # OpenAI-Organization header
+    project: str | None = None  # OpenAI-Project header
+    api_version: str | None = None  # ?api-version= on every request (Azure-style servers)
+    api_key_required: bool | None = None
+    api_key_header: str | None = None  # send the bare key in this header (Azure: "api-key")
+    embedding_batch_size: int = attrs.field(default=2048)
+    send_reasoning: bool = False  # send ReasoningPart text back as reasoning_content
+
+    @embedding_batch_size.validator
+    def _positive(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ValueError(f"embedding_batch_size must be at least 1, not {value}")
+
+    def resolved(self) -> OpenAISettings:
+        """These settings with the preset's (or OpenAI's) defaults filled in."""
+        preset = PRESETS[self.preset or "openai"]
+        required = self.api_key_required
+        if required is None:
+            required = preset.api_key_required
+        key_env = self.api_key_env
+        if key_env is None and (required or self.preset is not None):
+            key_env = preset.api_key_env
+        return attrs.evolve(
+            self,
+            base_url=(self.base_url or preset.base_url).rstrip("/"),
+            api_key_env=key_env or None,
+            api_key_required=required,
+        )
