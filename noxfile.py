@@ -2,7 +2,7 @@
 dependency fails), everything together, lint, typing.
 
     uvx nox -l                 # list sessions
-    uvx nox -s "tests(package='openai')"
+    uvx nox -s "package_tests(package='openai')"
 """
 
 from __future__ import annotations

@@ -1,0 +1,45 @@
+"""Well-known Claude models and what they can do, without a network call."""
+
+from __future__ import annotations
+
+from llmkernel.types import Capabilities
+
+_CONTEXT = 200_000
+
+
+def _claude(max_output: int, *, reasoning: bool) -> Capabilities:
+    return Capabilities(
+        tools=True,
+        images=True,
+        json_schema=True,  # by forced tool use
+        reasoning=reasoning,
+        embeddings=False,
+        context_window=_CONTEXT,
+        max_output_tokens=max_output,
+    )
+
+
+#: model id (or alias prefix) -> capabilities. Dated ids such as
+#: ``claude-sonnet-4-5-20250929`` match their alias by prefix.
+KNOWN_MODELS: dict[str, Capabilities] = {
+    "claude-opus-4-1": _claude(32_000, reasoning=True),
+    "claude-opus-4": _claude(32_000, reasoning=True),
+    "claude-sonnet-4-5": _claude(64_000, reasoning=True),
+    "claude-sonnet-4": _claude(64_000, reasoning=True),
+    "claude-haiku-4-5": _claude(64_000, reasoning=True),
+    "claude-3-7-sonnet": _claude(64_000, reasoning=True),
+    "claude-3-5-haiku": _claude(8_192, reasoning=False),
+}
+
+
+def capabilities_for(model: str) -> Capabilities | None:
+    """The capabilities of ``model``: an exact alias, or the longest alias that is a
+    ``-``-separated prefix of it (``claude-opus-4-1-20250805`` is ``claude-opus-4-1``,
+    not ``claude-opus-4``)."""
+    model = model.strip().lower()
+    if model in KNOWN_MODELS:
+        return KNOWN_MODELS[model]
+    matches = [alias for alias in KNOWN_MODELS if model.startswith(alias + "-")]
+    if not matches:
+        return None
+    return KNOWN_MODELS[max(matches, key=len)]
