@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(UV is None, reason="uv is not installed")
 
 
 def sh(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd,
-                          check=False, timeout=300)
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, cwd=cwd, check=False, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,17 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     made = sh(UV or "uv", "venv", "--python", sys.executable, where / "venv", cwd=where)
     assert made.returncode == 0, made.stderr
     python = where / "venv" / "bin" / "python"
-    installed = sh(UV or "uv", "pip", "install", "--offline", "--python", python,
-                   ROOT / "core", ROOT / "plugins" / "mock", cwd=where)
+    installed = sh(
+        UV or "uv",
+        "pip",
+        "install",
+        "--offline",
+        "--python",
+        python,
+        ROOT / "core",
+        ROOT / "plugins" / "mock",
+        cwd=where,
+    )
     if installed.returncode != 0 and "offline" in installed.stderr.lower():
         pytest.skip(f"uv's cache lacks a dependency offline: {installed.stderr[-300:]}")
     assert installed.returncode == 0, installed.stderr

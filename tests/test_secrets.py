@@ -17,15 +17,23 @@ from llmkernel import Kernel, errors
 from llmkernel.testing.fake_server import FakeResponse, FakeServer
 
 KEY = "sk-SECRET-must-never-show-9f8e7d6c5b4a"
-HTTP_TYPES = sorted(ep.name for ep in entry_points(group="llmkernel.plugins")
-                    if ep.name in {"openai", "anthropic", "gemini", "ollama"})
+HTTP_TYPES = sorted(
+    ep.name
+    for ep in entry_points(group="llmkernel.plugins")
+    if ep.name in {"openai", "anthropic", "gemini", "ollama"}
+)
 BASE = {"openai": "/v1"}
 
 
 def config(ptype: str, server: FakeServer) -> dict[str, object]:
     return {
-        "providers": {"p": {"type": ptype, "base_url": server.url + BASE.get(ptype, ""),
-                            "api_key_env": "LLMKERNEL_SECRET_TEST_KEY"}},
+        "providers": {
+            "p": {
+                "type": ptype,
+                "base_url": server.url + BASE.get(ptype, ""),
+                "api_key_env": "LLMKERNEL_SECRET_TEST_KEY",
+            }
+        },
         "retry": {"attempts": 2, "initial_wait": 0, "max_wait": 0},
     }
 
@@ -33,13 +41,22 @@ def config(ptype: str, server: FakeServer) -> dict[str, object]:
 def unauthorized(request: object) -> FakeResponse:
     # providers echo part of the offending key in their messages; the full key must not leak
     return FakeResponse.json_body(
-        {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                   "code": "invalid_api_key", "status": "UNAUTHENTICATED"}}, status=401)
+        {
+            "error": {
+                "message": "Incorrect API key provided",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+                "status": "UNAUTHENTICATED",
+            }
+        },
+        status=401,
+    )
 
 
 @pytest.mark.parametrize("ptype", HTTP_TYPES)
-async def test_no_secret_in_logs_errors_or_reprs(ptype: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_secret_in_logs_errors_or_reprs(
+    ptype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LLMKERNEL_SECRET_TEST_KEY", KEY)
     sink = io.StringIO()
     structlog.configure(
@@ -69,9 +86,17 @@ async def test_no_secret_in_logs_errors_or_reprs(ptype: str,
         root.setLevel(old_level)
         structlog.reset_defaults()
     assert any(KEY in " ".join(h.values()) for h in sent), "the key was sent to the provider"
-    texts = [sink.getvalue(), str(info.value), repr(info.value), str(streamed.value),
-             repr(streamed.value), repr(kernel), repr(kernel.provider("p")),
-             repr(kernel.provider("p").__dict__), str(health)]
+    texts = [
+        sink.getvalue(),
+        str(info.value),
+        repr(info.value),
+        str(streamed.value),
+        repr(streamed.value),
+        repr(kernel),
+        repr(kernel.provider("p")),
+        repr(kernel.provider("p").__dict__),
+        str(health),
+    ]
     for text in texts:
         assert KEY not in text
     assert "sk-SECRET" not in sink.getvalue()
@@ -83,13 +108,21 @@ def test_no_secret_in_cli_output(ptype: str, tmp_path: Path) -> None:
         server.default = unauthorized
         toml = tmp_path / "llmkernel.toml"
         base = server.url + BASE.get(ptype, "")
-        toml.write_text(f'[providers.p]\ntype = "{ptype}"\nbase_url = "{base}"\n'
-                        'api_key_env = "LLMKERNEL_SECRET_TEST_KEY"\n'
-                        "[retry]\nattempts = 1\n")
+        toml.write_text(
+            f'[providers.p]\ntype = "{ptype}"\nbase_url = "{base}"\n'
+            'api_key_env = "LLMKERNEL_SECRET_TEST_KEY"\n'
+            "[retry]\nattempts = 1\n"
+        )
         env = {**os.environ, "LLMKERNEL_SECRET_TEST_KEY": KEY}
         result = subprocess.run(
             [sys.executable, "-m", "llmkernel.cli", "-vv", "chat", "hi", "-m", "p/some-model"],
-            capture_output=True, text=True, cwd=tmp_path, env=env, check=False, timeout=60)
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+            timeout=60,
+        )
     assert result.returncode == 1
     assert "p/some-model" in result.stderr
     assert KEY not in result.stdout + result.stderr

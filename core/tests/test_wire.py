@@ -150,3 +150,19 @@ async def test_fake_server_cut_and_reset() -> None:
             missing = await client.get("/nothing")
             assert missing.status_code == 404
             assert "no route" in json.loads(missing.text)["error"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "expected"),
+    [
+        (400, "invalid_request_error", "Your credit balance is too low", errors.QuotaExceededError),
+        (403, "billing_error", "billing problem", errors.QuotaExceededError),
+        (429, "rate_limit_exceeded", "see your quota and billing page", errors.RateLimitError),
+        (429, None, "You exceeded your current quota", errors.QuotaExceededError),
+        (400, "overloaded_error", "busy", errors.OverloadedError),
+    ],
+)
+def test_quota_and_overload_words(
+    status: int, code: str | None, message: str, expected: type[errors.ProviderError]
+) -> None:
+    assert type(error_for_status(status, message, provider="p", code=code)) is expected

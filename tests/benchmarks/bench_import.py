@@ -18,8 +18,9 @@ CASES = {
     "import httpx": "import httpx",
     "import llmkernel": "import llmkernel",
     "from llmkernel import Kernel": "from llmkernel import Kernel",
-    "Kernel.from_config({}) (every installed plugin loaded)":
-        "from llmkernel import Kernel; Kernel.from_config({})",
+    "Kernel.from_config({}) (every installed plugin loaded)": (
+        "from llmkernel import Kernel; Kernel.from_config({})"
+    ),
 }
 
 
@@ -36,8 +37,9 @@ def cli_help() -> float:
     times = []
     for _ in range(RUNS):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "llmkernel.cli", "--help"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "llmkernel.cli", "--help"], check=True, capture_output=True
+        )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 

@@ -27,7 +27,10 @@ _CONTEXT_MARKERS = (
     "exceeds the maximum number of tokens",
     "input token count",
 )
-_QUOTA_MARKERS = ("insufficient_quota", "quota_exceeded", "billing", "credit balance")
+# Out of credit, as opposed to too fast: by the provider's code/type, or by phrases
+# that only quota errors use (rate-limit messages often mention "quota" and "billing").
+_QUOTA_CODES = ("insufficient_quota", "quota_exceeded", "billing")
+_QUOTA_PHRASES = ("insufficient_quota", "credit balance", "exceeded your current quota")
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -83,12 +86,15 @@ def error_for_status(
     ``overloaded_error``, ``RESOURCE_EXHAUSTED``...); they refine the status.
     """
     words = " ".join(w for w in (code, error_type) if w).lower()
+    lowered = message.lower()
+    quota = any(m in words for m in _QUOTA_CODES) or any(m in lowered for m in _QUOTA_PHRASES)
     cls: type[errors.ProviderError]
-    if status == 429:
-        if any(m in words for m in _QUOTA_MARKERS) or ("insufficient_quota" in message.lower()):
-            cls = errors.QuotaExceededError
-        else:
-            cls = errors.RateLimitError
+    if quota and status in (400, 402, 403, 429):
+        cls = errors.QuotaExceededError  # out of credit: no retry helps
+    elif "overloaded" in words:
+        cls = errors.OverloadedError
+    elif status == 429:
+        cls = errors.RateLimitError
     elif status == 401:
         cls = errors.AuthenticationError
     elif status == 402:
@@ -109,7 +115,7 @@ def error_for_status(
             cls = errors.ContentFilteredError
         else:
             cls = errors.InvalidRequestError
-    elif status in (503, 529) or "overloaded" in words:
+    elif status in (503, 529):
         cls = errors.OverloadedError
     elif status == 504:
         cls = errors.TimeoutError
