@@ -113,3 +113,15 @@ def test_version_and_help(tmp_path: Path) -> None:
     assert run("--version", cwd=tmp_path).stdout.startswith("llmkernel ")
     result = run(cwd=tmp_path)
     assert result.returncode == 0 and "chat" in result.stdout
+
+
+def test_every_candidate_failing_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "llmkernel.toml").write_text(
+        "[providers.one]\ntype = 'mock'\nfailure_rate = 1.0\nerror_kinds = ['server']\n"
+        "[providers.two]\ntype = 'mock'\nfailure_rate = 1.0\nerror_kinds = ['overloaded']\n"
+        "[models]\nboth = ['one/chat', 'two/chat']\n"
+        "[retry]\nattempts = 1\n"
+    )
+    result = run("chat", "hi", "-m", "both", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "every candidate for 'both' failed" in result.stderr

@@ -227,3 +227,64 @@ def test_a_provider_plugin_refusing_its_options_stops_startup() -> None:
             plugins=[ScriptedPlugin()],
             entry_points=False,
         )
+
+
+def test_config_prices_by_type_beat_even_a_tryfirst_plugin() -> None:
+    class Eager:
+        @hookimpl(tryfirst=True)
+        def price_model(self) -> ModelPrice:
+            return ModelPrice(input=Decimal(100), output=Decimal(100))
+
+    kernel = make_kernel(
+        ["one"], plugins=(Eager(),), prices={"scripted/m1": {"input": 1, "output": 1}}
+    )
+    with kernel:
+        assert kernel.chat(model="a/m1", messages="hi").cost == Decimal(11) / 10**6
+
+
+def test_a_failing_price_plugin_leaves_the_answer_unpriced() -> None:
+    class Broken:
+        @hookimpl
+        def price_model(self) -> ModelPrice:
+            raise RuntimeError("price feed down")
+
+    with make_kernel(["still here"], plugins=(Broken(),)) as kernel:
+        response = kernel.chat(model="a/m1", messages="hi")
+    assert response.text == "still here" and response.cost is None
+
+
+def test_observers_run_in_pluggy_order() -> None:
+    order: list[str] = []
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def on_response(self) -> None:
+            order.append("first")
+
+    class Last:
+        @hookimpl(trylast=True)
+        def on_response(self) -> None:
+            order.append("last")
+
+    class Plain:
+        @hookimpl
+        def on_response(self) -> None:
+            order.append("plain")
+
+    with make_kernel(["x"], plugins=(Last(), First(), Plain())) as kernel:
+        kernel.chat(model="a/m1", messages="hi")
+    assert order == ["first", "plain", "last"]
+
+
+def test_a_plugin_failing_in_configure_is_named() -> None:
+    from llmkernel.errors import PluginError
+
+    class Faulty:
+        __llmkernel_name__ = "faulty"
+
+        @hookimpl
+        def configure(self) -> None:
+            raise KeyError("missing")
+
+    with pytest.raises(PluginError, match="'faulty' failed in configure: KeyError"):
+        make_kernel(["x"], plugins=(Faulty(),))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 
 import pytest
 
 from llmkernel import errors
-from llmkernel.testing.scripted import err, make_kernel, scripted
+from llmkernel.testing.scripted import Slow, err, make_kernel, scripted
 
 
 async def test_retry_then_success_counts_attempts() -> None:
@@ -215,3 +216,53 @@ async def test_count_tokens_and_estimate_cost() -> None:
     assert count.tokens == 7 + 4
     cost = kernel.estimate_cost("a/m1", "hello world, this is a test", output_tokens=100)
     assert cost == Decimal(count.tokens + 100) / 10**6
+
+
+async def test_a_stream_failing_after_only_hidden_events_still_falls_back() -> None:
+    from llmkernel.types import MetadataEvent
+
+    kernel = make_kernel(
+        [[MetadataEvent(id="r1", model="m1"), errors.NetworkError("reset")]],
+        [["from b"]],
+        retry={"attempts": 1},
+    )
+    async with kernel:
+        stream = kernel.astream(model="group", messages="hi")
+        events = [e.type async for e in stream]
+    assert events == ["text", "usage", "finish"]
+    assert stream.response is not None and stream.response.provider == "b"
+
+
+async def test_a_backoff_never_runs_past_the_deadline() -> None:
+    kernel = make_kernel(
+        [err(errors.ServerError)] * 5,
+        ["from b"],
+        retry={"attempts": 3, "initial_wait": 2.0, "max_wait": 2.0, "timeout": 1.0},
+    )
+    started = time.monotonic()
+    async with kernel:
+        response = await kernel.achat(model="group", messages="hi")
+    assert response.provider == "b", "the 2 s wait would overrun: fall back instead"
+    assert time.monotonic() - started < 1.0
+
+
+async def test_nothing_is_tried_once_the_deadline_has_passed() -> None:
+    slow = Slow(0.4, errors.ServerError("slow and failing"))
+    kernel = make_kernel([slow], ["late"], retry={"attempts": 2, "timeout": 0.35})
+    async with kernel:
+        with pytest.raises(errors.AllCandidatesFailedError) as info:
+            await kernel.achat(model="group", messages="hi")
+        late = scripted(kernel, "b")
+    assert late.requests == []
+    assert [type(e) for e in info.value.errors] == [errors.TimeoutError, errors.TimeoutError]
+
+
+def test_closing_inside_a_running_loop_says_what_to_do() -> None:
+    async def misuse() -> None:
+        kernel = make_kernel(["x"])
+        await kernel.achat(model="a/m1", messages="hi")
+        with pytest.raises(RuntimeError, match="async with kernel"):
+            kernel.close()
+        await kernel.aclose()
+
+    asyncio.run(misuse())

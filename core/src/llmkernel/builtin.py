@@ -1,7 +1,6 @@
 """The kernel's own hook implementations, registered first in every kernel.
 
-Each runs last or first as marked, so a plugin can always replace the default:
-config prices win over plugins, the default ordering and token estimate lose to them.
+Each runs last, so any plugin can replace the default ordering and token estimate.
 """
 
 from __future__ import annotations
@@ -9,10 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmkernel.hookspecs import hookimpl
-from llmkernel.types import ImagePart, ModelPrice, TextPart, TokenCount
+from llmkernel.types import ImagePart, TextPart, TokenCount
 
 if TYPE_CHECKING:
-    from llmkernel.kernel import Kernel
     from llmkernel.routing import Candidate
     from llmkernel.types import ChatRequest
 
@@ -25,12 +23,6 @@ IMAGE_TOKENS = 85
 def select_provider(candidates: list[Candidate]) -> list[Candidate]:
     """Config order: the first candidate first, the rest as fallbacks."""
     return candidates
-
-
-@hookimpl(tryfirst=True)
-def price_model(kernel: Kernel, provider_type: str, model: str) -> ModelPrice | None:
-    """Prices from the config's ``[prices]`` table beat every plugin."""
-    return kernel.config.prices.get(f"{provider_type}/{model}")
 
 
 @hookimpl(trylast=True)

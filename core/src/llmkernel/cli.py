@@ -53,16 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="show usage and cost; twice for debug logs",
     )
-    # -v also works after the command: `llmkernel chat "hi" -v`
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        dest="sub_verbose",
-        default=0,
-        help="show usage and cost; twice for debug logs",
-    )
+    common = _common()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="send a prompt and stream the reply", parents=[common])
@@ -91,12 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _common() -> argparse.ArgumentParser:
+    """Options every command takes, so ``-v`` also works after it: ``chat "hi" -v``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="sub_verbose",
+        default=0,
+        help="show usage and cost; twice for debug logs",
+    )
+    return common
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     builtin = {"chat", "models", "plugins"}
     command = _command_name(argv)
     from llmkernel.errors import (
+        AllCandidatesFailedError,
         ConfigError,
         InvalidRequestError,
         LLMKernelError,
@@ -128,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert registry is not None
             result = registry.commands[args.command].run(args, kernel)
             return int(result or 0)
+    except AllCandidatesFailedError as exc:  # every provider failed: not the user's input
+        return _fail(exc, EXIT_FAILED)
     except (ConfigError, InvalidRequestError, NoProviderError, PluginError) as exc:
         return _fail(exc, EXIT_USAGE)
     except LLMKernelError as exc:
@@ -177,7 +185,7 @@ def _plugin_commands(kernel: Kernel, parser: argparse.ArgumentParser) -> Any:
     kernel.hook.register_commands(registry=registry)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for command in registry.commands.values():
-        child = sub.add_parser(command.name, help=command.help)
+        child = sub.add_parser(command.name, help=command.help, parents=[_common()])
         if command.arguments is not None:
             command.arguments(child)
     return registry

@@ -2,8 +2,8 @@
 
 Hooks are sync and cheap; work that does I/O lives in async methods of the objects
 the hooks return. An implementation may accept any subset of a hook's arguments, so
-hooks can grow new arguments without breaking plugins. Every hook receives the
-``kernel``, so plugins need no globals.
+hooks can grow new arguments without breaking plugins. Every hook but
+``register_commands`` receives the ``kernel``, so plugins need no globals.
 
 Plugins implement hooks with ``from llmkernel import hookimpl``. The reference pages
 under ``docs/hooks/`` expand on these docstrings, one page per hook.

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -40,7 +42,7 @@ from llmkernel import convert
 from llmkernel._logging import log
 from llmkernel._portal import Portal
 from llmkernel.cache import Cache
-from llmkernel.config import OFFLINE_DEFAULT_MODEL, Config
+from llmkernel.config import OFFLINE_DEFAULT_MODEL, Config, RetryConfig
 from llmkernel.errors import (
     AllCandidatesFailedError,
     AuthenticationError,
@@ -51,7 +53,13 @@ from llmkernel.errors import (
     ProviderError,
 )
 from llmkernel.errors import TimeoutError as ProviderTimeoutError
-from llmkernel.plugins import PluginStatus, call_each, load_plugins, new_manager
+from llmkernel.plugins import (
+    PluginStatus,
+    call_each,
+    call_each_strict,
+    load_plugins,
+    new_manager,
+)
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.routing import Candidate
 from llmkernel.streaming import ResponseBuilder
@@ -108,12 +116,7 @@ class Kernel:
         self._unhealthy: dict[str, float] = {}
         self._prices: dict[tuple[str, str, str], ModelPrice | None] = {}
         self._portal = Portal()
-        try:
-            self.hook.configure(kernel=self, config=self.config)
-        except LLMKernelError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"a plugin failed in configure: {type(exc).__name__}: {exc}") from exc
+        call_each_strict(self.plugin_manager, "configure", kernel=self, config=self.config)
         self.cache: Cache | None = self.hook.provide_cache(kernel=self)
         for name in self.config.providers:
             self.provider(name)  # validate every configured provider now
@@ -190,10 +193,12 @@ class Kernel:
         known = sorted(set(self.config.providers) | set(self._providers))
         what = f"provider {name!r}" if implicit else f"provider type {ptype!r} (for {name!r})"
         hint = f"; configured providers: {', '.join(known)}" if known else ""
-        return (
-            f"no installed plugin serves {what}: install llmkernel-{ptype} or add a "
-            f"[providers.{name}] table with a known type{hint}"
+        fix = (
+            f"add a [providers.{name}] table with a known type"
+            if implicit
+            else f"set a known type in [providers.{name}]"
         )
+        return f"no installed plugin serves {what}: install llmkernel-{ptype} or {fix}{hint}"
 
     def providers(self) -> dict[str, Provider]:
         """Every configured provider instance, and any created since."""
@@ -336,14 +341,22 @@ class Kernel:
         async def call(provider: Provider, routed: ChatRequest) -> Response:
             return await provider.chat(routed)
 
-        candidate, response, attempts = await self._run_candidates(request, call)
-        response = self._finish(request, candidate, response, attempts, started)
-        if self.cache is not None:
-            await self.cache.store(request, response)
+        candidate, response, tally = await self._run_candidates(request, call)
+        response = self._finish(request, candidate, response, tally.attempts, started)
+        await self._store(request, response)
         call_each(
             self.plugin_manager, "on_response", kernel=self, request=request, response=response
         )
         return response
+
+    async def _store(self, request: ChatRequest, response: Response) -> None:
+        """Tell the cache; a failing cache is logged, never costs the user the answer."""
+        if self.cache is None:
+            return
+        try:
+            await self.cache.store(request, response)
+        except Exception as exc:
+            log.warning("llmkernel.cache.store_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _finish(
         self,
@@ -380,42 +393,38 @@ class Kernel:
         self,
         request: ChatRequest | EmbeddingRequest,
         call: Callable[[Provider, Any], Awaitable[T]],
-    ) -> tuple[Candidate, T, int]:
-        """Try each candidate in turn, each with retries, inside one deadline."""
-        stamina = _stamina()
-        retry = self.config.retry
-        deadline = time.monotonic() + retry.timeout
+    ) -> tuple[Candidate, T, _Tally]:
+        """Try each candidate in turn, each with retries, inside one deadline.
+        Returns the candidate that answered, its answer, and the attempts made."""
+        deadline = time.monotonic() + self.config.retry.timeout
+        tally = _Tally()
         failures: list[ProviderError] = []
-        attempts = 0
         for candidate in self._candidates(request):
-            provider = self.provider(candidate.provider)
-            routed = attrs.evolve(request, model=candidate.model)
-            on_candidate = 0
+            if time.monotonic() >= deadline:
+                failures.append(
+                    ProviderTimeoutError(
+                        "the call's total deadline ([retry] timeout) ran out before this candidate",
+                        provider=candidate.provider,
+                        model=candidate.model,
+                    )
+                )
+                break
+            attempt = functools.partial(
+                self._attempt,
+                candidate,
+                attrs.evolve(request, model=candidate.model),
+                call,
+                deadline,
+                tally,
+            )
             try:
-                async for attempt in stamina.retry_context(
-                    on=lambda exc: _retry_wait(exc, deadline),
-                    attempts=retry.attempts,
-                    timeout=max(0.0, deadline - time.monotonic()),
-                    wait_initial=retry.initial_wait,
-                    wait_max=retry.max_wait,
-                    wait_jitter=retry.jitter,
-                ):
-                    with attempt:
-                        attempts += 1
-                        on_candidate += 1
-                        log.debug(
-                            "llmkernel.request.sent",
-                            provider=candidate.provider,
-                            model=candidate.model,
-                            attempt=on_candidate,
-                        )
-                        try:
-                            result = await _within(deadline, call(provider, routed), candidate)
-                        except ProviderError as exc:
-                            _fill(exc, candidate)
-                            self._notify_error(routed, candidate, exc, on_candidate)
-                            raise
-                return candidate, result, attempts
+                try:
+                    # The first attempt runs bare: a success never pays for retry machinery.
+                    return candidate, await attempt(), tally
+                except ProviderError as first:
+                    if self.config.retry.attempts == 1 or _retry_wait(first, deadline) is False:
+                        raise
+                    return candidate, await self._retry(first, attempt, deadline), tally
             except ProviderError as exc:
                 failures.append(exc)
                 if isinstance(exc, AuthenticationError):
@@ -431,6 +440,69 @@ class Kernel:
         if len(failures) == 1:
             raise failures[0]
         raise AllCandidatesFailedError(request.model, failures)
+
+    async def _attempt(
+        self,
+        candidate: Candidate,
+        routed: Any,
+        call: Callable[[Provider, Any], Awaitable[T]],
+        deadline: float,
+        tally: _Tally,
+    ) -> T:
+        """One attempt on one candidate, inside the deadline; failures are told to
+        ``on_error`` and always name the candidate."""
+        tally.attempts += 1
+        tally.on_candidate[candidate] = number = tally.on_candidate.get(candidate, 0) + 1
+        log.debug(
+            "llmkernel.request.sent",
+            provider=candidate.provider,
+            model=candidate.model,
+            attempt=number,
+        )
+        try:
+            return await _within(
+                deadline, call(self.provider(candidate.provider), routed), candidate
+            )
+        except ProviderError as exc:
+            _fill(exc, candidate)
+            self._notify_error(routed, candidate, exc, number)
+            raise
+
+    async def _retry(
+        self, first: ProviderError, attempt: Callable[[], Awaitable[T]], deadline: float
+    ) -> T:
+        """Retry after a first failure, with stamina, bounded by ``[retry] attempts``
+        and the deadline. The first failure is replayed into stamina so it counts as
+        tried and schedules the first wait. Each wait is the error's Retry-After, else
+        exponential backoff with jitter; a wait that would overrun the deadline is
+        not taken: the error goes on to fallback instead."""
+        retry = self.config.retry
+        retries = 0
+
+        def wait_for(exc: Exception) -> bool | float:
+            nonlocal retries
+            decision = _retry_wait(exc, deadline)
+            if decision is False:
+                return False
+            retries += 1
+            wait = decision if decision is not True else _backoff(retry, retries)
+            return False if time.monotonic() + wait >= deadline else wait
+
+        pending: ProviderError | None = first
+        async for trial in _stamina().retry_context(
+            on=wait_for,
+            attempts=retry.attempts,
+            timeout=max(0.001, deadline - time.monotonic()),
+            wait_initial=retry.initial_wait,
+            wait_max=retry.max_wait,
+            wait_jitter=retry.jitter,
+        ):
+            with trial:
+                if pending is not None:
+                    replay, pending = pending, None
+                    raise replay
+                return await attempt()
+        raise AssertionError("unreachable: stamina re-raises the last failure")
 
     def _notify_error(
         self, request: Any, candidate: Candidate, error: Exception, attempt: int
@@ -486,6 +558,7 @@ class Kernel:
                 handle.response = attrs.evolve(
                     hit, cached=True, attempts=0, latency=time.perf_counter() - started
                 )
+                handle.first_event_latency = handle.response.latency
                 for replayed in replay(handle.response):
                     yield replayed
                 call_each(
@@ -499,42 +572,48 @@ class Kernel:
 
         async def open_stream(
             provider: Provider, routed: ChatRequest
-        ) -> tuple[AsyncIterator[StreamEvent], StreamEvent | None]:
+        ) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent]]:
+            """Open a stream and read up to its first event a user would see; events
+            the kernel keeps to itself (metadata, usage) are held with it. Until then
+            a failure may still retry or fall back."""
             events = aiter(provider.stream(routed))
+            held: list[StreamEvent] = []
             try:
-                first = await anext(events)
-            except StopAsyncIteration:
-                return events, None
+                async for event in events:
+                    held.append(event)
+                    if not isinstance(event, _KEPT):
+                        break
             except BaseException:
                 await _aclose(events)
                 raise
-            return events, first
+            return events, held
 
-        candidate, (events, first), attempts = await self._run_candidates(request, open_stream)
+        candidate, (events, held), tally = await self._run_candidates(request, open_stream)
         builder = ResponseBuilder(provider=candidate.provider, model=candidate.model)
         handle.first_event_latency = time.perf_counter() - started
         try:
-            event: StreamEvent | None = first
-            while event is not None:
+            for event in held:
                 builder.add(event)
-                if not isinstance(event, UsageEvent | FinishEvent | MetadataEvent):
+                if not isinstance(event, _KEPT):
                     yield event
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    event = None
+            async for event in events:
+                builder.add(event)
+                if not isinstance(event, _KEPT):
+                    yield event
             response = builder.build()
         except ProviderError as exc:
             _fill(exc, candidate)
-            self._notify_error(attrs.evolve(request, model=candidate.model), candidate, exc, 1)
+            attempt = tally.on_candidate.get(candidate, 1)
+            self._notify_error(
+                attrs.evolve(request, model=candidate.model), candidate, exc, attempt
+            )
             yield ErrorEvent(error=exc)
             raise
         finally:
             await _aclose(events)
-        response = self._finish(request, candidate, response, attempts, started)
+        response = self._finish(request, candidate, response, tally.attempts, started)
         handle.response = response
-        if self.cache is not None:
-            await self.cache.store(request, response)
+        await self._store(request, response)
         call_each(
             self.plugin_manager, "on_response", kernel=self, request=request, response=response
         )
@@ -565,14 +644,14 @@ class Kernel:
         async def call(provider: Provider, routed: EmbeddingRequest) -> EmbeddingResponse:
             return await provider.embed(routed)
 
-        candidate, response, attempts = await self._run_candidates(request, call)
+        candidate, response, tally = await self._run_candidates(request, call)
         return attrs.evolve(
             response,
             provider=candidate.provider,
             model=response.model or candidate.model,
             cost=self.cost(candidate, response.usage),
             latency=time.perf_counter() - started,
-            attempts=attempts,
+            attempts=tally.attempts,
         )
 
     def embed(
@@ -607,13 +686,27 @@ class Kernel:
 
     def price(self, candidate: Candidate) -> ModelPrice | None:
         """The price of a candidate's model: config ``[prices]`` by instance name, then
-        by type (built in), then ``price_model`` plugins. ``None`` when unpriced."""
+        by provider type, then ``price_model`` plugins. ``None`` when unpriced; a
+        failing plugin is logged and leaves the model unpriced."""
         key = (candidate.provider, candidate.provider_type, candidate.model)
         if key in self._prices:
             return self._prices[key]
-        price = self.config.prices.get(candidate.qualified) or self.hook.price_model(
-            kernel=self, provider_type=candidate.provider_type, model=candidate.model
+        prices = self.config.prices
+        price = prices.get(candidate.qualified) or prices.get(
+            f"{candidate.provider_type}/{candidate.model}"
         )
+        if price is None:
+            try:
+                price = self.hook.price_model(
+                    kernel=self, provider_type=candidate.provider_type, model=candidate.model
+                )
+            except Exception as exc:
+                log.warning(
+                    "llmkernel.plugin.hook_failed",
+                    hook="price_model",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return None
         self._prices[key] = price
         return price
 
@@ -656,8 +749,18 @@ class Kernel:
         if self._portal.started:
             self._portal.call(self.aclose())
             self._portal.stop()
-        elif self._providers:
+            return
+        if not self._providers:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
             asyncio.run(self.aclose())
+            return
+        raise RuntimeError(
+            "Kernel.close() was called inside a running event loop: use `async with kernel` "
+            "or `await kernel.aclose()` in async code"
+        )
 
     async def __aenter__(self) -> Kernel:
         return self
@@ -718,6 +821,14 @@ class ChatStream:
     def response(self) -> Response | None:
         return self._stream.response
 
+    @property
+    def request(self) -> ChatRequest:
+        return self._stream.request
+
+    @property
+    def first_event_latency(self) -> float | None:
+        return self._stream.first_event_latency
+
     def __iter__(self) -> Iterator[StreamEvent]:
         return self
 
@@ -745,6 +856,17 @@ class ChatStream:
 
 # ---------------------------------------------------------------------- helpers
 
+# Events the kernel folds into the response and emits itself at the end.
+_KEPT = (UsageEvent, FinishEvent, MetadataEvent)
+
+
+@attrs.define
+class _Tally:
+    """Attempts made for one call, in all and per candidate."""
+
+    attempts: int = 0
+    on_candidate: dict[Candidate, int] = attrs.field(factory=dict)
+
 
 def replay(response: Response) -> Iterator[StreamEvent]:
     """A stored response as stream events: how cached answers stream. Thinking and
@@ -769,15 +891,22 @@ def replay(response: Response) -> Iterator[StreamEvent]:
 
 
 def _retry_wait(exc: Exception, deadline: float) -> bool | float:
-    """stamina's ``on``: retry retryable provider errors; a ``Retry-After`` is the
-    wait, unless it would overrun the deadline (then fall back at once)."""
+    """Whether to retry ``exc``: ``False``, ``True`` (back off), or the wait its
+    ``Retry-After`` asks for. Never past the deadline."""
     if not isinstance(exc, ProviderError) or not exc.retryable:
+        return False
+    now = time.monotonic()
+    if now >= deadline:
         return False
     if exc.retry_after is None:
         return True
-    if time.monotonic() + exc.retry_after >= deadline:
-        return False
-    return exc.retry_after
+    return False if now + exc.retry_after >= deadline else exc.retry_after
+
+
+def _backoff(retry: RetryConfig, number: int) -> float:
+    """Exponential backoff for retry ``number`` (from 1), capped, with jitter."""
+    base = min(retry.max_wait, retry.initial_wait * 2.0 ** (number - 1))
+    return base + random.uniform(0, retry.jitter)
 
 
 def _log_retry(details: Any) -> None:

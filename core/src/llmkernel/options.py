@@ -80,7 +80,7 @@ def _check(value: Any, hint: Any, what: str) -> Any:
     elif origin in (list, tuple) or hint in (list, tuple):
         if isinstance(value, list | tuple):
             (item,) = get_args(hint)[:1] or (Any,)
-            checked = [_check(v, item, f"{what} item") for v in value]
+            checked = [_check(v, item, f"an item of {what}") for v in value]
             return tuple(checked) if origin is tuple or hint is tuple else checked
     elif origin in (dict, Mapping) or origin is getattr(typing, "Mapping", None) or hint is dict:
         if isinstance(value, Mapping):

@@ -144,9 +144,10 @@ def _failed(
 
 
 def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
-    """Call every implementation of an observer hook, isolating failures: one that
-    raises is logged with its plugin's name and the rest still run."""
-    for impl in getattr(pm.hook, hook).get_hookimpls():
+    """Call every implementation of an observer hook in pluggy's order (``tryfirst``
+    first), isolating failures: one that raises is logged with its plugin's name and
+    the rest still run."""
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
         try:
             impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception as exc:
@@ -156,3 +157,19 @@ def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
                 hook=hook,
                 error=f"{type(exc).__name__}: {exc}",
             )
+
+
+def call_each_strict(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
+    """Call every implementation in pluggy's order; a kernel error passes through, any
+    other exception becomes a :class:`PluginError` naming the plugin."""
+    from llmkernel.errors import LLMKernelError, PluginError
+
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        try:
+            impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except LLMKernelError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
+            ) from exc

@@ -9,8 +9,11 @@ pipeline end to end; only the provider's answers are scripted::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+
+import attrs
 
 from llmkernel import Kernel, hookimpl
 from llmkernel.errors import ProviderError
@@ -30,9 +33,17 @@ from llmkernel.types import (
 )
 
 
+@attrs.frozen
+class Slow:
+    """A script item that waits ``seconds`` and then answers with ``then``."""
+
+    seconds: float
+    then: Any
+
+
 class ScriptedProvider(Provider):
     """Answers from a script: a str is a reply, an exception is raised, a list of
-    str/exception items is a stream (an exception mid-list fails the stream there)."""
+    str/event/exception items is a stream (an exception mid-list fails it there)."""
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -40,15 +51,18 @@ class ScriptedProvider(Provider):
         self.requests: list[ChatRequest] = []
         self.closed = False
 
-    def _next(self) -> Any:
+    async def _next(self) -> Any:
         item = self.script.pop(0) if self.script else "ok"
+        if isinstance(item, Slow):
+            await asyncio.sleep(item.seconds)
+            item = item.then
         if isinstance(item, BaseException):
             raise item
         return item
 
     async def chat(self, request: ChatRequest) -> Response:
         self.requests.append(request)
-        item = self._next()
+        item = await self._next()
         text = item if isinstance(item, str) else "".join(p for p in item if isinstance(p, str))
         return Response(
             message=Message(role="assistant", content=(TextPart(text=text),)),
@@ -58,17 +72,17 @@ class ScriptedProvider(Provider):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         self.requests.append(request)
-        item = self._next()
+        item = await self._next()
         pieces = [item] if isinstance(item, str) else item
         for piece in pieces:
             if isinstance(piece, BaseException):
                 raise piece
-            yield TextDelta(text=piece)
+            yield piece if not isinstance(piece, str) else TextDelta(text=piece)
         yield UsageEvent(usage=Usage(input_tokens=10, output_tokens=len(pieces)))
         yield FinishEvent(finish_reason="stop")
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        self._next()
+        await self._next()
         return EmbeddingResponse(
             vectors=[[float(len(t))] for t in request.inputs],
             usage=Usage(input_tokens=len(request.inputs)),

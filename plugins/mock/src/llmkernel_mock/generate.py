@@ -8,55 +8,22 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from llmkernel.types import ChatRequest, ImagePart, Message, TextPart
+from llmkernel.builtin import count_tokens
+from llmkernel.types import ChatRequest, Message
 
-WORDS = [
-    "the",
-    "kernel",
-    "routes",
-    "each",
-    "request",
-    "to",
-    "a",
-    "provider",
-    "and",
-    "returns",
-    "a",
-    "normalized",
-    "answer",
-    "with",
-    "usage",
-    "cost",
-    "latency",
-    "and",
-    "attempts",
-    "while",
-    "retries",
-    "fallbacks",
-    "caches",
-    "and",
-    "budgets",
-    "stay",
-    "out",
-    "of",
-    "the",
-    "way",
-    "so",
-    "applications",
-    "switch",
-    "models",
-    "by",
-    "changing",
-    "one",
-    "string",
-    "simulated",
-    "tokens",
-    "arrive",
-    "steadily",
-    "offline",
-    "deterministic",
-    "reply",
-]
+SENTENCES = (
+    "This is a simulated reply from the offline mock provider.",
+    "No network was used and no key was needed.",
+    "The same request with the same seed always gets the same answer.",
+    "Every word arrives as its own token when the reply is streamed.",
+    "Latency, time to first token and failures come from the config.",
+    "Switch the model string to a real provider when you are ready.",
+    "The kernel routes each request, retries it and falls back when a provider fails.",
+    "Usage is counted in the same buckets for every provider.",
+    "Costs are exact decimals, and an unknown price stays unpriced.",
+    "Tools offered to the mock are called with arguments that fit their schema.",
+)
+WORDS = " ".join(SENTENCES).lower().replace(",", "").replace(".", "").split()
 
 
 def rng_for(seed: int, request: ChatRequest) -> random.Random:
@@ -79,21 +46,21 @@ def last_user_text(messages: tuple[Message, ...]) -> str:
 
 
 def generated_text(rng: random.Random, words: int) -> str:
-    picked = [rng.choice(WORDS) for _ in range(max(1, words))]
-    picked[0] = picked[0].capitalize()
-    return " ".join(picked) + "."
+    """Whole sentences in a seeded order, cut to exactly ``words`` words."""
+    order = list(SENTENCES)
+    rng.shuffle(order)
+    picked: list[str] = []
+    index = 0
+    while len(picked) < words:
+        picked += order[index % len(order)].split()
+        index += 1
+    text = " ".join(picked[: max(1, words)])
+    return text if text.endswith(".") else text.rstrip(",") + "."
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
-    chars = 0
-    for message in request.messages:
-        for part in message.content:
-            if isinstance(part, TextPart):
-                chars += len(part.text)
-            elif isinstance(part, ImagePart):
-                chars += 340
-        chars += sum(len(c.arguments_json) for c in message.tool_calls)
-    return max(1, -(-chars // 4) + 4 * len(request.messages))
+    """The kernel's own estimate: a simulated model counts like the fallback counter."""
+    return max(1, count_tokens(request).tokens)
 
 
 def value_for(schema: Mapping[str, Any], rng: random.Random, name: str = "value") -> Any:
