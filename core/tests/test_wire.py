@@ -1,4 +1,5 @@
-"""The shared wire helpers: SSE, NDJSON, Retry-After, status mapping, the fake server."""
+"""The shared wire helpers: SSE, NDJSON, Retry-After, status mapping, send/read_json,
+the fake server."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from llmkernel.http import (
     error_for_transport,
     parse_duration,
     parse_retry_after,
+    read_json,
+    send,
 )
 from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate
 
@@ -166,3 +169,123 @@ def test_quota_and_overload_words(
     status: int, code: str | None, message: str, expected: type[errors.ProviderError]
 ) -> None:
     assert type(error_for_status(status, message, provider="p", code=code)) is expected
+
+
+# ----------------------------------------------------------------- send / read_json
+
+
+class _ErrorFor:
+    """An ``error_for`` that records what :func:`send` passed it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[httpx.Response, bytes]] = []
+
+    def __call__(self, response: httpx.Response, body: bytes) -> errors.ProviderError:
+        self.calls.append((response, body))
+        return errors.ServerError(f"status {response.status_code}", provider="p", model="m")
+
+
+async def test_send_returns_the_open_response_for_a_2xx() -> None:
+    error_for = _ErrorFor()
+    with FakeServer() as server:
+        server.expect("POST", "/ok", FakeResponse.json_body({"a": [1, 2]}))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            request = client.build_request("POST", "/ok", json={"q": 1})
+            response = await send(client, request, provider="p", model="m", error_for=error_for)
+            assert response.status_code == 200 and not response.is_closed
+            assert await read_json(response, provider="p", model="m") == {"a": [1, 2]}
+            assert response.is_closed
+        assert server.requests[0].json() == {"q": 1}
+    assert error_for.calls == []
+
+
+@pytest.mark.parametrize("status", [302, 404, 429, 500])
+async def test_send_error_status_calls_error_for_with_the_body_and_closes(status: int) -> None:
+    error_for = _ErrorFor()
+    with FakeServer() as server:
+        server.expect("GET", "/fail", FakeResponse.text_body('{"error": "no"}', status=status))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            request = client.build_request("GET", "/fail")
+            with pytest.raises(errors.ServerError, match=f"status {status}") as info:
+                await send(client, request, provider="p", model="m", error_for=error_for)
+    assert info.value.provider == "p"
+    [(response, body)] = error_for.calls
+    assert response.status_code == status and response.is_closed
+    assert body == b'{"error": "no"}' and response.text == '{"error": "no"}'
+
+
+async def test_send_and_read_json_map_a_reset_connection_to_network_error() -> None:
+    error_for = _ErrorFor()
+    with FakeServer() as server:
+        server.expect("GET", "/fail", FakeResponse(status=500, pieces=["half a bo"], reset=True))
+        server.expect("GET", "/ok", FakeResponse(status=200, pieces=['{"a": '], reset=True))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            # the error body is cut off: the transport failure wins over the status
+            with pytest.raises(errors.NetworkError) as info:
+                await send(
+                    client,
+                    client.build_request("GET", "/fail"),
+                    provider="p",
+                    model="m",
+                    error_for=error_for,
+                )
+            assert error_for.calls == []
+            assert (info.value.provider, info.value.model) == ("p", "m")
+            assert isinstance(info.value.__cause__, httpx.TransportError)
+            assert info.value.retryable
+            # a success body cut off while read_json reads it
+            response = await send(
+                client,
+                client.build_request("GET", "/ok"),
+                provider="p",
+                model="m",
+                error_for=error_for,
+            )
+            with pytest.raises(errors.NetworkError):
+                await read_json(response, provider="p", model="m")
+            assert response.is_closed
+        url = server.url
+    # nobody listening any more: the connection is refused
+    async with httpx.AsyncClient(base_url=url) as client:
+        with pytest.raises(errors.NetworkError, match="connection failed") as refused:
+            await send(
+                client,
+                client.build_request("GET", "/ok"),
+                provider="p",
+                model="m",
+                error_for=error_for,
+            )
+    assert isinstance(refused.value.__cause__, httpx.ConnectError)
+    assert error_for.calls == []
+
+
+async def test_read_json_of_a_body_that_is_not_json_is_malformed() -> None:
+    html = "<html>\n  <body>upstream   said no</body>\n</html>" + "x" * 300
+    with FakeServer() as server:
+        server.expect(
+            "GET",
+            "/page",
+            FakeResponse.text_body(html, content_type="text/html", headers={"x-request-id": "r-7"}),
+        )
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            request = client.build_request("GET", "/page")
+            response = await send(client, request, provider="p", model="m", error_for=_ErrorFor())
+            with pytest.raises(errors.MalformedResponseError) as info:
+                await read_json(response, provider="p", model="m")
+            assert response.is_closed
+            # a provider words the error its own way
+            seen: list[str] = []
+
+            def malformed(snippet: str) -> errors.MalformedResponseError:
+                seen.append(snippet)
+                return errors.MalformedResponseError("mine", provider="p")
+
+            response = await send(client, request, provider="p", model="m", error_for=_ErrorFor())
+            with pytest.raises(errors.MalformedResponseError, match="mine"):
+                await read_json(response, provider="p", model="m", malformed=malformed)
+    error = info.value
+    assert "p answered HTTP 200" in error.message and "not JSON" in error.message
+    assert "<html> <body>upstream said no</body> </html>xxx" in error.message
+    assert (error.provider, error.model, error.status, error.request_id) == ("p", "m", 200, "r-7")
+    assert error.__cause__ is None and error.__suppress_context__
+    assert seen == [" ".join(html.split())[:200]]

@@ -57,6 +57,7 @@ async def run(calls: int, base: str) -> None:
     results: dict[str, tuple[float, float]] = {}
 
     async with httpx.AsyncClient(base_url=base, headers={"authorization": "Bearer x"}) as client:
+
         async def bare() -> object:
             response = await client.post("/chat/completions", json=body)
             return response.json()["choices"][0]["message"]["content"]
@@ -64,18 +65,24 @@ async def run(calls: int, base: str) -> None:
         results["bare httpx"] = summary(await timed(bare, calls))
 
         async def bare_ttft() -> object:
-            async with client.stream("POST", "/chat/completions",
-                                     json={**body, "stream": True}) as response:
+            async with client.stream(
+                "POST", "/chat/completions", json={**body, "stream": True}
+            ) as response:
                 async for _ in response.aiter_text():
                     return None
             return None
 
         ttft_bare = summary(await timed(bare_ttft, calls // 4))
 
-    kernel = Kernel.from_config({
-        "providers": {"bench": {"type": "openai", "base_url": base, "api_key_env": "BENCH_KEY"}},
-    })
+    kernel = Kernel.from_config(
+        {
+            "providers": {
+                "bench": {"type": "openai", "base_url": base, "api_key_env": "BENCH_KEY"}
+            },
+        }
+    )
     async with kernel:
+
         async def through_kernel() -> object:
             return (await kernel.achat(model="bench/gpt-4o-mini", messages=MESSAGES)).text
 
@@ -95,9 +102,11 @@ async def run(calls: int, base: str) -> None:
     except ImportError:
         litellm = None
     if litellm is not None:
+
         async def through_litellm() -> object:
-            response = await litellm.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES,
-                                                 api_base=base, api_key="x")
+            response = await litellm.acompletion(
+                model="openai/gpt-4o-mini", messages=MESSAGES, api_base=base, api_key="x"
+            )
             return response.choices[0].message.content
 
         results["litellm acompletion"] = summary(await timed(through_litellm, calls))
@@ -108,9 +117,11 @@ async def run(calls: int, base: str) -> None:
         print(f"{name:<22} {median * 1000:10.3f} {p99 * 1000:8.3f} {median / bare_median:7.2f}")
     if litellm is None:
         print("litellm: not installed (pip install litellm to measure it)")
-    print(f"time to first chunk: bare {ttft_bare[0] * 1000:.3f} ms, "
-          f"llmkernel {ttft_kernel[0] * 1000:.3f} ms "
-          f"(+{(ttft_kernel[0] - ttft_bare[0]) * 1000:.3f} ms)")
+    print(
+        f"time to first chunk: bare {ttft_bare[0] * 1000:.3f} ms, "
+        f"llmkernel {ttft_kernel[0] * 1000:.3f} ms "
+        f"(+{(ttft_kernel[0] - ttft_bare[0]) * 1000:.3f} ms)"
+    )
 
 
 def main() -> None:
@@ -118,8 +129,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     port = free_port()
-    upstream = subprocess.Popen([sys.executable, str(HERE / "upstream.py"), str(port)],
-                                stdout=subprocess.PIPE, text=True)
+    upstream = subprocess.Popen(
+        [sys.executable, str(HERE / "upstream.py"), str(port)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert upstream.stdout is not None and upstream.stdout.readline().strip() == "ready"
         asyncio.run(run(args.calls, f"http://127.0.0.1:{port}/v1"))

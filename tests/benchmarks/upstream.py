@@ -12,29 +12,55 @@ import asyncio
 import json
 import sys
 
-COMPLETION = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "finish_reason": "stop",
-                 "message": {"role": "assistant", "content": "Hello from the benchmark."}}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
-}).encode()
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Hello from the benchmark."},
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
+    }
+).encode()
 
 
 def _stream_body() -> bytes:
     chunks = []
     for i in range(10):
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1,
-                 "model": "gpt-4o-mini",
-                 "choices": [{"index": 0, "delta": {"content": f"tok{i} "},
-                              "finish_reason": None}]}
+        chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
+        }
         chunks.append(f"data: {json.dumps(chunk)}\n\n")
-    last = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-             "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 10,
-                                      "total_tokens": 22}}
-    chunks += [f"data: {json.dumps(last)}\n\n", f"data: {json.dumps(usage)}\n\n",
-               "data: [DONE]\n\n"]
+    last = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
+    usage = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22},
+    }
+    chunks += [
+        f"data: {json.dumps(last)}\n\n",
+        f"data: {json.dumps(usage)}\n\n",
+        "data: [DONE]\n\n",
+    ]
     return "".join(chunks).encode()
 
 
@@ -54,8 +80,14 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 payload, kind = STREAM, b"text/event-stream"
             else:
                 payload, kind = COMPLETION, b"application/json"
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: " + kind + b"\r\ncontent-length: "
-                         + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: "
+                + kind
+                + b"\r\ncontent-length: "
+                + str(len(payload)).encode()
+                + b"\r\n\r\n"
+                + payload
+            )
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass

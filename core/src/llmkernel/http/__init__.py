@@ -1,4 +1,5 @@
-"""Shared pieces for providers that speak HTTP: settings, client, SSE/NDJSON, errors."""
+"""Shared pieces for providers that speak HTTP: settings, client, sending and reading,
+SSE/NDJSON, errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from llmkernel.http.errors import (
 from llmkernel.http.ndjson import aiter_ndjson
 from llmkernel.http.settings import HTTPSettings
 from llmkernel.http.sse import SSEDecoder, SSEEvent, aiter_sse
+from llmkernel.http.transport import read_json, send
 
 __all__ = [
     "HTTPSettings",
@@ -27,5 +29,7 @@ __all__ = [
     "make_client",
     "parse_duration",
     "parse_retry_after",
+    "read_json",
     "request_id_from",
+    "send",
 ]

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from llmkernel import errors
-from llmkernel.http import SSEDecoder, error_for_transport, make_client, request_id_from
+from llmkernel.http import (
+    SSEDecoder,
+    error_for_transport,
+    make_client,
+    read_json,
+    request_id_from,
+    send,
+)
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.types import (
@@ -84,41 +91,34 @@ class AnthropicProvider(Provider):
         client = self._get_client()
         body = build_body(request, self.settings, stream=False)
         model = request.model
+        http_request = client.build_request("POST", MESSAGES_PATH, json=body)
+
+        def not_json(snippet: str) -> errors.MalformedResponseError:
+            return errors.MalformedResponseError(
+                f"anthropic answered {http_response.status_code} with a body that is not JSON: "
+                f"{snippet!r}",
+                provider=self.name,
+                model=model,
+                status=http_response.status_code,
+                request_id=request_id_from(http_response.headers),
+            )
+
         try:
             async with asyncio.timeout(self.settings.timeout):
-                http_response = await client.post(MESSAGES_PATH, json=body)
+                http_response = await self._send(client, http_request, model)
+                payload = await read_json(
+                    http_response, provider=self.name, model=model, malformed=not_json
+                )
         except builtins.TimeoutError:
             raise self._timeout(
                 model, f"no answer within timeout={self.settings.timeout}s"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, provider=self.name, model=model) from exc
-        request_id = request_id_from(http_response.headers)
-        if http_response.status_code != 200:
-            raise error_from_response(
-                http_response.status_code,
-                http_response.headers,
-                http_response.text,
-                provider=self.name,
-                model=model,
-            )
-        try:
-            payload: Any = http_response.json()
-        except ValueError:
-            snippet = " ".join(http_response.text.split())[:200]
-            raise errors.MalformedResponseError(
-                f"anthropic answered 200 with a body that is not JSON: {snippet!r}",
-                provider=self.name,
-                model=model,
-                status=200,
-                request_id=request_id,
             ) from None
         return parse_message(
             payload,
             provider=self.name,
             model=model,
             format_tool=format_tool_name(request),
-            request_id=request_id,
+            request_id=request_id_from(http_response.headers),
         )
 
     # ------------------------------------------------------------------ stream
@@ -150,15 +150,13 @@ class AnthropicProvider(Provider):
         )
         try:
             async with asyncio.timeout_at(first_deadline):
-                http_response = await client.send(http_request, stream=True)
+                http_response = await self._send(client, http_request, model)
         except builtins.TimeoutError:
             raise timed_out(True) from None
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, provider=self.name, model=model) from exc
         request_id = request_id_from(http_response.headers)
         try:
-
-            async def read_body() -> str:
+            content_type = http_response.headers.get("content-type", "")
+            if content_type and "event-stream" not in content_type:
                 try:
                     async with asyncio.timeout_at(first_deadline):
                         raw = await http_response.aread()
@@ -166,19 +164,8 @@ class AnthropicProvider(Provider):
                     raise timed_out(True) from None
                 except httpx.HTTPError as exc:
                     raise error_for_transport(exc, provider=self.name, model=model) from exc
-                return raw.decode("utf-8", errors="replace")
-
-            if http_response.status_code != 200:
-                raise error_from_response(
-                    http_response.status_code,
-                    http_response.headers,
-                    await read_body(),
-                    provider=self.name,
-                    model=model,
-                )
-            content_type = http_response.headers.get("content-type", "")
-            if content_type and "event-stream" not in content_type:
-                snippet = " ".join((await read_body()).split())[:200]
+                text = raw.decode("utf-8", errors="replace")
+                snippet = " ".join(text.split())[:200]
                 raise errors.MalformedResponseError(
                     f"anthropic answered a stream request with {content_type!r}, "
                     f"not an event stream: {snippet!r}",
@@ -269,33 +256,26 @@ class AnthropicProvider(Provider):
 
     async def _get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         client = self._get_client()
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                response = await client.get(path, params=params)
-        except builtins.TimeoutError:
-            raise self._timeout("", f"no answer within timeout={self.settings.timeout}s") from None
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, provider=self.name) from exc
-        if response.status_code != 200:
-            raise error_from_response(
-                response.status_code,
-                response.headers,
-                response.text,
-                provider=self.name,
-                model="",
-            )
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            snippet = " ".join(response.text.split())[:200]
-            raise errors.MalformedResponseError(
+        request = client.build_request("GET", path, params=params)
+
+        def not_an_object(snippet: str) -> errors.MalformedResponseError:
+            return errors.MalformedResponseError(
                 f"anthropic answered {path} with something that is not a JSON object: {snippet!r}",
                 provider=self.name,
                 status=200,
                 request_id=request_id_from(response.headers),
             )
+
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                response = await self._send(client, request, "")
+                payload = await read_json(
+                    response, provider=self.name, model="", malformed=not_an_object
+                )
+        except builtins.TimeoutError:
+            raise self._timeout("", f"no answer within timeout={self.settings.timeout}s") from None
+        if not isinstance(payload, dict):
+            raise not_an_object(" ".join(response.text.split())[:200])
         return payload
 
     def declared_models(self) -> list[str]:
@@ -308,3 +288,21 @@ class AnthropicProvider(Provider):
 
     def _timeout(self, model: str, message: str) -> errors.TimeoutError:
         return errors.TimeoutError(message, provider=self.name, model=model)
+
+    async def _send(
+        self, client: httpx.AsyncClient, request: httpx.Request, model: str
+    ) -> httpx.Response:
+        """:func:`send`, with Anthropic's error for an error status."""
+        return await send(
+            client,
+            request,
+            provider=self.name,
+            model=model,
+            error_for=lambda response, _body: error_from_response(
+                response.status_code,
+                response.headers,
+                response.text,
+                provider=self.name,
+                model=model,
+            ),
+        )

@@ -16,7 +16,9 @@ from llmkernel.http import (
     aiter_sse,
     error_for_transport,
     make_client,
+    read_json,
     request_id_from,
+    send,
 )
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
@@ -34,7 +36,7 @@ from llmkernel.types import (
 from llmkernel_gemini.convert import batch_body, chat_body, embed_request, model_path
 from llmkernel_gemini.errors import error_for_response, error_from_object, error_object
 from llmkernel_gemini.models import KNOWN_MODELS, bare_model_id, capabilities_for
-from llmkernel_gemini.parse import Where, as_mapping, optional_list, parse_json, parse_response
+from llmkernel_gemini.parse import Where, as_mapping, optional_list, parse_response
 from llmkernel_gemini.settings import GeminiSettings
 from llmkernel_gemini.stream import StreamParser
 
@@ -85,21 +87,15 @@ class GeminiProvider(Provider):
         for an error status or a transport failure."""
         client = self._http()
         request = client.build_request(method, path, json=body, params=params, headers=headers)
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise error_for_transport(exc, provider=self.name, model=model) from exc
-        if response.status_code >= 300:
-            try:
-                raw = await response.aread()
-            except httpx.TransportError:
-                raw = b""
-            finally:
-                await response.aclose()
-            raise error_for_response(
+        return await send(
+            client,
+            request,
+            provider=self.name,
+            model=model,
+            error_for=lambda response, raw: error_for_response(
                 response.status_code, raw, response.headers, provider=self.name, model=model
-            )
-        return response
+            ),
+        )
 
     async def _json(
         self,
@@ -111,14 +107,14 @@ class GeminiProvider(Provider):
         params: Mapping[str, str | int] | None = None,
     ) -> tuple[Any, Where]:
         response = await self._send(method, path, model=model, body=body, params=params)
-        try:
-            raw = await response.aread()
-        except httpx.TransportError as exc:
-            raise error_for_transport(exc, provider=self.name, model=model) from exc
-        finally:
-            await response.aclose()
         where = Where(self.name, model, request_id_from(response.headers))
-        return parse_json(raw.decode("utf-8", errors="replace"), "a body", where), where
+        data = await read_json(
+            response,
+            provider=self.name,
+            model=model,
+            malformed=lambda snippet: where.malformed(f"a body that is not JSON: {snippet!r}"),
+        )
+        return data, where
 
     def _timed_out(self, model: str, what: str) -> errors.TimeoutError:
         return errors.TimeoutError(

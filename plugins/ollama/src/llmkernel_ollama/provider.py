@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 
 from llmkernel import errors
-from llmkernel.http import aiter_ndjson, error_for_transport, make_client, request_id_from
+from llmkernel.http import (
+    aiter_ndjson,
+    error_for_transport,
+    make_client,
+    read_json,
+    request_id_from,
+    send,
+)
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.types import (
@@ -85,33 +92,35 @@ class OllamaProvider(Provider):
     def _timeout_error(self, model: str, what: str) -> errors.TimeoutError:
         return errors.TimeoutError(what, provider=self.name, model=model)
 
+    async def _send(
+        self, client: httpx.AsyncClient, request: httpx.Request, model: str
+    ) -> httpx.Response:
+        """:func:`send`, with a refused connection explained (Ollama is a local server
+        that may not be running)."""
+        try:
+            return await send(
+                client,
+                request,
+                provider=self.name,
+                model=model,
+                error_for=lambda response, raw: error_for_response(
+                    response.status_code, raw, response.headers, provider=self.name, model=model
+                ),
+            )
+        except errors.NetworkError as exc:
+            if isinstance(exc.__cause__, httpx.ConnectError):
+                raise self._transport_error(exc.__cause__, model) from exc.__cause__
+            raise
+
     async def _call(
         self, method: str, path: str, *, model: str, body: Mapping[str, Any] | None = None
     ) -> Any:
         """Send one non-streamed request within ``timeout``; the decoded JSON answer,
         or the kernel error for a failure."""
         client = self._http(model)
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                response = await client.request(method, path, json=body)
-        except builtins.TimeoutError:
-            raise self._timeout_error(
-                model, f"no complete answer within timeout={self.settings.timeout}s"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, model) from exc
-        if response.status_code >= 400:
-            raise error_for_response(
-                response.status_code,
-                response.content,
-                response.headers,
-                provider=self.name,
-                model=model,
-            )
-        try:
-            data = json.loads(response.content)
-        except ValueError:
-            snippet = " ".join(response.text.split())[:200]
+        request = client.build_request(method, path, json=body)
+
+        def not_json(snippet: str) -> errors.MalformedResponseError:
             error = malformed(
                 f"{method} {path} returned a body that is not JSON: {snippet!r}",
                 provider=self.name,
@@ -119,7 +128,18 @@ class OllamaProvider(Provider):
             )
             error.status = response.status_code
             error.request_id = request_id_from(response.headers)
-            raise error from None
+            return error
+
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                response = await self._send(client, request, model)
+                data = await read_json(
+                    response, provider=self.name, model=model, malformed=not_json
+                )
+        except builtins.TimeoutError:
+            raise self._timeout_error(
+                model, f"no complete answer within timeout={self.settings.timeout}s"
+            ) from None
         if isinstance(data, Mapping) and data.get("error") is not None:
             message = data["error"]
             raise error_in_body(
@@ -158,30 +178,16 @@ class OllamaProvider(Provider):
                 model, f"the stream did not finish within timeout={self.settings.timeout}s"
             )
 
+        http_request = client.build_request("POST", "/api/chat", json=body)
         try:
             async with asyncio.timeout_at(first_deadline):
-                response = await client.send(
-                    client.build_request("POST", "/api/chat", json=body), stream=True
-                )
+                response = await self._send(client, http_request, model)
         except builtins.TimeoutError:
             raise timed_out(False) from None
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, model) from exc
 
         text = response.aiter_text()
         lines = aiter_ndjson(text)
         try:
-            if response.status_code >= 400:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        content = await response.aread()
-                except builtins.TimeoutError:
-                    raise timed_out(True) from None
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, model) from exc
-                raise error_for_response(
-                    response.status_code, content, response.headers, provider=self.name, model=model
-                )
             parser = StreamParser(
                 provider=self.name, model=model, request_id=request_id_from(response.headers)
             )

@@ -15,7 +15,14 @@ import httpx
 
 from llmkernel import errors as kerrors
 from llmkernel import log
-from llmkernel.http import aiter_sse, error_for_transport, make_client, request_id_from
+from llmkernel.http import (
+    aiter_sse,
+    error_for_transport,
+    make_client,
+    read_json,
+    request_id_from,
+    send,
+)
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.types import (
@@ -99,18 +106,16 @@ class OpenAIProvider(Provider):
             method, path, json=body, params=self._params, headers=headers
         )
         log.debug("llmkernel.openai.request.sent", provider=self.name, model=model, path=path)
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.RequestError as exc:
-            raise error_for_transport(exc, provider=self.name, model=model) from exc
-        if response.status_code < 300:
-            return response
-        try:
-            await response.aread()
-        except httpx.RequestError as exc:
-            raise error_for_transport(exc, provider=self.name, model=model) from exc
-        finally:
-            await response.aclose()
+        return await send(
+            client,
+            request,
+            provider=self.name,
+            model=model,
+            error_for=lambda response, _body: self._failed(response, model),
+        )
+
+    def _failed(self, response: httpx.Response, model: str) -> kerrors.ProviderError:
+        """The error for an error ``response`` (its body read), logged."""
         error = wire.for_response(response, provider=self.name, model=model)
         log.debug(
             "llmkernel.openai.request.failed",
@@ -119,27 +124,22 @@ class OpenAIProvider(Provider):
             status=response.status_code,
             error=type(error).__name__,
         )
-        raise error
+        return error
 
     async def _json(self, response: httpx.Response, *, model: str) -> Any:
         """Read and decode a success response's JSON body; an ``error`` object in it
         raises that error."""
-        try:
-            raw = await response.aread()
-        except httpx.RequestError as exc:
-            raise error_for_transport(exc, provider=self.name, model=model) from exc
-        finally:
-            await response.aclose()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            snippet = raw[:_SNIPPET].decode("utf-8", "replace")
-            raise wire.malformed(
+        data = await read_json(
+            response,
+            provider=self.name,
+            model=model,
+            malformed=lambda snippet: wire.malformed(
                 f"the body is not JSON: {snippet!r}",
                 provider=self.name,
                 model=model,
                 response=response,
-            ) from None
+            ),
+        )
         self._raise_body_error(data, response, model=model)
         return data
 
