@@ -35,14 +35,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def timed(call: Callable[[], Awaitable[object]], calls: int) -> list[float]:
-    for _ in range(min(200, calls)):
-        await call()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        await call()
-        times.append(time.perf_counter() - started)
+async def interleaved(
+    calls: dict[str, Callable[[], Awaitable[object]]], rounds: int
+) -> dict[str, list[float]]:
+    """Time each client once per round, in turn, so every client sees the same
+    machine: a shared machine's noise then cancels out of the ratios."""
+    for call in calls.values():
+        for _ in range(min(200, rounds)):
+            await call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            await call()
+            times[name].append(time.perf_counter() - started)
     return times
 
 
@@ -51,29 +57,9 @@ def summary(times: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
 
 
-async def run(calls: int, base: str) -> None:
+async def run(rounds: int, base: str) -> None:
     os.environ.setdefault("BENCH_KEY", "sk-bench")
     body = {"model": "gpt-4o-mini", "messages": MESSAGES}
-    results: dict[str, tuple[float, float]] = {}
-
-    async with httpx.AsyncClient(base_url=base, headers={"authorization": "Bearer x"}) as client:
-
-        async def bare() -> object:
-            response = await client.post("/chat/completions", json=body)
-            return response.json()["choices"][0]["message"]["content"]
-
-        results["bare httpx"] = summary(await timed(bare, calls))
-
-        async def bare_ttft() -> object:
-            async with client.stream(
-                "POST", "/chat/completions", json={**body, "stream": True}
-            ) as response:
-                async for _ in response.aiter_text():
-                    return None
-            return None
-
-        ttft_bare = summary(await timed(bare_ttft, calls // 4))
-
     kernel = Kernel.from_config(
         {
             "providers": {
@@ -81,52 +67,78 @@ async def run(calls: int, base: str) -> None:
             },
         }
     )
-    async with kernel:
+    try:
+        import litellm
+    except ImportError:
+        litellm = None
+
+    async with httpx.AsyncClient(base_url=base, headers={"authorization": "Bearer x"}) as client:
+
+        async def bare() -> object:
+            response = await client.post("/chat/completions", json=body)
+            return response.json()["choices"][0]["message"]["content"]
 
         async def through_kernel() -> object:
             return (await kernel.achat(model="bench/gpt-4o-mini", messages=MESSAGES)).text
 
-        results["llmkernel achat"] = summary(await timed(through_kernel, calls))
+        async def bare_first_chunk() -> object:
+            async with client.stream(
+                "POST", "/chat/completions", json={**body, "stream": True}
+            ) as response:
+                async for _ in response.aiter_text():
+                    return None
+            return None
 
-        async def kernel_ttft() -> object:
+        async def kernel_first_chunk() -> object:
             stream = kernel.astream(model="bench/gpt-4o-mini", messages=MESSAGES)
             async for _ in stream:
                 break
             await stream.aclose()
             return None
 
-        ttft_kernel = summary(await timed(kernel_ttft, calls // 4))
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "bare httpx": bare,
+            "llmkernel achat": through_kernel,
+        }
+        if litellm is not None:
 
-    try:
-        import litellm
-    except ImportError:
-        litellm = None
-    if litellm is not None:
+            async def through_litellm() -> object:
+                response = await litellm.acompletion(
+                    model="openai/gpt-4o-mini", messages=MESSAGES, api_base=base, api_key="x"
+                )
+                return response.choices[0].message.content
 
-        async def through_litellm() -> object:
-            response = await litellm.acompletion(
-                model="openai/gpt-4o-mini", messages=MESSAGES, api_base=base, api_key="x"
+            calls["litellm acompletion"] = through_litellm
+        async with kernel:
+            times = await interleaved(calls, rounds)
+            first = await interleaved(
+                {"bare": bare_first_chunk, "kernel": kernel_first_chunk}, rounds // 2
             )
-            return response.choices[0].message.content
 
-        results["litellm acompletion"] = summary(await timed(through_litellm, calls))
-
-    bare_median = results["bare httpx"][0]
+    bare_median = summary(times["bare httpx"])[0]
     print(f"{'client':<22} {'median ms':>10} {'p99 ms':>8} {'x bare':>7}")
-    for name, (median, p99) in results.items():
+    for name, samples in times.items():
+        median, p99 = summary(samples)
         print(f"{name:<22} {median * 1000:10.3f} {p99 * 1000:8.3f} {median / bare_median:7.2f}")
+    paired = [k - b for k, b in zip(times["llmkernel achat"], times["bare httpx"], strict=True)]
+    ordered = sorted(paired)
+    print(
+        f"llmkernel overhead per call, paired: median {statistics.median(paired) * 1e6:.0f} us,"
+        f" p99 {ordered[int(len(ordered) * 0.99) - 1] * 1e6:.0f} us"
+    )
     if litellm is None:
         print("litellm: not installed (pip install litellm to measure it)")
+    ttft = [k - b for k, b in zip(first["kernel"], first["bare"], strict=True)]
     print(
-        f"time to first chunk: bare {ttft_bare[0] * 1000:.3f} ms, "
-        f"llmkernel {ttft_kernel[0] * 1000:.3f} ms "
-        f"(+{(ttft_kernel[0] - ttft_bare[0]) * 1000:.3f} ms)"
+        f"time to first chunk: bare {statistics.median(first['bare']) * 1000:.3f} ms, "
+        f"llmkernel {statistics.median(first['kernel']) * 1000:.3f} ms "
+        f"(paired median difference {statistics.median(ttft) * 1e6:.0f} us)"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--calls", type=int, default=2000, help="rounds per client")
     args = parser.parse_args()
     port = free_port()
     upstream = subprocess.Popen(
