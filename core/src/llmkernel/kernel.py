@@ -47,7 +47,6 @@ from llmkernel.errors import (
     AllCandidatesFailedError,
     AuthenticationError,
     ConfigError,
-    LLMKernelError,
     NoProviderError,
     PluginError,
     ProviderError,
@@ -57,6 +56,7 @@ from llmkernel.plugins import (
     PluginStatus,
     call_each,
     call_each_strict,
+    first_result,
     load_plugins,
     new_manager,
 )
@@ -162,28 +162,16 @@ class Kernel:
         transport = self.hook.provide_transport(kernel=self, provider=name)
         if transport is not None:
             config = attrs.evolve(config, transport=transport)
-        provider: Provider | None = None
-        # firstresult by hand, so the plugin that answered is known and named in errors
-        for impl in reversed(self.hook.provide_chat.get_hookimpls()):
-            args: dict[str, Any] = {"kernel": self, "config": config}
-            try:
-                answer: Any = impl.function(*[args[a] for a in impl.argnames])
-            except LLMKernelError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed creating provider {name!r} "
-                    f"(type {config.type!r}): {type(exc).__name__}: {exc}"
-                ) from exc
-            if answer is not None:
-                if not isinstance(answer, Provider):
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} returned {type(answer).__name__} from "
-                        "provide_chat; it must return a llmkernel.provider.Provider"
-                    )
-                provider = answer
-                self.provider_plugins[name] = impl.plugin_name
-                break
+        provider, plugin = first_result(
+            self.plugin_manager, "provide_chat", kernel=self, config=config
+        )
+        if provider is not None and not isinstance(provider, Provider):
+            raise PluginError(
+                f"plugin {plugin!r} returned {type(provider).__name__} from provide_chat; "
+                "it must return a llmkernel.provider.Provider"
+            )
+        if plugin is not None:
+            self.provider_plugins[name] = plugin
         if provider is None:
             raise NoProviderError(self._no_provider_message(name, config.type, section is None))
         self._providers[name] = provider
@@ -408,7 +396,7 @@ class Kernel:
                         model=candidate.model,
                     )
                 )
-                break
+                continue
             attempt = functools.partial(
                 self._attempt,
                 candidate,
@@ -697,15 +685,15 @@ class Kernel:
         )
         if price is None:
             try:
-                price = self.hook.price_model(
-                    kernel=self, provider_type=candidate.provider_type, model=candidate.model
+                price, _ = first_result(
+                    self.plugin_manager,
+                    "price_model",
+                    kernel=self,
+                    provider_type=candidate.provider_type,
+                    model=candidate.model,
                 )
-            except Exception as exc:
-                log.warning(
-                    "llmkernel.plugin.hook_failed",
-                    hook="price_model",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+            except PluginError as exc:  # unpriced this time; asked again next call
+                log.warning("llmkernel.plugin.hook_failed", hook="price_model", error=str(exc))
                 return None
         self._prices[key] = price
         return price
