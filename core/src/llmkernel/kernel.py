@@ -46,7 +46,6 @@ from llmkernel.config import OFFLINE_DEFAULT_MODEL, Config, RetryConfig
 from llmkernel.errors import (
     AllCandidatesFailedError,
     AuthenticationError,
-    ConfigError,
     NoProviderError,
     PluginError,
     ProviderError,
@@ -969,4 +968,4 @@ async def _aclose(events: AsyncIterator[Any]) -> None:
             await close()
 
 
-__all__ = ["AsyncChatStream", "ChatStream", "ConfigError", "Kernel"]
+__all__ = ["AsyncChatStream", "ChatStream", "Kernel"]

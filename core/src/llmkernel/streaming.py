@@ -60,10 +60,8 @@ class ResponseBuilder:
     finish_reason: FinishReason | None = None
     id: str | None = None
     refusal: str | None = None
-    events: int = 0
 
     def add(self, event: StreamEvent) -> None:
-        self.events += 1
         if isinstance(event, TextDelta):
             self.text.append(event.text)
         elif isinstance(event, ToolCallDelta):

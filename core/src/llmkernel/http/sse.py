@@ -8,7 +8,7 @@ yielded as soon as their blank line arrives; the body is never buffered whole.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import attrs
 
@@ -101,10 +101,3 @@ async def aiter_sse(chunks: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
             yield event
     for event in decoder.flush():
         yield event
-
-
-def iter_sse(chunks: Iterator[str]) -> Iterator[SSEEvent]:
-    decoder = SSEDecoder()
-    for chunk in chunks:
-        yield from decoder.feed(chunk)
-    yield from decoder.flush()
