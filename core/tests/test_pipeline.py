@@ -266,3 +266,13 @@ def test_closing_inside_a_running_loop_says_what_to_do() -> None:
         await kernel.aclose()
 
     asyncio.run(misuse())
+
+
+async def test_the_deadline_holds_when_a_providers_own_timeout_does_not_fit() -> None:
+    kernel = make_kernel([Slow(5.0, "too late")], retry={"timeout": 0.3})
+    scripted(kernel, "a").call_timeout = 100.0  # its own limit is longer than the deadline
+    started = time.monotonic()
+    async with kernel:
+        with pytest.raises(errors.TimeoutError, match="total deadline"):
+            await kernel.achat(model="a/m1", messages="hi")
+    assert time.monotonic() - started < 2.0

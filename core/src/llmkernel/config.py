@@ -54,7 +54,7 @@ class RetryConfig:
     initial_wait: float = 0.5
     max_wait: float = 10.0
     jitter: float = 1.0
-    timeout: float = 120.0
+    timeout: float = 600.0
     unhealthy_cooldown: float = 60.0
 
     def __attrs_post_init__(self) -> None:

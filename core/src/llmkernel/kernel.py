@@ -112,6 +112,7 @@ class Kernel:
         self.hook = self.plugin_manager.hook
         self._providers: dict[str, Provider] = {}
         self.provider_plugins: dict[str, str] = {}  # provider instance -> plugin name
+        self._resolved: dict[str, list[Candidate]] = {}  # model string -> candidates
         self._unhealthy: dict[str, float] = {}
         self._prices: dict[tuple[str, str, str], ModelPrice | None] = {}
         self._portal = Portal()
@@ -234,14 +235,19 @@ class Kernel:
         return candidates
 
     def _candidates(self, request: ChatRequest | EmbeddingRequest) -> list[Candidate]:
-        candidates = self.resolve(request.model)
-        if isinstance(request, ChatRequest):
+        candidates = self._resolved.get(request.model)
+        if candidates is None:
+            candidates = self._resolved[request.model] = self.resolve(request.model)
+        # the built-in select_provider keeps config order: only ask when a plugin might differ
+        if isinstance(request, ChatRequest) and len(self.hook.select_provider.get_hookimpls()) > 1:
             chosen = self.hook.select_provider(
                 kernel=self, request=request, candidates=list(candidates)
             )
             candidates = list(chosen) if chosen is not None else candidates
         if not candidates:
             raise NoProviderError(f"no candidate left for model {request.model!r}")
+        if not self._unhealthy:
+            return list(candidates)
         now = time.monotonic()
         healthy = [c for c in candidates if self._unhealthy.get(c.provider, 0.0) <= now]
         return healthy + [c for c in candidates if c not in healthy]
@@ -309,7 +315,8 @@ class Kernel:
     async def run_chat(self, request: ChatRequest) -> Response:
         """The pipeline for one (non-streaming) chat request."""
         started = time.perf_counter()
-        self.hook.on_request(kernel=self, request=request)
+        if self.hook.on_request.get_hookimpls():
+            self.hook.on_request(kernel=self, request=request)
         if self.cache is not None:
             hit = await self.cache.lookup(request)
             if hit is not None:
@@ -446,10 +453,12 @@ class Kernel:
             model=candidate.model,
             attempt=number,
         )
+        provider = self.provider(candidate.provider)
         try:
-            return await _within(
-                deadline, call(self.provider(candidate.provider), routed), candidate
-            )
+            limit = provider.call_timeout
+            if limit is not None and time.monotonic() + limit <= deadline:
+                return await call(provider, routed)  # the provider's own timeout bounds it
+            return await _within(deadline, call(provider, routed), candidate)
         except ProviderError as exc:
             _fill(exc, candidate)
             self._notify_error(routed, candidate, exc, number)
@@ -538,7 +547,8 @@ class Kernel:
     ) -> AsyncIterator[StreamEvent]:
         """The pipeline for one streamed chat; yields the user's events."""
         started = time.perf_counter()
-        self.hook.on_request(kernel=self, request=request)
+        if self.hook.on_request.get_hookimpls():
+            self.hook.on_request(kernel=self, request=request)
         if self.cache is not None:
             hit = await self.cache.lookup(request)
             if hit is not None:

@@ -52,6 +52,10 @@ class Provider:
 
     name: str
     type: str
+    #: Seconds within which the provider itself ends every call (its own total
+    #: timeout), or ``None``. When set and it fits the call's remaining deadline, the
+    #: kernel adds no deadline timer of its own: one timer a call, not two.
+    call_timeout: float | None = None
 
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name

@@ -55,6 +55,7 @@ class AnthropicProvider(Provider):
         self.settings = parse_options(
             AnthropicSettings, config.options, where=config.where or f"[providers.{config.name}]"
         )
+        self.call_timeout = self.settings.timeout
         self._transport = config.transport
         self._client: httpx.AsyncClient | None = None
 

@@ -53,6 +53,7 @@ class GeminiProvider(Provider):
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         self.settings = parse_options(GeminiSettings, config.options, where=config.where)
+        self.call_timeout = self.settings.timeout
         self._transport = config.transport
         self._client: httpx.AsyncClient | None = None
 

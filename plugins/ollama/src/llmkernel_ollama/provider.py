@@ -51,6 +51,7 @@ class OllamaProvider(Provider):
         super().__init__(config)
         where = config.where or f"[providers.{config.name}]"
         self.settings = parse_options(OllamaSettings, config.options, where=where)
+        self.call_timeout = self.settings.timeout
         base = self.settings.base_url.rstrip("/")
         # The native API lives under /api; accept a base_url written with it.
         self.base_url = base.removesuffix("/api")

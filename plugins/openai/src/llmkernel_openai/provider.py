@@ -60,6 +60,7 @@ class OpenAIProvider(Provider):
         self.settings: OpenAISettings = parse_options(
             OpenAISettings, config.options, where=where
         ).resolved()
+        self.call_timeout = self.settings.timeout
         self._transport = config.transport
         self._client: httpx.AsyncClient | None = None
         self._params = (
