@@ -276,3 +276,14 @@ async def test_the_deadline_holds_when_a_providers_own_timeout_does_not_fit() ->
         with pytest.raises(errors.TimeoutError, match="total deadline"):
             await kernel.achat(model="a/m1", messages="hi")
     assert time.monotonic() - started < 2.0
+
+
+def test_replace_copies_fields_and_refuses_unknown_ones() -> None:
+    from llmkernel.types import Usage, replace
+
+    usage = Usage(input_tokens=5, cached_input_tokens=2)
+    changed = replace(usage, output_tokens=3)
+    assert changed == Usage(input_tokens=5, cached_input_tokens=2, output_tokens=3)
+    assert usage.output_tokens == 0, "the original is untouched"
+    with pytest.raises(TypeError, match="no field 'outputs'"):
+        replace(usage, outputs=3)

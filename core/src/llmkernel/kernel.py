@@ -84,6 +84,7 @@ from llmkernel.types import (
     ToolChoice,
     Usage,
     UsageEvent,
+    replace,
 )
 
 T = TypeVar("T")
@@ -373,7 +374,7 @@ class Kernel:
                 parsed = json.loads(response.text)
             except ValueError:
                 parsed = None
-        return attrs.evolve(
+        return replace(
             response,
             provider=candidate.provider,
             model=response.model or candidate.model,
@@ -406,7 +407,7 @@ class Kernel:
             attempt = functools.partial(
                 self._attempt,
                 candidate,
-                attrs.evolve(request, model=candidate.model),
+                replace(request, model=candidate.model),
                 call,
                 deadline,
                 tally,
@@ -456,7 +457,7 @@ class Kernel:
         provider = self.provider(candidate.provider)
         try:
             limit = provider.call_timeout
-            if limit is not None and time.monotonic() + limit <= deadline:
+            if limit is not None and time.monotonic() + limit <= deadline + _TIMER_SLACK:
                 return await call(provider, routed)  # the provider's own timeout bounds it
             return await _within(deadline, call(provider, routed), candidate)
         except ProviderError as exc:
@@ -852,6 +853,10 @@ class ChatStream:
 
 
 # ---------------------------------------------------------------------- helpers
+
+# A provider whose own timeout ends a call within this many seconds of the deadline
+# needs no second timer from the kernel.
+_TIMER_SLACK = 1.0
 
 # Events the kernel folds into the response and emits itself at the end.
 _KEPT = (UsageEvent, FinishEvent, MetadataEvent)

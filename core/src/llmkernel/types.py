@@ -10,9 +10,33 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
+
+_T = TypeVar("_T")
+_FIELD_NAMES: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+
+
+def replace(instance: _T, **changes: Any) -> _T:
+    """``attrs.evolve`` for the kernel's hot path: copies the fields of a frozen
+    attrs instance with ``changes`` applied, without running ``__init__`` again (the
+    values were checked when the instance was made). Not for classes with
+    ``__attrs_post_init__`` checks on the changed fields."""
+    cls = type(instance)
+    known = _FIELD_NAMES.get(cls)
+    if known is None:
+        fields = tuple(f.name for f in attrs.fields(cls))  # type: ignore[arg-type]
+        known = _FIELD_NAMES[cls] = (fields, frozenset(fields))
+    names, name_set = known
+    if not name_set.issuperset(changes):
+        unknown = sorted(set(changes) - name_set)
+        raise TypeError(f"{cls.__name__} has no field {unknown[0]!r}")
+    new = object.__new__(cls)
+    for name in names:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(instance, name))
+    return new
+
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"]
