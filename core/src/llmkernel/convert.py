@@ -25,7 +25,8 @@ _ROLES = ("system", "user", "assistant", "tool", "developer")
 _EFFORTS = ("minimal", "low", "medium", "high")
 
 
-def _bad(field: str, problem: str) -> InvalidRequestError:
+def invalid(field: str, problem: str) -> InvalidRequestError:
+    """The error for a bad request field, naming it."""
     return InvalidRequestError(f"{field}: {problem}")
 
 
@@ -34,7 +35,7 @@ def messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Messag
         return (Message.user(value),)
     result = tuple(message(m, f"messages[{i}]") for i, m in enumerate(value))
     if not result:
-        raise _bad("messages", "at least one message is needed")
+        raise invalid("messages", "at least one message is needed")
     return result
 
 
@@ -42,10 +43,10 @@ def message(value: Message | Mapping[str, Any], field: str = "message") -> Messa
     if isinstance(value, Message):
         return value
     if not isinstance(value, Mapping):
-        raise _bad(field, f"expected a dict or Message, got {type(value).__name__}")
+        raise invalid(field, f"expected a dict or Message, got {type(value).__name__}")
     role = value.get("role")
     if role not in _ROLES:
-        raise _bad(f"{field}.role", f"must be one of {', '.join(_ROLES)}, not {role!r}")
+        raise invalid(f"{field}.role", f"must be one of {', '.join(_ROLES)}, not {role!r}")
     if role == "developer":
         role = "system"
     calls = tuple(
@@ -58,7 +59,7 @@ def message(value: Message | Mapping[str, Any], field: str = "message") -> Messa
         parts = (ReasoningPart(text=reasoning), *parts)
     tool_call_id = value.get("tool_call_id")
     if role == "tool" and not tool_call_id:
-        raise _bad(f"{field}.tool_call_id", "a tool message needs the id of the call it answers")
+        raise invalid(f"{field}.tool_call_id", "a tool message needs the id of the call it answers")
     return Message(
         role=role,  # type: ignore[arg-type]  # checked against _ROLES above
         content=parts,
@@ -76,7 +77,7 @@ def content(value: Any, field: str) -> tuple[Part, ...]:
     if isinstance(value, TextPart | ImagePart | ReasoningPart):
         return (value,)
     if not isinstance(value, Sequence):
-        raise _bad(field, f"expected a string or a list of parts, got {type(value).__name__}")
+        raise invalid(field, f"expected a string or a list of parts, got {type(value).__name__}")
     return tuple(part(p, f"{field}[{i}]") for i, p in enumerate(value))
 
 
@@ -86,19 +87,19 @@ def part(value: Any, field: str) -> Part:
     if isinstance(value, str):
         return TextPart(text=value)
     if not isinstance(value, Mapping):
-        raise _bad(field, f"expected a dict, got {type(value).__name__}")
+        raise invalid(field, f"expected a dict, got {type(value).__name__}")
     kind = value.get("type")
     if kind in ("text", "input_text"):
         text = value.get("text")
         if not isinstance(text, str):
-            raise _bad(f"{field}.text", "must be a string")
+            raise invalid(f"{field}.text", "must be a string")
         return TextPart(text=text)
     if kind == "image_url":
         spec = value.get("image_url")
         url = spec.get("url") if isinstance(spec, Mapping) else spec
         detail = spec.get("detail") if isinstance(spec, Mapping) else None
         if not isinstance(url, str):
-            raise _bad(f"{field}.image_url.url", "must be a string")
+            raise invalid(f"{field}.image_url.url", "must be a string")
         return image(url, detail, field)
     if kind == "image":
         try:
@@ -109,14 +110,14 @@ def part(value: Any, field: str) -> Part:
                 detail=value.get("detail"),
             )
         except ValueError as exc:
-            raise _bad(field, str(exc)) from None
+            raise invalid(field, str(exc)) from None
     if kind in ("reasoning", "thinking"):
         return ReasoningPart(
             text=value.get("text") or value.get("thinking") or "",
             signature=value.get("signature"),
             redacted=value.get("redacted") or value.get("data"),
         )
-    raise _bad(f"{field}.type", f"unknown content part type {kind!r}")
+    raise invalid(f"{field}.type", f"unknown content part type {kind!r}")
 
 
 def image(url: str, detail: Any, field: str) -> ImagePart:
@@ -124,7 +125,7 @@ def image(url: str, detail: Any, field: str) -> ImagePart:
         header, _, data = url.partition(",")
         media_type = header[5:].split(";")[0]
         if ";base64" not in header or not media_type or not data:
-            raise _bad(f"{field}.image_url.url", "a data URL must be data:<type>;base64,<data>")
+            raise invalid(f"{field}.image_url.url", "a data URL must be data:<type>;base64,<data>")
         return ImagePart(data=data, media_type=media_type, detail=detail)
     return ImagePart(url=url, detail=detail)
 
@@ -133,22 +134,22 @@ def tool_call(value: ToolCall | Mapping[str, Any], field: str) -> ToolCall:
     if isinstance(value, ToolCall):
         return value
     if not isinstance(value, Mapping):
-        raise _bad(field, "expected a dict")
+        raise invalid(field, "expected a dict")
     function = value.get("function", value)
     name = function.get("name")
     if not isinstance(name, str) or not name:
-        raise _bad(f"{field}.function.name", "is required")
+        raise invalid(f"{field}.function.name", "is required")
     raw = function.get("arguments", {})
     if isinstance(raw, str):
         try:
             raw = json.loads(raw) if raw.strip() else {}
         except json.JSONDecodeError as exc:
-            raise _bad(f"{field}.function.arguments", f"is not valid JSON ({exc})") from None
+            raise invalid(f"{field}.function.arguments", f"is not valid JSON ({exc})") from None
     if not isinstance(raw, Mapping):
-        raise _bad(f"{field}.function.arguments", "must be a JSON object")
+        raise invalid(f"{field}.function.arguments", "must be a JSON object")
     call_id = value.get("id")
     if not isinstance(call_id, str) or not call_id:
-        raise _bad(f"{field}.id", "is required")
+        raise invalid(f"{field}.id", "is required")
     return ToolCall(id=call_id, name=name, arguments=dict(raw), signature=value.get("signature"))
 
 
@@ -162,18 +163,18 @@ def tools(value: Iterable[Tool | Mapping[str, Any]] | None) -> tuple[Tool, ...]:
             result.append(item)
             continue
         if not isinstance(item, Mapping):
-            raise _bad(field, "expected a dict or Tool")
+            raise invalid(field, "expected a dict or Tool")
         spec = item.get("function", item) if item.get("type", "function") == "function" else None
         if not isinstance(spec, Mapping):
-            raise _bad(
+            raise invalid(
                 f"{field}.type", f"only function tools are supported, not {item.get('type')!r}"
             )
         name = spec.get("name")
         if not isinstance(name, str) or not name:
-            raise _bad(f"{field}.function.name", "is required")
+            raise invalid(f"{field}.function.name", "is required")
         params = spec.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, Mapping):
-            raise _bad(f"{field}.function.parameters", "must be a JSON schema object")
+            raise invalid(f"{field}.function.parameters", "must be a JSON schema object")
         result.append(
             Tool(
                 name=name,
@@ -184,7 +185,7 @@ def tools(value: Iterable[Tool | Mapping[str, Any]] | None) -> tuple[Tool, ...]:
         )
     names = [t.name for t in result]
     if len(set(names)) != len(names):
-        raise _bad("tools", "tool names must be unique")
+        raise invalid("tools", "tool names must be unique")
     return tuple(result)
 
 
@@ -196,25 +197,25 @@ def tool_choice(value: ToolChoice | str | Mapping[str, Any] | None) -> ToolChoic
             return ToolChoice(mode=value)  # type: ignore[arg-type]
         if value == "any":
             return ToolChoice(mode="required")
-        raise _bad("tool_choice", f"must be auto, none, required or a tool, not {value!r}")
+        raise invalid("tool_choice", f"must be auto, none, required or a tool, not {value!r}")
     if isinstance(value, Mapping):
         name = (value.get("function") or {}).get("name") or value.get("name")
         if isinstance(name, str) and name:
             return ToolChoice(mode="tool", name=name)
-    raise _bad("tool_choice", f"cannot read {value!r}")
+    raise invalid("tool_choice", f"cannot read {value!r}")
 
 
 def response_format(value: ResponseFormat | Mapping[str, Any] | None) -> ResponseFormat | None:
     if value is None or isinstance(value, ResponseFormat):
         return value
     if not isinstance(value, Mapping):
-        raise _bad("response_format", "expected a dict")
+        raise invalid("response_format", "expected a dict")
     kind = value.get("type")
     if kind == "json_schema":
         spec = value.get("json_schema") or {}
         schema = spec.get("schema")
         if not isinstance(schema, Mapping):
-            raise _bad("response_format.json_schema.schema", "is required (a JSON schema)")
+            raise invalid("response_format.json_schema.schema", "is required (a JSON schema)")
         return ResponseFormat(
             type="json_schema",
             schema=schema,
@@ -225,7 +226,7 @@ def response_format(value: ResponseFormat | Mapping[str, Any] | None) -> Respons
         return ResponseFormat(type=kind)
     if kind == "object" and "properties" in value:  # a bare JSON schema
         return ResponseFormat(type="json_schema", schema=value)
-    raise _bad("response_format.type", f"must be text, json_object or json_schema, not {kind!r}")
+    raise invalid("response_format.type", f"must be text, json_object or json_schema, not {kind!r}")
 
 
 def reasoning(value: Reasoning | str | Mapping[str, Any] | None) -> Reasoning | None:
@@ -233,17 +234,19 @@ def reasoning(value: Reasoning | str | Mapping[str, Any] | None) -> Reasoning | 
         return value
     if isinstance(value, str):
         if value not in _EFFORTS:
-            raise _bad("reasoning", f"effort must be one of {', '.join(_EFFORTS)}, not {value!r}")
+            raise invalid(
+                "reasoning", f"effort must be one of {', '.join(_EFFORTS)}, not {value!r}"
+            )
         return Reasoning(effort=value)  # type: ignore[arg-type]
     if isinstance(value, Mapping):
         effort = value.get("effort")
         budget = value.get("budget_tokens")
         if effort is not None and effort not in _EFFORTS:
-            raise _bad("reasoning.effort", f"must be one of {', '.join(_EFFORTS)}")
+            raise invalid("reasoning.effort", f"must be one of {', '.join(_EFFORTS)}")
         if budget is not None and (not isinstance(budget, int) or budget < 0):
-            raise _bad("reasoning.budget_tokens", "must be a non-negative integer")
+            raise invalid("reasoning.budget_tokens", "must be a non-negative integer")
         return Reasoning(effort=effort, budget_tokens=budget)
-    raise _bad("reasoning", f"cannot read {value!r}")
+    raise invalid("reasoning", f"cannot read {value!r}")
 
 
 def stop(value: str | Sequence[str] | None) -> tuple[str, ...]:

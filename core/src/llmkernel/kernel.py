@@ -631,9 +631,9 @@ class Kernel:
         """Embed one text or many; one vector per input, in order."""
         inputs = (input,) if isinstance(input, str) else tuple(input)
         if not inputs:
-            raise convert._bad("input", "at least one text to embed is needed")
+            raise convert.invalid("input", "at least one text to embed is needed")
         if not model:
-            raise convert._bad("model", "an embedding model is required (provider/model)")
+            raise convert.invalid("model", "an embedding model is required (provider/model)")
         request = EmbeddingRequest(
             model=model, inputs=inputs, dimensions=dimensions, options=options
         )

@@ -95,17 +95,8 @@ def make_error(
             retry_after=retry_after,
             code=code or kind,
         )
-    if kind == "overloaded_error":
-        return errors.OverloadedError(
-            text,
-            provider=provider,
-            model=model,
-            status=status,
-            request_id=request_id,
-            retry_after=retry_after,
-            code=kind,
-        )
-    error = error_for_status(
+    # the rest, overloaded_error on any status included, is the shared mapping's job
+    return error_for_status(
         status,
         text,
         provider=provider,
@@ -115,7 +106,6 @@ def make_error(
         request_id=request_id,
         retry_after=retry_after,
     )
-    return error
 
 
 def error_from_response(
