@@ -6,7 +6,12 @@
     ├── ConfigError                  bad config file, key, type or value
     ├── PluginError                  a plugin failed to load or misbehaved
     ├── NoProviderError              no provider serves the model asked for
-    │   └── AllCandidatesFailedError every candidate failed; ``errors`` holds each failure
+    │   └── AllCandidatesFailedError every candidate failed or was refused; ``errors``
+    │                                holds each one's reason
+    ├── RefusedError                 a gate refused locally before any network call
+    │   │                            (rate limit, open breaker): ``kind``, ``retry_after``
+    │   └── BudgetExceededError      a budget would be overspent: ``limit``, ``spent``,
+    │                                ``period``
     └── ProviderError                a provider call failed (provider, model, status,
         │                            request_id, retryable, fallback)
         ├── AuthenticationError          401, bad or missing key
@@ -32,7 +37,8 @@ Messages never contain API keys or auth headers.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import ClassVar
 
 
@@ -50,6 +56,69 @@ class PluginError(LLMKernelError):
 
 class NoProviderError(LLMKernelError):
     """No installed and enabled provider serves the model asked for."""
+
+
+class RefusedError(LLMKernelError):
+    """A gate refused an attempt before anything was sent: a budget, a rate limit,
+    an open circuit breaker. Not a provider failure: no ``on_error``, no retry; the
+    kernel records the candidate in ``ctx.dropped`` and tries the next one. When
+    every candidate is refused, the last refusal is raised.
+
+    ``kind`` says which gate (``"budget"``, ``"rate_limit"``, ``"breaker"``...);
+    ``retry_after`` is the seconds until it may pass, when known (a gateway answers
+    429 with ``Retry-After``).
+    """
+
+    kind: str = "refused"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str | None = None,
+        retry_after: float | None = None,
+        provider: str = "",
+        model: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if kind is not None:
+            self.kind = kind
+        self.retry_after = retry_after
+        self.provider = provider
+        self.model = model
+        self.retryable = False
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.provider, self.model) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class BudgetExceededError(RefusedError):
+    """A budget would be overspent by this call: ``limit`` (its name), ``spent`` and
+    ``amount`` (Decimal, the period's spend and the limit's amount), ``period``."""
+
+    kind = "budget"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str = "",
+        spent: Decimal | None = None,
+        amount: Decimal | None = None,
+        period: str = "",
+        retry_after: float | None = None,
+        provider: str = "",
+        model: str = "",
+    ) -> None:
+        super().__init__(
+            message, kind="budget", retry_after=retry_after, provider=provider, model=model
+        )
+        self.limit = limit
+        self.spent = spent
+        self.amount = amount
+        self.period = period
 
 
 class ProviderError(LLMKernelError):
@@ -74,6 +143,7 @@ class ProviderError(LLMKernelError):
         retryable: bool | None = None,
         retry_after: float | None = None,
         code: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -85,6 +155,8 @@ class ProviderError(LLMKernelError):
         self.fallback = self.default_fallback
         self.retry_after = retry_after
         self.code = code
+        #: The HTTP response headers (lower-cased names) when the provider answered.
+        self.headers: Mapping[str, str] = headers or {}
 
     def __str__(self) -> str:
         where = "/".join(p for p in (self.provider, self.model) if p)
@@ -163,9 +235,10 @@ class MalformedResponseError(ProviderError):
 
 
 class AllCandidatesFailedError(NoProviderError):
-    """Every candidate failed; ``errors`` lists each one's last error in order."""
+    """Every candidate failed; ``errors`` lists each one's last error (a
+    ``ProviderError``, or the ``RefusedError`` of a gate) in order."""
 
-    def __init__(self, model: str, errors: Sequence[ProviderError]) -> None:
+    def __init__(self, model: str, errors: Sequence[ProviderError | RefusedError]) -> None:
         self.model = model
         self.errors = list(errors)
         detail = "; ".join(str(e) for e in self.errors) or "no candidates"
@@ -177,6 +250,7 @@ BuiltinTimeoutError = builtins.TimeoutError
 __all__ = [
     "AllCandidatesFailedError",
     "AuthenticationError",
+    "BudgetExceededError",
     "ConfigError",
     "ContentFilteredError",
     "ContextWindowExceededError",
@@ -192,6 +266,7 @@ __all__ = [
     "ProviderError",
     "QuotaExceededError",
     "RateLimitError",
+    "RefusedError",
     "ServerError",
     "TimeoutError",
 ]

@@ -275,6 +275,7 @@ class Kernel:
         response_format: ResponseFormat | Mapping[str, Any] | None = None,
         reasoning: Reasoning | str | Mapping[str, Any] | None = None,
         user: str | None = None,
+        metadata: Mapping[str, str] | None = None,
         **options: Any,
     ) -> ChatRequest:
         """Convert user input into a :class:`ChatRequest`, naming any bad field."""
@@ -291,6 +292,7 @@ class Kernel:
             reasoning=convert.reasoning(reasoning),
             user=user,
             options=options,
+            metadata=dict(metadata) if metadata else {},
         )
 
     # ------------------------------------------------------------------ chat
@@ -626,6 +628,7 @@ class Kernel:
         input: str | Iterable[str] = (),
         *,
         dimensions: int | None = None,
+        metadata: Mapping[str, str] | None = None,
         **options: Any,
     ) -> EmbeddingResponse:
         """Embed one text or many; one vector per input, in order."""
@@ -635,7 +638,11 @@ class Kernel:
         if not model:
             raise convert.invalid("model", "an embedding model is required (provider/model)")
         request = EmbeddingRequest(
-            model=model, inputs=inputs, dimensions=dimensions, options=options
+            model=model,
+            inputs=inputs,
+            dimensions=dimensions,
+            options=options,
+            metadata=dict(metadata) if metadata else {},
         )
         started = time.perf_counter()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -60,6 +61,7 @@ class ResponseBuilder:
     finish_reason: FinishReason | None = None
     id: str | None = None
     refusal: str | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
@@ -88,6 +90,8 @@ class ResponseBuilder:
             self.id = event.id or self.id
             self.model = event.model or self.model
             self.refusal = event.refusal or self.refusal
+            if event.headers is not None:
+                self.headers = event.headers
 
     def build(self) -> Response:
         parts: list[Part] = [
@@ -108,6 +112,7 @@ class ResponseBuilder:
             id=self.id,
             model=self.model,
             refusal=self.refusal,
+            headers=self.headers,
         )
 
     def _call(self, index: int, call: _CallParts) -> ToolCall:

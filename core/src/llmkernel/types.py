@@ -202,6 +202,9 @@ class ChatRequest:
     alias) at the API, and the provider's own model id once routed to a candidate.
 
     ``options`` holds provider-specific extras passed through unchanged.
+    ``metadata`` says who is asking (``tenant``, ``key``, anything the application
+    adds) for plugins: cache namespaces, ledgers, budgets, rate limits. It is never
+    sent upstream.
     """
 
     model: str
@@ -216,16 +219,21 @@ class ChatRequest:
     reasoning: Reasoning | None = None
     user: str | None = None
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
 class EmbeddingRequest:
-    """Texts to embed, in order; ``dimensions`` asks for shorter vectors where supported."""
+    """Texts to embed, in order; ``dimensions`` asks for shorter vectors where supported.
+
+    ``metadata`` says who is asking, as on :class:`ChatRequest`; never sent upstream.
+    """
 
     model: str
     inputs: tuple[str, ...]
     dimensions: int | None = None
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
 
 
 # --------------------------------------------------------------------------- usage
@@ -240,6 +248,8 @@ class Usage:
     of it read from and written to the provider's prompt cache. ``output_tokens`` is
     every output token, reasoning included; ``reasoning_tokens`` is the part of it
     spent thinking. ``total_tokens = input_tokens + output_tokens``.
+    ``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` written with a
+    one-hour lifetime (Anthropic prices those apart); the rest are 5-minute writes.
     """
 
     input_tokens: int = 0
@@ -247,6 +257,7 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -264,6 +275,7 @@ class Usage:
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
 
@@ -274,9 +286,10 @@ class Usage:
 class Response:
     """A normalized chat response.
 
-    Providers fill ``message``, ``finish_reason``, ``usage``, ``id``, ``model`` and,
-    for structured output, ``parsed``; the kernel adds ``provider``, ``cost``,
-    ``latency``, ``attempts`` and ``cached``.
+    Providers fill ``message``, ``finish_reason``, ``usage``, ``id``, ``model``,
+    ``headers`` (the HTTP response's headers, lower-cased names) and, for structured
+    output, ``parsed``; the kernel adds ``provider``, ``cost``, ``latency``,
+    ``attempts`` and ``cached``.
     """
 
     message: Message
@@ -291,6 +304,7 @@ class Response:
     latency: float = 0.0
     attempts: int = 1
     cached: bool = False
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @property
     def text(self) -> str:
@@ -316,6 +330,7 @@ class EmbeddingResponse:
     cost: Decimal | None = None
     latency: float = 0.0
     attempts: int = 1
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
 # --------------------------------------------------------------------------- stream events
@@ -374,11 +389,13 @@ class FinishEvent:
 @attrs.frozen(kw_only=True)
 class MetadataEvent:
     """Provider facts learned mid-stream: the response id, the model that answered,
-    a refusal. Folded into the final response; not shown to users by the kernel."""
+    a refusal, the HTTP response headers. Folded into the final response; not shown
+    to users by the kernel."""
 
     id: str | None = None
     model: str | None = None
     refusal: str | None = None
+    headers: Mapping[str, str] | None = None
     type: Literal["metadata"] = "metadata"
 
 
@@ -441,7 +458,11 @@ class ModelPrice:
     """Prices in a currency (USD by default) per million tokens, as ``Decimal``.
 
     ``cached_input``, ``cache_write`` and ``reasoning`` default to the input and
-    output rates when the provider does not price them apart.
+    output rates when the provider does not price them apart; ``cache_write_1h``
+    (one-hour cache writes) defaults to ``cache_write``.
+
+    ``price_model`` may return any object with a ``cost(usage) -> Decimal`` method
+    (tiered prices, say); this class is the common case.
     """
 
     input: Decimal
@@ -449,6 +470,7 @@ class ModelPrice:
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
     reasoning: Decimal | None = None
+    cache_write_1h: Decimal | None = None
     currency: str = "USD"
     source: str = ""
 
@@ -457,12 +479,15 @@ class ModelPrice:
         million = Decimal(1_000_000)
         cached = self.cached_input if self.cached_input is not None else self.input
         write = self.cache_write if self.cache_write is not None else self.input
+        write_1h = self.cache_write_1h if self.cache_write_1h is not None else write
         reasoning = self.reasoning if self.reasoning is not None else self.output
         plain_output = max(0, usage.output_tokens - usage.reasoning_tokens)
+        writes_1h = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
         total = (
             usage.uncached_input_tokens * self.input
             + usage.cached_input_tokens * cached
-            + usage.cache_write_tokens * write
+            + (usage.cache_write_tokens - writes_1h) * write
+            + writes_1h * write_1h
             + plain_output * self.output
             + usage.reasoning_tokens * reasoning
         )
