@@ -311,6 +311,8 @@ def stops(value: Any) -> tuple[str, ...]:
 
 
 def message_list(value: Any) -> tuple[Message, ...]:
+    if type(value) is list or type(value) is tuple:  # the common case, no ABC checks
+        return messages(value)
     if isinstance(value, str | Message):
         return messages(value) if isinstance(value, str) else (value,)
     if isinstance(value, Mapping):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -59,6 +60,20 @@ from llmkernel.types import (
 
 T = TypeVar("T")
 _announced_default = False
+#: Request ids: random per process (unique across processes sharing a ledger), then
+#: a counter (cheap per call).
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX, _ids
+    _ID_PREFIX = os.urandom(6).hex()
+    _ids = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_id_prefix)
 #: Model strings remembered with their candidates (a gateway sees arbitrary ones).
 _RESOLVED_MAX = 1024
 #: Hooks the pipeline skips entirely while only the kernel implements them.
@@ -420,21 +435,35 @@ class Kernel:
             raise convert.invalid(
                 "model", f'must be a non-empty "provider/model" string or alias, not {model!r}'
             )
-        offered = convert.tool_list(tools)
+        offered = convert.tool_list(tools) if tools is not None else ()
         return ChatRequest(
             model=model,
             messages=convert.message_list(messages),
             tools=offered,
-            tool_choice=convert.checked_tool_choice(tool_choice, offered),
-            max_tokens=convert.positive_int(max_tokens, "max_tokens"),
-            temperature=convert.number(temperature, "temperature", 0.0, 2.0),
-            top_p=convert.number(top_p, "top_p", 0.0, 1.0),
-            stop=convert.stops(stop),
+            tool_choice=(
+                convert.checked_tool_choice(tool_choice, offered)
+                if tool_choice is not None
+                else None
+            ),
+            max_tokens=(
+                convert.positive_int(max_tokens, "max_tokens") if max_tokens is not None else None
+            ),
+            temperature=(
+                convert.number(temperature, "temperature", 0.0, 2.0)
+                if temperature is not None
+                else None
+            ),
+            top_p=convert.number(top_p, "top_p", 0.0, 1.0) if top_p is not None else None,
+            stop=convert.stops(stop) if stop is not None else (),
             response_format=convert.response_format(response_format),
             reasoning=convert.reasoning(reasoning),
             user=convert.text_or_none(user, "user"),
-            options={**convert.options(options), **convert.extras(extra)},
-            metadata=convert.metadata(metadata),
+            options=(
+                {**convert.options(options), **convert.extras(extra)}
+                if options is not None or extra
+                else {}
+            ),
+            metadata=convert.metadata(metadata) if metadata else {},
         )
 
     # ------------------------------------------------------------------ calls
@@ -455,7 +484,7 @@ class Kernel:
             )
         now = time.monotonic()
         return RequestContext(
-            id="req_" + os.urandom(8).hex(),
+            id=f"req_{_ID_PREFIX}{next(_ids):x}",
             kind=kind,
             kernel=self,
             request=request,

@@ -199,7 +199,7 @@ class AttemptEnd:
     """Ends one attempt exactly once: gates released in reverse order, then
     ``on_attempt_end``."""
 
-    __slots__ = ("attempt", "ctx", "done", "gates", "kernel")
+    __slots__ = ("attempt", "ctx", "done", "gates", "kernel", "listened")
 
     def __init__(
         self, kernel: Kernel, ctx: RequestContext, attempt: Attempt, gates: list[Any]
@@ -209,6 +209,8 @@ class AttemptEnd:
         self.attempt = attempt
         self.gates = gates
         self.done = False
+        #: whether anyone reads the outcome (a gate or an end hook); else skip building it
+        self.listened = bool(gates) or kernel.has_hook("on_attempt_end")
 
     def __call__(self, outcome: Outcome, error: BaseException | None = None) -> None:
         if self.done:
@@ -462,6 +464,7 @@ async def run_attempt(
         for gate in kernel.gates:
             await gate.acquire(ctx, attempt)
             end.gates.append(gate)
+            end.listened = True
         log.debug(
             "llmkernel.request.sent",
             provider=candidate.provider,
@@ -572,6 +575,8 @@ def finish(
 
 
 def _refusals(ctx: RequestContext) -> int:
+    if not ctx.dropped:
+        return 0
     return sum(1 for d in ctx.dropped if isinstance(d.error, RefusedError))
 
 
@@ -649,9 +654,12 @@ async def run_chat(kernel: Kernel, ctx: RequestContext) -> Response:
 
             candidate, answer, end_attempt = await run_candidates(kernel, ctx, call)
             response = finish(kernel, ctx, candidate, answer)
-            end_attempt(
-                ok_outcome(ctx, response, since=end_attempt.attempt.started, candidate=candidate)
-            )
+            if end_attempt.listened:
+                end_attempt(
+                    ok_outcome(
+                        ctx, response, since=end_attempt.attempt.started, candidate=candidate
+                    )
+                )
             request = ctx.request
             assert isinstance(request, ChatRequest)
             await store(kernel, request, response)
@@ -659,7 +667,8 @@ async def run_chat(kernel: Kernel, ctx: RequestContext) -> Response:
     except BaseException as exc:
         end(kernel, ctx, failed(ctx, exc))
         raise
-    end(kernel, ctx, ok_outcome(ctx, response, since=ctx.started, candidate=candidate))
+    if kernel.has_hook("on_request_end"):
+        end(kernel, ctx, ok_outcome(ctx, response, since=ctx.started, candidate=candidate))
     return response
 
 
