@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from llmkernel import log
@@ -59,6 +60,15 @@ class LedgerWriter:
         self._ensure_started()
         self.queue.put(row)
 
+    def submit(self, task: Callable[[], object]) -> None:
+        """Run ``task`` on the writer thread, in order with the rows offered around
+        it (budgets settle reservations this way); never blocks."""
+        if self._closed:
+            task()
+            return
+        self._ensure_started()
+        self.queue.put(task)
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every row offered before this call is committed."""
         if self._thread is None:
@@ -88,14 +98,28 @@ class LedgerWriter:
                     items.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            rows = [item for item in items if isinstance(item, LedgerRow)]
-            if rows:
-                self._write(rows)
+            rows: list[LedgerRow] = []
             for item in items:
+                if isinstance(item, LedgerRow):
+                    rows.append(item)
+                    continue
+                if rows:
+                    self._write(rows)
+                    rows = []
                 if isinstance(item, _Flush):
                     item.done.set()
                 elif item is _STOP:
                     stop = True
+                elif callable(item):
+                    self._run_task(item)
+            if rows:
+                self._write(rows)
+
+    def _run_task(self, task: Callable[[], object]) -> None:
+        try:
+            task()
+        except Exception as exc:
+            log.error("llmkernel.ledger.task_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _write(self, rows: list[LedgerRow]) -> None:
         try:
