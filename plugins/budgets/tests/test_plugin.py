@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import attrs
 import pytest
 import stamina
 
-from llmkernel import Kernel
+from llmkernel.config import Config
 from llmkernel.errors import BudgetExceededError, ConfigError
 from llmkernel.routing import Candidate
 from llmkernel.testing.fake_server import FakeResponse, FakeServer
@@ -38,7 +39,7 @@ class Ctx:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     id: str = attrs.field(factory=lambda: f"req-{next(_ids)}")
     kind: str = "chat"
-    started_at: float = 1_764_460_800.0
+    started_at: float = attrs.field(factory=time.time)
     attempts: list[Any] = attrs.field(factory=list)
 
     def worst_case_cost(self, candidate: Candidate) -> Decimal | None:
@@ -72,8 +73,33 @@ def _stamina_testing() -> Any:
     stamina.set_testing(False)
 
 
-def kernel(tmp_path: Path, **budgets: Any) -> Kernel:
-    return Kernel.from_config(
+class Hooks:
+    def __init__(self) -> None:
+        self.alerts: list[Any] = []
+
+    def on_budget_alert(self, kernel: Any, alert: Any) -> None:
+        self.alerts.append(alert)
+
+
+class StubKernel:
+    """What the plugins use of a kernel: config, hook, add_closer, close. (The real
+    pipeline is exercised in test_kernel.py once the kernel has gates.)"""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.hook = Hooks()
+        self.closers: list[Any] = []
+
+    def add_closer(self, fn: Any) -> None:
+        self.closers.append(fn)
+
+    def close(self) -> None:
+        for fn in reversed(self.closers):
+            fn()
+
+
+def kernel(tmp_path: Path, **budgets: Any) -> Any:
+    config = Config.load(
         {
             "providers": {"sim": {"type": "mock"}},
             "plugin": {
@@ -82,15 +108,19 @@ def kernel(tmp_path: Path, **budgets: Any) -> Kernel:
             },
         }
     )
+    k = StubKernel(config)
+    ledger_plugin.configure(kernel=k, config=config)
+    budgets_plugin.configure(kernel=k, config=config)
+    return k
 
 
-def gate_of(k: Kernel) -> BudgetGate:
+def gate_of(k: Any) -> BudgetGate:
     gate = budgets_plugin.provide_gate(k)
     assert isinstance(gate, BudgetGate)
     return gate
 
 
-def run_call(k: Kernel, gate: BudgetGate, worst: Decimal, cost: Decimal | None, **meta: Any) -> None:
+def run_call(k: Any, gate: BudgetGate, worst: Decimal, cost: Decimal | None, **meta: Any) -> None:
     """One call as the pipeline runs it: acquire, release, on_request_end."""
     ctx, attempt = Ctx(worst=worst, metadata=meta), Attempt()
     asyncio.run(gate.acquire(ctx, attempt))
@@ -173,6 +203,10 @@ def test_webhook_receives_each_alert_once(tmp_path: Path) -> None:
         ledger_plugin.ledger_for(k).writer.flush()
         k.close()  # flushes the ledger and the webhook's queue
         posts = [json.loads(r.body) for r in server.requests_to("/hook")]
+    assert [(a.limit, a.threshold) for a in k.hook.alerts] == [
+        ("cap", Decimal("0.5")),
+        ("cap", Decimal("0.8")),
+    ]
     delivered = [p for p in posts]
     thresholds = [p["threshold"] for p in delivered]
     assert thresholds.count("0.5") == 2  # the 503, then its retry

@@ -56,8 +56,8 @@ class BudgetSettings:
     ``webhook_attempts`` tries."""
 
     limits: list[LimitSettings] = attrs.field(factory=list)
-    timezone: str = "UTC"
-    reservation_ttl: float = 900.0
+    timezone: str = attrs.field(default="UTC")
+    reservation_ttl: float = attrs.field(default=900.0)
     alerts: list[float] = attrs.field(factory=lambda: [0.5, 0.8, 1.0])
     allow_unpriced: bool = False
     webhook: str | None = None

@@ -22,8 +22,8 @@ class LedgerSettings:
     months in summaries; ``batch`` rows at most per transaction."""
 
     path: str = attrs.field(factory=default_path)
-    timezone: str = "UTC"
-    batch: int = 500
+    timezone: str = attrs.field(default="UTC")
+    batch: int = attrs.field(default=500)
 
     @timezone.validator
     def _known_zone(self, attribute: attrs.Attribute[str], value: str) -> None:
