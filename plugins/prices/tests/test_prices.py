@@ -132,15 +132,28 @@ def test_bad_data_names_the_field() -> None:
 
 
 # ------------------------------------------------------------------ through a kernel
+# Kernels without provider instances: pricing needs only the candidate, so these
+# tests pass with core and this package alone. Preset detection reads the config's
+# provider tables, so those tests give the hook a config directly.
 
 
-def kernel(providers: dict[str, Any], **extra: Any) -> Kernel:
-    return Kernel.from_config({"providers": providers, **extra})
+class ConfigOnly:
+    """What price_model reads of a kernel: its config."""
+
+    def __init__(self, providers: dict[str, Any]) -> None:
+        from llmkernel.config import Config
+
+        self.config = Config.load({"providers": providers})
 
 
-def test_kernel_prices_native_provider_types(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
-    k = kernel({"claude": {"type": "anthropic"}})
+def hook_price(providers: dict[str, Any], model: str) -> Any:
+    from llmkernel_prices.plugin import price_model
+
+    return price_model(kernel=ConfigOnly(providers), provider_type="openai", model=model)
+
+
+def test_kernel_prices_native_provider_types() -> None:
+    k = Kernel.from_config({})
     found = k.price(
         Candidate(provider="claude", model="claude-haiku-4-5", provider_type="anthropic")
     )
@@ -148,54 +161,39 @@ def test_kernel_prices_native_provider_types(monkeypatch: pytest.MonkeyPatch) ->
     assert found.cost(Usage(input_tokens=1_000_000)) == Decimal(1)
 
 
-def test_kernel_unknown_model_costs_none_and_warns_once(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    k = kernel({"oa": {"type": "openai"}})
+def test_kernel_unknown_model_costs_none_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="llmkernel")
     unknown = Candidate(provider="oa", model="gpt-nope-1", provider_type="openai")
-    assert k.cost(unknown, Usage(input_tokens=10, output_tokens=10)) is None
-    k2 = kernel({"oa": {"type": "openai"}})
-    assert k2.cost(unknown, Usage(input_tokens=10)) is None
+    assert Kernel.from_config({}).cost(unknown, Usage(input_tokens=10, output_tokens=10)) is None
+    assert Kernel.from_config({}).cost(unknown, Usage(input_tokens=10)) is None
     assert sum("gpt-nope-1" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_presets_pick_their_own_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEEPSEEK_API_KEY", "test")
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    k = kernel({"ds": {"type": "openai", "preset": "deepseek"}, "oa": {"type": "openai"}})
-    ds = k.price(Candidate(provider="ds", model="deepseek-chat", provider_type="openai"))
-    assert ds is not None and ds.input == Decimal("0.28")
-    oa = k.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
-    assert oa is not None and oa.input == Decimal("2.00")
+def test_presets_pick_their_own_table() -> None:
+    both = {"ds": {"type": "openai", "preset": "deepseek"}, "oa": {"type": "openai"}}
+    assert hook_price(both, "deepseek-chat").input == Decimal("0.28")
+    assert hook_price(both, "gpt-4.1").input == Decimal("2.00")
+    assert hook_price({}, "gpt-4.1").input == Decimal("2.00")  # no instance: OpenAI
 
 
-def test_local_preset_is_free_but_not_when_a_cloud_preset_shares_the_type(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    local = kernel({"v": {"type": "openai", "preset": "vllm"}})
-    free = local.price(Candidate(provider="v", model="my-llama", provider_type="openai"))
+def test_local_preset_is_free_but_not_when_a_cloud_preset_shares_the_type() -> None:
+    free = hook_price({"v": {"type": "openai", "preset": "vllm"}}, "my-llama")
     assert free is not None and free.cost(Usage(input_tokens=5)) == Decimal(0)
-    monkeypatch.setenv("GROQ_API_KEY", "test")
-    mixed = kernel(
-        {"v": {"type": "openai", "preset": "vllm"}, "g": {"type": "openai", "preset": "groq"}}
-    )
-    # the hook cannot tell which instance asks: a name served by groq or vllm is unpriced
-    assert mixed.price(Candidate(provider="v", model="my-llama", provider_type="openai")) is None
+    mixed = {"v": {"type": "openai", "preset": "vllm"}, "g": {"type": "openai", "preset": "groq"}}
+    # the hook cannot tell which instance asks: a name groq or vllm may serve is unpriced
+    assert hook_price(mixed, "my-llama") is None
+    custom = {"c": {"type": "openai", "base_url": "https://llm.example.com/v1"}}
+    assert hook_price(custom, "my-model") is None
+    assert hook_price(custom, "gpt-4.1") is None  # a custom server may bill differently
 
 
-def test_config_prices_win_over_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    k = kernel(
-        {"oa": {"type": "openai"}},
-        prices={"openai/gpt-4.1": {"input": "1", "output": "1"}},
-    )
+def test_config_prices_win_over_the_table() -> None:
+    k = Kernel.from_config({"prices": {"openai/gpt-4.1": {"input": "1", "output": "1"}}})
     found = k.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
     assert found is not None and found.input == Decimal(1)
 
 
-def test_a_plugin_overrides_the_shipped_table(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_overrides_the_shipped_table() -> None:
     from llmkernel import hookimpl
 
     class Override:
@@ -205,8 +203,7 @@ def test_a_plugin_overrides_the_shipped_table(monkeypatch: pytest.MonkeyPatch) -
                 return ModelPrice(input=Decimal(7), output=Decimal(7), source="override")
             return None
 
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    k = Kernel.from_config({"providers": {"oa": {"type": "openai"}}}, plugins=[Override()])
+    k = Kernel.from_config({}, plugins=[Override()])
     found = k.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
     assert found is not None and found.input == Decimal(7)
     other = k.price(Candidate(provider="oa", model="gpt-5", provider_type="openai"))
