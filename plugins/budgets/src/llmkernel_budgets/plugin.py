@@ -60,7 +60,15 @@ def configure(kernel: Kernel, config: Config) -> None:
         )
         add_closer = getattr(kernel, "add_closer", None)
         if add_closer is not None:
-            add_closer(webhook.close)
+            hook = webhook
+
+            def close() -> None:
+                # the ledger's last rows may cross thresholds: flush it first,
+                # whatever order the kernel runs closers in
+                ledger.writer.close()
+                hook.close()
+
+            add_closer(close)
     _stores[kernel] = BudgetStore(
         ledger.store,
         limits,
