@@ -282,7 +282,18 @@ class BedrockProvider(Provider):
                         for event in parser.feed(frame):
                             yield event
             except httpx.RequestError as exc:
-                raise error_for_transport(exc, provider=self.name, model=model) from exc
+                error = error_for_transport(exc, provider=self.name, model=model)
+                error.request_id = rid
+                if decoder.pending:
+                    error.message = (
+                        f"the stream was cut off mid-frame ({decoder.pending} bytes of an "
+                        f"unfinished event-stream frame): {error.message}"
+                    )
+                elif parser.stop_reason is None:
+                    error.message = (
+                        f"the stream was cut off before its messageStop event: {error.message}"
+                    )
+                raise error from exc
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
             if decoder.pending:
