@@ -84,7 +84,8 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
         {
             "error": {
                 "code": "InternalServerError",
-                "message": "The server had an error while processing your request. Sorry about that!",
+                "message": "The server had an error while processing your request. "
+                "Sorry about that!",
             }
         },
     ),
@@ -93,7 +94,8 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
         {
             "error": {
                 "code": "ServiceUnavailable",
-                "message": "The service is temporarily unable to process your request. Please try again later.",
+                "message": "The service is temporarily unable to process your request. "
+                "Please try again later.",
             }
         },
     ),
