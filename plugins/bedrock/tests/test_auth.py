@@ -161,3 +161,38 @@ def test_secrets_stay_out_of_reprs(server: FakeServer) -> None:
     kernel = kernel_for(server, region="us-east-1")
     provider = kernel.provider("aws")
     assert SECRET_KEY not in repr(provider)
+
+
+async def test_the_signature_at_a_fixed_time_is_the_expected_one(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With botocore's clock fixed, the exact Authorization header the provider
+    sends equals the one the independent SigV4 implementation computes."""
+    import datetime
+
+    import botocore.auth  # type: ignore[import-untyped]
+
+    fixed = datetime.datetime(2026, 11, 30, 12, 34, 56)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: fixed)
+    server.expect("POST", path(MODEL, "converse"), json_response(converse([{"text": "ok"}])))
+    async with kernel_for(server, region="us-east-1") as kernel:
+        await kernel.achat(model=f"aws/{MODEL}", messages=HI)
+    sent = server.requests[-1]
+    assert sent.headers["x-amz-date"] == "20261130T123456Z"
+    signed = ["accept", "content-type", "host", "x-amz-date"]
+    expected = sigv4_signature(
+        method="POST",
+        raw_path=sent.path,
+        query="",
+        headers=dict(sent.headers),
+        signed=signed,
+        body=sent.body,
+        amz_date="20261130T123456Z",
+        secret=SECRET_KEY,
+        region="us-east-1",
+        service="bedrock",
+    )
+    assert sent.headers["authorization"] == (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20261130/us-east-1/bedrock/aws4_request, "
+        f"SignedHeaders={';'.join(signed)}, Signature={expected}"
+    )
