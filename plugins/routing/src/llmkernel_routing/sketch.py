@@ -37,6 +37,7 @@ class Sketch:
     max: float = -math.inf
     _zero: int = 0
     _buckets: dict[int, int] = attrs.field(factory=dict)
+    _floor: int = -(2**62)  # lower keys were folded into this one
     _gamma: float = attrs.field(init=False)
     _log_gamma: float = attrs.field(init=False)
 
@@ -60,6 +61,8 @@ class Sketch:
             self._zero += 1
             return
         key = math.ceil(math.log(value) / self._log_gamma)
+        if key < self._floor:
+            key = self._floor
         buckets = self._buckets
         buckets[key] = buckets.get(key, 0) + 1
         if len(buckets) > self.max_buckets:
@@ -78,15 +81,22 @@ class Sketch:
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         self._zero += other._zero
+        self._floor = max(self._floor, other._floor)
         for key, n in other._buckets.items():
+            key = max(key, self._floor)
             self._buckets[key] = self._buckets.get(key, 0) + n
-        while len(self._buckets) > self.max_buckets:
+        if len(self._buckets) > self.max_buckets:
             self._collapse()
 
     def _collapse(self) -> None:
-        """Fold the two lowest buckets into one."""
-        low, second = sorted(self._buckets)[:2]
-        self._buckets[second] += self._buckets.pop(low)
+        """Fold the lowest buckets into the lowest one kept; values below it land
+        there from now on."""
+        keys = sorted(self._buckets)
+        excess = len(keys) - self.max_buckets
+        floor = keys[excess]
+        for key in keys[:excess]:
+            self._buckets[floor] += self._buckets.pop(key)
+        self._floor = floor
 
     @property
     def buckets(self) -> int:
