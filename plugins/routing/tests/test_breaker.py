@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from llmkernel_routing.breaker import Breaker, BreakerSettings
 
 

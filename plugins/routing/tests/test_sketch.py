@@ -4,6 +4,7 @@ import random
 import sys
 
 import pytest
+
 from llmkernel_routing.sketch import Sketch
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from llmkernel.routing import Candidate
 from llmkernel_routing import BreakerSettings, Routing, RoutingSettings
 
@@ -37,8 +38,16 @@ def test_attempts_are_counted_per_deployment():
     routing.attempt_ended(A, status="error", kind="server", message="boom", latency=0.1)
     routing.attempt_ended(A, status="error", kind="server", message="boom again")
     routing.attempt_ended(A, status="refused", kind="breaker")
-    routing.attempt_ended(A, status="ok", stream=True, latency=1.0, first_event_latency=0.05,
-                          input_tokens=1, output_tokens=1, cost=None)
+    routing.attempt_ended(
+        A,
+        status="ok",
+        stream=True,
+        latency=1.0,
+        first_event_latency=0.05,
+        input_tokens=1,
+        output_tokens=1,
+        cost=None,
+    )
     snap = routing.snapshot()["deployments"]["a/m"]
     assert snap["requests"] == 4  # the refused one never left
     assert snap["successes"] == 2

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from llmkernel_strategy_local_first import is_local_url
 
 

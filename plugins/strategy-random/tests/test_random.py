@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from llmkernel.routing import Candidate
 from llmkernel_strategy_random import RandomSettings, RandomStrategy
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from llmkernel.errors import ConfigError
 from llmkernel.routing import Candidate
 from llmkernel_strategy_tiers import Tiers, TiersSettings, make

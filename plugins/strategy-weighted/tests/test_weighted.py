@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from llmkernel.errors import ConfigError
 from llmkernel.routing import Candidate
 from llmkernel_strategy_weighted import Weighted, WeightedSettings, make

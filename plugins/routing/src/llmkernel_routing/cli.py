@@ -128,9 +128,7 @@ def write_table(stats: Mapping[str, Any], out: TextIO, *, timeline: bool = False
     if not table:
         out.write("no requests yet in this process (try --send N)\n")
         return
-    widths = {
-        field: max(len(title), *(len(r[field]) for r in table)) for title, field in _COLUMNS
-    }
+    widths = {field: max(len(title), *(len(r[field]) for r in table)) for title, field in _COLUMNS}
     out.write("  ".join(f"{t:<{widths[f]}}" for t, f in _COLUMNS).rstrip() + "\n")
     for row in table:
         out.write("  ".join(f"{row[f]:<{widths[f]}}" for _, f in _COLUMNS).rstrip() + "\n")

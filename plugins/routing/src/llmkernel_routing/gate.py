@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from llmkernel.errors import RefusedError
-
 from llmkernel_routing.state import Routing
 
 _CLAIM = "llmkernel_routing.claim"

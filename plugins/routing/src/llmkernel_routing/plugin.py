@@ -20,7 +20,6 @@ NAME = "routing"
 @hookimpl
 def configure(kernel: Any, config: Any) -> None:
     from llmkernel.options import parse_options
-
     from llmkernel_routing.settings import RoutingSettings
     from llmkernel_routing.state import routing_for
 

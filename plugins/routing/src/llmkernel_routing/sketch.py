@@ -53,16 +53,13 @@ class Sketch:
         """Record one value (negative values count as zero)."""
         self.count += 1
         self.total += value
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
         if value <= self.min_value:
             self._zero += 1
             return
         key = math.ceil(math.log(value) / self._log_gamma)
-        if key < self._floor:
-            key = self._floor
+        key = max(key, self._floor)
         buckets = self._buckets
         buckets[key] = buckets.get(key, 0) + 1
         if len(buckets) > self.max_buckets:
@@ -83,8 +80,8 @@ class Sketch:
         self._zero += other._zero
         self._floor = max(self._floor, other._floor)
         for key, n in other._buckets.items():
-            key = max(key, self._floor)
-            self._buckets[key] = self._buckets.get(key, 0) + n
+            into = max(key, self._floor)
+            self._buckets[into] = self._buckets.get(into, 0) + n
         if len(self._buckets) > self.max_buckets:
             self._collapse()
 

@@ -12,7 +12,7 @@ and read by strategy packages::
 from __future__ import annotations
 
 import asyncio
-import math
+import contextlib
 import threading
 import time
 import weakref
@@ -21,8 +21,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import attrs
-from llmkernel import log
 
+from llmkernel import log
 from llmkernel_routing.breaker import Breaker, Verdict
 from llmkernel_routing.needs import missing, request_needs
 from llmkernel_routing.settings import RoutingSettings
@@ -87,8 +87,13 @@ class Routing:
         if check is not None and not check.ok:
             return False
         stats = self.deployments.get(key)
-        return stats is None or stats.last_error is None or (
-            stats.last_success_at is not None and stats.last_success_at >= stats.last_error["at"]
+        return (
+            stats is None
+            or stats.last_error is None
+            or (
+                stats.last_success_at is not None
+                and stats.last_success_at >= stats.last_error["at"]
+            )
         )
 
     # ------------------------------------------------------------------ gate
@@ -280,7 +285,9 @@ class Routing:
             before = self.health.get(name)
             self.health[name] = result
             if before is None or before.ok != result.ok:
-                log.info("routing.health.changed", provider=name, ok=result.ok, detail=result.detail)
+                log.info(
+                    "routing.health.changed", provider=name, ok=result.ok, detail=result.detail
+                )
 
         await asyncio.gather(*(one(n, p) for n, p in providers.items()))
         return dict(self.health)
@@ -297,10 +304,8 @@ class Routing:
         task, self._health_task = self._health_task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
                 await task
-            except (asyncio.CancelledError, RuntimeError):
-                pass
 
     # ------------------------------------------------------------------ stats
 
@@ -348,7 +353,9 @@ def _capabilities(kernel: Any, candidate: Any) -> Any:
     try:
         return kernel.provider(candidate.provider).capabilities(candidate.model)
     except Exception as exc:  # a provider that cannot say is not dropped for it
-        log.debug("routing.capabilities.failed", deployment=deployment_key(candidate), error=str(exc))
+        log.debug(
+            "routing.capabilities.failed", deployment=deployment_key(candidate), error=str(exc)
+        )
         return None
 
 
@@ -372,7 +379,5 @@ def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing
 def forget(kernel: Any) -> None:
     _states.pop(kernel, None)
 
-
-_INF = math.inf
 
 __all__ = ["Claim", "HealthResult", "Routing", "deployment_key", "forget", "routing_for"]

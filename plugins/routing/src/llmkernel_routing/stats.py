@@ -208,8 +208,15 @@ class CallTotals:
     attempts: int = 0
     fallbacks: int = 0  # calls answered by another candidate than the first tried
 
-    def record(self, *, status: str, kind: str = "", cached: bool = False, attempts: int = 0,
-               fell_back: bool = False) -> None:
+    def record(
+        self,
+        *,
+        status: str,
+        kind: str = "",
+        cached: bool = False,
+        attempts: int = 0,
+        fell_back: bool = False,
+    ) -> None:
         self.calls += 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
         if cached:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import attrs
+
 from llmkernel.options import parse_options
 
 NAME = "cost"

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
+
 from llmkernel.options import parse_options
 from llmkernel_routing import DeploymentStats, Routing, routing_for
 

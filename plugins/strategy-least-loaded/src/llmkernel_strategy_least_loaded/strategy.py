@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from llmkernel.options import parse_options
 from llmkernel_routing import Routing, routing_for
 

@@ -6,6 +6,12 @@ or network) first, cloud after; within each, config order.
 
 from __future__ import annotations
 
-from llmkernel_strategy_local_first.strategy import NAME, LocalFirst, LocalFirstSettings, is_local_url, make
+from llmkernel_strategy_local_first.strategy import (
+    NAME,
+    LocalFirst,
+    LocalFirstSettings,
+    is_local_url,
+    make,
+)
 
 __all__ = ["NAME", "LocalFirst", "LocalFirstSettings", "is_local_url", "make"]

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+
 from llmkernel.options import parse_options
 from llmkernel_routing import Routing, missing, request_needs, routing_for
 

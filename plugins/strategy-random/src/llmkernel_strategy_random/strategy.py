@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from llmkernel.options import parse_options
 
 NAME = "random"
@@ -36,7 +37,9 @@ class RandomStrategy:
 
 
 def make(kernel: Any, settings: Mapping[str, Any]) -> RandomStrategy:
-    return RandomStrategy(settings=parse_options(RandomSettings, settings, where=f"[routing.{NAME}]"))
+    return RandomStrategy(
+        settings=parse_options(RandomSettings, settings, where=f"[routing.{NAME}]")
+    )
 
 
 __all__ = ["NAME", "RandomSettings", "RandomStrategy", "make"]

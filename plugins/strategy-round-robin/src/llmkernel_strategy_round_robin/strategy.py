@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from llmkernel.options import parse_options
 
 NAME = "round-robin"
@@ -41,7 +42,9 @@ class RoundRobin:
 
 
 def make(kernel: Any, settings: Mapping[str, Any]) -> RoundRobin:
-    return RoundRobin(settings=parse_options(RoundRobinSettings, settings, where=f"[routing.{NAME}]"))
+    return RoundRobin(
+        settings=parse_options(RoundRobinSettings, settings, where=f"[routing.{NAME}]")
+    )
 
 
 __all__ = ["NAME", "RoundRobin", "RoundRobinSettings", "make"]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from llmkernel.options import parse_options
 
 NAME = "tiers"
@@ -53,14 +54,11 @@ class Tiers:
         groups: list[list[Any]] = [[] for _ in range(len(rank) + 1)]
         for candidate in candidates:
             tier = tier_of(candidate, self.settings)
-            groups[rank.get(tier, len(rank)) if tier is not None else len(rank)].append(
-                candidate
-            )
+            groups[rank.get(tier, len(rank)) if tier is not None else len(rank)].append(candidate)
         chain: list[Any] = []
         for group in groups[:-1]:
-            if len(group) > 1 and self.inner is not None:
-                group = list(self.inner.select(ctx, group))
-            chain.extend(group)
+            inner = self.inner
+            chain.extend(inner.select(ctx, group) if len(group) > 1 and inner else group)
         return chain + groups[-1]
 
 

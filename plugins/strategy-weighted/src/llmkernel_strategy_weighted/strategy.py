@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from llmkernel.options import parse_options
 
 NAME = "weighted"
