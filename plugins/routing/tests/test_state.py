@@ -149,3 +149,17 @@ def test_snapshot_is_plain_data():
     routing.attempt_ended(A, status="ok", latency=0.1, cost=Decimal("0.5"))
     routing.calls.record(status="ok", attempts=1)
     json.dumps(routing.snapshot())
+
+
+def test_healthy_reads_breaker_and_recent_failures():
+    routing, _ = make()
+    wall = routing.wall
+    assert routing.healthy(A)
+    routing.attempt_ended(A, status="error", kind="server")
+    assert not routing.healthy(A)
+    wall.now += 10
+    assert not routing.healthy(A, recent=30)
+    wall.now += 30
+    assert routing.healthy(A, recent=30)  # long ago: try it again
+    routing.attempt_ended(A, status="ok", latency=0.1)
+    assert routing.healthy(A)

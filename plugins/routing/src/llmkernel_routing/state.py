@@ -76,9 +76,10 @@ class Routing:
             breaker = self.breakers.setdefault(key, Breaker(settings=self.settings.breaker))
         return breaker
 
-    def healthy(self, candidate: Any) -> bool:
+    def healthy(self, candidate: Any, recent: float | None = None) -> bool:
         """Neither open in the breaker nor failing its last active health check, and
-        no failure since its last success (what local-first reads)."""
+        no failure since its last success (within the last ``recent`` seconds when
+        given): what local-first reads."""
         key = deployment_key(candidate)
         breaker = self.breakers.get(key)
         if breaker is not None and breaker.current(self.clock()) != "closed":
