@@ -88,14 +88,12 @@ class Routing:
         if check is not None and not check.ok:
             return False
         stats = self.deployments.get(key)
-        return (
-            stats is None
-            or stats.last_error is None
-            or (
-                stats.last_success_at is not None
-                and stats.last_success_at >= stats.last_error["at"]
-            )
-        )
+        if stats is None or stats.last_error is None:
+            return True
+        failed_at = stats.last_error["at"]
+        if recent is not None and self.wall() - failed_at > recent:
+            return True
+        return stats.last_success_at is not None and stats.last_success_at >= failed_at
 
     # ------------------------------------------------------------------ gate
 

@@ -2,8 +2,8 @@
 or network) first, cloud after; within each, config order.
 
 A local candidate goes after the cloud ones when it is unhealthy (breaker not
-closed, a failed active health check, or a failure since its last success, as
-llmkernel-routing sees it), when it lacks a capability the request needs, or when
+closed, a failed active health check, or a failure in the last
+``failure_cooldown`` seconds and no success since, as llmkernel-routing sees it), when it lacks a capability the request needs, or when
 its context window cannot hold the prompt. (llmkernel-routing's filters drop those
 last two before any strategy; local-first checks again so it still holds when the
 filters are off.)
@@ -35,8 +35,10 @@ class LocalFirstSettings:
     providers: list[str] = attrs.field(factory=list)  # instances that are local
     types: list[str] = attrs.field(factory=lambda: ["ollama"])  # provider types that are
     detect: bool = True  # judge by the provider's base URL
-    #: Move an unhealthy local candidate after the cloud ones.
+    #: Move an unhealthy local candidate after the cloud ones...
     health: bool = True
+    #: ...and count a failure of it for this many seconds (then try it first again).
+    failure_cooldown: float = 30.0
 
 
 def is_local_url(url: str) -> bool:
@@ -77,7 +79,8 @@ class LocalFirst:
         return local
 
     def usable(self, ctx: Any, candidate: Any) -> bool:
-        if self.settings.health and not self.routing.healthy(candidate):
+        settings = self.settings
+        if settings.health and not self.routing.healthy(candidate, settings.failure_cooldown):
             return False
         request = getattr(ctx, "request", None)
         needed = request_needs(request)
