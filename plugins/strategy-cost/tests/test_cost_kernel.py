@@ -75,4 +75,4 @@ def _ctx(kernel: Kernel):
     from llmkernel.context import RequestContext
 
     request = kernel.build_request("g", "hi", max_tokens=100)
-    return RequestContext.for_request(kernel, request)  # adapted after the merge
+    return RequestContext(id="test", kind="chat", kernel=kernel, request=request)

@@ -37,7 +37,7 @@ def filter_candidates(kernel: Any, ctx: Any, candidates: Iterable[Any]) -> list[
         return None
     from llmkernel.context import Drop
 
-    return [Drop(candidate, reason, by=NAME) for candidate, reason in reasons]
+    return [Drop(candidate=c, reason=reason, by=NAME) for c, reason in reasons]
 
 
 @hookimpl

@@ -207,6 +207,11 @@ class Routing:
         needed = request_needs(request) if settings.capabilities and chat else ()
         now = self.clock()
         drops: list[tuple[Any, str]] = []
+
+        def skipped(candidate: Any, why: str) -> None:
+            counts = self.stats_for(candidate).skipped
+            counts[why] = counts.get(why, 0) + 1
+
         for candidate in candidates:
             key = deployment_key(candidate)
             breaker = self.breakers.get(key)
@@ -220,10 +225,12 @@ class Routing:
                         if state == "half_open"
                         else f"circuit breaker open ({breaker.reason})"
                     )
+                    skipped(candidate, "breaker")
                     drops.append((candidate, why))
                     continue
             check = self.health.get(candidate.provider)
             if check is not None and not check.ok:
+                skipped(candidate, "health")
                 drops.append((candidate, f"health check failed: {check.detail}"))
                 continue
             if kernel is None or not chat or not (needed or settings.context_window):
@@ -231,6 +238,7 @@ class Routing:
             capabilities = _capabilities(kernel, candidate)
             lacks = missing(capabilities, needed)
             if lacks:
+                skipped(candidate, "capability")
                 drops.append((candidate, f"lacks {', '.join(lacks)}"))
                 continue
             window = capabilities.context_window if capabilities is not None else None
@@ -239,6 +247,7 @@ class Routing:
                 asked = getattr(request, "max_tokens", None)
                 output = asked if asked is not None else settings.reserve_output
                 if prompt + output > window:
+                    skipped(candidate, "context_window")
                     drops.append(
                         (
                             candidate,
@@ -349,6 +358,9 @@ class Routing:
 
 
 def _capabilities(kernel: Any, candidate: Any) -> Any:
+    remembered = getattr(kernel, "capabilities", None)
+    if callable(remembered):
+        return remembered(candidate)  # the kernel's, remembered per candidate
     try:
         return kernel.provider(candidate.provider).capabilities(candidate.model)
     except Exception as exc:  # a provider that cannot say is not dropped for it
@@ -369,9 +381,12 @@ def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing
     if state is None or settings is not None:
         with _states_lock:
             state = _states.get(kernel)
-            if state is None or (settings is not None and state.settings != settings):
-                state = Routing(settings=settings or RoutingSettings())
-                _states[kernel] = state
+            if state is None:
+                state = _states[kernel] = Routing(settings=settings or RoutingSettings())
+            elif settings is not None and state.settings != settings:
+                state.settings = settings  # the same object: strategies keep reading it
+                for breaker in state.breakers.values():
+                    breaker.settings = settings.breaker
     return state
 
 

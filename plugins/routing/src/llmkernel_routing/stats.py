@@ -87,6 +87,8 @@ class DeploymentStats:
     refused_by_kind: dict[str, int] = attrs.field(factory=dict)
     cancelled: int = 0
     abandoned: int = 0
+    #: calls that left this deployment out before any attempt, by filter
+    skipped: dict[str, int] = attrs.field(factory=dict)
     in_flight: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -180,6 +182,7 @@ class DeploymentStats:
             "refused_by_kind": dict(sorted(self.refused_by_kind.items())),
             "cancelled": self.cancelled,
             "abandoned": self.abandoned,
+            "skipped": dict(sorted(self.skipped.items())),
             "in_flight": self.in_flight,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,

@@ -22,7 +22,8 @@ NAME = "tiers"
 class TiersSettings:
     ranking: list[str]  # best first
     within: str = "priority"
-    within_settings: dict[str, Any] = attrs.field(factory=dict)
+    #: the inner strategy's settings; by default its own ``[routing.<within>]`` table
+    within_settings: dict[str, Any] | None = None
     tiers: dict[str, str] = attrs.field(factory=dict)  # "provider/model" -> tier
 
     def __attrs_post_init__(self) -> None:
@@ -65,7 +66,7 @@ class Tiers:
 def make(kernel: Any, settings: Mapping[str, Any]) -> Tiers:
     parsed = parse_options(TiersSettings, settings, where=f"[routing.{NAME}]")
     inner = None
-    if parsed.within != "priority":
+    if parsed.within != "priority" or parsed.within_settings:
         inner = kernel.make_strategy(parsed.within, parsed.within_settings)
     return Tiers(settings=parsed, inner=inner)
 
