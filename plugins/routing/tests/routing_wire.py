@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -35,7 +36,7 @@ from llmkernel.http import (
 )
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse
+from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
@@ -154,6 +155,16 @@ class WirePlugin:
 # ---------------------------------------------------------------------- server side
 
 
+class NoDelayServer(FakeServer):
+    """FakeServer with TCP_NODELAY on its connections. FakeServer writes the status
+    line and the body in separate sends; on a kept-alive connection Nagle's algorithm
+    holds the body until the client's delayed ACK, about 40 ms a response."""
+
+    def _serve_connection(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super()._serve_connection(sock)
+
+
 def ok(text: str = "fine") -> FakeResponse:
     return FakeResponse.json_body({"text": text})
 
@@ -179,4 +190,14 @@ def reset() -> FakeResponse:
     return FakeResponse(pieces=[], reset=True)
 
 
-__all__ = ["PATH", "WirePlugin", "WireProvider", "cut_stream", "error", "ok", "ok_stream", "reset"]
+__all__ = [
+    "PATH",
+    "NoDelayServer",
+    "WirePlugin",
+    "WireProvider",
+    "cut_stream",
+    "error",
+    "ok",
+    "ok_stream",
+    "reset",
+]
