@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import llmkernel_routing.plugin
+import llmkernel_strategy_cost.plugin
 from llmkernel import Kernel, hookimpl
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.testing.scripted import ScriptedProvider
 from llmkernel.types import Capabilities
-
-import llmkernel_routing.plugin
-import llmkernel_strategy_cost.plugin
 
 
 class CapsProvider(ScriptedProvider):

@@ -3,8 +3,9 @@ or network) first, cloud after; within each, config order.
 
 A local candidate goes after the cloud ones when it is unhealthy (breaker not
 closed, a failed active health check, or a failure in the last
-``failure_cooldown`` seconds and no success since, as llmkernel-routing sees it), when it lacks a capability the request needs, or when
-its context window cannot hold the prompt. (llmkernel-routing's filters drop those
+``failure_cooldown`` seconds and no success since, as llmkernel-routing sees
+it), when it lacks a capability the request needs, or when its context window
+cannot hold the prompt. (llmkernel-routing's filters drop those
 last two before any strategy; local-first checks again so it still holds when the
 filters are off.)
 
