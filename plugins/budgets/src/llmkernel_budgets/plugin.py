@@ -32,10 +32,7 @@ def budgets_for(kernel: Kernel) -> BudgetStore | None:
 def configure(kernel: Kernel, config: Config) -> None:
     from llmkernel.errors import ConfigError
     from llmkernel.options import parse_options
-    from llmkernel_budgets.alerts import AlertSink, Webhook
     from llmkernel_budgets.settings import BudgetSettings
-    from llmkernel_budgets.store import BudgetStore
-    from llmkernel_ledger.plugin import ledger_for
 
     where = config.where("plugin.budgets")
     settings = parse_options(BudgetSettings, config.plugin_settings("budgets"), where=where)
@@ -45,6 +42,10 @@ def configure(kernel: Kernel, config: Config) -> None:
         raise ConfigError(f"{exc} in {where}") from None
     if not limits:
         return
+    from llmkernel_budgets.alerts import AlertSink, Webhook
+    from llmkernel_budgets.store import BudgetStore
+    from llmkernel_ledger.plugin import ledger_for
+
     try:
         ledger = ledger_for(kernel)
     except ConfigError:
@@ -65,7 +66,7 @@ def configure(kernel: Kernel, config: Config) -> None:
             def close() -> None:
                 # the ledger's last rows may cross thresholds: flush it first,
                 # whatever order the kernel runs closers in
-                ledger.writer.close()
+                ledger.close()
                 hook.close()
 
             add_closer(close)

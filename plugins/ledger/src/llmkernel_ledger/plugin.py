@@ -26,18 +26,33 @@ __all__ = ["Ledger", "configure", "ledger_for", "on_request_end", "register_comm
 
 
 class Ledger:
-    """A kernel's ledger: its settings, store and writer."""
+    """A kernel's ledger: its settings, store and writer. The database is opened
+    (and sqlite imported) on first use, so building a kernel stays cheap."""
 
     def __init__(self, settings: LedgerSettings) -> None:
-        from llmkernel_ledger.store import LedgerStore
-        from llmkernel_ledger.writer import LedgerWriter
-
         self.settings = settings
-        self.store: LedgerStore = LedgerStore(settings.path, timezone=settings.timezone)
-        self.writer: LedgerWriter = LedgerWriter(self.store, batch=settings.batch)
+        self._store: LedgerStore | None = None
+        self._writer: LedgerWriter | None = None
+
+    @property
+    def store(self) -> LedgerStore:
+        if self._store is None:
+            from llmkernel_ledger.store import LedgerStore
+
+            self._store = LedgerStore(self.settings.path, timezone=self.settings.timezone)
+        return self._store
+
+    @property
+    def writer(self) -> LedgerWriter:
+        if self._writer is None:
+            from llmkernel_ledger.writer import LedgerWriter
+
+            self._writer = LedgerWriter(self.store, batch=self.settings.batch)
+        return self._writer
 
     def close(self) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 _ledgers: weakref.WeakKeyDictionary[Kernel, Ledger] = weakref.WeakKeyDictionary()
