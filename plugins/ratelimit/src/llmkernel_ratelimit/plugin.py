@@ -1,0 +1,5 @@
+"""llmkernel hooks."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
