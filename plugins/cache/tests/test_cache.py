@@ -144,7 +144,7 @@ def coalesced(events: list[StreamEvent]) -> list[tuple[str, Any]]:
                 out[-1] = (
                     "tool_call",
                     (index, id_ or event.id, name or event.name, args + event.arguments),
-                )  # noqa: E501
+                )
             else:
                 out.append(("tool_call", (event.index, event.id, event.name, event.arguments)))
         elif isinstance(event, UsageEvent):
@@ -183,7 +183,7 @@ async def test_a_stream_from_cache_equals_the_original(tmp_path: Path) -> None:
         ("reasoning", ("thinking ", None, 0)),
         ("reasoning", ("hard", None, 0)),
         want_reasoning[1],
-    ]  # noqa: E501
+    ]
     assert got[1:] == want[3:]
     assert [t for t, _ in got[1:]] == ["text", "tool_call", "usage", "finish"]
 

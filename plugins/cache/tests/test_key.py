@@ -41,7 +41,7 @@ CHANGES: list[tuple[str, dict[str, Any]]] = [
     (
         "message role",
         {"messages": [{"role": "user", "content": "be brief"}, {"role": "user", "content": "hi"}]},
-    ),  # noqa: E501
+    ),
     (
         "message order",
         {
@@ -50,7 +50,7 @@ CHANGES: list[tuple[str, dict[str, Any]]] = [
                 {"role": "system", "content": "be brief"},
             ]
         },
-    ),  # noqa: E501
+    ),
     (
         "image",
         {
@@ -64,7 +64,7 @@ CHANGES: list[tuple[str, dict[str, Any]]] = [
                 }
             ]
         },
-    ),  # noqa: E501
+    ),
     ("tools", {"tools": [TOOL]}),
     ("tool choice", {"tools": [TOOL], "tool_choice": "required"}),
     ("response format", {"response_format": SCHEMA}),
