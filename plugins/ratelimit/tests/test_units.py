@@ -159,14 +159,14 @@ async def test_waiters_are_served_in_arrival_order() -> None:
     window = 0.2
     first = await limiter.take(
         [claim(limit=2, window=window, amount=2)], time.monotonic() + 5, wait=True
-    )  # noqa: E501
+    )
     assert isinstance(first, Ticket)
     order: list[str] = []
 
     async def ask(name: str, amount: float) -> None:
         await limiter.take(
             [claim(limit=2, window=window, amount=amount)], time.monotonic() + 5, wait=True
-        )  # noqa: E501
+        )
         order.append(name)
 
     big = asyncio.create_task(ask("big", 2))
@@ -245,7 +245,7 @@ def test_rules_match_by_instance_or_type_and_split_by_dimension() -> None:
 async def test_gate_reserves_then_corrects_by_usage() -> None:
     g = RateLimitGate(
         RateLimitSettings(mode="reject", limits={"openai/*": LimitRule(tokens_per_minute=300)})
-    )  # noqa: E501
+    )
     a = Attempt(GPT)
     await g.acquire(Ctx(inputs=100, outputs=100), a)
     assert g.stats()["ratelimit"]["buckets"]["openai/*|tokens"]["used"] == 200
@@ -262,7 +262,7 @@ async def test_gate_reserves_then_corrects_by_usage() -> None:
 async def test_a_refused_attempt_gives_everything_back() -> None:
     g = RateLimitGate(
         RateLimitSettings(mode="reject", limits={"openai/*": LimitRule(requests_per_minute=1)})
-    )  # noqa: E501
+    )
     a = Attempt(GPT)
     await g.acquire(Ctx(), a)
     g.release(Ctx(), a, Outcome(status="refused"))
@@ -272,7 +272,7 @@ async def test_a_refused_attempt_gives_everything_back() -> None:
 async def test_an_error_without_usage_keeps_the_input_only() -> None:
     g = RateLimitGate(
         RateLimitSettings(mode="reject", limits={"openai/*": LimitRule(tokens_per_minute=1000)})
-    )  # noqa: E501
+    )
     a = Attempt(GPT)
     await g.acquire(Ctx(inputs=100, outputs=400), a)
     g.release(Ctx(), a, Outcome(status="error"))
@@ -282,7 +282,7 @@ async def test_an_error_without_usage_keeps_the_input_only() -> None:
 async def test_too_large_a_request_is_refused_without_retry_after() -> None:
     g = RateLimitGate(
         RateLimitSettings(mode="wait", limits={"openai/*": LimitRule(tokens_per_minute=100)})
-    )  # noqa: E501
+    )
     with pytest.raises(RefusedError, match="larger than the limit") as info:
         await g.acquire(Ctx(inputs=100, outputs=100), Attempt(GPT))
     assert info.value.retry_after is None
