@@ -1,5 +1,96 @@
-"""llmkernel hooks."""
+"""llmkernel hooks for token counting. Cheap to import: tiktoken loads on the first
+count that needs it."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from llmkernel import hookimpl
+
+if TYPE_CHECKING:
+    import argparse
+
+    from llmkernel.cli_registry import CommandRegistry
+    from llmkernel.config import Config
+    from llmkernel.kernel import Kernel
+    from llmkernel.types import ChatRequest, TokenCount
+    from llmkernel_tiktoken.counting import TokenCounter
+
+__all__ = ["counter_of"]
+
+NAME = "tiktoken"
+_counters: weakref.WeakKeyDictionary[Any, TokenCounter] = weakref.WeakKeyDictionary()
+
+
+def counter_of(kernel: Kernel) -> TokenCounter:
+    """This plugin's counter in ``kernel`` (default settings when not configured)."""
+    counter = _counters.get(kernel)
+    if counter is None:
+        from llmkernel_tiktoken.counting import TokenCounter
+        from llmkernel_tiktoken.settings import TiktokenSettings
+
+        counter = _counters[kernel] = TokenCounter(TiktokenSettings())
+    return counter
+
+
+@hookimpl
+def configure(kernel: Kernel, config: Config) -> None:
+    table = config.plugin_settings(NAME)
+    if not table:
+        return
+    from llmkernel.options import parse_options
+    from llmkernel_tiktoken.counting import TokenCounter
+    from llmkernel_tiktoken.settings import TiktokenSettings
+
+    settings = parse_options(TiktokenSettings, table, where=config.where(f"plugin.{NAME}"))
+    _counters[kernel] = TokenCounter(settings)
+
+
+@hookimpl
+def count_tokens(
+    kernel: Kernel, request: ChatRequest, provider_type: str, model: str
+) -> TokenCount | None:
+    return counter_of(kernel).count(request, provider_type, model)
+
+
+@hookimpl
+def register_commands(registry: CommandRegistry) -> None:
+    registry.add(
+        "tokens",
+        help="count the tokens of a text for a model",
+        arguments=_arguments,
+        run=_run,
+    )
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("text", nargs="?", help="the text; '-' or nothing reads stdin")
+    parser.add_argument("-m", "--model", help="provider/model or alias (default: default_model)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _run(args: argparse.Namespace, kernel: Kernel) -> int:
+    import json
+    import sys
+
+    text = args.text
+    if text is None or text == "-":
+        text = sys.stdin.read()
+    model = args.model or kernel.default_model
+    count = kernel.count_tokens(model, text)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": model,
+                    "tokens": count.tokens,
+                    "exact": count.exact,
+                    "method": count.method,
+                }
+            )
+        )
+    else:
+        kind = "exact" if count.exact else "estimate"
+        print(f"{count.tokens} tokens ({kind}; {count.method})")
+    return 0
