@@ -24,7 +24,7 @@ from llmkernel_tiktoken.limits import model_limits
 from llmkernel_tiktoken.settings import TiktokenSettings
 
 PATTERN = (
-    r"""[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
+    r"""[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
 
@@ -131,7 +131,7 @@ def test_images_are_counted_by_the_tile_rule_and_marked_approximate() -> None:
         + b"\x00\x00\x00\rIHDR"
         + (2048).to_bytes(4, "big")
         + (4096).to_bytes(4, "big")
-        + b"\x00" * 8  # noqa: E501
+        + b"\x00" * 8
     ).decode()
     image = ImagePart(data=png, media_type="image/png", detail="high")
     # 2048x4096 -> fit 1024x2048 -> short side 768: 768x1536 -> 2x3 tiles
@@ -162,7 +162,7 @@ def test_files_on_disk_are_found_by_name_or_tiktoken_cache_name(tmp_path: Path) 
     (tmp_path / "o200k_base.tiktoken").write_bytes(b"aGk= 0\n")
     assert (
         Encodings(str(tmp_path), env={}).find_file("o200k_base") == tmp_path / "o200k_base.tiktoken"
-    )  # noqa: E501
+    )
     cache = tmp_path / "cache"
     cache.mkdir()
     cached = cache / hashlib.sha1(BLOBS["cl100k_base"][0].encode()).hexdigest()
