@@ -230,3 +230,13 @@ def test_tokens_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
         "exact": True,
         "method": "tiktoken o200k_base with OpenAI's chat overhead",
     }
+
+
+def test_embedding_inputs_are_counted_exactly() -> None:
+    from llmkernel.types import EmbeddingRequest
+
+    counter = counter_with(small_encoding("cl100k_base"))
+    request = EmbeddingRequest(model="text-embedding-3-small", inputs=("hello", "hi"))
+    count = counter.count(request, "openai", "text-embedding-3-small")
+    assert count is not None and count.tokens == 1 + 2 and count.exact
+    assert counter.count(request, "mock", "embed") is None

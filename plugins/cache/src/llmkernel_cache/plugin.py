@@ -39,10 +39,7 @@ def configure(kernel: Kernel, config: Config) -> None:
         CacheSettings, config.plugin_settings(NAME), where=config.where(f"plugin.{NAME}")
     )
     cache = ResponseCache(settings) if settings.enabled else None
-    _caches[kernel] = cache
-    add_closer = getattr(kernel, "add_closer", None)
-    if cache is not None and add_closer is not None:
-        add_closer(cache.aclose)
+    _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose
 
 
 @hookimpl

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmkernel import log
-from llmkernel.types import ChatRequest, TokenCount
+from llmkernel.types import ChatRequest, EmbeddingRequest, TokenCount
 from llmkernel_tiktoken.counter import CL100K_TOOLS, O200K_TOOLS, count_chat, estimate_chat
 from llmkernel_tiktoken.encodings import Encodings, encoding_name
 from llmkernel_tiktoken.settings import TiktokenSettings
@@ -26,8 +26,12 @@ class TokenCounter:
         self.encodings = encodings or Encodings(settings.encodings_dir)
         self._warned: set[str] = set()
 
-    def count(self, request: ChatRequest, provider_type: str, model: str) -> TokenCount | None:
+    def count(
+        self, request: ChatRequest | EmbeddingRequest, provider_type: str, model: str
+    ) -> TokenCount | None:
         name = encoding_name(model) if provider_type in OPENAI_TYPES else None
+        if isinstance(request, EmbeddingRequest):
+            return self._count_inputs(request, name)
         if name is not None:
             encoding = self.encodings.get(name)
             if encoding is not None:
@@ -41,6 +45,17 @@ class TokenCounter:
             encoding = None if provider_type == "gemini" else self.encodings.get("o200k_base")
             return estimate_chat(request, encoding=encoding, label=_LABELS[provider_type])
         return None
+
+    def _count_inputs(self, request: EmbeddingRequest, name: str | None) -> TokenCount | None:
+        """An embedding request's inputs: exact with the model's encoding, else left
+        to the kernel's estimate."""
+        encoding = self.encodings.get(name) if name is not None else None
+        if encoding is None:
+            if name is not None:
+                self._warn_missing(name)
+            return None
+        tokens = sum(len(encoding.encode(text, disallowed_special=())) for text in request.inputs)
+        return TokenCount(tokens=tokens, exact=True, method=f"tiktoken {encoding.name}")
 
     def _warn_missing(self, name: str) -> None:
         if name in self._warned:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from llmkernel.cli_registry import CommandRegistry
     from llmkernel.config import Config
     from llmkernel.kernel import Kernel
-    from llmkernel.types import ChatRequest, TokenCount
+    from llmkernel.types import ChatRequest, EmbeddingRequest, TokenCount
     from llmkernel_tiktoken.counting import TokenCounter
 
 __all__ = ["counter_of"]
@@ -49,7 +49,7 @@ def configure(kernel: Kernel, config: Config) -> None:
 
 @hookimpl
 def count_tokens(
-    kernel: Kernel, request: ChatRequest, provider_type: str, model: str
+    kernel: Kernel, request: ChatRequest | EmbeddingRequest, provider_type: str, model: str
 ) -> TokenCount | None:
     return counter_of(kernel).count(request, provider_type, model)
 
