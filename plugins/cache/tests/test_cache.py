@@ -70,6 +70,16 @@ async def test_cache_false_and_temperature_bypass(tmp_path: Path) -> None:
     assert the_cache(kernel).stats()["bypassed"] == 4
 
 
+async def test_controls_in_metadata(tmp_path: Path) -> None:
+    kernel = cached_kernel(tmp_path, ["one", "two"])
+    async with kernel:
+        await kernel.achat(model="a/m1", messages="hi", metadata={"cache": "false"})
+        second = await kernel.achat(model="a/m1", messages="hi", metadata={"cache": "false"})
+        third = await kernel.achat(model="a/m1", messages="hi", metadata={"cache_ttl": "60"})
+    assert not second.cached and not third.cached
+    assert len(scripted(kernel, "a").requests) == 3
+
+
 async def test_temperature_above_zero_when_configured(tmp_path: Path) -> None:
     kernel = cached_kernel(tmp_path, ["one"], temperature_above_zero=True)
     async with kernel:

@@ -8,6 +8,7 @@ and hands the write to the worker, so a miss pays nothing for persistence.
 from __future__ import annotations
 
 import asyncio
+import math
 import concurrent.futures
 import threading
 import time
@@ -27,6 +28,42 @@ __all__ = ["ResponseCache"]
 T = TypeVar("T")
 _ZERO = Decimal(0)
 _STORED_FINISH = frozenset({"stop", "tool_calls"})
+
+
+def _control(request: ChatRequest, name: str) -> Any:
+    """A per-request cache control: from ``options`` (the kernel keeps it from the
+    provider), else from ``metadata`` (as a string)."""
+    value = request.options.get(name)
+    return request.metadata.get(name) if value is None else value
+
+
+def _switch(value: Any) -> bool:
+    if value is None or value is True:
+        return True
+    if value is False:
+        return False
+    text = str(value).strip().lower()
+    if text in ("false", "0", "no", "off"):
+        return False
+    if text in ("true", "1", "yes", "on"):
+        return True
+    from llmkernel.errors import InvalidRequestError
+
+    raise InvalidRequestError(f"option {CACHE_OPTION!r} must be true or false, not {value!r}")
+
+
+def _seconds(value: Any) -> float:
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if seconds < 0 or math.isnan(seconds):
+        from llmkernel.errors import InvalidRequestError
+
+        raise InvalidRequestError(
+            f"option {TTL_OPTION!r} must be a number of seconds >= 0, not {value!r}"
+        )
+    return seconds
 
 
 class ResponseCache:
@@ -77,8 +114,7 @@ class ResponseCache:
         """The entry lifetime for ``request`` (``0`` for no expiry), or ``None`` when
         the request is not to be cached at all."""
         settings = self.settings
-        options = request.options
-        if not settings.enabled or options.get(CACHE_OPTION, True) is False:
+        if not settings.enabled or not _switch(_control(request, CACHE_OPTION)):
             return None
         model = settings.models.get(request.model)
         if model is not None and model.enabled is False:
@@ -88,15 +124,9 @@ class ResponseCache:
             above_zero = model.temperature_above_zero
         if request.temperature and request.temperature > 0 and not above_zero:
             return None
-        ttl = options.get(TTL_OPTION)
+        ttl = _control(request, TTL_OPTION)
         if ttl is not None:
-            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl < 0:
-                from llmkernel.errors import InvalidRequestError
-
-                raise InvalidRequestError(
-                    f"option {TTL_OPTION!r} must be a number of seconds >= 0, not {ttl!r}"
-                )
-            return float(ttl)
+            return _seconds(ttl)
         if model is not None and model.ttl is not None:
             return model.ttl
         return settings.ttl

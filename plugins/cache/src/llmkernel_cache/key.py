@@ -69,7 +69,7 @@ def namespace_for(request: ChatRequest, mode: str) -> str:
     """The namespace of a request: the explicit option, else its tenant when
     ``mode`` is ``"tenant"``, else ``"shared"``. A request with no tenant is in
     ``"default"``."""
-    explicit = request.options.get(NAMESPACE_OPTION)
+    explicit = request.options.get(NAMESPACE_OPTION) or request.metadata.get(NAMESPACE_OPTION)
     if explicit:
         return str(explicit)
     if mode == "tenant":
