@@ -8,8 +8,8 @@ and hands the write to the worker, so a miss pays nothing for persistence.
 from __future__ import annotations
 
 import asyncio
-import math
 import concurrent.futures
+import math
 import threading
 import time
 from collections.abc import Callable
