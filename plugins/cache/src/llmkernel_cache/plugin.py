@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmkernel import hookimpl
-from llmkernel import hookspecs as _hookspecs
 
 if TYPE_CHECKING:
     import argparse
@@ -47,13 +46,10 @@ def provide_cache(kernel: Kernel) -> ResponseCache | None:
     return _caches.get(kernel)
 
 
+@hookimpl
 def collect_stats(kernel: Kernel) -> Mapping[str, Any] | None:
     cache = _caches.get(kernel)
     return {"cache": cache.stats()} if cache is not None else None
-
-
-if hasattr(_hookspecs, "collect_stats"):  # TODO(merge): plain @hookimpl once on main
-    collect_stats = hookimpl(collect_stats)
 
 
 @hookimpl

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmkernel import hookimpl
-from llmkernel import hookspecs as _hookspecs
 
 if TYPE_CHECKING:
     from llmkernel.config import Config
@@ -39,17 +38,12 @@ def configure(kernel: Kernel, config: Config) -> None:
     _gates[kernel] = RateLimitGate(settings)
 
 
+@hookimpl
 def provide_gate(kernel: Kernel) -> RateLimitGate | None:
     return _gates.get(kernel)
 
 
+@hookimpl
 def collect_stats(kernel: Kernel) -> Mapping[str, Any] | None:
     gate = _gates.get(kernel)
     return gate.stats() if gate is not None else None
-
-
-# TODO(merge): plain @hookimpl once the kernel's hooks are on main
-if hasattr(_hookspecs, "provide_gate"):
-    provide_gate = hookimpl(provide_gate)
-if hasattr(_hookspecs, "collect_stats"):
-    collect_stats = hookimpl(collect_stats)
