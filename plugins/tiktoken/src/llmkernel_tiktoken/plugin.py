@@ -91,6 +91,6 @@ def _run(args: argparse.Namespace, kernel: Kernel) -> int:
             )
         )
     else:
-        kind = "exact" if count.exact else "estimate"
-        print(f"{count.tokens} tokens ({kind}; {count.method})")
+        how = f"exact: {count.method}" if count.exact else count.method
+        print(f"{count.tokens} tokens ({how})")
     return 0
