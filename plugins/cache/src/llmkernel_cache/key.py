@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from llmkernel.types import ChatRequest
+from llmkernel.types import ChatRequest, ImagePart, Message, Part, ReasoningPart, TextPart
 
 __all__ = [
     "CACHE_OPTION",
@@ -77,17 +77,38 @@ def namespace_for(request: ChatRequest, mode: str) -> str:
     return "shared"
 
 
-def _plain(value: Any) -> Any:
-    """attrs values to JSON-ready data, keeping the order of mappings."""
-    if attrs.has(type(value)):
-        return {f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
+def _default(value: Any) -> Any:
+    """JSON for what ``json`` does not know: mappings, attrs values, else the repr
+    (unique per value, so never a false hit; at worst a miss)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return value  # 0.0 stays a float; ints are normalized below
-    return value
+        return dict(value)
+    if attrs.has(type(value)):
+        return attrs.asdict(value, recurse=False)
+    return repr(value)
+
+
+# one encoder, made once: json.dumps with options builds a new one every call
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default)
+
+
+def _part(part: Part) -> list[Any]:
+    if isinstance(part, TextPart):
+        return ["t", part.text]
+    if isinstance(part, ImagePart):
+        return ["i", part.url, part.data, part.media_type, part.detail]
+    if isinstance(part, ReasoningPart):
+        return ["r", part.text, part.signature, part.redacted]
+    return ["?", repr(part)]
+
+
+def _message(m: Message) -> list[Any]:
+    return [
+        m.role,
+        [_part(p) for p in m.content],
+        [[c.id, c.name, c.arguments, c.signature] for c in m.tool_calls],
+        m.tool_call_id,
+        m.name,
+    ]
 
 
 def _number(value: float | None) -> float | None:
@@ -96,25 +117,30 @@ def _number(value: float | None) -> float | None:
 
 def canonical(request: ChatRequest) -> str:
     """The canonical JSON text of what changes ``request``'s answer."""
-    options = {
-        k: _plain(v)
-        for k, v in sorted(request.options.items())
-        if k not in REQUEST_OPTIONS and not is_secret_name(k)
-    }
+    options = request.options
+    if options:
+        options = {
+            k: options[k]
+            for k in sorted(options)
+            if k not in REQUEST_OPTIONS and not is_secret_name(k)
+        }
+    choice = request.tool_choice
+    fmt = request.response_format
+    reasoning = request.reasoning
     data = [
         request.model,
-        _plain(request.messages),
-        _plain(request.tools),
-        _plain(request.tool_choice),
-        _plain(request.response_format),
+        [_message(m) for m in request.messages],
+        [[t.name, t.description, t.parameters, t.strict] for t in request.tools],
+        None if choice is None else [choice.mode, choice.name],
+        None if fmt is None else [fmt.type, fmt.schema, fmt.name, fmt.strict],
         _number(request.temperature),
         _number(request.top_p),
         request.max_tokens,
-        list(request.stop),
-        _plain(request.reasoning),
+        request.stop,
+        None if reasoning is None else [reasoning.effort, reasoning.budget_tokens],
         options,
     ]
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return _ENCODER.encode(data)
 
 
 def request_key(request: ChatRequest, namespace: str) -> str:
