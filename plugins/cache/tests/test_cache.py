@@ -447,3 +447,43 @@ def test_many_caches_one_file_from_threads(tmp_path: Path) -> None:
     store.close()
     for cache in caches:
         cache.close()
+
+
+# ---------------------------------------------------------------------- stats and CLI
+
+
+async def test_kernel_stats_has_the_cache_section(tmp_path: Path) -> None:
+    kernel = cached_kernel(tmp_path, ["x"])
+    async with kernel:
+        await kernel.achat(model="a/m1", messages="hi")
+        await kernel.achat(model="a/m1", messages="hi")
+        await the_cache(kernel).aflush()
+        stats = kernel.stats()["cache"]
+    assert (stats["hits"], stats["misses"], stats["hit_rate"]) == (1, 1, 0.5)
+    assert stats["entries"] == 1 and stats["bytes"] > 0
+
+
+def test_cli_stats_and_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from llmkernel.cli import main
+
+    db = tmp_path / "cli.db"
+    config = tmp_path / "llmkernel.toml"
+    config.write_text(f'[plugin.cache]\nenabled = true\npath = "{db}"\n')
+
+    async def fill() -> None:
+        cache = ResponseCache(CacheSettings(enabled=True, path=str(db)))
+        for tenant in ("acme", "other"):
+            await cache.store(request("q", metadata={"tenant": tenant}), response("a"))
+        await cache.aclose()
+
+    asyncio.run(fill())
+    assert main(["-c", str(config), "cache", "stats", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {k: v["entries"] for k, v in out["namespaces"].items()} == {"acme": 1, "other": 1}
+    assert main(["-c", str(config), "cache", "clear", "--namespace", "acme"]) == 0
+    assert "removed 1 entries from namespace 'acme'" in capsys.readouterr().out
+    assert main(["-c", str(config), "cache", "stats"]) == 0
+    text = capsys.readouterr().out
+    assert "other: 1 entries" in text and "acme" not in text
