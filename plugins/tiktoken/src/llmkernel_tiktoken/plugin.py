@@ -68,6 +68,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", nargs="?", help="the text; '-' or nothing reads stdin")
     parser.add_argument("-m", "--model", help="provider/model or alias (default: default_model)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="ask the provider's counting endpoint ([plugin.tiktoken] remote lists which)",
+    )
 
 
 def _run(args: argparse.Namespace, kernel: Kernel) -> int:
@@ -78,7 +83,14 @@ def _run(args: argparse.Namespace, kernel: Kernel) -> int:
     if text is None or text == "-":
         text = sys.stdin.read()
     model = args.model or kernel.default_model
-    count = kernel.count_tokens(model, text)
+    if getattr(args, "remote", False):
+        import asyncio
+
+        from llmkernel_tiktoken.api import acount_tokens
+
+        count = asyncio.run(acount_tokens(kernel, model, text))
+    else:
+        count = kernel.count_tokens(model, text)
     if args.json:
         print(
             json.dumps(
