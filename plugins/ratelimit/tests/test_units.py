@@ -317,3 +317,12 @@ async def test_learns_from_headers_and_backs_off_after_429() -> None:
     with pytest.raises(RefusedError) as later:
         await g.acquire(Ctx(), Attempt(MINI))
     assert later.value.retry_after is not None and 15 < later.value.retry_after <= 20
+
+
+def test_idle_windows_are_forgotten() -> None:
+    store = MemoryStore()
+    for i in range(store.SWEEP_EVERY - 1):
+        store.take([claim(f"tenant-{i}", window=1)], 0.0)
+    assert len(store) == store.SWEEP_EVERY - 1
+    store.take([claim("late", window=1)], 5.0)  # the sweep: every other window is idle
+    assert len(store) == 1

@@ -119,9 +119,24 @@ class _Window:
 class MemoryStore:
     """Sliding windows in this process's memory."""
 
+    SWEEP_EVERY = 1024  # takes between sweeps of idle windows
+
     def __init__(self) -> None:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
+        self._takes = 0
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def _sweep(self, now: float) -> None:
+        """Forget windows with nothing in them (one per tenant or key adds up)."""
+        for key in [
+            k for k, w in self._windows.items() if not w.slots or w.slots[-1].at <= now - w.window
+        ]:
+            window = self._windows[key]
+            if window.blocked_until <= now:
+                del self._windows[key]
 
     def _window(self, claim: Claim, now: float) -> _Window:
         window = self._windows.get(claim.key)
@@ -134,6 +149,9 @@ class MemoryStore:
 
     def take(self, claims: Sequence[Claim], now: float) -> Ticket | float:
         with self._lock:
+            self._takes += 1
+            if self._takes % self.SWEEP_EVERY == 0:
+                self._sweep(now)
             windows = [self._window(c, now) for c in claims]
             wait = max(
                 (w.wait_for(c.amount, now) for w, c in zip(windows, claims, strict=True)),
