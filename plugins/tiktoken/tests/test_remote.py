@@ -109,7 +109,7 @@ async def test_errors_are_normalized_and_keep_the_key_out(
             {
                 "type": "error",
                 "error": {"type": "authentication_error", "message": "invalid x-api-key"},
-            },  # noqa: E501
+            },
             status=401,
         ),
     )
