@@ -104,7 +104,9 @@ def key_table(name: str, key: str, **extra: Any) -> str:
         elif isinstance(value, bool):
             lines.append(f"{field} = {'true' if value else 'false'}")
         elif isinstance(value, list):
-            lines.append(f"{field} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
+            lines.append(
+                f"{field} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]"
+            )
         else:
             lines.append(f"{field} = {value}")
     return "\n".join(lines) + "\n"
@@ -187,9 +189,7 @@ request_timeout = 5.0
 
 
 @pytest.fixture(scope="session")
-def gateway(
-    upstream: Upstream, keys: dict[str, str], tmp_session: Path
-) -> Iterator[Gateway]:
+def gateway(upstream: Upstream, keys: dict[str, str], tmp_session: Path) -> Iterator[Gateway]:
     """One gateway for most tests: keys, the mock, and the fake upstream as ``up``."""
     config = (
         base_config(upstream.url)

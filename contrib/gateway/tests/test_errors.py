@@ -40,9 +40,7 @@ HI = [{"role": "user", "content": "hi"}]
 
 def test_401_without_a_key_or_with_a_wrong_one(gateway: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
-        client(gateway, "lk-not-a-real-key").chat.completions.create(
-            model="mock/echo", messages=HI
-        )
+        client(gateway, "lk-not-a-real-key").chat.completions.create(model="mock/echo", messages=HI)
     assert caught.value.status_code == 401
     assert caught.value.code == "invalid_api_key"
     response = post(gateway, None, {"model": "mock/echo", "messages": HI})
@@ -203,9 +201,7 @@ def test_504_when_the_upstream_is_too_slow(
 def test_a_stream_that_fails_before_its_first_event_gets_a_status(
     gateway: Gateway, keys: dict[str, str], upstream: Upstream
 ) -> None:
-    upstream.answer(
-        FakeResponse.json_body({"error": {"message": "slow down"}}, status=429)
-    )
+    upstream.answer(FakeResponse.json_body({"error": {"message": "slow down"}}, status=429))
     with pytest.raises(openai.RateLimitError):
         client(gateway, keys["team"]).chat.completions.create(
             model="up/gpt-4o-mini", messages=HI, stream=True

@@ -35,9 +35,7 @@ def client(gateway: Gateway, key: str) -> openai.OpenAI:
 
 
 def aclient(gateway: Gateway, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=30
-    )
+    return openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=30)
 
 
 def sse(*chunks: object) -> FakeResponse:
@@ -94,7 +92,9 @@ def test_chat_sync_through_the_sdk(gateway: Gateway, keys: dict[str, str]) -> No
     assert raw.headers["x-llmkernel-cost"] == "0"
     assert raw.headers["x-llmkernel-cache"] == "miss"
     assert raw.headers["x-llmkernel-attempts"] == "1"
-    assert raw.headers["x-request-id"] and completion.id == f"chatcmpl-{raw.headers['x-request-id']}"
+    assert (
+        raw.headers["x-request-id"] and completion.id == f"chatcmpl-{raw.headers['x-request-id']}"
+    )
 
 
 async def test_chat_async_through_the_sdk(gateway: Gateway, keys: dict[str, str]) -> None:
@@ -132,7 +132,9 @@ def test_stream_through_the_sdk(gateway: Gateway, keys: dict[str, str]) -> None:
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three"
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 3
@@ -171,9 +173,7 @@ def test_tools_through_the_sdk(gateway: Gateway, keys: dict[str, str]) -> None:
     assert follow_up.choices[0].message.content == "The tool returned: sunny"
 
 
-def test_streamed_tool_call_arrives_through_the_sdk(
-    gateway: Gateway, keys: dict[str, str]
-) -> None:
+def test_streamed_tool_call_arrives_through_the_sdk(gateway: Gateway, keys: dict[str, str]) -> None:
     stream = client(gateway, keys["team"]).chat.completions.create(
         model="mock/chat",
         messages=[{"role": "user", "content": "weather?"}],

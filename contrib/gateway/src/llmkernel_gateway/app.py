@@ -135,6 +135,7 @@ class Gateway:
             await self.kernel.aclose()
         if self.metrics is not None:
             self.metrics.close()
+        log.info("gateway.stopped", pid=os.getpid())
 
     # ------------------------------------------------------------------ requests
 
