@@ -144,7 +144,13 @@ def run_cli(
     if config is not None:
         command += ["-c", str(config)]
     return subprocess.run(
-        [*command, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+        [*command, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -231,7 +237,7 @@ def test_one_log_line_per_request_without_prompts_or_keys(
     deadline = time.monotonic() + 5
     while rid not in gateway.log and time.monotonic() < deadline:
         time.sleep(0.05)
-    (line,) = [json.loads(l) for l in gateway.log.splitlines() if f'"{rid}"' in l]
+    (line,) = [json.loads(row) for row in gateway.log.splitlines() if f'"{rid}"' in row]
     assert line["event"] == "gateway.request" and line["status"] == 200
     assert line["key"] == "team" and line["tenant"] == "team-tenant"
     assert line["provider"] == "mock" and line["output_tokens"] == 1

@@ -23,7 +23,7 @@ class Metrics:
     def __init__(self) -> None:
         import prometheus_client as pc
 
-        pc.disable_created_metrics()  # no *_created series: half the scrape size
+        pc.disable_created_metrics()  # type: ignore[no-untyped-call] # no *_created series: half the scrape size
         self._pc = pc
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry: Any = None if self.multiprocess else pc.CollectorRegistry()
