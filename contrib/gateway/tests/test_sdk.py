@@ -313,6 +313,8 @@ def test_stream_chunks_have_openai_exact_shape(
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-llmkernel-provider"] == "up"
+        assert response.headers["x-llmkernel-model"] == "gpt-4o-mini"
         body = response.read().decode()
     events = body.split("\n\n")
     assert events[-2:] == ["data: [DONE]", ""]

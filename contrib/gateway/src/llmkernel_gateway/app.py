@@ -49,6 +49,9 @@ CONFIG_ENV = "LLMKERNEL_GATEWAY_CONFIG"
 COOKIE = "llmkernel_gateway_key"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _JSON = (b"content-type", b"application/json")
+# The kernel's own deadline (the call's ``timeout``) ends a slow call with a
+# TimeoutError naming the provider; the gateway's guard fires only if it did not.
+_SLACK = 1.0
 
 
 class ClientGone(Exception):
@@ -281,9 +284,13 @@ class Gateway:
         kernel = self.kernel
         assert kernel is not None, "the gateway's lifespan did not run"
         try:
-            async with asyncio.timeout(self.settings.request_timeout):
+            async with asyncio.timeout(self.settings.request_timeout + _SLACK):
                 response = await kernel.achat(
-                    call.model, call.messages, metadata=metadata, **call.kwargs
+                    call.model,
+                    call.messages,
+                    metadata=metadata,
+                    timeout=self.settings.request_timeout,
+                    **call.kwargs,
                 )
         except Exception as exc:
             failure = self._failure(exc, rid, call.model)
@@ -325,9 +332,12 @@ class Gateway:
         kernel = self.kernel
         assert kernel is not None, "the gateway's lifespan did not run"
         route = "stream"
-        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
+        timeout = self.settings.request_timeout
+        deadline = asyncio.get_running_loop().time() + timeout + _SLACK
         try:
-            stream = kernel.astream(call.model, call.messages, metadata=metadata, **call.kwargs)
+            stream = kernel.astream(
+                call.model, call.messages, metadata=metadata, timeout=timeout, **call.kwargs
+            )
         except Exception as exc:
             failure = self._failure(exc, rid, call.model)
             self._done(rid, route, key, started, failure=failure, model=call.model)
@@ -390,18 +400,22 @@ class Gateway:
         deadline: float,
     ) -> Failure | None:
         """Send the stream; return the failure that cut it, if any."""
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache"),
-                    (b"x-accel-buffering", b"no"),
-                    (b"x-request-id", rid.encode()),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"x-request-id", rid.encode()),
+        ]
+        context = getattr(stream, "context", None)
+        attempts = getattr(context, "attempts", None)
+        if attempts:  # the candidate streaming now (cost and usage come in the last chunk)
+            candidate = attempts[-1].candidate
+            headers += [
+                (b"x-llmkernel-provider", candidate.provider.encode()),
+                (b"x-llmkernel-model", candidate.model.encode()),
+                (b"x-llmkernel-attempts", str(len(attempts)).encode()),
+            ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = chunker.start() + chunker.event(first)
         failure: Failure | None = None
         try:
@@ -450,9 +464,13 @@ class Gateway:
         assert kernel is not None, "the gateway's lifespan did not run"
         metadata = key.request_metadata() if key is not None else {}
         try:
-            async with asyncio.timeout(self.settings.request_timeout):
+            async with asyncio.timeout(self.settings.request_timeout + _SLACK):
                 response = await kernel.aembed(
-                    call.model, call.inputs, dimensions=call.dimensions, metadata=metadata
+                    call.model,
+                    call.inputs,
+                    dimensions=call.dimensions,
+                    metadata=metadata,
+                    timeout=self.settings.request_timeout,
                 )
         except Exception as exc:
             failure = self._failure(exc, rid, call.model)

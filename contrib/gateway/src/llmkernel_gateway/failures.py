@@ -151,10 +151,7 @@ def from_exception(exc: BaseException) -> Failure | None:
         )
     if isinstance(exc, errors.ProviderError):
         return _provider(exc)
-    if isinstance(exc, errors.ConfigError | errors.PluginError):
-        return Failure(
-            status=500, message=str(exc), type="api_error", code="configuration", kind="config"
-        )
+    # A broken plugin or config, or a bug: the details go to the log, not the client.
     return None
 
 
