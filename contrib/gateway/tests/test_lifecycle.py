@@ -273,9 +273,11 @@ class Refuser:
 @pytest.fixture
 def in_process(tmp_path: Path) -> Iterator[tuple[str, GatewayApp, dict[str, str], Refuser]]:
     """The gateway app with a test plugin, served by uvicorn in a thread."""
-    names = {"broke": new_key(), "rich": new_key(), "buggy": new_key()}
-    text = '[providers.mock]\ntype = "mock"\n' + "".join(
-        key_table(n, k, tenant=f"tenant-{n}") for n, k in names.items()
+    names = {"broke": new_key(), "rich": new_key(), "buggy": new_key(), "limited": new_key()}
+    text = (
+        '[providers.mock]\ntype = "mock"\n'
+        + "".join(key_table(n, k, tenant=f"tenant-{n}") for n, k in names.items())
+        + "rate_limit = { requests_per_minute = 2 }\n"  # for the last key, "limited"
     )
     path = tmp_path / "in-process.toml"
     path.write_text(text)
@@ -362,3 +364,81 @@ def test_the_app_runs_the_kernel_on_the_serving_loop_and_closes_it() -> None:
 
     asyncio.run(lifespan())
     assert closed and app.kernel is not None
+
+
+# ----------------------------------------------------------------------------- key limits
+
+
+def test_a_key_budget_becomes_a_budgets_limit_for_that_key() -> None:
+    from llmkernel_gateway.handoff import with_key_budgets
+    from llmkernel_gateway.settings import load_settings
+
+    config = Config.load(
+        {
+            "plugin": {
+                "budgets": {"limits": [{"amount": 100, "period": "month"}]},
+                "gateway": {
+                    "keys": {
+                        "team": {"hash": "sha256:" + "a" * 64, "budget": {"day": 5, "total": 50}},
+                        "free": {"hash": "sha256:" + "b" * 64},
+                    }
+                },
+            }
+        }
+    )
+    keys = load_settings(config).key_list()
+    limits = with_key_budgets(config, keys).plugin_settings("budgets")["limits"]
+    assert limits == [
+        {"amount": 100, "period": "month"},
+        {"name": "key:team:day", "amount": 5, "period": "day", "key": "team"},
+        {"name": "key:team:total", "amount": 50, "period": "total", "key": "team"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({"budget": {"weekly": 5}}, "unknown budget period 'weekly'"),
+        ({"budget": {"day": -1}}, "non-negative amount"),
+        ({"rate_limit": {"tokens_per_minute": 5}}, "[plugin.ratelimit]"),
+        ({"rate_limit": {"requests_per_minute": 0}}, "positive number"),
+    ],
+)
+def test_wrong_key_limits_are_refused_naming_the_key(table: dict[str, Any], words: str) -> None:
+    from llmkernel.errors import ConfigError
+    from llmkernel_gateway.settings import load_settings
+
+    config = Config.load(
+        {"plugin": {"gateway": {"keys": {"team": {"hash": "sha256:" + "a" * 64, **table}}}}}
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert words in str(caught.value) and "'team'" in str(caught.value)
+
+
+def test_a_key_budget_without_the_budgets_plugin_refuses_to_start(tmp_path: Path) -> None:
+    from llmkernel_gateway.handoff import require_budgets_plugin
+
+    config = tmp_path / "budget.toml"
+    config.write_text(key_table("team", new_key()) + "budget = { day = 5 }\n")
+    with pytest.raises(Exception, match="budgets plugin is not installed"):
+        from llmkernel_gateway.settings import load_settings
+
+        keys = load_settings(Config.load(config)).key_list()
+        require_budgets_plugin(keys, ["mock", "openai"])
+    require_budgets_plugin(keys, ["mock", "budgets"])  # with it, fine
+
+
+def test_a_key_over_its_request_rate_gets_429_with_retry_after(
+    in_process: tuple[str, GatewayApp, dict[str, str], Refuser],
+) -> None:
+    url, _, names, _ = in_process
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=names["limited"], max_retries=0)
+    for _ in range(2):
+        sdk.chat.completions.create(model="mock/echo", messages=HI)
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk.chat.completions.create(model="mock/echo", messages=HI)
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert "2 requests per minute" in caught.value.message
+    other = openai.OpenAI(base_url=f"{url}/v1", api_key=names["rich"], max_retries=0)
+    other.chat.completions.create(model="mock/echo", messages=HI)  # other keys unaffected

@@ -32,6 +32,7 @@ from llmkernel import log
 from llmkernel.config import Config
 from llmkernel_gateway import failures, wire
 from llmkernel_gateway.failures import Failure
+from llmkernel_gateway.handoff import KeyLimiter
 from llmkernel_gateway.keys import KeyRing
 from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
 from llmkernel_gateway.stats import Stats
@@ -71,6 +72,7 @@ class Gateway:
         self.config = config
         self.settings = settings or load_settings(config)
         self.keys = KeyRing(self.settings.key_list())
+        self.limiter = KeyLimiter(self.settings.key_list())
         self._admins = any(k.admin for k in self.settings.key_list())
         self._plugins = list(plugins)
         self.kernel: Kernel | None = None
@@ -122,13 +124,22 @@ class Gateway:
     async def startup(self) -> None:
         """Build the kernel on the serving loop, and the metrics."""
         from llmkernel.kernel import Kernel
+        from llmkernel_gateway.handoff import require_budgets_plugin, with_key_budgets
         from llmkernel_gateway.metrics import Metrics
         from llmkernel_gateway.transport import TransportPlugin
 
         plugins = list(self._plugins)
         if self.settings.transport == "aiohttp":
             plugins.append(TransportPlugin())
-        self.kernel = Kernel(self.config, plugins=plugins)
+        keys = self.settings.key_list()
+        self.kernel = Kernel(with_key_budgets(self.config, keys), plugins=plugins)
+        try:
+            require_budgets_plugin(
+                keys, [p.name for p in self.kernel.plugins if p.status == "loaded"]
+            )
+        except Exception:
+            await self.kernel.aclose()
+            raise
         self.metrics = Metrics()
         self.stats.started = time.time()
 
@@ -245,6 +256,20 @@ class Gateway:
         if isinstance(key, Failure):
             await self._fail(send, key, rid)
             return None
+        if key is not None:
+            wait = self.limiter.take(key.name)
+            if wait is not None:
+                failure = Failure(
+                    status=429,
+                    message=f"key {key.name!r} is over its rate limit "
+                    f"({key.rate_limit['requests_per_minute']} requests per minute)",
+                    type="rate_limit_error",
+                    code="rate_limit_exceeded",
+                    retry_after=wait,
+                    kind="key_rate_limit",
+                )
+                await self._fail(send, failure, rid)
+                return None
         body = await self._read_body(scope, receive)
         if isinstance(body, Failure):
             await self._fail(send, body, rid)

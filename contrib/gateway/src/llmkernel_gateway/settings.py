@@ -140,6 +140,9 @@ def load_settings(config: Config) -> GatewaySettings:
                 "have the same hash"
             )
         seen[key.hash] = name
+    from llmkernel_gateway.handoff import check_key_limits
+
+    check_key_limits(settings.key_list(), config.where("plugin.gateway.keys"))
     return settings
 
 
