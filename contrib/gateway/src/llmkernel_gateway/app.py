@@ -180,7 +180,14 @@ class Gateway:
                     )
                 await self._fail(send, failure, rid)
                 return
-            await handler(scope, receive, send, rid, started)
+            gauge = self.metrics.in_flight if self.metrics is not None else None
+            if gauge is not None:
+                gauge.inc()
+            try:
+                await handler(scope, receive, send, rid, started)
+            finally:
+                if gauge is not None:
+                    gauge.dec()
         except ClientGone:
             return
 
