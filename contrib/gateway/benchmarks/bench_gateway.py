@@ -147,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    up_port, gw_port = free_port(), free_port()
+    up_port, gw_port, pt_port = free_port(), free_port(), free_port()
     upstream = subprocess.Popen(
         [sys.executable, str(UPSTREAM), str(up_port)], stdout=subprocess.DEVNULL
     )
@@ -166,6 +166,15 @@ transport = "{args.transport}"
 """
     )
     gateway = None
+    passthrough = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("passthrough.py")),
+            str(pt_port),
+            f"http://127.0.0.1:{up_port}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(f"http://127.0.0.1:{up_port}/v1/chat/completions", method="POST")
         # a first start warms the disk cache and bytecode; the second is timed
@@ -174,10 +183,12 @@ transport = "{args.transport}"
         gateway, start_seconds = start_gateway(config, gw_port)
         up = f"http://127.0.0.1:{up_port}/v1/chat/completions"
         gw = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
+        pt = f"http://127.0.0.1:{pt_port}/v1/chat/completions"
+        wait_for(pt, method="POST")
         idle_rss, _ = rss_mib(gateway.pid)
         wrk(gw, connections=10, duration=2, body=BODY)  # warm up
         rows = {}
-        for name, url in (("upstream", up), ("gateway", gw)):
+        for name, url in (("upstream", up), ("passthrough", pt), ("gateway", gw)):
             rows[name] = {
                 "c50": wrk(url, connections=50, duration=args.duration, body=BODY),
                 "c1": wrk(url, connections=1, duration=args.duration, body=BODY, threads=1),
@@ -191,24 +202,36 @@ transport = "{args.transport}"
     finally:
         if gateway is not None:
             stop(gateway)
+        stop(passthrough)
         stop(upstream)
         shutil.rmtree(tmp, ignore_errors=True)
     up50, gw50 = rows["upstream"]["c50"], rows["gateway"]["c50"]
     up1, gw1 = rows["upstream"]["c1"], rows["gateway"]["c1"]
+    pt50, pt1 = rows["passthrough"]["c50"], rows["passthrough"]["c1"]
     python = sys.version.split()[0]
     print(f"transport: {args.transport}; wrk {args.duration} s per run; python {python}")
-    print("| what | upstream alone | through the gateway |")
-    print("|---|---|---|")
-    print(f"| requests/s, 50 connections | {up50['rps']:,.0f} | {gw50['rps']:,.0f} |")
+    print("| what | upstream alone | minimal pass-through | through the gateway |")
+    print("|---|---|---|---|")
+    print(
+        f"| requests/s, 50 connections | {up50['rps']:,.0f} | {pt50['rps']:,.0f} "
+        f"| {gw50['rps']:,.0f} ({gw50['rps'] / pt50['rps']:.0%} of the pass-through) |"
+    )
     print(
         f"| p50 / p99 at 50 connections | {up50['p50_ms']:.2f} / {up50['p99_ms']:.2f} ms "
+        f"| {pt50['p50_ms']:.2f} / {pt50['p99_ms']:.2f} ms "
         f"| {gw50['p50_ms']:.2f} / {gw50['p99_ms']:.2f} ms |"
     )
-    print(f"| p50 at 1 connection | {up1['p50_ms']:.3f} ms | {gw1['p50_ms']:.3f} ms |")
+    print(
+        f"| p50 at 1 connection | {up1['p50_ms']:.3f} ms | {pt1['p50_ms']:.3f} ms "
+        f"| {gw1['p50_ms']:.3f} ms |"
+    )
     if args.stream:
         us, gs = rows["upstream"]["stream_c50"], rows["gateway"]["stream_c50"]
-        print(f"| streamed requests/s, 50 connections | {us['rps']:,.0f} | {gs['rps']:,.0f} |")
-    print(f"\nadded p50 at one connection: {gw1['p50_ms'] - up1['p50_ms']:.3f} ms")
+        print(f"| streamed requests/s, 50 connections | {us['rps']:,.0f} | | {gs['rps']:,.0f} |")
+    print(
+        f"\nadded p50 at one connection: gateway {gw1['p50_ms'] - up1['p50_ms']:.3f} ms, "
+        f"pass-through {pt1['p50_ms'] - up1['p50_ms']:.3f} ms"
+    )
     print(
         f"gateway resident memory: {idle_rss:.0f} MiB idle, {rss:.0f} MiB after load, "
         f"peak {peak:.0f} MiB"
