@@ -179,6 +179,14 @@ base_url = "{upstream_url}/v1"
 api_key_env = "{UPSTREAM_KEY_ENV}"
 models = ["gpt-4o-mini"]
 
+# the same upstream under another name, for the test that makes it refuse the
+# gateway's key: a circuit breaker keeps a deployment open after that
+[providers.upauth]
+type = "openai"
+base_url = "{upstream_url}/v1"
+api_key_env = "{UPSTREAM_KEY_ENV}"
+models = ["gpt-4o-mini"]
+
 [models]
 fast = ["mock/echo"]
 

@@ -180,7 +180,7 @@ def test_502_when_the_upstream_refuses_the_gateways_credentials(
             {"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}, status=401
         )
     )
-    response = post(gateway, keys["team"], {"model": "up/gpt-4o-mini", "messages": HI})
+    response = post(gateway, keys["team"], {"model": "upauth/gpt-4o-mini", "messages": HI})
     assert response.status_code == 502
     assert error_of(response)["code"] == "upstream_authentication"
     assert "SECRET" not in response.text

@@ -140,6 +140,14 @@ def from_exception(exc: BaseException) -> Failure | None:
             retry_after=exc.retry_after,
             kind=f"refused_{exc.kind}",
         )
+    if isinstance(exc, errors.NoCandidateLeftError):
+        return Failure(
+            status=503,
+            message=str(exc),
+            type="api_error",
+            code="no_candidate_available",
+            kind="no_candidate",
+        )
     if isinstance(exc, errors.NoProviderError):
         return Failure(
             status=400,

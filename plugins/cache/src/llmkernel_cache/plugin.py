@@ -39,6 +39,10 @@ def configure(kernel: Kernel, config: Config) -> None:
     )
     cache = ResponseCache(settings) if settings.enabled else None
     _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose
+    from llmkernel_cache.key import REQUEST_OPTIONS
+
+    # cache=False, cache_ttl=..., cache_namespace=... are ours: never sent upstream
+    kernel.claim_options(*REQUEST_OPTIONS)
 
 
 @hookimpl
