@@ -1,0 +1,289 @@
+"""The sync portal: cancellation from the calling thread, closing under a running
+call, clean shutdown, and fork."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from llmkernel import Kernel
+from llmkernel._portal import CLOSED_MESSAGE, Portal
+from llmkernel.errors import LLMKernelError
+from llmkernel.testing.scripted import Slow, make_kernel, scripted
+
+
+class Interrupted(Exception):
+    """What a signal handler raises into the calling thread (Ctrl-C's stand-in)."""
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """SIGALRM raises :class:`Interrupted` in the main thread, as Ctrl-C would."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_call_returns_the_result_and_raises_the_error() -> None:
+    portal = Portal()
+
+    async def ok() -> int:
+        return 42
+
+    async def bad() -> int:
+        raise ValueError("from the loop")
+
+    try:
+        assert portal.call(ok()) == 42
+        with pytest.raises(ValueError, match="from the loop"):
+            portal.call(bad())
+    finally:
+        portal.stop()
+    assert not portal.started
+
+
+def test_an_exception_in_the_caller_cancels_the_coroutine(alarm: None) -> None:
+    portal = Portal()
+    seen: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        finally:
+            await asyncio.sleep(0)  # cleanup that awaits still runs
+            seen.append("cleaned up")
+
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(Interrupted):
+            portal.call(slow())
+        assert seen == ["cancelled", "cleaned up"]
+        assert not asyncio.run_coroutine_threadsafe(_pending(), _loop(portal)).result(5)
+    finally:
+        portal.stop()
+
+
+async def _pending() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+def _loop(portal: Portal) -> asyncio.AbstractEventLoop:
+    loop = portal._loop
+    assert loop is not None
+    return loop
+
+
+def test_closing_from_another_thread_fails_the_running_call_clearly() -> None:
+    kernel = make_kernel([Slow(30, "late")])
+    errors: list[BaseException] = []
+
+    def chat() -> None:
+        try:
+            kernel.chat(model="a/m1", messages="hi")
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=chat)
+    caller.start()
+    _wait_for(lambda: bool(scripted(kernel, "a").requests))
+    kernel.close()
+    caller.join(10)
+    assert not caller.is_alive(), "the call still blocks after close()"
+    assert len(errors) == 1 and isinstance(errors[0], LLMKernelError)
+    assert CLOSED_MESSAGE in str(errors[0])
+
+
+def test_a_kernel_can_be_used_again_after_close() -> None:
+    kernel = make_kernel(["one", "two"])
+    assert kernel.chat(model="a/m1", messages="hi").text == "one"
+    kernel.close()
+    assert kernel.chat(model="a/m1", messages="hi").text == "two"
+    kernel.close()
+
+
+def test_a_sync_call_from_the_loop_thread_is_refused() -> None:
+    portal = Portal()
+
+    async def inner() -> int:
+        return 1
+
+    async def outer() -> int:
+        coro = inner()
+        return portal.call(coro)
+
+    try:
+        with pytest.raises(LLMKernelError, match="await the async method"):
+            portal.call(outer())
+    finally:
+        portal.stop()
+
+
+def test_stop_finishes_abandoned_async_generators() -> None:
+    portal = Portal()
+    closed: list[bool] = []
+
+    async def numbers() -> object:
+        try:
+            for i in range(10):
+                yield i
+                await asyncio.sleep(0)
+        finally:
+            await asyncio.sleep(0)
+            closed.append(True)
+
+    agen = numbers()
+
+    async def step() -> object:  # as ChatStream does: the generator runs on the loop
+        return await anext(agen)  # type: ignore[call-overload]
+
+    assert portal.call(step()) == 0
+    portal.stop()
+    assert closed == [True]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads: we test it
+def test_a_forked_child_gets_a_working_portal() -> None:
+    kernel = make_kernel(["parent", "child"])
+    assert kernel.chat(model="a/m1", messages="hi").text == "parent"
+    forgotten: list[bool] = []
+    kernel._portal.at_fork.append(lambda: forgotten.append(True))
+    pid = os.fork()
+    if pid == 0:  # the child: exit code says what happened
+        code = 3
+        try:
+            ok = kernel.chat(model="a/m1", messages="hi").text == "child" and forgotten == [True]
+            code = 0 if ok else 4
+        finally:
+            os._exit(code)
+    try:
+        status = _wait_child(pid)
+    finally:
+        kernel.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _wait_child(pid: int) -> int:
+    for _ in range(300):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the forked child hung on its first call")
+
+
+def test_interpreter_exit_with_an_open_kernel_prints_nothing(tmp_path: Path) -> None:
+    """A kernel never closed, with a stream abandoned half-way: nothing is printed."""
+    pytest.importorskip("llmkernel_mock")
+    script = textwrap.dedent(
+        """
+        from llmkernel import Kernel
+        kernel = Kernel.from_config({"default_model": "mock/chat"})
+        stream = kernel.stream(messages="hi")
+        next(iter(stream))
+        del stream
+        print("done")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "done\n"
+    assert "Task was destroyed" not in result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_an_interrupt_closes_the_upstream_connection(alarm: None) -> None:
+    """A sync chat interrupted while the server holds its answer: the connection to
+    the provider is closed before the exception reaches the caller's code."""
+    pytest.importorskip("llmkernel_openai")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    got_request = threading.Event()
+    client_closed = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            got_request.set()
+            conn.settimeout(20)
+            try:
+                while conn.recv(65536):  # never answer; b"" when the client closes
+                    pass
+                client_closed.set()
+            except OSError:
+                client_closed.set()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    os.environ["LLMKERNEL_PORTAL_TEST_KEY"] = "sk-test"
+    kernel = Kernel.from_config(
+        {
+            "providers": {
+                "held": {
+                    "type": "openai",
+                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "api_key_env": "LLMKERNEL_PORTAL_TEST_KEY",
+                }
+            },
+            "retry": {"attempts": 1},
+        }
+    )
+    try:
+        threading.Thread(
+            target=lambda: (
+                got_request.wait(10)
+                and signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
+            ),
+            daemon=True,
+        ).start()
+        with pytest.raises(Interrupted):
+            kernel.chat(model="held/gpt-4o-mini", messages="hi")
+        assert got_request.is_set()
+        assert client_closed.wait(10), "the upstream connection stayed open"
+    finally:
+        kernel.close()
+        listener.close()
+        os.environ.pop("LLMKERNEL_PORTAL_TEST_KEY", None)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition never became true")
+        time.sleep(0.01)
