@@ -340,7 +340,10 @@ def _sse(delta: dict[str, object] | None = None, **extra: object) -> str:
     return f"data: {json.dumps(body)}\n\n"
 
 
-def test_fifty_cli_streams_from_a_fake_openai_print_no_warning(tmp_path: Path) -> None:
+def test_cli_streams_from_a_fake_openai_print_no_warning(tmp_path: Path) -> None:
+    """Before the portal shut tasks down, 3 runs in 4 printed "Task was destroyed but
+    it is pending!" at exit; 9 runs (3 at a time, the machine is small) catch that
+    with certainty. 50 consecutive runs were checked by hand (docs/cli.md)."""
     pytest.importorskip("llmkernel_openai")
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     pieces = [
@@ -359,11 +362,23 @@ def test_fifty_cli_streams_from_a_fake_openai_print_no_warning(tmp_path: Path) -
             f"[providers.fake]\ntype = 'openai'\nbase_url = '{server.url}/v1'\n"
             "api_key_env = 'FAKE_KEY'\n"
         )
-        for i in range(50):
-            result = run(
-                "chat", "hi", "-m", "fake/gpt-4o-mini", cwd=tmp_path, env={"FAKE_KEY": "k"}
-            )
-            assert result.returncode == 0, (i, result.stderr)
-            assert result.stdout == "Hello world\n"
-            assert result.stderr == "", f"run {i} printed: {result.stderr}"
-        assert len(server.requests) == 50
+        env = {**os.environ, "FAKE_KEY": "k"}
+        for batch in range(3):
+            clis = [
+                subprocess.Popen(
+                    [*LLMKERNEL, "chat", "hi", "-m", "fake/gpt-4o-mini"],
+                    cwd=tmp_path,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(3)
+            ]
+            for cli in clis:
+                out, err = cli.communicate(timeout=120)
+                assert cli.returncode == 0, (batch, err)
+                assert out == "Hello world\n"
+                assert err == "", f"batch {batch} printed: {err}"
+        assert len(server.requests) == 9
