@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="send a prompt and stream the reply", parents=[common])
-    chat.add_argument("prompt", nargs="?", help="the prompt; '-' or nothing reads stdin")
+    chat.add_argument(
+        "prompt",
+        nargs="?",
+        help="the prompt; piped text on stdin goes before it; '-' or nothing: stdin is the prompt",
+    )
     chat.add_argument("-m", "--model", help="provider/model or alias (default: default_model)")
     chat.add_argument("-s", "--system", help="system prompt")
     chat.add_argument("--json", action="store_true", help="print the response as JSON")
@@ -77,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a provider option (value parsed as JSON when it can be)",
+        help="a request field or provider option (VALUE parsed as JSON when it can be)",
     )
 
     models = sub.add_parser(
         "models", help="known models of every installed provider, and aliases", parents=[common]
     )
-    models.add_argument("--json", action="store_true")
+    models.add_argument("--json", action="store_true", help="print JSON")
     models.add_argument(
         "--remote", action="store_true", help="ask the providers for their models (network)"
     )
@@ -96,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this provider (repeatable)",
     )
     plugins = sub.add_parser("plugins", help="installed plugins and their status", parents=[common])
-    plugins.add_argument("--json", action="store_true")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -109,7 +113,7 @@ def _common() -> argparse.ArgumentParser:
         "--config",
         metavar="PATH",
         dest="sub_config",
-        help="config file (as before the command)",
+        help="config file (default: $LLMKERNEL_CONFIG, ./llmkernel.toml, the user config dir)",
     )
     common.add_argument(
         "-v",
