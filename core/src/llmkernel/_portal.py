@@ -26,7 +26,7 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["CLOSED_MESSAGE", "Portal"]
@@ -170,10 +170,11 @@ class Portal:
             return
         call.done.wait(_GRACE)  # let it unwind; a second Ctrl-C stops waiting
 
-    def stop(self) -> None:
+    def stop(self, final: Callable[[], Awaitable[object]] | None = None) -> None:
         """Cancel calls still running (their callers get :data:`CLOSED_MESSAGE`),
-        finish pending tasks and async generators, then stop and close the loop. The
-        next :meth:`call` starts a new loop."""
+        close async generators (streams left open), await ``final()`` on the loop
+        (``Kernel.aclose``: close the HTTP clients last), finish pending tasks, then
+        stop and close the loop. The next :meth:`call` starts a new loop."""
         with self._lock:
             loop, thread = self._loop, self._thread
             if loop is None or thread is None:
@@ -190,8 +191,8 @@ class Portal:
             for call in calls:
                 call.closed = True
         try:
-            done = asyncio.run_coroutine_threadsafe(_shutdown(calls), loop)
-            done.result(timeout=3 * _GRACE)
+            done = asyncio.run_coroutine_threadsafe(_shutdown(calls, final), loop)
+            done.result(timeout=5 * _GRACE)
         except Exception as exc:
             _report(exc)
         finally:
@@ -217,24 +218,36 @@ class Portal:
                 _report(exc)
 
 
-async def _shutdown(calls: list[_Call]) -> None:
+async def _shutdown(calls: list[_Call], final: Callable[[], Awaitable[object]] | None) -> None:
     """What ``asyncio.run`` does at its end, on a loop that runs in another thread:
-    the calls still running are cancelled; other pending tasks (an abandoned
-    generator's cleanup) get a grace period, then are cancelled too."""
+    the calls still running are cancelled and given a grace period to unwind; open
+    async generators are closed; ``final`` runs; what is still pending is cancelled."""
     loop = asyncio.get_running_loop()
     for call in calls:
         if call.task is not None:
             call.task.cancel()
-    for attempt in range(2):
-        pending = {t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()}
-        if not pending:
-            break
-        if attempt:
-            for task in pending:
-                task.cancel()
-        await asyncio.wait(pending, timeout=_GRACE)
+    await _settle(loop, cancel=False)
     await loop.shutdown_asyncgens()
+    if final is not None:
+        try:
+            await final()
+        except Exception as exc:
+            _report(exc)
+    await _settle(loop, cancel=False)
+    await _settle(loop, cancel=True)
     await loop.shutdown_default_executor()
+
+
+async def _settle(loop: asyncio.AbstractEventLoop, *, cancel: bool) -> None:
+    """Wait (at most the grace period) for every other task, cancelling them first
+    when ``cancel``."""
+    pending = {t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()}
+    if not pending:
+        return
+    if cancel:
+        for task in pending:
+            task.cancel()
+    await asyncio.wait(pending, timeout=_GRACE)
 
 
 def _report(exc: BaseException) -> None:
