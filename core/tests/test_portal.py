@@ -221,11 +221,12 @@ def test_interpreter_exit_with_an_open_kernel_prints_nothing(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
 
 
+@pytest.mark.parametrize("how", ["chat", "stream"])
 def test_an_interrupt_closes_the_upstream_connection(
-    alarm: None, monkeypatch: pytest.MonkeyPatch
+    alarm: None, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    """A sync chat interrupted while the server holds its answer: the connection to
-    the provider is closed before the exception reaches the caller's code."""
+    """A sync chat or stream interrupted while the server holds its answer: the
+    connection to the provider is closed before the exception reaches the caller."""
     server = HeldServer()
     kernel = server.kernel(monkeypatch)
     main = threading.main_thread().ident or 0
@@ -237,7 +238,10 @@ def test_an_interrupt_closes_the_upstream_connection(
     threading.Thread(target=interrupt, daemon=True).start()
     try:
         with pytest.raises(Interrupted):
-            kernel.chat(model="held/gpt-4o-mini", messages="hi")
+            if how == "chat":
+                kernel.chat(model="held/gpt-4o-mini", messages="hi")
+            else:
+                next(iter(kernel.stream(model="held/gpt-4o-mini", messages="hi")))
         assert server.got_request.is_set()
         assert server.client_closed.wait(10), "the upstream connection stayed open"
     finally:
