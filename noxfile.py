@@ -45,6 +45,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def lowest(session: nox.Session) -> None:
+    """Core against the lowest versions of its dependencies that it allows."""
+    session.install("--resolution", "lowest-direct", "./core", "./plugins/mock", *TEST_DEPS)
+    session.run("pytest", "-q", "core/tests", *session.posargs)
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.8")
     session.run("ruff", "check", ".")
