@@ -114,6 +114,8 @@ def module_name(target: str) -> str:
     parts = target.removesuffix(".py").split("/")
     if parts[0] == "src":
         parts = parts[1:]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
     return ".".join(parts)
 
 
@@ -131,12 +133,25 @@ def run_block(block: Block, where: Path) -> None:
         asyncio.run(result)
 
 
+def shadow(page: list[Block], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page's example package may share its name with an installed one (the docs
+    of ``on_response`` write a ``llmkernel_ledger``): hide the installed one's
+    modules for the test; monkeypatch puts them back."""
+    packages = {
+        module_name(b.target).split(".")[0] for b in page if b.target and b.target.endswith(".py")
+    }
+    for name in list(sys.modules):
+        if name.split(".")[0] in packages:
+            monkeypatch.delitem(sys.modules, name)
+
+
 @pytest.fixture
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for var in list(os.environ):
         if var.startswith("LLMKERNEL_"):
             monkeypatch.delenv(var)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / "xdg" / var.lower()))  # no ledger in ~
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
@@ -149,7 +164,12 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 @pytest.mark.parametrize("block", list(python_blocks()))
-def test_doc_block_runs(block: Block, clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_doc_block_runs(
+    block: Block,
+    clean_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     if block.skip:
         pytest.skip(block.skip)
     import logging
@@ -159,11 +179,18 @@ def test_doc_block_runs(block: Block, clean_env: Path, capsys: pytest.CaptureFix
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     page = blocks_of(block.path)
+    shadow(page, monkeypatch)
     for other in page:  # every file of the page first: a module may import a later one
         if other.target is not None:
             path = clean_env / other.target
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(other.code, encoding="utf-8")
+    for other in page:  # regular packages: a namespace package loses to an installed one
+        if other.target is not None and other.target.endswith(".py"):
+            folder = (clean_env / other.target).parent
+            while folder != clean_env and folder.name != "src":
+                (folder / "__init__.py").touch()
+                folder = folder.parent
     importlib.invalidate_caches()
     earlier = [b for b in page if b.line < block.line and not b.skip and b.language == "python"]
     try:

@@ -541,16 +541,16 @@ def _remote_models(
     provider that fails keeps one row saying why."""
     import asyncio
 
-    async def ask(provider: Provider) -> list[str] | str:
+    async def ask(name: str) -> list[str] | str:
         try:
             async with asyncio.timeout(_REMOTE_TIMEOUT):
-                return [m.id for m in await provider.list_models()] or ["*"]
+                return [m.id for m in await kernel.alist_models(name)] or ["*"]
         except Exception as exc:  # one provider's failure is a row, not the end
             text = str(exc).splitlines()[0] if str(exc) else ""
             return f"{type(exc).__name__}: {text}".rstrip(": ")
 
     async def ask_all() -> list[list[str] | str]:
-        return list(await asyncio.gather(*(ask(p) for p in usable.values())))
+        return list(await asyncio.gather(*(ask(name) for name in usable)))
 
     answers = dict(zip(usable, kernel._portal.call(ask_all()), strict=True))
     result: list[dict[str, Any]] = []
