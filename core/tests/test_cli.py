@@ -361,6 +361,8 @@ def test_cli_streams_from_a_fake_openai_print_no_warning(tmp_path: Path) -> None
         (tmp_path / "llmkernel.toml").write_text(
             f"[providers.fake]\ntype = 'openai'\nbase_url = '{server.url}/v1'\n"
             "api_key_env = 'FAKE_KEY'\n"
+            # priced, so that the prices plugin has no warning to give
+            "[prices.'fake/gpt-4o-mini']\ninput = 0.15\noutput = 0.60\n"
         )
         env = {**os.environ, "FAKE_KEY": "k"}
         for batch in range(3):
