@@ -502,8 +502,8 @@ def _models(
             usable[name] = provider = kernel.provider(name)
         except NoProviderError:
             continue  # the plugin serves other provider types, or none by default
-        except LLMKernelError as exc:
-            add(name, name, name, "unavailable", str(exc).splitlines()[0])
+        except LLMKernelError as exc:  # its defaults are not enough (an endpoint...)
+            add(name, name, name, "needs config", str(exc).splitlines()[0])
             continue
         add(name, provider.type, kernel.provider_plugins.get(name, name), "installed", None)
     if args.remote:
@@ -574,7 +574,7 @@ def _remote_models(
 def _plugins(
     kernel: Kernel, args: argparse.Namespace, out: TextIO, problems: Mapping[str, str]
 ) -> int:
-    rows = list(kernel.plugins)
+    rows = sorted(kernel.plugins, key=lambda p: p.name)
 
     def detail(p: PluginStatus) -> str:
         if p.status == "loaded":
