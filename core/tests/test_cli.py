@@ -343,7 +343,7 @@ def _sse(delta: dict[str, object] | None = None, **extra: object) -> str:
 def test_cli_streams_from_a_fake_openai_print_no_warning(tmp_path: Path) -> None:
     """Before the portal shut tasks down, 3 runs in 4 printed "Task was destroyed but
     it is pending!" at exit; 9 runs (3 at a time, the machine is small) catch that
-    with certainty. 50 consecutive runs were checked by hand (docs/cli.md)."""
+    with certainty. 50 consecutive runs were checked by hand when it was fixed."""
     pytest.importorskip("llmkernel_openai")
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     pieces = [
