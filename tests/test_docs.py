@@ -3,9 +3,9 @@
 Every fenced block opened with a line that is exactly three backticks and ``python``
 in ``README.md`` and ``docs/**/*.md`` is one test, named ``<file>:<line>``. The
 blocks of one file form a session, as in a doctest: a block runs after the blocks
-before it in the same file (in a fresh namespace each time, in an empty temporary
-directory with no user config and no ``LLMKERNEL_*`` variables), so a later block
-may use names an earlier one defined.
+before it in the same file, in one namespace (in an empty temporary directory with
+no user config and no ``LLMKERNEL_*`` variables), so a later block may use names an
+earlier one defined.
 
 An HTML comment on the line just before the opening fence (invisible when the
 Markdown is rendered) changes that:
@@ -119,7 +119,7 @@ def module_name(target: str) -> str:
     return ".".join(parts)
 
 
-def run_block(block: Block, where: Path) -> None:
+def run_block(block: Block, where: Path, namespace: dict[str, object] | None = None) -> None:
     target = block.target
     if target is not None:  # a module of the example's package: it must import
         importlib.import_module(module_name(target))
@@ -127,7 +127,8 @@ def run_block(block: Block, where: Path) -> None:
     code = compile(
         block.code, f"{block.id}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
     )
-    namespace: dict[str, object] = {"__name__": "__docs__"}
+    if namespace is None:
+        namespace = {"__name__": "__docs__"}
     result = eval(code, namespace)
     if inspect.iscoroutine(result):
         asyncio.run(result)
@@ -194,9 +195,10 @@ def test_doc_block_runs(
     importlib.invalidate_caches()
     earlier = [b for b in page if b.line < block.line and not b.skip and b.language == "python"]
     try:
+        shared: dict[str, object] = {"__name__": "__docs__"}
         for previous in earlier:
-            run_block(previous, clean_env)
-        run_block(block, clean_env)
+            run_block(previous, clean_env, shared)
+        run_block(block, clean_env, shared)
     finally:
         structlog.reset_defaults()  # a block may configure logging
         root.handlers[:] = handlers

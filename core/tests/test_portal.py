@@ -190,12 +190,6 @@ def test_a_forked_child_gets_a_working_portal() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kernel stays bound to the parent's loop in the child; needs Kernel.__init__ "
-    "to register `self._portal.at_fork.append(self._after_fork)` resetting `_loop` and "
-    "`_providers` (kernel.py)",
-)
 def test_a_forked_child_can_use_the_kernel() -> None:
     kernel = make_kernel(["hello", "hello"])
     assert kernel.chat(model="a/m1", messages="hi").text == "hello"
@@ -371,12 +365,6 @@ class HeldServer:
         self.listener.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Kernel.close closes the HTTP clients before the portal cancels the call, so "
-    "the call fails with NetworkError(ReadError); needs `self._portal.stop(final="
-    "self.aclose)` in Kernel.close (kernel.py)",
-)
 def test_close_under_an_http_call_fails_it_with_the_closed_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -404,11 +392,6 @@ def test_close_under_an_http_call_fails_it_with_the_closed_error(
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the child reuses the kernel's loop binding and the parent's pooled HTTP "
-    "clients; needs the at_fork reset of `_loop` and `_providers` in Kernel.__init__",
-)
 def test_a_forked_child_can_call_an_http_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("llmkernel_openai")
     from llmkernel.testing.fake_server import FakeResponse, FakeServer

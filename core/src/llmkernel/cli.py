@@ -269,30 +269,9 @@ def _diagnostic_kernel(path: str | None) -> tuple[Kernel, dict[str, str]]:
 
 
 def _plugin_problem(name: str, statuses: Sequence[PluginStatus], config: Config) -> str | None:
-    """Why the plugin ``name`` serves nothing: disabled (and by what) or failed."""
-    import os
+    from llmkernel.plugins import unavailable_reason
 
-    from llmkernel.config import DISABLE_ENV, LOAD_ENV
-
-    status = next((p for p in statuses if p.name == name), None)
-    if status is None or status.status == "loaded":
-        return None
-    if status.status == "failed":
-        error = status.error or "unknown error"
-        verb = "load" if error.startswith("PluginValidationError") else "import"
-        return f"plugin {name!r} failed to {verb}: {error}"
-    env_disabled = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")]
-    if name in env_disabled:
-        why = f"disabled by {DISABLE_ENV}"
-    elif name in config.plugins.disabled:
-        why = f"disabled in [plugins] disabled of {config.source}"
-    elif os.environ.get(LOAD_ENV):
-        why = f"not in {LOAD_ENV}"
-    elif config.plugins.enabled:
-        why = f"not in [plugins] enabled of {config.source}"
-    else:
-        why = "disabled"
-    return f"plugin {name!r} is {why}"
+    return unavailable_reason(name, statuses, config)
 
 
 def _explain_no_provider(exc: Exception, kernel: Kernel | None, path: str | None) -> str:

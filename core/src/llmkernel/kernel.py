@@ -120,6 +120,7 @@ class Kernel:
         self.claimed_options: frozenset[str] = frozenset()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portal = Portal()
+        self._portal.at_fork.append(self._after_fork)
         self._hooked = frozenset(
             name
             for name in _OPTIONAL_HOOKS
@@ -204,6 +205,11 @@ class Kernel:
                 f"{where} in {self.config.source} names plugin {name!r}, which is not "
                 f"installed (installed: {', '.join(known)}){hint}"
             )
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's loop and pooled connections are not ours."""
+        self._loop = None
+        self._providers.clear()
 
     def has_hook(self, name: str) -> bool:
         """Whether a plugin (not only the kernel) implements hook ``name``."""
@@ -293,9 +299,14 @@ class Kernel:
         return provider
 
     def _no_provider_message(self, name: str, ptype: str, implicit: bool) -> str:
+        from llmkernel.plugins import unavailable_reason
+
         known = sorted(set(self.config.providers) | set(self._providers))
         what = f"provider {name!r}" if implicit else f"provider type {ptype!r} (for {name!r})"
         hint = f"; configured providers: {', '.join(known)}" if known else ""
+        reason = unavailable_reason(ptype, self.plugins, self.config)
+        if reason is not None:
+            return f"no installed plugin serves {what}: {reason}{hint}"
         fix = (
             f"add a [providers.{name}] table with a known type"
             if implicit
@@ -779,8 +790,7 @@ class Kernel:
     def close(self) -> None:
         """Sync :meth:`aclose`; also stops the sync event loop thread."""
         if self._portal.started:
-            self._portal.call(self.aclose())
-            self._portal.stop()
+            self._portal.stop(final=self.aclose)
             return
         if not self._providers:
             return

@@ -18,7 +18,7 @@ import pluggy
 
 from llmkernel import hookspecs
 from llmkernel._logging import log
-from llmkernel.config import PluginsConfig
+from llmkernel.config import Config, PluginsConfig
 
 ENTRY_POINT_GROUP = "llmkernel.plugins"
 BUILTIN = "llmkernel"
@@ -114,6 +114,33 @@ def load_plugins(
 def known_names(statuses: Iterable[PluginStatus]) -> list[str]:
     """Every plugin name seen while loading, whatever became of it."""
     return sorted({BUILTIN, *(s.name for s in statuses)})
+
+
+def unavailable_reason(name: str, statuses: Iterable[PluginStatus], config: Config) -> str | None:
+    """Why the plugin ``name`` serves nothing: disabled (and by what) or failed."""
+    import os
+
+    from llmkernel.config import DISABLE_ENV, LOAD_ENV
+
+    status = next((p for p in statuses if p.name == name), None)
+    if status is None or status.status == "loaded":
+        return None
+    if status.status == "failed":
+        error = status.error or "unknown error"
+        verb = "load" if error.startswith("PluginValidationError") else "import"
+        return f"plugin {name!r} failed to {verb}: {error}"
+    env_disabled = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")]
+    if name in env_disabled:
+        why = f"disabled by {DISABLE_ENV}"
+    elif name in config.plugins.disabled:
+        why = f"disabled in [plugins] disabled of {config.source}"
+    elif os.environ.get(LOAD_ENV):
+        why = f"not in {LOAD_ENV}"
+    elif config.plugins.enabled:
+        why = f"not in [plugins] enabled of {config.source}"
+    else:
+        why = "disabled"
+    return f"plugin {name!r} is {why}"
 
 
 def _name_of(plugin: object) -> str:

@@ -149,7 +149,7 @@ def test_offline_without_files_falls_back_warns_once_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel = kernel_with(counter_with(directory=str(tmp_path)))
-    with caplog.at_level(logging.WARNING, logger="llmkernel"):
+    with caplog.at_level(logging.INFO, logger="llmkernel"):
         first = kernel.count_tokens("openai/gpt-4o", "hello world")
         second = kernel.count_tokens("openai/gpt-4o", "hello again")
     assert not first.exact and not second.exact
@@ -175,7 +175,7 @@ def test_a_corrupt_file_is_refused_and_counts_fall_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "o200k_base.tiktoken").write_bytes(b"aGk= 0\n")  # not the real file
-    with caplog.at_level(logging.WARNING, logger="llmkernel"):
+    with caplog.at_level(logging.INFO, logger="llmkernel"):
         assert Encodings(str(tmp_path), env={}).get("o200k_base") is None
     assert any("SHA-256 mismatch" in r.getMessage() for r in caplog.records)
 

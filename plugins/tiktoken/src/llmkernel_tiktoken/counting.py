@@ -62,7 +62,9 @@ class TokenCounter:
             return
         self._warned.add(name)
         where = ", ".join(str(d) for d in self.encodings.directories()) or "none configured"
-        log.warning(
+        # info, not warning: every count says exact=False, `llmkernel tokens` prints
+        # "estimate", and a CLI chat must not print this on every run
+        log.info(
             "llmkernel_tiktoken.encoding_missing",
             encoding=name,
             searched=where,
