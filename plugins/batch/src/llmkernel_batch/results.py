@@ -85,7 +85,11 @@ def error_kind(error: BaseException) -> str:
         if isinstance(last, BaseException):
             return error_kind(last)
     kind = getattr(error, "kind", None)
-    return kind if isinstance(kind, str) else type(error).__name__
+    if isinstance(kind, str):
+        return kind
+    from llmkernel.errors import NoProviderError
+
+    return "no_provider" if isinstance(error, NoProviderError) else type(error).__name__
 
 
 def response_data(
