@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("llmkernel_mock")
 
 from llmkernel.cli import main
-
 from llmkernel_batch.live import OutputFile
 
 CONFIG = """
@@ -49,8 +48,13 @@ def setup(tmp_path: Path, n: int, *, latency: float = 0.0, failure_rate: float =
     data = tmp_path / "in.jsonl"
     with data.open("w") as f:
         for i in range(n):
-            line = {"custom_id": f"r{i}", "model": "sim/chat",
-                    "messages": [{"role": "user", "content": f"question {i}"}], **(extra or {})}  # fmt: skip
+            question = [{"role": "user", "content": f"question {i}"}]
+            line = {
+                "custom_id": f"r{i}",
+                "model": "sim/chat",
+                "messages": question,
+                **(extra or {}),
+            }
             f.write(json.dumps(line) + "\n")
     return config, data
 
@@ -158,8 +162,19 @@ def test_partial_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
 
 def _start(config: Path, data: Path, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "llmkernel.cli", "-c", str(config), "batch", str(data),
-         "-o", str(out), "-n", "10"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "llmkernel.cli",
+            "-c",
+            str(config),
+            "batch",
+            str(data),
+            "-o",
+            str(out),
+            "-n",
+            "10",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

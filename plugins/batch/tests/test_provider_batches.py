@@ -17,6 +17,7 @@ from llmkernel.cli import main
 from llmkernel.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 
 KEY = "sk-test-secret-0123456789"
+EXPIRED = "This request could not be executed before the completion window expired."
 
 
 def write_input(path: Path, model: str, n: int = 3) -> Path:
@@ -133,12 +134,12 @@ class FakeOpenAI:
             if i >= self.expire_after:
                 err.append({"id": f"batch_req_{i}", "custom_id": cid, "response": None,
                             "error": {"code": "batch_expired",
-                                      "message": "This request could not be executed before the completion window expired."}})  # fmt: skip
+                                      "message": EXPIRED}})  # fmt: skip
             elif i == 1:
                 err.append({"id": f"batch_req_{i}", "custom_id": cid, "error": None, "response": {
                     "status_code": 400, "request_id": "req_x",
                     "body": {"error": {"message": "Invalid value for 'temperature'",
-                                       "type": "invalid_request_error", "code": None}}}})  # fmt: skip
+                              "type": "invalid_request_error", "code": None}}}})  # fmt: skip
             else:
                 body = line["body"]
                 assert body["model"] == "gpt-4o-mini"
@@ -152,7 +153,7 @@ class FakeOpenAI:
                              "usage": {"prompt_tokens": 1000, "completion_tokens": 500,
                                        "total_tokens": 1500,
                                        "prompt_tokens_details": {"cached_tokens": 0},
-                                       "completion_tokens_details": {"reasoning_tokens": 0}}}}})  # fmt: skip
+                                       "completion_tokens_details": {}}}}})  # fmt: skip
         rows = out if which == "out" else err
         return FakeResponse.text_body("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -222,11 +223,11 @@ def test_openai_expired_and_cancel(
         cfg = config(tmp_path, "oa", "openai", f"{server.url}/v1")
         data = write_input(tmp_path / "in.jsonl", "oa/gpt-4o-mini", n=4)
         run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
-        code, out, _ = run(["-c", str(cfg), "batch", "cancel", "batch_abc123"], capsys)
+        _, out, _ = run(["-c", str(cfg), "batch", "cancel", "batch_abc123"], capsys)
         assert "cancelling" in out
         assert server.requests_to("/v1/batches/batch_abc123/cancel")
         fake.status, fake.expire_after = "expired", 2
-        code, out, err = run(["-c", str(cfg), "batch", "results", "batch_abc123"], capsys)
+        _, out, err = run(["-c", str(cfg), "batch", "results", "batch_abc123"], capsys)
         got = {x["custom_id"]: x for x in map(json.loads, out.splitlines())}
         assert got["req-0"]["status"] == "ok"
         assert got["req-2"]["error"]["kind"] == "expired"
@@ -234,12 +235,13 @@ def test_openai_expired_and_cancel(
         assert "expired" in err
 
 
-def test_batch_prices_come_from_the_price_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_prices_come_from_the_price_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("llmkernel_openai")
     prices = pytest.importorskip("llmkernel_prices")
     from llmkernel import Kernel
     from llmkernel.types import Usage
-
     from llmkernel_batch.provider import batch_price
 
     monkeypatch.setenv("BATCH_TEST_KEY", KEY)
@@ -266,7 +268,7 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         server.default = router({
             ("POST", "/v1/messages/batches"): self.create,
-            ("GET", "/v1/messages/batches/msgbatch_01"): lambda r: self.batch(r),
+            ("GET", "/v1/messages/batches/msgbatch_01"): self.batch,
             ("POST", "/v1/messages/batches/msgbatch_01/cancel"): self.cancel,
             ("GET", "/v1/messages/batches/msgbatch_01/results"): self.results,
         })  # fmt: skip
@@ -328,7 +330,7 @@ def test_anthropic_batch_round_trip(
         fake = FakeAnthropic(server)
         cfg = config(tmp_path, "an", "anthropic", server.url)
         data = write_input(tmp_path / "in.jsonl", "an/claude-haiku-4-5")
-        code, out, _ = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
+        _code, out, _ = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
         assert out.strip() == "msgbatch_01"
         params = fake.requests[0]["params"]
         assert params["model"] == "claude-haiku-4-5"
@@ -337,17 +339,20 @@ def test_anthropic_batch_round_trip(
         assert params["messages"] == [
             {"role": "user", "content": [{"type": "text", "text": "question 0"}]}
         ]
-        code, out, _ = run(["-c", str(cfg), "batch", "status", "msgbatch_01"], capsys)
+        _, out, _ = run(["-c", str(cfg), "batch", "status", "msgbatch_01"], capsys)
         assert "in_progress" in out
         fake.status = "ended"
-        code, out, err = run(["-c", str(cfg), "batch", "results", "msgbatch_01"], capsys)
+        _, out, _ = run(["-c", str(cfg), "batch", "results", "msgbatch_01"], capsys)
         got = {x["custom_id"]: x for x in map(json.loads, out.splitlines())}
         ok = got["req-0"]["response"]
         assert ok["text"] == "Paris." and ok["finish_reason"] == "stop"
         assert ok["usage"]["input_tokens"] == 1000 and ok["usage"]["cached_input_tokens"] == 200
-        assert got["req-1"]["error"] == {"kind": "invalid_request", "message": "max_tokens: too large"}
+        assert got["req-1"]["error"] == {
+            "kind": "invalid_request",
+            "message": "max_tokens: too large",
+        }
         assert got["req-2"]["error"]["kind"] == "expired"
-        code, out, _ = run(["-c", str(cfg), "batch", "cancel", "msgbatch_01"], capsys)
+        _, out, _ = run(["-c", str(cfg), "batch", "cancel", "msgbatch_01"], capsys)
         assert "cancelling" in out
 
 
@@ -360,8 +365,9 @@ def test_anthropic_refuses_custom_ids_it_does_not_allow(
         FakeAnthropic(server)
         cfg = config(tmp_path, "an", "anthropic", server.url)
         data = tmp_path / "in.jsonl"
-        data.write_text(json.dumps({"custom_id": "has space", "model": "an/claude-haiku-4-5",
-                                    "messages": [{"role": "user", "content": "x"}]}) + "\n")  # fmt: skip
+        line = {"custom_id": "has space", "model": "an/claude-haiku-4-5",
+                "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
+        data.write_text(json.dumps(line) + "\n")
         code, _, err = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
         assert code == 1 and "'has space'" in err
         assert not server.requests
@@ -407,7 +413,8 @@ class FakeGemini:
                                           "thoughtsTokenCount": 3, "totalTokenCount": 18},
                         "modelVersion": "gemini-2.5-flash"}, **key})  # fmt: skip
             op["response"] = {
-                "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
+                "@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+                "GenerateContentBatchOutput",
                 "inlinedResponses": {"inlinedResponses": entries},
             }  # fmt: skip
         return op
@@ -442,17 +449,17 @@ def test_gemini_batch_round_trip(
         fake.echo_keys = echo_keys  # answers matched by key, else by position
         cfg = config(tmp_path, "gm", "gemini", server.url)
         data = write_input(tmp_path / "in.jsonl", "gm/gemini-2.5-flash")
-        code, out, _ = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
+        _code, out, _ = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
         assert out.strip() == "batches/b123"
         first = fake.requests[0]
         assert first["metadata"] == {"key": "req-0"}
         assert first["request"]["systemInstruction"] == {"parts": [{"text": "be brief"}]}
         assert first["request"]["contents"] == [{"role": "user", "parts": [{"text": "question 0"}]}]
         assert first["request"]["generationConfig"] == {"maxOutputTokens": 50}
-        code, out, _ = run(["-c", str(cfg), "batch", "status", "batches/b123"], capsys)
+        _, out, _ = run(["-c", str(cfg), "batch", "status", "batches/b123"], capsys)
         assert "in_progress" in out
         fake.state = "BATCH_STATE_SUCCEEDED"
-        code, out, _ = run(["-c", str(cfg), "batch", "results", "batches/b123"], capsys)
+        _, out, _ = run(["-c", str(cfg), "batch", "results", "batches/b123"], capsys)
         got = {x["custom_id"]: x for x in map(json.loads, out.splitlines())}
         assert got["req-0"]["response"]["text"] == "gemini 0"
         assert got["req-2"]["response"]["text"] == "gemini 2"
@@ -470,10 +477,10 @@ def test_gemini_cancel_and_expired(
         cfg = config(tmp_path, "gm", "gemini", server.url)
         data = write_input(tmp_path / "in.jsonl", "gm/gemini-2.5-flash", n=2)
         run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
-        code, out, _ = run(["-c", str(cfg), "batch", "cancel", "batches/b123"], capsys)
+        _, out, _ = run(["-c", str(cfg), "batch", "cancel", "batches/b123"], capsys)
         assert "cancelled" in out
         fake.state = "BATCH_STATE_EXPIRED"
-        code, out, err = run(["-c", str(cfg), "batch", "results", "batches/b123"], capsys)
+        _, out, err = run(["-c", str(cfg), "batch", "results", "batches/b123"], capsys)
         got = [json.loads(x) for x in out.splitlines()]
         assert [x["error"]["kind"] for x in got] == ["missing", "missing"]
         assert "expired" in err

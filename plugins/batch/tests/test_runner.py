@@ -14,7 +14,6 @@ import pytest
 pytest.importorskip("llmkernel_mock")
 
 from llmkernel import Kernel, hookimpl
-
 from llmkernel_batch import BatchItem, BatchResult, RunBudget, abatch
 from llmkernel_batch.runner import worst_case
 
@@ -103,7 +102,9 @@ def test_results_come_as_they_complete_not_in_order() -> None:
 
 def test_closing_early_cancels_calls_in_flight() -> None:
     config = {"providers": {"sim": {"type": "mock", "latency": 5.0}, "now": {"type": "mock"}}}
-    reqs = [{"custom_id": "now", "model": "now/echo", "messages": [{"role": "user", "content": "x"}]}]
+    reqs = [
+        {"custom_id": "now", "model": "now/echo", "messages": [{"role": "user", "content": "x"}]}
+    ]
     reqs += requests(5, model="sim/echo")
     kernel = Kernel.from_config(config)
 

@@ -1,10 +1,10 @@
 """``llmkernel batch``: a live run of a JSONL (or text) file, or a provider batch.
 
-    llmkernel batch prompts.jsonl -o results.jsonl -n 50 --budget 5.00
-    llmkernel batch prompts.jsonl --dry-run
-    llmkernel batch prompts.jsonl --provider-batch -m openai/gpt-4o-mini
-    llmkernel batch status|results|cancel ID
-    llmkernel batch list
+llmkernel batch prompts.jsonl -o results.jsonl -n 50 --budget 5.00
+llmkernel batch prompts.jsonl --dry-run
+llmkernel batch prompts.jsonl --provider-batch -m openai/gpt-4o-mini
+llmkernel batch status|results|cancel ID
+llmkernel batch list
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
-
     from llmkernel_batch.store import BatchJob
 
 __all__ = ["add_arguments", "run"]
@@ -96,7 +95,6 @@ def _run(args: argparse.Namespace, kernel: Kernel, out: TextIO, err: TextIO) -> 
 
 def _input(kernel: Kernel, path: Path, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from llmkernel.errors import ConfigError
-
     from llmkernel_batch.items import BatchItem, read_items
     from llmkernel_batch.live import dry_run, run_live
     from llmkernel_batch.plugin import settings_for
@@ -189,7 +187,12 @@ def _action(
 
 
 def _wait_and_collect(
-    kernel: Kernel, batches: object, batch_id: str, args: argparse.Namespace, out: TextIO, err: TextIO
+    kernel: Kernel,
+    batches: object,
+    batch_id: str,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
     from llmkernel_batch.plugin import settings_for
     from llmkernel_batch.provider import ProviderBatches

@@ -117,9 +117,7 @@ def item_from(
     return BatchItem(custom_id=custom_id, body=out, line=line)
 
 
-def call_arguments(
-    item: BatchItem, metadata: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def call_arguments(item: BatchItem, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments of ``Kernel.achat`` for ``item``: the chat fields as they
     are, anything else under ``options``."""
     body = item.body

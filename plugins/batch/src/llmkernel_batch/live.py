@@ -11,6 +11,7 @@ mid-write) is cut off, finished ``custom_id``s are skipped, and with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -110,10 +111,8 @@ class OutputFile:
 
     def close(self) -> None:
         if self._handle is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.fsync(self._handle.fileno())
-            except OSError:
-                pass
             self._handle.close()
             self._handle = None
 
@@ -216,7 +215,12 @@ async def _drive(
 ) -> None:
     try:
         results = abatch(
-            kernel, todo, concurrency=concurrency, budget=limit, run_id=new_run_id(), timeout=timeout
+            kernel,
+            todo,
+            concurrency=concurrency,
+            budget=limit,
+            run_id=new_run_id(),
+            timeout=timeout,
         )
         async for result in results:
             tally.add(result)

@@ -18,6 +18,7 @@ from llmkernel_batch.store import BatchJob, JobStore, store_path
 
 if TYPE_CHECKING:
     import httpx
+
     from llmkernel.kernel import Kernel
     from llmkernel.routing import Candidate
 
@@ -41,7 +42,11 @@ class ProviderBatches:
     """Submit, follow, collect and cancel provider batches for one kernel."""
 
     def __init__(
-        self, kernel: Kernel, *, store: JobStore | None = None, client: httpx.AsyncClient | None = None
+        self,
+        kernel: Kernel,
+        *,
+        store: JobStore | None = None,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         self.kernel = kernel
         self.store = store or JobStore(store_path(kernel))
@@ -235,7 +240,9 @@ class ProviderBatches:
     def close(self) -> None:
         self.store.close()
 
-    def wait(self, batch_id: str, *, interval: float = 30.0, limit: float | None = None) -> BatchJob:
+    def wait(
+        self, batch_id: str, *, interval: float = 30.0, limit: float | None = None
+    ) -> BatchJob:
         """Poll until the batch is final (or ``limit`` seconds pass)."""
         started = time.monotonic()
         while True:

@@ -160,7 +160,10 @@ def _start(
         item = item_from(raw)
     except ValueError as exc:
         return BatchResult(
-            custom_id=custom_id, status="error", error_kind="invalid_request", error_message=str(exc)
+            custom_id=custom_id,
+            status="error",
+            error_kind="invalid_request",
+            error_message=str(exc),
         )
     worst = Decimal(0)
     if limit is not None:

@@ -16,6 +16,7 @@ import attrs
 
 if TYPE_CHECKING:
     import sqlite_utils
+
     from llmkernel.kernel import Kernel
 
 __all__ = ["BatchJob", "JobStore", "default_path", "store_path"]

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmkernel.types import Usage
-
 from llmkernel_batch.remote.base import Endpoint, Http, Parsed, RemoteError, Status, jsonl
 
 if TYPE_CHECKING:
@@ -60,8 +59,7 @@ class AnthropicBatches:
                     "(1-64 letters, digits, '-' or '_')"
                 )
         requests = [
-            {"custom_id": item.custom_id, "params": params_from(item.body, model)}
-            for item in items
+            {"custom_id": item.custom_id, "params": params_from(item.body, model)} for item in items
         ]
         batch = await self.http.json("POST", "/v1/messages/batches", json={"requests": requests})
         return str(batch["id"]), _status(batch), batch
@@ -104,7 +102,8 @@ def _line(line: Mapping[str, Any]) -> Parsed:
         return parse_message(custom_id, result.get("message") or {})
     if kind == "errored":
         error = result.get("error") or {}
-        inner = error.get("error") if isinstance(error.get("error"), Mapping) else error
+        nested = error.get("error")
+        inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else error
         return Parsed(
             custom_id=custom_id,
             ok=False,

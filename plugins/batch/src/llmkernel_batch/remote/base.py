@@ -14,8 +14,8 @@ from llmkernel.types import Usage
 
 if TYPE_CHECKING:
     import httpx
-    from llmkernel.kernel import Kernel
 
+    from llmkernel.kernel import Kernel
     from llmkernel_batch.items import BatchItem
     from llmkernel_batch.store import BatchJob
 

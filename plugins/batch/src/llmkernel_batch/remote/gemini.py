@@ -19,8 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmkernel.types import Usage
-
-from llmkernel_batch.remote.base import Endpoint, Http, Parsed, RemoteError, Status, error_kind_for_status
+from llmkernel_batch.remote.base import (
+    Endpoint,
+    Http,
+    Parsed,
+    RemoteError,
+    Status,
+    error_kind_for_status,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -147,7 +153,13 @@ def _entry(custom_id: str, entry: Mapping[str, Any]) -> Parsed:
             texts.append(str(part["text"]))
         elif "functionCall" in part:
             call = part["functionCall"]
-            calls.append({"id": call.get("id"), "name": call.get("name"), "arguments": call.get("args") or {}})
+            calls.append(
+                {
+                    "id": call.get("id"),
+                    "name": call.get("name"),
+                    "arguments": call.get("args") or {},
+                }
+            )
     usage = response.get("usageMetadata") or {}
     thoughts = int(usage.get("thoughtsTokenCount") or 0)
     finish = _FINISH.get(str(candidate.get("finishReason")), "stop")
@@ -187,9 +199,12 @@ def request_from(body: Mapping[str, Any]) -> dict[str, Any]:
             system.append(_text(content))
         elif role == "tool":
             name = names.get(str(message.get("tool_call_id")), "tool")
-            add("user", [{"functionResponse": {"name": name, "response": {"result": _text(content)}}}])
+            add(
+                "user",
+                [{"functionResponse": {"name": name, "response": {"result": _text(content)}}}],
+            )
         elif role == "assistant":
-            parts = [{"text": t} for t in [_text(content)] if t]
+            parts: list[dict[str, Any]] = [{"text": t} for t in [_text(content)] if t]
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 names[str(call.get("id"))] = str(function.get("name"))

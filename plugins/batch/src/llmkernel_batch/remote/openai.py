@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmkernel.types import Usage
-
 from llmkernel_batch.remote.base import (
     Endpoint,
     Http,
