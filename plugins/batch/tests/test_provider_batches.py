@@ -497,3 +497,35 @@ def test_unknown_batch_id_and_missing_key(
     data = write_input(tmp_path / "in.jsonl", "oa/gpt-4o-mini")
     code, _, err = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
     assert code == 2 and "BATCH_TEST_KEY" in err
+
+
+def test_submit_with_wait_polls_until_done_and_writes_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("llmkernel_openai")
+    monkeypatch.setenv("BATCH_TEST_KEY", KEY)
+    with FakeServer() as server:
+        fake = FakeOpenAI(server)
+        polls: list[str] = []
+
+        def poll(request: RecordedRequest) -> FakeResponse:
+            polls.append(fake.status)
+            fake.status = "completed" if len(polls) >= 3 else "in_progress"
+            return fake.batch()
+
+        server.default = router({
+            ("POST", "/v1/files"): fake.upload,
+            ("POST", "/v1/batches"): fake.create,
+            ("GET", "/v1/batches/batch_abc123"): poll,
+            ("GET", "/v1/files/file-out/content"): lambda r: fake.content("out"),
+            ("GET", "/v1/files/file-err/content"): lambda r: fake.content("err"),
+        })  # fmt: skip
+        cfg = config(tmp_path, "oa", "openai", f"{server.url}/v1")
+        data = write_input(tmp_path / "in.jsonl", "oa/gpt-4o-mini")
+        target = tmp_path / "out.jsonl"
+        args = ["-c", str(cfg), "batch", str(data), "--provider-batch", "--wait"]
+        code, out, _ = run([*args, "--poll-interval", "0.01", "-o", str(target)], capsys)
+        assert out.splitlines()[0] == "batch_abc123"
+        assert len(polls) >= 3
+        assert code == 1  # one of the three failed
+        assert set(results(target)) == {"req-0", "req-1", "req-2"}

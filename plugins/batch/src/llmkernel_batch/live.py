@@ -197,10 +197,8 @@ def run_live(
         err.write(tally.summary(stopped=stopped) + "\n")
         if bad:
             err.write(f"llmkernel batch: {bad} bad line(s) skipped\n")
-    complete = tally.ok + tally.already == len(items) and not tally.failed and not bad
-    if complete and retry_failed is False and any(v != "ok" for v in done.values()):
-        complete = False
-    return 0 if complete else 1
+    ok_before = sum(1 for item in items if done.get(item.custom_id) == "ok")
+    return 0 if not bad and ok_before + tally.ok == len(items) else 1
 
 
 async def _drive(
