@@ -12,7 +12,7 @@ from llmkernel import Kernel, hookimpl
 from llmkernel.errors import ConfigError, LLMKernelError, ServerError
 from llmkernel.provider import ProviderConfig
 from llmkernel.routing import Candidate
-from llmkernel.testing.scripted import ScriptedPlugin, make_kernel
+from llmkernel.testing.scripted import ScriptedPlugin, make_kernel, scripted
 from llmkernel.types import ChatRequest, ModelPrice, Response, TokenCount
 
 
@@ -533,3 +533,22 @@ def test_closers_and_plugin_objects_are_closed_with_the_kernel() -> None:
     with make_kernel(["ok"], plugins=(Plugin(),)) as kernel:
         kernel.chat(model="a/m1", messages="hi")
     assert closed == ["gate", "closer"]
+
+
+def test_claimed_options_reach_plugins_but_not_providers() -> None:
+    seen: list[Any] = []
+
+    class Plugin:
+        @hookimpl
+        def configure(self, kernel: Kernel) -> None:
+            kernel.claim_options("cache_ttl")
+
+        @hookimpl
+        def on_request(self, request: ChatRequest) -> None:
+            seen.append(dict(request.options))
+
+    with make_kernel(["ok"], plugins=(Plugin(),)) as kernel:
+        kernel.chat("a/m1", "hi", options={"cache_ttl": 5, "seed": 1})
+        sent = scripted(kernel, "a").requests[0]
+    assert seen == [{"cache_ttl": 5, "seed": 1}]
+    assert sent.options == {"seed": 1}

@@ -117,6 +117,7 @@ class Kernel:
         self._prices: dict[tuple[str, str, str], Any] = {}
         self._capabilities: dict[Candidate, Capabilities | None] = {}
         self._closers: list[Callable[[], Any]] = []
+        self.claimed_options: frozenset[str] = frozenset()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portal = Portal()
         self._hooked = frozenset(
@@ -207,6 +208,22 @@ class Kernel:
     def has_hook(self, name: str) -> bool:
         """Whether a plugin (not only the kernel) implements hook ``name``."""
         return name in self._hooked
+
+    def claim_options(self, *names: str) -> None:
+        """Request options a plugin reads itself (``cache=False``, ``cache_ttl=60``):
+        the kernel keeps them on ``ctx.request`` for plugins and strips them from
+        the request providers receive."""
+        self.claimed_options = self.claimed_options | frozenset(names)
+
+    def routed(self, request: Any, model: str) -> Any:
+        """``request`` as a provider receives it: its model id, claimed options gone."""
+        from llmkernel.types import replace
+
+        claimed = self.claimed_options
+        if claimed and request.options and not claimed.isdisjoint(request.options):
+            options = {k: v for k, v in request.options.items() if k not in claimed}
+            return replace(request, model=model, options=options)
+        return replace(request, model=model)
 
     def add_closer(self, closer: Callable[[], Any]) -> None:
         """Run ``closer()`` (sync, or returning an awaitable) in :meth:`aclose`."""

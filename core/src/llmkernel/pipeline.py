@@ -37,6 +37,7 @@ from llmkernel.errors import (
     AllCandidatesFailedError,
     AuthenticationError,
     LLMKernelError,
+    NoCandidateLeftError,
     NoProviderError,
     PluginError,
     ProviderError,
@@ -189,7 +190,9 @@ def _nothing_left(ctx: RequestContext) -> NoProviderError:
     if not ctx.dropped:
         return NoProviderError(f"no candidate left for model {ctx.request.model!r}")
     reasons = "; ".join(f"{d.candidate.qualified}: {d.reason}" for d in ctx.dropped)
-    return NoProviderError(f"no candidate can serve {ctx.request.model!r}: {reasons}")
+    return NoCandidateLeftError(
+        f"no candidate can serve {ctx.request.model!r}: {reasons}", ctx.dropped
+    )
 
 
 # ---------------------------------------------------------------------- 5-6. attempts
@@ -330,7 +333,7 @@ async def _try_candidate(
     """Attempts on one candidate: the first runs bare (a success never pays for
     retry machinery); retries run in ``stamina.retry_context``, each wait decided
     by the ``decide`` hooks."""
-    routed = replace(ctx.request, model=candidate.model)
+    routed = kernel.routed(ctx.request, candidate.model)
     last: list[Attempt] = []
 
     async def attempt() -> tuple[T, AttemptEnd]:
