@@ -16,7 +16,7 @@ import inspect
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -639,6 +639,20 @@ class Kernel:
     ) -> EmbeddingResponse:
         """Sync :meth:`aembed`."""
         return self._portal.call(self.aembed(model, input, **kwargs))
+
+    def abatch(
+        self, requests: Iterable[Any], *, concurrency: int = 8, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Run many requests concurrently, yielding results as they complete (the
+        ``llmkernel-batch`` package; see docs/batch.md)."""
+        try:
+            from llmkernel_batch.runner import abatch
+        except ImportError:
+            raise LLMKernelError(
+                "Kernel.abatch needs llmkernel-batch: pip install llmkernel-batch"
+            ) from None
+        result: AsyncIterator[Any] = abatch(self, requests, concurrency=concurrency, **kwargs)
+        return result
 
     # ------------------------------------------------------------------ models and stats
 

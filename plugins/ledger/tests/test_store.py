@@ -81,7 +81,7 @@ def test_migrations_recorded_and_not_rerun(tmp_path: Path) -> None:
     store.add_migrations([(1000, ["CREATE TABLE extra (x INTEGER)"])])
     LedgerStore(path).add_migrations([(1000, ["CREATE TABLE extra (x INTEGER)"])])
     versions = [r[0] for r in store.conn.execute("SELECT version FROM migrations ORDER BY 1")]
-    assert versions == [1, 1000]
+    assert versions == [1, 2, 1000]
     assert store.count() == 1
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -203,3 +203,18 @@ def test_sigkill_mid_burst_keeps_committed_rows(tmp_path: Path) -> None:
     store = LedgerStore(path)  # reopens and writes fine after the crash
     store.write([LedgerRow(request_id="after", ts=1.0)])
     assert store.count() == len(ids) + 1
+
+
+def test_a_database_from_before_the_metadata_column_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = LedgerStore(path)
+    old.conn.execute("ALTER TABLE requests DROP COLUMN metadata")
+    old.conn.execute("DELETE FROM migrations WHERE version = 2")
+    old.conn.commit()
+    store = LedgerStore(path)
+    store.write([row(1)])
+    columns = [r[1] for r in store.conn.execute("PRAGMA table_info(requests)")]
+    assert "metadata" in columns and store.count() == 1
+    assert isinstance(store.conn, sqlite3.Connection)

@@ -58,4 +58,13 @@ def row_from(ctx: Any, outcome: Any) -> LedgerRow:
         first_event_latency=getattr(outcome, "first_event_latency", None),
         attempts=attempts if isinstance(attempts, int) else len(attempts),
         cached=bool(getattr(outcome, "cached", False)),
+        metadata=_extra(metadata),
     )
+
+
+def _extra(metadata: Any) -> str | None:
+    """Metadata beyond tenant and key (a batch run, a custom id), as sorted JSON."""
+    import json
+
+    extra = {str(k): str(v) for k, v in metadata.items() if k not in ("tenant", "key")}
+    return json.dumps(extra, sort_keys=True) if extra else None

@@ -75,6 +75,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         ),
     ),
+    # the call's other metadata (batch run, custom_id, ...) as JSON
+    (2, ("ALTER TABLE requests ADD COLUMN metadata TEXT",)),
 )
 
 COLUMNS = (
@@ -101,6 +103,7 @@ COLUMNS = (
     "first_event_latency",
     "attempts",
     "cached",
+    "metadata",
 )
 GROUPS = ("day", "month", "provider", "model", "tenant", "key", "kind", "status")
 _TOKENS = (
@@ -145,6 +148,8 @@ class LedgerRow:
     first_event_latency: float | None = None
     attempts: int = 0
     cached: bool = False
+    #: the call's metadata beyond tenant and key, as JSON (``{"batch": "run-1"}``)
+    metadata: str | None = None
 
     def values(self, tz: ZoneInfo) -> dict[str, Any]:
         day, month = period_keys(self.ts, tz)
