@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from llmkernel import errors
-from llmkernel.http import error_for_status, parse_retry_after, request_id_from
+from llmkernel.http import error_for_status, error_in_stream, parse_retry_after, request_id_from
 
 if TYPE_CHECKING:
     import httpx
@@ -91,18 +91,20 @@ def for_body_error(
 ) -> errors.ProviderError:
     """The error for an error object inside a 200 answer (mid-stream, usually).
 
-    There is no HTTP status to go by, so it comes from the body's numeric code, else
-    from its type/code words; an unknown kind of error is a server error.
+    Its kind comes from the body's numeric code (OpenRouter), else from its
+    type/code words; an unknown kind of error is a server error. ``status`` stays
+    the HTTP status (200).
     """
-    status = info.status if info.status and 400 <= info.status <= 599 else _status(info)
-    return error_for_status(
-        status,
+    kind = info.status if info.status and 400 <= info.status <= 599 else _status(info)
+    return error_in_stream(
+        kind,
         info.message,
         provider=provider,
         model=model,
         code=info.code,
         error_type=info.type,
         request_id=request_id_from(response.headers),
+        status=response.status_code,
     )
 
 

@@ -23,8 +23,8 @@ from llmkernel_openai.parse import Malformed, chunk_usage, finish_reason, reason
 
 
 @attrs.define
-class ChunkParser:
-    """Feed each ``chat.completion.chunk`` to :meth:`chunk`; call :meth:`end` at
+class StreamParser:
+    """Feed each ``chat.completion.chunk`` to :meth:`feed`; call :meth:`end` at
     ``data: [DONE]`` for the final usage and finish events.
 
     Tool-call fragments are keyed by their ``index``; servers that leave it out
@@ -39,7 +39,7 @@ class ChunkParser:
     call_indexes: set[int] = attrs.field(factory=set)
     last_index: int = 0
 
-    def chunk(self, data: Any) -> list[StreamEvent]:
+    def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
             raise Malformed(f"a stream chunk is {type(data).__name__}, not a JSON object")
         events: list[StreamEvent] = []

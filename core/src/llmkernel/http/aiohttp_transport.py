@@ -1,0 +1,175 @@
+"""An httpx transport over aiohttp: httpx's API for the providers, aiohttp's
+connection pool underneath.
+
+httpx's own async pool (httpcore) re-scans every connection on each request; at 50
+concurrent callers on one core it spent 75% of the time there (docs/performance.md).
+aiohttp's pool does not, so this transport is the default for every provider client
+built by :func:`llmkernel.http.make_client`. Responses stream: each chunk is handed
+to httpx as soon as it arrives.
+
+aiohttp is imported when the first client is built, never by ``import llmkernel``.
+Failures are raised as httpx's exceptions (connect errors, read errors, timeouts), so
+provider code sees the same errors as on httpx's own transport.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpTransport", "aiohttp_available"]
+
+
+def aiohttp_available() -> bool:
+    """Whether aiohttp can be imported (it is a dependency, but may be removed)."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` sending through one ``aiohttp.ClientSession``.
+
+    ``max_connections`` bounds the pool (0: no bound), ``keepalive_expiry`` is how
+    long an idle connection is kept. The session is created on the first request, on
+    the running loop, and closed by :meth:`aclose`. Redirects are never followed and
+    bodies are handed to httpx still encoded (httpx decodes them).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 512,
+        keepalive_expiry: float = 30.0,
+        verify: bool | ssl.SSLContext = True,
+    ) -> None:
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._verify = verify
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        context: bool | ssl.SSLContext = self._verify
+        if context is True:
+            # httpx's context (certifi's bundle): the same trust as httpx's transport
+            context = httpx.create_ssl_context()
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive_expiry,
+            ttl_dns_cache=300,
+            ssl=context,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
+            auto_decompress=False,  # httpx decodes
+            timeout=aiohttp.ClientTimeout(total=None),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+        )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import aiohttp
+
+        session = self._session if self._session is not None else self._open()
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        connect = timeouts.get("connect")
+        pool = timeouts.get("pool")
+        data: Any
+        try:
+            data = request.content or None
+        except httpx.RequestNotRead:
+            data = _stream_body(request)
+            request.headers.pop("transfer-encoding", None)  # aiohttp chunks it itself
+        try:
+            response = await session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=data,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=None if pool is None or connect is None else pool + connect,
+                    sock_connect=connect,
+                    sock_read=timeouts.get("read"),
+                ),
+            )
+        except Exception as exc:
+            raise _mapped(exc, request, connecting=True) from exc
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_ResponseBody(response, request),
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+class _ResponseBody(httpx.AsyncByteStream):
+    """The body as aiohttp receives it, chunk by chunk."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except Exception as exc:
+            raise _mapped(exc, self._request, connecting=False) from exc
+
+    async def aclose(self) -> None:
+        # back to the pool when read to its end, closed otherwise
+        self._response.release()
+
+
+async def _stream_body(request: httpx.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream:  # type: ignore[union-attr]
+        yield chunk
+
+
+def _mapped(exc: Exception, request: httpx.Request, *, connecting: bool) -> Exception:
+    """httpx's exception for an aiohttp (or asyncio) failure; others unchanged."""
+    import asyncio
+
+    import aiohttp
+
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        if isinstance(exc, asyncio.CancelledError):  # pragma: no cover - not a subclass
+            return exc
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message, request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        if connecting:
+            return httpx.ConnectError(message, request=request)
+        return httpx.ReadError(message, request=request)
+    return exc
