@@ -90,7 +90,11 @@ def text_answer(text: str = "ok", **kwargs: Any) -> FakeResponse:
 
 
 async def collect(provider: GeminiProvider, request: ChatRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request)]
+    """The stream's events after the first, which carries the response headers."""
+    events = [event async for event in provider.stream(request)]
+    assert isinstance(events[0], MetadataEvent) and events[0].headers is not None
+    assert "content-type" in events[0].headers
+    return events[1:]
 
 
 # --------------------------------------------------------------------------- requests

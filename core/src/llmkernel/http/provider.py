@@ -74,6 +74,8 @@ _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key"}
 )
 _CONTENT = (TextDelta, ReasoningDelta, ToolCallDelta)
+#: The longest a health check waits.
+HEALTH_TIMEOUT = 30.0
 
 
 def headers_of(response: httpx.Response) -> dict[str, str]:
@@ -182,6 +184,12 @@ class HTTPProvider(Provider):
     async def fetch_models(self) -> list[ModelInfo]:
         """The provider's model list, asked over the network."""
         return []
+
+    async def probe(self) -> str:
+        """The health check's request (cheap, and it checks the key); returns the
+        detail to report. The default lists the models."""
+        models = await self.fetch_models()
+        return f"{len(models)} model{'' if len(models) == 1 else 's'} listed"
 
     # ------------------------------------------------------------ plumbing
 
@@ -382,22 +390,27 @@ class HTTPProvider(Provider):
             raise
 
     async def health(self) -> Health:
-        """Lists the models: cheap, and it checks the key. Never raises."""
+        """:meth:`probe` within ``timeout`` (at most 30 s). Never raises."""
         started = time.perf_counter()
+        timeout = min(self.settings.timeout, HEALTH_TIMEOUT)
         try:
-            models = await self.list_models()
+            async with asyncio.timeout(timeout):
+                detail = await self.probe()
+        except TimeoutError:
+            return Health(
+                ok=False,
+                latency=time.perf_counter() - started,
+                detail=f"no answer within {timeout:g}s",
+            )
         except Exception as exc:  # a health check reports, never raises
+            if isinstance(exc, errors.ProviderError):
+                self.scrub(exc)
             return Health(
                 ok=False,
                 latency=time.perf_counter() - started,
                 detail=self.redact(f"{type(exc).__name__}: {exc}"),
             )
-        count = len(models)
-        return Health(
-            ok=True,
-            latency=time.perf_counter() - started,
-            detail=f"{count} model{'' if count == 1 else 's'} listed",
-        )
+        return Health(ok=True, latency=time.perf_counter() - started, detail=detail)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

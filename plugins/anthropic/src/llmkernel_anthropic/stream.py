@@ -89,7 +89,7 @@ class StreamParser:
             self.metadata = None
         return events
 
-    def finish(self) -> list[StreamEvent]:
+    def end(self) -> list[StreamEvent]:
         """The body ended: the closing events, or NetworkError when cut short."""
         if not self.done:
             where = "before message_stop" if self.started else "before any event"
