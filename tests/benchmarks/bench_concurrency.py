@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--sync-calls", type=int, default=1000)
     args = parser.parse_args()
     os.environ.setdefault("BENCH_KEY", "sk-bench")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network here
     port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, str(HERE / "upstream.py"), str(port)], stdout=subprocess.PIPE, text=True

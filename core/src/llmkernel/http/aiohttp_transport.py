@@ -14,6 +14,7 @@ provider code sees the same errors as on httpx's own transport.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             auto_decompress=False,  # httpx decodes
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            # proxies from HTTP(S)_PROXY/NO_PROXY, as httpx does, when any is set
+            trust_env=_proxy_env(),
         )
         return self._session
 
@@ -142,6 +145,11 @@ class _ResponseBody(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # back to the pool when read to its end, closed otherwise
         self._response.release()
+
+
+def _proxy_env() -> bool:
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in names)
 
 
 async def _stream_body(request: httpx.Request) -> AsyncIterator[bytes]:

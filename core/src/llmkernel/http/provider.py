@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import httpx
 
 from llmkernel import errors
-from llmkernel.http.client import make_client
+from llmkernel.http.client import default_transport, make_client
 from llmkernel.http.errors import error_for_transport, request_id_from
 from llmkernel.http.settings import HTTPSettings
 from llmkernel.http.wire import snippet
@@ -74,6 +74,8 @@ _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key"}
 )
 _CONTENT = (TextDelta, ReasoningDelta, ToolCallDelta)
+#: Request URLs kept prebuilt per provider instance.
+_URL_CACHE_SIZE = 256
 #: The longest a health check waits.
 HEALTH_TIMEOUT = 30.0
 
@@ -101,6 +103,11 @@ class HTTPProvider(Provider):
         self._transport = config.transport
         self._client: httpx.AsyncClient | None = None
         self._secrets: tuple[str, ...] = ()
+        # the hot path: requests go straight to the transport with prebuilt URLs
+        self._direct: httpx.AsyncBaseTransport | None = None
+        self._base = ""
+        self._urls: dict[str, httpx.URL] = {}
+        self._extensions: dict[str, Any] = {}
 
     def load_settings(self, config: ProviderConfig) -> Any:
         """The instance's settings from its table; override to post-process them."""
@@ -201,9 +208,20 @@ class HTTPProvider(Provider):
             if key:
                 headers.update(self.auth_headers(key))
             self._secrets = self._collect_secrets(key, headers)
-            self._client = make_client(
-                self.settings, base_url=self.base_url(), headers=headers, transport=self._transport
+            transport = self._transport or default_transport(self.settings)
+            client = make_client(
+                self.settings, base_url=self.base_url(), headers=headers, transport=transport
             )
+            # With a transport of its own choosing (aiohttp's, or provide_transport's)
+            # the provider hands requests to it directly: httpx's client layer adds
+            # cookies, auth and redirect handling that no LLM API uses, and URL
+            # merging per call; together they cost as much as the transport. With
+            # httpx's own pool (http_client = "httpx"), requests go through the client.
+            self._direct = transport
+            self._base = str(client.base_url).rstrip("/") + "/"
+            self._urls = {}
+            self._extensions = {"timeout": client.timeout.as_dict()}
+            self._client = client
         return self._client
 
     def _collect_secrets(self, key: str | None, headers: Mapping[str, str]) -> tuple[str, ...]:
@@ -256,9 +274,29 @@ class HTTPProvider(Provider):
         extra = self.query_params()
         if extra:
             params = {**extra, **(params or {})}
-        request = client.build_request(method, path, json=json, params=params, headers=headers)
         try:
-            response = await client.send(request, stream=True)
+            url = self._urls[path]
+        except KeyError:
+            url = httpx.URL(self._base + path.lstrip("/"))
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[path] = url
+        if headers:
+            merged = client.headers.copy()
+            merged.update(headers)
+        request = httpx.Request(
+            method,
+            url,
+            params=params,
+            headers=merged if headers else client.headers,
+            json=json,
+            extensions=self._extensions,
+        )
+        try:
+            if self._direct is not None:
+                response = await self._direct.handle_async_request(request)
+                response.request = request
+            else:
+                response = await client.send(request, stream=True)
         except httpx.RequestError as exc:
             raise self.error_for_transport(exc, model) from exc
         if response.is_success:
@@ -414,8 +452,9 @@ class HTTPProvider(Provider):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        self._direct = None
         if client is not None:
-            await client.aclose()
+            await client.aclose()  # closes the transport too
 
     # ------------------------------------------------------------ helpers
 
