@@ -585,6 +585,8 @@ async def test_stream_yields_each_line_as_it_arrives(server: FakeServer) -> None
     )
     provider = make(server)
     stream = provider.stream(request())
+    opened = await anext(stream)
+    assert isinstance(opened, MetadataEvent) and opened.headers is not None
     seen = [await anext(stream), await anext(stream)]
     assert seen == [MetadataEvent(model=MODEL), TextDelta(text="one ")]
     rest = [event async for event in stream]
