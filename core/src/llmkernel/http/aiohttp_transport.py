@@ -56,20 +56,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive_expiry = keepalive_expiry
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
+        self._context: bool | ssl.SSLContext | None = None
+
+    def _ssl(self) -> bool | ssl.SSLContext:
+        """The TLS context, made at the first https request: httpx's (certifi's
+        bundle), the same trust as httpx's own transport."""
+        if self._context is None:
+            verify = self._verify
+            self._context = httpx.create_ssl_context() if verify is True else verify
+        return self._context
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        context: bool | ssl.SSLContext = self._verify
-        if context is True:
-            # httpx's context (certifi's bundle): the same trust as httpx's transport
-            context = httpx.create_ssl_context()
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
             keepalive_timeout=self._keepalive_expiry,
             ttl_dns_cache=300,
-            ssl=context,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -102,6 +106,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=request.headers.multi_items(),
                 data=data,
                 allow_redirects=False,
+                ssl=self._ssl() if request.url.scheme == "https" else True,
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=None if pool is None or connect is None else pool + connect,
