@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel.errors import MalformedResponseError
+from llmkernel.http import parse_arguments, token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -34,10 +35,8 @@ def malformed(problem: str, *, provider: str, model: str) -> MalformedResponseEr
 
 def count(value: Any) -> int:
     """A token count, or 0 when absent (Ollama omits ``prompt_eval_count`` when the
-    whole prompt came from its cache) or not a non-negative integer."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
+    whole prompt came from its cache): :func:`llmkernel.http.token_count`."""
+    return token_count(value)
 
 
 def usage_from(data: Mapping[str, Any]) -> Usage:
@@ -66,20 +65,10 @@ def tool_call_from(raw: Any, index: int, *, provider: str, model: str) -> ToolCa
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise malformed(f"tool call {index} has no function name", provider=provider, model=model)
-    arguments = function.get("arguments")
-    if arguments is None:
-        arguments = {}
-    elif isinstance(arguments, str):  # OpenAI-style, from some proxies
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
-            raise malformed(
-                f"tool call {name!r} arguments are not valid JSON", provider=provider, model=model
-            ) from None
-    if not isinstance(arguments, Mapping):
-        raise malformed(
-            f"tool call {name!r} arguments are not a JSON object", provider=provider, model=model
-        )
+    try:  # an object, or an OpenAI-style JSON string from some proxies
+        arguments = parse_arguments(function.get("arguments"), name=name)
+    except ValueError as exc:
+        raise malformed(str(exc), provider=provider, model=model) from None
     call_id = raw.get("id")
     if not isinstance(call_id, str) or not call_id:
         call_id = f"call_{index}"

@@ -8,6 +8,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from llmkernel.http import parse_arguments as shared_parse_arguments
+from llmkernel.http import token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -41,12 +43,7 @@ def finish_reason(value: Any, *, has_calls: bool) -> FinishReason:
     return reason
 
 
-def _int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(0, value)
-    if isinstance(value, float) and value.is_integer():
-        return max(0, int(value))
-    return 0
+_int = token_count
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -90,19 +87,11 @@ def reasoning_text(obj: Mapping[str, Any]) -> str:
 
 
 def parse_arguments(raw: Any, name: str) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    if not isinstance(raw, str):
-        raise Malformed(f"tool call {name!r} arguments are {type(raw).__name__}, not a string")
+    """:func:`llmkernel.http.parse_arguments`, failing with :class:`Malformed`."""
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise Malformed(f"tool call {name!r} arguments are not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise Malformed(f"tool call {name!r} arguments are not a JSON object")
-    return value
+        return shared_parse_arguments(raw, name=name)
+    except ValueError as exc:
+        raise Malformed(str(exc)) from None
 
 
 def tool_calls(raw: Any) -> tuple[ToolCall, ...]:
