@@ -111,7 +111,11 @@ def messages(items: Sequence[Message], bad: Bad) -> list[dict[str, Any]]:
 
 
 def _message(message: Message, names: Mapping[str, str], bad: Bad) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.text}
+    # Ollama knows no developer role: it is a system instruction there
+    role: str = message.role
+    if role == "developer":
+        role = "system"
+    out: dict[str, Any] = {"role": role, "content": message.text}
     images = [_image(part, bad) for part in message.content if isinstance(part, ImagePart)]
     if images:
         out["images"] = images
