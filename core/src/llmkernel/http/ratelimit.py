@@ -112,7 +112,10 @@ def parse_ratelimit_headers(
 
         retry_after = parse_retry_after(headers, now=moment)
     if any(name.startswith("anthropic-ratelimit-") for name in headers):
-        tokens = "tokens" if get("anthropic-ratelimit-tokens-limit") else "input-tokens"
+        combined = any(
+            get(f"anthropic-ratelimit-tokens-{part}") for part in ("limit", "remaining", "reset")
+        )
+        tokens = "tokens" if combined else "input-tokens"
 
         def reset(kind: str) -> float | None:
             value = get(f"anthropic-ratelimit-{kind}-reset")
