@@ -529,3 +529,40 @@ def test_default_transport_is_aiohttp_unless_asked() -> None:
 
     assert isinstance(default_transport(HTTPSettings()), AiohttpTransport)
     assert default_transport(HTTPSettings(http_client="httpx")) is None
+
+
+def test_a_kernel_never_closed_prints_no_unclosed_session_warning() -> None:
+    """aiohttp prints "Unclosed client session" for a pool not closed by the time
+    it is collected; a script that never closes its kernel must stay quiet."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json, os
+        from llmkernel.http import AiohttpTransport
+        from llmkernel.testing.fake_server import FakeResponse, FakeServer
+        import asyncio, httpx
+
+        server = FakeServer()
+        server.expect("GET", "/x", FakeResponse.json_body({"ok": True}))
+
+        async def main():
+            client = httpx.AsyncClient(transport=AiohttpTransport())
+            print((await client.get(server.url + "/x")).json())
+            return client  # never closed
+
+        kept = asyncio.run(main())
+        dropped = AiohttpTransport()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "{'ok': True}" in done.stdout
+    assert "Unclosed" not in done.stderr, done.stderr

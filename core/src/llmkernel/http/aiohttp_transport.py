@@ -14,8 +14,10 @@ provider code sees the same errors as on httpx's own transport.
 
 from __future__ import annotations
 
+import atexit
 import os
 import ssl
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +77,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self._keepalive_expiry,
             ttl_dns_cache=300,
         )
+        _LIVE.add(self)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
@@ -131,6 +134,34 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+    def _abandon(self) -> None:
+        """Close the pool's sockets without the event loop: for a transport
+        dropped, or a process ending, without :meth:`aclose` (aiohttp would print
+        "Unclosed client session" and "Unclosed connector" otherwise)."""
+        session, self._session = self._session, None
+        if session is None or session.closed:
+            return
+        connector = session.connector
+        close = getattr(connector, "_close", None)  # synchronous; close() wants a loop
+        if close is not None:
+            try:
+                close()
+            except Exception:  # the loop may be closed or gone: nothing left to do
+                return
+
+    def __del__(self) -> None:
+        self._abandon()
+
+
+#: transports with an open session, closed quietly when the process ends
+_LIVE: weakref.WeakSet[AiohttpTransport] = weakref.WeakSet()
+
+
+@atexit.register
+def _abandon_all() -> None:
+    for transport in list(_LIVE):
+        transport._abandon()
 
 
 class _ResponseBody(httpx.AsyncByteStream):
