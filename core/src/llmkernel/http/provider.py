@@ -80,6 +80,16 @@ _URL_CACHE_SIZE = 256
 HEALTH_TIMEOUT = 30.0
 
 
+class _Secrets(tuple[str, ...]):
+    """The values to redact; never shown, even in a ``repr`` of the provider's
+    ``__dict__``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} secret value(s), hidden>"
+
+
 def headers_of(response: httpx.Response) -> dict[str, str]:
     """A response's headers as a plain dict with lower-case names (repeated headers
     joined with ``", "``)."""
@@ -102,7 +112,7 @@ class HTTPProvider(Provider):
         self.call_timeout = self.settings.timeout
         self._transport = config.transport
         self._client: httpx.AsyncClient | None = None
-        self._secrets: tuple[str, ...] = ()
+        self._secrets: tuple[str, ...] = _Secrets()
         # the hot path: requests go straight to the transport with prebuilt URLs
         self._direct: httpx.AsyncBaseTransport | None = None
         self._base = ""
@@ -233,7 +243,7 @@ class HTTPProvider(Provider):
                 if token and scheme.lower() in ("bearer", "basic", "token"):
                     found.add(token)
         # the longest first, so "Bearer sk-x" goes before "sk-x"
-        return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+        return _Secrets(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret replaced by ``[redacted]``."""

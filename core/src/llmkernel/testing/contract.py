@@ -492,6 +492,7 @@ class ProviderContract:
             assert self.api_key not in text, text
         assert all(self.api_key not in value for value in error.headers.values())
         assert REDACTED in str(error)
+        assert self.api_key not in repr(vars(kernel.provider("p")))
 
     async def test_secret_echoed_in_health_and_model_list_is_redacted(
         self, kernel: Kernel, server: FakeServer
