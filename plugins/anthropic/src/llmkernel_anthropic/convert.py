@@ -89,9 +89,7 @@ def thinking_budget(request: ChatRequest) -> int | None:
     return None
 
 
-def build_body(
-    request: ChatRequest, settings: AnthropicSettings, *, stream: bool
-) -> dict[str, Any]:
+def chat_body(request: ChatRequest, settings: AnthropicSettings, *, stream: bool) -> dict[str, Any]:
     """The JSON body for ``POST /v1/messages``."""
     system, messages = convert_messages(request.messages)
     budget = thinking_budget(request)

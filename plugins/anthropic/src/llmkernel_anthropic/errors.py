@@ -108,7 +108,7 @@ def make_error(
     )
 
 
-def error_from_response(
+def error_for_response(
     status: int,
     headers: Mapping[str, str],
     text: str,

@@ -25,7 +25,7 @@ REFUSAL_MESSAGE = "the model declined to answer (stop_reason refusal)"
 _int = token_count
 
 
-def usage_from(raw: Any) -> Usage:
+def parse_usage(raw: Any) -> Usage:
     """Anthropic's ``usage`` in the kernel's (OpenAI's) convention.
 
     Anthropic's ``input_tokens`` excludes cache reads and writes; the kernel's
@@ -105,7 +105,7 @@ def refusal_text(stop_details: Any) -> str:
     return REFUSAL_MESSAGE
 
 
-def parse_message(
+def parse_response(
     body: Any,
     *,
     provider: str,
@@ -190,7 +190,7 @@ def parse_message(
     return Response(
         message=Message(role="assistant", content=tuple(parts), tool_calls=tuple(calls)),
         finish_reason=finish,
-        usage=usage_from(body.get("usage")),
+        usage=parse_usage(body.get("usage")),
         id=response_id if isinstance(response_id, str) else None,
         model=response_model if isinstance(response_model, str) else "",
         parsed=parsed,

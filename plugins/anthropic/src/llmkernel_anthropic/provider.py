@@ -19,10 +19,10 @@ from llmkernel.types import (
     Response,
     StreamEvent,
 )
-from llmkernel_anthropic.convert import build_body, format_tool_name
-from llmkernel_anthropic.errors import error_from_response
+from llmkernel_anthropic.convert import chat_body, format_tool_name
+from llmkernel_anthropic.errors import error_for_response
 from llmkernel_anthropic.models import KNOWN_MODELS, capabilities_for
-from llmkernel_anthropic.parse import parse_message
+from llmkernel_anthropic.parse import parse_response
 from llmkernel_anthropic.settings import AnthropicSettings
 from llmkernel_anthropic.stream import StreamParser
 
@@ -58,7 +58,7 @@ class AnthropicProvider(HTTPProvider):
     def error_for_response(
         self, response: httpx.Response, body: bytes, model: str
     ) -> errors.ProviderError:
-        return error_from_response(
+        return error_for_response(
             response.status_code,
             response.headers,
             body.decode("utf-8", errors="replace"),
@@ -70,9 +70,9 @@ class AnthropicProvider(HTTPProvider):
 
     async def send_chat(self, request: ChatRequest) -> Response:
         model = request.model
-        body = build_body(request, self.settings, stream=False)
+        body = chat_body(request, self.settings, stream=False)
         payload, response = await self.send_json("POST", MESSAGES_PATH, model=model, json=body)
-        answer = parse_message(
+        answer = parse_response(
             payload,
             provider=self.name,
             model=model,
@@ -83,7 +83,7 @@ class AnthropicProvider(HTTPProvider):
 
     async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         model = request.model
-        body = build_body(request, self.settings, stream=True)
+        body = chat_body(request, self.settings, stream=True)
         response = await self.send(
             "POST", MESSAGES_PATH, model=model, json=body, headers={"accept": "text/event-stream"}
         )

@@ -43,7 +43,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def build_chat_body(
+def chat_body(
     request: ChatRequest, settings: OllamaSettings, *, stream: bool, provider: str
 ) -> dict[str, Any]:
     """The ``/api/chat`` body for ``request``; raises ``InvalidRequestError`` for what

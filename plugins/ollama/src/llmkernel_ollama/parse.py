@@ -39,7 +39,7 @@ def count(value: Any) -> int:
     return token_count(value)
 
 
-def usage_from(data: Mapping[str, Any]) -> Usage:
+def parse_usage(data: Mapping[str, Any]) -> Usage:
     """``prompt_eval_count`` is the input, ``eval_count`` the output (thinking
     included; Ollama does not count thinking tokens apart)."""
     return Usage(
@@ -95,7 +95,7 @@ def text_field(message: Mapping[str, Any], key: str, *, provider: str, model: st
     return value
 
 
-def parse_chat(data: Any, *, provider: str, model: str, json_output: bool = False) -> Response:
+def parse_response(data: Any, *, provider: str, model: str, json_output: bool = False) -> Response:
     """The :class:`Response` for a non-streamed ``/api/chat`` answer. With
     ``json_output`` (a ``format`` was sent) the text is parsed into ``parsed``; text
     that is not JSON (an answer cut by ``num_predict``) leaves ``parsed`` None."""
@@ -116,7 +116,7 @@ def parse_chat(data: Any, *, provider: str, model: str, json_output: bool = Fals
     return Response(
         message=Message(role="assistant", content=tuple(parts), tool_calls=tuple(calls)),
         finish_reason=finish_from(data.get("done_reason"), has_tool_calls=bool(calls)),
-        usage=usage_from(data),
+        usage=parse_usage(data),
         id=None,
         model=answered if isinstance(answered, str) and answered else model,
         parsed=parse_json(text) if json_output else None,

@@ -23,10 +23,10 @@ from llmkernel.types import (
     StreamEvent,
     Usage,
 )
-from llmkernel_ollama.convert import build_chat_body, plain
+from llmkernel_ollama.convert import chat_body, plain
 from llmkernel_ollama.errors import error_for_response, error_in_body
 from llmkernel_ollama.models import capabilities_from_show, declared, known_capabilities
-from llmkernel_ollama.parse import count, malformed, parse_chat
+from llmkernel_ollama.parse import count, malformed, parse_response
 from llmkernel_ollama.settings import OllamaSettings
 from llmkernel_ollama.stream import StreamParser
 
@@ -102,16 +102,16 @@ class OllamaProvider(HTTPProvider):
     # ------------------------------------------------------------------ chat
 
     async def send_chat(self, request: ChatRequest) -> Response:
-        body = build_chat_body(request, self.settings, stream=False, provider=self.name)
+        body = chat_body(request, self.settings, stream=False, provider=self.name)
         data, response = await self._call("POST", "/api/chat", model=request.model, body=body)
-        answer = parse_chat(
+        answer = parse_response(
             data, provider=self.name, model=request.model, json_output="format" in body
         )
         return self.with_headers(answer, response)
 
     async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         model = request.model
-        body = build_chat_body(request, self.settings, stream=True, provider=self.name)
+        body = chat_body(request, self.settings, stream=True, provider=self.name)
         response = await self.send("POST", "/api/chat", model=model, json=body)
         text = response.aiter_text()
         lines = aiter_ndjson(text)

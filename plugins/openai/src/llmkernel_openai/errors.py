@@ -62,7 +62,9 @@ def _str(value: Any) -> str | None:
     return None
 
 
-def for_response(response: httpx.Response, *, provider: str, model: str) -> errors.ProviderError:
+def error_for_response(
+    response: httpx.Response, *, provider: str, model: str
+) -> errors.ProviderError:
     """The error for an HTTP error ``response`` whose body has been read."""
     text = response.text
     info: ErrorInfo | None = None

@@ -50,7 +50,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def usage(data: Any) -> Usage | None:
+def parse_usage(data: Any) -> Usage | None:
     """OpenAI's usage object in the kernel's convention (which is OpenAI's own:
     ``prompt_tokens`` already includes cached tokens, ``completion_tokens``
     includes reasoning tokens). DeepSeek's ``prompt_cache_hit_tokens`` counts as
@@ -70,9 +70,9 @@ def usage(data: Any) -> Usage | None:
 
 def chunk_usage(chunk: Mapping[str, Any]) -> Usage | None:
     """Usage on a chat completion (chunk): ``usage``, or Groq's ``x_groq.usage``."""
-    found = usage(chunk.get("usage"))
+    found = parse_usage(chunk.get("usage"))
     if found is None:
-        found = usage(_mapping(chunk.get("x_groq")).get("usage"))
+        found = parse_usage(_mapping(chunk.get("x_groq")).get("usage"))
     return found
 
 
@@ -120,7 +120,7 @@ def tool_calls(raw: Any) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def chat_response(data: Any, fmt: ResponseFormat | None) -> Response:
+def parse_response(data: Any, fmt: ResponseFormat | None) -> Response:
     """A ``chat.completion`` object → Response. Raises :class:`Malformed`."""
     if not isinstance(data, Mapping):
         raise Malformed(f"expected a JSON object, got {type(data).__name__}")
@@ -208,7 +208,7 @@ def embeddings(data: Any, expected: int) -> tuple[list[list[float]], Usage, str]
             raise Malformed(f"data[{position}].index {index!r} is out of place")
         vectors[index] = _vector(item.get("embedding"), position)
     model = data.get("model")
-    use = usage(data.get("usage")) or Usage()
+    use = parse_usage(data.get("usage")) or Usage()
     return [v for v in vectors if v is not None], use, model if isinstance(model, str) else ""
 
 

@@ -109,7 +109,7 @@ class OpenAIProvider(HTTPProvider):
     def error_for_response(
         self, response: httpx.Response, body: bytes, model: str
     ) -> kerrors.ProviderError:
-        error = wire.for_response(response, provider=self.name, model=model)
+        error = wire.error_for_response(response, provider=self.name, model=model)
         log.debug(
             "llmkernel.openai.request.failed",
             provider=self.name,
@@ -156,7 +156,7 @@ class OpenAIProvider(HTTPProvider):
             "POST", self.path("chat", request.model), model=request.model, body=body
         )
         try:
-            answer = parse.chat_response(data, request.response_format)
+            answer = parse.parse_response(data, request.response_format)
         except parse.Malformed as exc:
             raise self.malformed(str(exc), model=request.model, response=response) from None
         return self.with_headers(answer, response)
@@ -186,7 +186,7 @@ class OpenAIProvider(HTTPProvider):
                     ) from None
                 self._raise_body_error(data, response, model=model)
                 try:
-                    whole = parse.chat_response(data, request.response_format)
+                    whole = parse.parse_response(data, request.response_format)
                 except parse.Malformed as exc:
                     raise self.malformed(str(exc), model=model, response=response) from None
                 for event in _replay(whole):
