@@ -28,12 +28,38 @@ def _path(package: str) -> str:
     return f"plugins/{package}" if package in PLUGINS else f"contrib/{package}"
 
 
+def _local_deps(package: str) -> list[str]:
+    """The package and the workspace packages it depends on (they are not on PyPI),
+    recursively, as local paths."""
+    import re
+    import tomllib
+
+    by_dist = {}
+    for name in PACKAGES:
+        meta = tomllib.loads((ROOT / _path(name) / "pyproject.toml").read_text())
+        by_dist[meta["project"]["name"]] = name
+    found: list[str] = []
+
+    def walk(name: str) -> None:
+        if name in found:
+            return
+        found.append(name)
+        meta = tomllib.loads((ROOT / _path(name) / "pyproject.toml").read_text())
+        for dep in meta["project"].get("dependencies", []):
+            dist = re.split(r"[\s\[<>=!~;]", dep, maxsplit=1)[0]
+            if dist in by_dist:
+                walk(by_dist[dist])
+
+    walk(package)
+    return [f"./{_path(name)}" for name in ["core", *(n for n in found if n != "core")]]
+
+
 @nox.session(python="3.11")
 @nox.parametrize("package", PACKAGES)
 def package_tests(session: nox.Session, package: str) -> None:
-    """One package alone: a plain (non-editable) install of core and that package."""
-    paths = ["./core"] if package == "core" else ["./core", f"./{_path(package)}"]
-    session.install(*paths, *TEST_DEPS)
+    """One package alone: a plain (non-editable) install of core, that package, and
+    the workspace packages it declares, nothing else."""
+    session.install(*_local_deps(package), *TEST_DEPS)
     session.run("pytest", "-q", f"{_path(package)}/tests", *session.posargs)
 
 
@@ -42,6 +68,13 @@ def tests(session: nox.Session) -> None:
     """Every package installed together, every test."""
     session.install("./core", *[f"./{_path(p)}" for p in PACKAGES if p != "core"], *TEST_DEPS)
     session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lowest(session: nox.Session) -> None:
+    """Core against the lowest versions of its dependencies that it allows."""
+    session.install("--resolution", "lowest-direct", "./core", "./plugins/mock", *TEST_DEPS)
+    session.run("pytest", "-q", "core/tests", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -16,7 +16,7 @@ GOOD = """
 default_model = "fast"
 
 [plugins]
-disabled = ["something"]
+disabled = ["mock"]
 
 [retry]
 attempts = 2

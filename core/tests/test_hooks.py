@@ -12,7 +12,7 @@ from llmkernel import Kernel, hookimpl
 from llmkernel.errors import ConfigError, LLMKernelError, ServerError
 from llmkernel.provider import ProviderConfig
 from llmkernel.routing import Candidate
-from llmkernel.testing.scripted import ScriptedPlugin, make_kernel
+from llmkernel.testing.scripted import ScriptedPlugin, make_kernel, scripted
 from llmkernel.types import ChatRequest, ModelPrice, Response, TokenCount
 
 
@@ -20,6 +20,8 @@ def test_hook_configure() -> None:
     seen: dict[str, Any] = {}
 
     class Plugin:
+        __llmkernel_name__ = "greeter"
+
         @hookimpl
         def configure(self, kernel: Kernel, config: Any) -> None:
             settings = config.plugin_settings("greeter")
@@ -288,3 +290,265 @@ def test_a_plugin_failing_in_configure_is_named() -> None:
 
     with pytest.raises(PluginError, match="'faulty' failed in configure: KeyError"):
         make_kernel(["x"], plugins=(Faulty(),))
+
+
+# ---------------------------------------------------------------------- issue 6 hooks
+
+
+def test_hook_register_strategies() -> None:
+    from llmkernel.context import RequestContext
+
+    class Cheapest:
+        def __init__(self, kernel: Kernel, settings: Any) -> None:
+            self.prefer = settings.get("prefer", "b")
+
+        def select(self, ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]:
+            return sorted(candidates, key=lambda c: c.provider != self.prefer)
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, registry: Any) -> None:
+            registry.add("prefer", Cheapest)
+
+    kernel = make_kernel(
+        ["from a"], ["from b"], plugins=(Plugin(),), routing={"strategy": "prefer"}
+    )
+    with kernel:
+        assert kernel.chat(model="group", messages="hi").provider == "b"
+    kernel = make_kernel(
+        ["from a"],
+        ["from b"],
+        plugins=(Plugin(),),
+        routing={"strategy": "prefer", "prefer": {"prefer": "a"}},
+    )
+    with kernel:
+        assert kernel.chat(model="group", messages="hi").provider == "a"
+    assert kernel.strategies.names() == ["prefer", "priority"]
+
+
+def test_hook_filter_candidates() -> None:
+    from llmkernel.context import Drop
+
+    class OnlyGold:
+        @hookimpl
+        def filter_candidates(self, candidates: list[Candidate]) -> list[Drop]:
+            return [
+                Drop(candidate=c, reason="not gold")
+                for c in candidates
+                if c.tags.get("tier") != "gold"
+            ]
+
+    models = {"tiered": [{"target": "a/m1", "tier": "silver"}, {"target": "b/m1", "tier": "gold"}]}
+    kernel = make_kernel(["from a"], ["from b"], plugins=(OnlyGold(),), models=models)
+    with kernel:
+        assert kernel.chat(model="tiered", messages="hi").provider == "b"
+
+
+def test_hook_decide() -> None:
+    from llmkernel.context import Decision
+
+    class NeverRetry:
+        @hookimpl
+        def decide(self, error: Exception) -> Decision:
+            return Decision(action="raise" if isinstance(error, ServerError) else "next")
+
+    kernel = make_kernel([ServerError("down")], ["from b"], plugins=(NeverRetry(),))
+    with kernel, pytest.raises(ServerError):
+        kernel.chat(model="group", messages="hi")
+
+
+def test_hook_provide_gate() -> None:
+    from llmkernel.errors import RefusedError
+
+    class OnePerProvider:
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        @hookimpl
+        def provide_gate(self) -> OnePerProvider:
+            return self
+
+        async def acquire(self, ctx: Any, attempt: Any) -> None:
+            if attempt.candidate.provider == "a":
+                raise RefusedError("a is full", kind="rate_limit", retry_after=1.0)
+            self.events.append(f"acquire {attempt.candidate.provider}")
+
+        def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
+            self.events.append(f"release {attempt.candidate.provider} {outcome.status}")
+
+    gate = OnePerProvider()
+    with make_kernel(["never"], ["from b"], plugins=(gate,)) as kernel:
+        assert kernel.chat(model="group", messages="hi").provider == "b"
+    assert gate.events == ["acquire b", "release b ok"]
+
+
+def test_hook_on_attempt_end() -> None:
+    ends: list[tuple[str, int, str]] = []
+
+    class Plugin:
+        @hookimpl
+        def on_attempt_end(self, attempt: Any, outcome: Any) -> None:
+            ends.append((attempt.candidate.provider, attempt.number, outcome.status))
+
+    kernel = make_kernel([ServerError("down"), "ok"], plugins=(Plugin(),))
+    with kernel:
+        kernel.chat(model="a/m1", messages="hi")
+    assert ends == [("a", 1, "error"), ("a", 2, "ok")]
+
+
+def test_hook_on_request_end() -> None:
+    ends: list[tuple[str, str, Any]] = []
+
+    class Plugin:
+        @hookimpl
+        def on_request_end(self, ctx: Any, outcome: Any) -> None:
+            ends.append((ctx.kind, outcome.status, outcome.cost))
+
+    kernel = make_kernel(
+        ["ok", ServerError("down")],
+        plugins=(Plugin(),),
+        retry={"attempts": 1},
+        prices={"a/m1": {"input": 1, "output": 2}},
+    )
+    with kernel:
+        kernel.chat(model="a/m1", messages="hi")
+        with pytest.raises(ServerError):
+            kernel.chat(model="a/m1", messages="hi")
+    assert ends[0][:2] == ("chat", "ok") and ends[0][2] == Decimal("0.000012")
+    assert ends[1] == ("chat", "error", None)
+
+
+def test_hook_collect_stats() -> None:
+    class Counter:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        @hookimpl
+        def on_request_end(self) -> None:
+            self.calls += 1
+
+        @hookimpl
+        def collect_stats(self) -> dict[str, Any]:
+            return {"deployments": {"a/m1": {"calls": self.calls}}, "counter": {"ok": True}}
+
+    class Other:
+        @hookimpl
+        def collect_stats(self) -> dict[str, Any]:
+            return {"deployments": {"a/m1": {"breaker": "closed"}}}
+
+    with make_kernel(["ok"], plugins=(Counter(), Other())) as kernel:
+        kernel.chat(model="a/m1", messages="hi")
+        assert kernel.stats() == {
+            "deployments": {"a/m1": {"calls": 1, "breaker": "closed"}},
+            "counter": {"ok": True},
+        }
+
+
+def test_plugins_declaring_async_hooks_or_wrappers_are_refused_by_name() -> None:
+    class Async:
+        __llmkernel_name__ = "asyncy"
+
+        @hookimpl
+        async def on_response(self) -> None:
+            pass
+
+    class Wrapper:
+        __llmkernel_name__ = "wrappy"
+
+        @hookimpl(wrapper=True)
+        def count_tokens(self) -> Any:
+            return (yield)
+
+    kernel = make_kernel(["ok"], plugins=(Async(), Wrapper()))
+    failed = {p.name: p.error for p in kernel.plugins if p.status == "failed"}
+    assert "on_response is an async def" in failed["asyncy"]
+    assert "count_tokens is a wrapper" in failed["wrappy"]
+
+
+def test_a_plugin_may_add_hookspecs_of_its_own() -> None:
+    import types
+
+    from llmkernel import hookspec
+
+    specs = types.SimpleNamespace()
+
+    @hookspec
+    def on_budget_alert(kernel: Any, alert: Any) -> None:
+        """An alert."""
+
+    specs.on_budget_alert = on_budget_alert
+    seen: list[Any] = []
+
+    class Listener:
+        @hookimpl
+        def on_budget_alert(self, alert: Any) -> None:
+            seen.append(alert)
+
+    class Budgets:
+        llmkernel_hookspecs = specs
+
+    kernel = make_kernel(["ok"], plugins=(Listener(), Budgets()))
+    assert all(p.status == "loaded" for p in kernel.plugins), kernel.plugins
+    kernel.hook.on_budget_alert(kernel=kernel, alert="80%")
+    assert seen == ["80%"]
+
+
+def test_config_naming_a_plugin_nobody_installed_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"\[plugin.scriptd\].*did you mean 'scripted'"):
+        make_kernel(["ok"], plugin={"scriptd": {}})
+
+
+def test_implicit_providers_can_be_turned_off() -> None:
+    from llmkernel.errors import NoProviderError
+
+    kernel = make_kernel(["ok"], routing={"implicit_providers": False})
+    with kernel:
+        assert kernel.chat(model="a/m1", messages="hi").text == "ok"
+        with pytest.raises(NoProviderError, match="implicit_providers"):
+            kernel.chat(model="scripted/m1", messages="hi")
+
+
+def test_closers_and_plugin_objects_are_closed_with_the_kernel() -> None:
+    closed: list[str] = []
+
+    class Gate:
+        async def acquire(self, ctx: Any, attempt: Any) -> None:
+            pass
+
+        def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
+            pass
+
+        async def aclose(self) -> None:
+            closed.append("gate")
+
+    class Plugin:
+        @hookimpl
+        def provide_gate(self) -> Gate:
+            return Gate()
+
+        @hookimpl
+        def configure(self, kernel: Kernel) -> None:
+            kernel.add_closer(lambda: closed.append("closer"))
+
+    with make_kernel(["ok"], plugins=(Plugin(),)) as kernel:
+        kernel.chat(model="a/m1", messages="hi")
+    assert closed == ["gate", "closer"]
+
+
+def test_claimed_options_reach_plugins_but_not_providers() -> None:
+    seen: list[Any] = []
+
+    class Plugin:
+        @hookimpl
+        def configure(self, kernel: Kernel) -> None:
+            kernel.claim_options("cache_ttl")
+
+        @hookimpl
+        def on_request(self, request: ChatRequest) -> None:
+            seen.append(dict(request.options))
+
+    with make_kernel(["ok"], plugins=(Plugin(),)) as kernel:
+        kernel.chat("a/m1", "hi", options={"cache_ttl": 5, "seed": 1})
+        sent = scripted(kernel, "a").requests[0]
+    assert seen == [{"cache_ttl": 5, "seed": 1}]
+    assert sent.options == {"seed": 1}

@@ -20,6 +20,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "Attempt": "llmkernel.context",
+    "Decision": "llmkernel.context",
+    "Drop": "llmkernel.context",
+    "Gate": "llmkernel.context",
+    "Outcome": "llmkernel.context",
+    "RequestContext": "llmkernel.context",
+    "Strategy": "llmkernel.context",
+    "BudgetExceededError": "llmkernel.errors",
+    "RefusedError": "llmkernel.errors",
+    "hookspec": "llmkernel.hookspecs",
+    "StrategyRegistry": "llmkernel.strategies",
     "Config": "llmkernel.config",
     "log": "llmkernel._logging",
     "AllCandidatesFailedError": "llmkernel.errors",
@@ -32,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "MalformedResponseError": "llmkernel.errors",
     "ModelNotFoundError": "llmkernel.errors",
     "NetworkError": "llmkernel.errors",
+    "NoCandidateLeftError": "llmkernel.errors",
     "NoProviderError": "llmkernel.errors",
     "OverloadedError": "llmkernel.errors",
     "PermissionDeniedError": "llmkernel.errors",
@@ -96,9 +108,19 @@ if TYPE_CHECKING:
     from llmkernel.config import (
         Config,
     )
+    from llmkernel.context import (
+        Attempt,
+        Decision,
+        Drop,
+        Gate,
+        Outcome,
+        RequestContext,
+        Strategy,
+    )
     from llmkernel.errors import (
         AllCandidatesFailedError,
         AuthenticationError,
+        BudgetExceededError,
         ConfigError,
         ContentFilteredError,
         ContextWindowExceededError,
@@ -107,6 +129,7 @@ if TYPE_CHECKING:
         MalformedResponseError,
         ModelNotFoundError,
         NetworkError,
+        NoCandidateLeftError,
         NoProviderError,
         OverloadedError,
         PermissionDeniedError,
@@ -114,11 +137,13 @@ if TYPE_CHECKING:
         ProviderError,
         QuotaExceededError,
         RateLimitError,
+        RefusedError,
         ServerError,
         TimeoutError,
     )
     from llmkernel.hookspecs import (
         hookimpl,
+        hookspec,
     )
     from llmkernel.kernel import (
         AsyncChatStream,
@@ -132,6 +157,7 @@ if TYPE_CHECKING:
     from llmkernel.routing import (
         Candidate,
     )
+    from llmkernel.strategies import StrategyRegistry
     from llmkernel.types import (
         Capabilities,
         ChatRequest,
@@ -165,7 +191,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AllCandidatesFailedError",
     "AsyncChatStream",
+    "Attempt",
     "AuthenticationError",
+    "BudgetExceededError",
     "Candidate",
     "Capabilities",
     "ChatRequest",
@@ -174,10 +202,13 @@ __all__ = [
     "ConfigError",
     "ContentFilteredError",
     "ContextWindowExceededError",
+    "Decision",
+    "Drop",
     "EmbeddingRequest",
     "EmbeddingResponse",
     "ErrorEvent",
     "FinishEvent",
+    "Gate",
     "Health",
     "ImagePart",
     "InvalidRequestError",
@@ -190,7 +221,9 @@ __all__ = [
     "ModelNotFoundError",
     "ModelPrice",
     "NetworkError",
+    "NoCandidateLeftError",
     "NoProviderError",
+    "Outcome",
     "OverloadedError",
     "PermissionDeniedError",
     "PluginError",
@@ -202,9 +235,13 @@ __all__ = [
     "Reasoning",
     "ReasoningDelta",
     "ReasoningPart",
+    "RefusedError",
+    "RequestContext",
     "Response",
     "ResponseFormat",
     "ServerError",
+    "Strategy",
+    "StrategyRegistry",
     "StreamEvent",
     "TextDelta",
     "TextPart",
@@ -218,5 +255,6 @@ __all__ = [
     "UsageEvent",
     "__version__",
     "hookimpl",
+    "hookspec",
     "log",
 ]

@@ -21,12 +21,35 @@ _LEVELS = {
 }
 
 
+_bound: tuple[tuple[Any, ...], Any] | None = None
+
+
+def _structlog_logger(structlog: Any) -> Any:
+    """The application's structlog logger for ``llmkernel``, built once per
+    structlog configuration (``get_logger`` on every event costs microseconds; a
+    filtering bound logger's disabled levels are then no-ops)."""
+    global _bound
+    internal = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+    if internal is not None and hasattr(internal, "default_processors"):
+        key: tuple[Any, ...] = (
+            id(internal.default_processors),
+            internal.default_wrapper_class,
+            id(internal.logger_factory),
+        )
+    else:  # structlog changed its internals: the public (slower) way
+        config = structlog.get_config()
+        key = (id(config["processors"]), config["wrapper_class"], id(config["logger_factory"]))
+    if _bound is None or _bound[0] != key:
+        _bound = (key, structlog.get_logger("llmkernel").bind())
+    return _bound[1]
+
+
 def _emit(level: str, event: str, fields: dict[str, Any]) -> None:
     # An application that configured structlog has imported it; checking sys.modules
     # keeps structlog's import (tens of ms) off the library's startup.
     structlog = sys.modules.get("structlog")
     if structlog is not None and structlog.is_configured():
-        getattr(structlog.get_logger("llmkernel"), level)(event, **fields)
+        getattr(_structlog_logger(structlog), level)(event, **fields)
         return
     number = _LEVELS[level]
     if _stdlib.isEnabledFor(number):

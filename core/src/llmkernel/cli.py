@@ -6,13 +6,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from llmkernel.config import Config
     from llmkernel.kernel import Kernel
+    from llmkernel.plugins import PluginStatus
+    from llmkernel.provider import Provider
+
+__all__ = ["build_parser", "main", "response_json"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -57,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="send a prompt and stream the reply", parents=[common])
-    chat.add_argument("prompt", nargs="?", help="the prompt; '-' or nothing reads stdin")
+    chat.add_argument(
+        "prompt",
+        nargs="?",
+        help="the prompt; piped text on stdin goes before it; '-' or nothing: stdin is the prompt",
+    )
     chat.add_argument("-m", "--model", help="provider/model or alias (default: default_model)")
     chat.add_argument("-s", "--system", help="system prompt")
     chat.add_argument("--json", action="store_true", help="print the response as JSON")
@@ -70,21 +81,40 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a provider option (value parsed as JSON when it can be)",
+        help="a request field or provider option (VALUE parsed as JSON when it can be)",
     )
 
     models = sub.add_parser(
-        "models", help="configured providers, models and aliases", parents=[common]
+        "models", help="known models of every installed provider, and aliases", parents=[common]
     )
-    models.add_argument("--json", action="store_true")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.add_argument(
+        "--remote", action="store_true", help="ask the providers for their models (network)"
+    )
+    models.add_argument(
+        "-p",
+        "--provider",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this provider (repeatable)",
+    )
     plugins = sub.add_parser("plugins", help="installed plugins and their status", parents=[common])
-    plugins.add_argument("--json", action="store_true")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
 def _common() -> argparse.ArgumentParser:
-    """Options every command takes, so ``-v`` also works after it: ``chat "hi" -v``."""
+    """Options every command takes, so global options also work after it:
+    ``chat "hi" -v``, ``chat -c file.toml "hi"``."""
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        dest="sub_config",
+        help="config file (default: $LLMKERNEL_CONFIG, ./llmkernel.toml, the user config dir)",
+    )
     common.add_argument(
         "-v",
         "--verbose",
@@ -110,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         PluginError,
     )
 
+    verbose = 0
+    kernel: Kernel | None = None
     try:
-        kernel = None
         registry = None
         if command is not None and command not in builtin:
             # plugin commands need the kernel's plugins before arguments are parsed
@@ -119,29 +150,63 @@ def main(argv: Sequence[str] | None = None) -> int:
             registry = _plugin_commands(kernel, parser)
         args = parser.parse_args(argv)
         args.verbose += getattr(args, "sub_verbose", 0)
+        args.config = getattr(args, "sub_config", None) or args.config
+        verbose = args.verbose
         _configure_logging(args.verbose)
         if args.command is None:
             parser.print_help()
             return EXIT_OK
+        if args.command in ("models", "plugins"):
+            # diagnostics: they work when a configured provider cannot be created
+            kernel, problems = _diagnostic_kernel(args.config)
+            with kernel:
+                if args.command == "models":
+                    return _models(kernel, args, sys.stdout, problems)
+                return _plugins(kernel, args, sys.stdout, problems)
         kernel = kernel or _kernel(args.config)
         with kernel:
             if args.command == "chat":
                 return _chat(kernel, args, sys.stdout)
-            if args.command == "models":
-                return _models(kernel, args, sys.stdout)
-            if args.command == "plugins":
-                return _plugins(kernel, args, sys.stdout)
             assert registry is not None
             result = registry.commands[args.command].run(args, kernel)
             return int(result or 0)
+    except BrokenPipeError:
+        return _broken_pipe()
     except AllCandidatesFailedError as exc:  # every provider failed: not the user's input
         return _fail(exc, EXIT_FAILED)
-    except (ConfigError, InvalidRequestError, NoProviderError, PluginError) as exc:
+    except NoProviderError as exc:
+        return _fail(_explain_no_provider(exc, kernel, _config_arg(argv)), EXIT_USAGE)
+    except (ConfigError, InvalidRequestError, PluginError, UsageError) as exc:
         return _fail(exc, EXIT_USAGE)
     except LLMKernelError as exc:
         return _fail(exc, EXIT_FAILED)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, the traceback with -vv
+        if verbose >= 2:
+            import traceback
+
+            traceback.print_exc()
+        hint = "" if verbose >= 2 else " (run with -vv for the traceback)"
+        return _fail(f"{type(exc).__name__}: {exc}{hint}", EXIT_FAILED)
+
+
+class UsageError(Exception):
+    """A command-line argument the CLI itself refuses (exit 2)."""
+
+
+def _broken_pipe() -> int:
+    """The reader went away (``| head``): stop quietly, as Unix tools do. stdout is
+    pointed at /dev/null so the interpreter's last flush raises nothing."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _command_name(argv: list[str]) -> str | None:
@@ -166,8 +231,9 @@ def _config_arg(argv: list[str]) -> str | None:
     return None
 
 
-def _fail(exc: Exception, code: int) -> int:
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _fail(exc: Exception | str, code: int) -> int:
+    text = str(exc)
+    message = text.splitlines()[0] if text else type(exc).__name__
     print(f"llmkernel: error: {message}", file=sys.stderr)
     return code
 
@@ -176,6 +242,62 @@ def _kernel(config: str | None) -> Kernel:
     from llmkernel.kernel import Kernel
 
     return Kernel.from_config(config)
+
+
+def _diagnostic_kernel(path: str | None) -> tuple[Kernel, dict[str, str]]:
+    """A kernel that tolerates configured providers it cannot create; ``problems``
+    maps each such provider to why (plugin disabled or failed, bad settings)."""
+    from llmkernel.config import Config
+    from llmkernel.errors import LLMKernelError
+    from llmkernel.kernel import Kernel
+
+    problems: dict[str, str] = {}
+
+    class DiagnosticKernel(Kernel):
+        def provider(self, name: str) -> Provider:
+            try:
+                return super().provider(name)
+            except LLMKernelError as exc:
+                if name not in self.config.providers:
+                    raise
+                ptype = self.config.providers[name].type
+                why = _plugin_problem(ptype, self.plugins, self.config)
+                problems[name] = why or (str(exc).splitlines()[0] if str(exc) else repr(exc))
+                return None  # type: ignore[return-value]  # skipped by providers()
+
+    return DiagnosticKernel(Config.load(path)), problems
+
+
+def _plugin_problem(name: str, statuses: Sequence[PluginStatus], config: Config) -> str | None:
+    from llmkernel.plugins import unavailable_reason
+
+    return unavailable_reason(name, statuses, config)
+
+
+def _explain_no_provider(exc: Exception, kernel: Kernel | None, path: str | None) -> str:
+    """``NoProviderError`` says "install llmkernel-X"; when X is installed but disabled
+    or broken, say that instead."""
+    message = str(exc)
+    head, sep, _ = message.partition(": install ")
+    if not sep:
+        return message
+    try:
+        if kernel is not None:
+            statuses, config = list(kernel.plugins), kernel.config
+        else:
+            from llmkernel.config import Config
+            from llmkernel.plugins import load_plugins, new_manager
+
+            config = Config.load(path)
+            statuses = load_plugins(new_manager(), config.plugins)
+    except Exception:
+        return message
+    for status in statuses:
+        if status.status != "loaded" and f"{status.name!r}" in head:
+            why = _plugin_problem(status.name, statuses, config)
+            if why:
+                return f"{head}: {why}"
+    return message
 
 
 def _plugin_commands(kernel: Kernel, parser: argparse.ArgumentParser) -> Any:
@@ -191,33 +313,48 @@ def _plugin_commands(kernel: Kernel, parser: argparse.ArgumentParser) -> Any:
     return registry
 
 
-def _option(text: str) -> tuple[str, Any]:
-    from llmkernel.errors import ConfigError
+# keyword arguments of kernel.chat the CLI sets itself
+_RESERVED = {"model": "-m", "messages": "the prompt"}
 
+
+def _option(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise ConfigError(f"option {text!r} must be KEY=VALUE")
+        raise UsageError(f"option {text!r} must be KEY=VALUE")
+    if key in _RESERVED:
+        raise UsageError(f"option {key!r} cannot be set with -o: use {_RESERVED[key]}")
     try:
         return key, json.loads(raw)
     except ValueError:
         return key, raw
 
 
-def _chat(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
-    from llmkernel.errors import InvalidRequestError
-
+def _prompt(args: argparse.Namespace) -> str:
+    """The prompt argument and/or stdin: piped text comes first, then the prompt, a
+    blank line between; ``-`` or no prompt makes stdin the prompt."""
     prompt = args.prompt
+    piped: str | None = None
+    stdin = sys.stdin
+    if stdin is not None and not stdin.isatty():
+        piped = stdin.read().rstrip("\n")
     if prompt in (None, "-"):
-        if sys.stdin is None or sys.stdin.isatty():
-            raise InvalidRequestError("no prompt: pass one, or pipe it on stdin")
-        prompt = sys.stdin.read()
+        if piped is None:
+            raise UsageError("no prompt: pass one, or pipe it on stdin")
+        prompt = piped
+    elif piped:
+        prompt = f"{piped}\n\n{prompt}"
     if not prompt.strip():
-        raise InvalidRequestError("the prompt is empty")
+        raise UsageError("the prompt is empty")
+    return str(prompt)
+
+
+def _chat(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
+    options = dict(_option(o) for o in args.option)
+    prompt = _prompt(args)
     messages: list[dict[str, str]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
-    options = dict(_option(o) for o in args.option)
     if args.max_tokens is not None:
         options["max_tokens"] = args.max_tokens
     if args.temperature is not None:
@@ -230,22 +367,24 @@ def _chat(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
             out.write(response.text + "\n")
             for call in response.tool_calls:
                 out.write(f"[tool call] {call.name}({call.arguments_json})\n")
+        out.flush()
     else:
-        stream = kernel.stream(model=args.model, messages=messages, **options)
         calls: dict[int, list[str]] = {}
         names: dict[int, str] = {}
-        for event in stream:
-            if event.type == "text":
-                out.write(event.text)
-                out.flush()
-            elif event.type == "tool_call":
-                calls.setdefault(event.index, []).append(event.arguments)
-                if event.name:
-                    names[event.index] = event.name
-        out.write("\n")
-        for index, pieces in sorted(calls.items()):
-            out.write(f"[tool call] {names.get(index, '?')}({''.join(pieces)})\n")
-        response = stream.response  # type: ignore[assignment]
+        with kernel.stream(model=args.model, messages=messages, **options) as stream:
+            for event in stream:
+                if event.type == "text":
+                    out.write(event.text)
+                    out.flush()
+                elif event.type == "tool_call":
+                    calls.setdefault(event.index, []).append(event.arguments)
+                    if event.name:
+                        names[event.index] = event.name
+            out.write("\n")
+            for index, pieces in sorted(calls.items()):
+                out.write(f"[tool call] {names.get(index, '?')}({''.join(pieces)})\n")
+            out.flush()
+            response = stream.response  # type: ignore[assignment]
     if args.verbose and response is not None:
         usage = response.usage
         cost = "unpriced" if response.cost is None else f"${response.cost:.6f}"
@@ -290,88 +429,169 @@ def response_json(response: Any) -> dict[str, Any]:
     }
 
 
-def _models(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
-    rows = []
-    for name, provider in sorted(kernel.providers().items()):
-        plugin = kernel.provider_plugins.get(name, "?")
-        for model in provider.declared_models() or ["*"]:
+def _models(
+    kernel: Kernel, args: argparse.Namespace, out: TextIO, problems: Mapping[str, str]
+) -> int:
+    """Every configured provider, then the default instance of every installed
+    provider plugin, with the models each knows without a network call (``--remote``:
+    the models each lists over the network)."""
+    from llmkernel.errors import LLMKernelError, NoProviderError
+
+    config = kernel.config
+    wanted = set(args.provider)
+    rows: list[dict[str, Any]] = []
+    usable: dict[str, Provider] = {}
+
+    def add(name: str, ptype: str, plugin: str, status: str, note: str | None) -> None:
+        provider = usable.get(name)
+        models = (provider.declared_models() if provider is not None else []) or ["*"]
+        for model in models:
             rows.append(
                 {
                     "model": f"{name}/{model}",
                     "provider": name,
-                    "type": provider.type,
+                    "type": ptype,
                     "plugin": plugin,
+                    "status": status,
+                    "note": note,
                 }
             )
-    if not kernel.config.providers:
-        # nothing configured: show what the default would use
+
+    for name, section in config.providers.items():
+        if wanted and name not in wanted:
+            continue
+        if name in problems:
+            add(name, section.type, "-", "unavailable", problems[name])
+            continue
+        usable[name] = provider = kernel.provider(name)
+        add(name, provider.type, kernel.provider_plugins.get(name, "?"), "configured", None)
+    for status in sorted(kernel.plugins, key=lambda p: p.name):
+        name = status.name
+        if name in config.providers or (wanted and name not in wanted):
+            continue
+        if status.status != "loaded":
+            if not wanted and status.status == "disabled":
+                continue  # listed by `llmkernel plugins`; nothing to say here
+            why = _plugin_problem(name, kernel.plugins, config)
+            add(name, name, name, "unavailable", why)
+            continue
+        if "provide_chat" not in status.hooks:
+            continue
         try:
-            provider = kernel.provider(kernel.default_model.partition("/")[0])
-            for model in provider.declared_models():
-                rows.append(
-                    {
-                        "model": f"{provider.name}/{model}",
-                        "provider": provider.name,
-                        "type": provider.type,
-                        "plugin": kernel.provider_plugins.get(provider.name, "?"),
-                    }
-                )
-        except Exception:
-            pass
-    aliases = {name: list(targets) for name, targets in sorted(kernel.config.models.items())}
+            usable[name] = provider = kernel.provider(name)
+        except NoProviderError:
+            continue  # the plugin serves other provider types, or none by default
+        except LLMKernelError as exc:  # its defaults are not enough (an endpoint...)
+            add(name, name, name, "needs config", str(exc).splitlines()[0])
+            continue
+        add(name, provider.type, kernel.provider_plugins.get(name, name), "installed", None)
+    if args.remote:
+        rows = _remote_models(kernel, rows, usable)
+    aliases = {name: list(targets) for name, targets in sorted(config.models.items())}
     if args.json:
-        out.write(
-            json.dumps(
-                {"models": rows, "aliases": aliases, "default_model": kernel.config.default_model},
-                indent=2,
-            )
-            + "\n"
-        )
+        data = {"models": rows, "aliases": aliases, "default_model": config.default_model}
+        out.write(json.dumps(data, indent=2) + "\n")
         return EXIT_OK
     width = max([len(r["model"]) for r in rows] + [5])
-    out.write(f"{'MODEL':<{width}}  {'TYPE':<10}  PLUGIN\n")
+    twidth = max([len(r["type"]) for r in rows] + [4])
+    pwidth = max([len(r["plugin"]) for r in rows] + [6])
+    out.write(f"{'MODEL':<{width}}  {'TYPE':<{twidth}}  {'PLUGIN':<{pwidth}}  STATUS\n")
     for row in rows:
-        out.write(f"{row['model']:<{width}}  {row['type']:<10}  {row['plugin']}\n")
+        status = row["status"] + (f": {row['note']}" if row["note"] else "")
+        out.write(
+            f"{row['model']:<{width}}  {row['type']:<{twidth}}  {row['plugin']:<{pwidth}}  "
+            f"{status}\n"
+        )
     if aliases:
         out.write("\nALIASES\n")
         for name, targets in aliases.items():
             out.write(f"{name} = {', '.join(targets)}\n")
-    default = kernel.config.default_model or "mock/echo (offline default)"
-    out.write(f"\ndefault model: {default}\n")
+    out.write(f"\ndefault model: {config.default_model or 'none configured'}\n")
     return EXIT_OK
 
 
-def _plugins(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
-    rows = [p for p in kernel.plugins]
+_REMOTE_TIMEOUT = 30.0
+
+
+def _remote_models(
+    kernel: Kernel, rows: list[dict[str, Any]], usable: Mapping[str, Provider]
+) -> list[dict[str, Any]]:
+    """Replace each usable provider's rows by what it lists over the network; a
+    provider that fails keeps one row saying why."""
+    import asyncio
+
+    async def ask(name: str) -> list[str] | str:
+        try:
+            async with asyncio.timeout(_REMOTE_TIMEOUT):
+                return [m.id for m in await kernel.alist_models(name)] or ["*"]
+        except Exception as exc:  # one provider's failure is a row, not the end
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+    async def ask_all() -> list[list[str] | str]:
+        return list(await asyncio.gather(*(ask(name) for name in usable)))
+
+    answers = dict(zip(usable, kernel._portal.call(ask_all()), strict=True))
+    result: list[dict[str, Any]] = []
+    done: set[str] = set()
+    for row in rows:
+        name = row["provider"]
+        if name not in answers:
+            result.append(row)
+            continue
+        if name in done:
+            continue
+        done.add(name)
+        answer = answers[name]
+        if isinstance(answer, str):
+            result.append({**row, "model": f"{name}/*", "status": "error", "note": answer})
+        else:
+            result.extend({**row, "model": f"{name}/{m}"} for m in answer)
+    return result
+
+
+def _plugins(
+    kernel: Kernel, args: argparse.Namespace, out: TextIO, problems: Mapping[str, str]
+) -> int:
+    rows = sorted(kernel.plugins, key=lambda p: p.name)
+
+    def detail(p: PluginStatus) -> str:
+        if p.status == "loaded":
+            return ", ".join(p.hooks)
+        if p.status == "disabled":
+            why = _plugin_problem(p.name, rows, kernel.config) or ""
+            return why.removeprefix(f"plugin {p.name!r} is ")
+        return p.error or ""
+
     if args.json:
-        out.write(
-            json.dumps(
-                [
-                    {
-                        "name": p.name,
-                        "distribution": p.distribution,
-                        "version": p.version,
-                        "status": p.status,
-                        "hooks": list(p.hooks),
-                        "error": p.error,
-                    }
-                    for p in rows
-                ],
-                indent=2,
-            )
-            + "\n"
-        )
+        data = [
+            {
+                "name": p.name,
+                "distribution": p.distribution,
+                "version": p.version,
+                "status": p.status,
+                "hooks": list(p.hooks),
+                "error": p.error if p.status != "disabled" else detail(p),
+            }
+            for p in rows
+        ]
+        out.write(json.dumps(data, indent=2) + "\n")
+        for name, why in problems.items():  # JSON stays a list: problems on stderr
+            print(f"llmkernel: warning: provider {name!r} cannot be used: {why}", file=sys.stderr)
         return EXIT_OK
     if not rows:
         out.write("no plugins installed\n")
-        return EXIT_OK
-    width = max(len(p.name) for p in rows)
-    dwidth = max(len(f"{p.distribution or '-'} {p.version or ''}") for p in rows)
-    out.write(f"{'NAME':<{width}}  {'DISTRIBUTION':<{dwidth}}  {'STATUS':<8}  HOOKS\n")
-    for p in rows:
-        dist = f"{p.distribution or '-'} {p.version or ''}".strip()
-        detail = ", ".join(p.hooks) if p.status == "loaded" else (p.error or "")
-        out.write(f"{p.name:<{width}}  {dist:<{dwidth}}  {p.status:<8}  {detail}\n")
+    else:
+        width = max(len(p.name) for p in rows)
+        dwidth = max(len(f"{p.distribution or '-'} {p.version or ''}") for p in rows)
+        out.write(f"{'NAME':<{width}}  {'DISTRIBUTION':<{dwidth}}  {'STATUS':<8}  HOOKS\n")
+        for p in rows:
+            dist = f"{p.distribution or '-'} {p.version or ''}".strip()
+            out.write(f"{p.name:<{width}}  {dist:<{dwidth}}  {p.status:<8}  {detail(p)}\n")
+    if problems:
+        out.write("\nPROVIDERS THAT CANNOT BE USED\n")
+        for name, why in problems.items():
+            out.write(f"{name}: {why}\n")
     return EXIT_OK
 
 

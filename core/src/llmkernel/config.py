@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -34,7 +34,34 @@ DEFAULT_MODEL_ENV = "LLMKERNEL_DEFAULT_MODEL"
 OFFLINE_DEFAULT_MODEL = "mock/echo"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TOP_KEYS = ("default_model", "plugins", "retry", "providers", "models", "prices", "plugin")
+_TOP_KEYS = (
+    "default_model",
+    "plugins",
+    "retry",
+    "routing",
+    "providers",
+    "models",
+    "prices",
+    "plugin",
+)
+#: Error kinds ``[routing.fallback]`` takes a rule for (``ProviderError.kind``).
+ERROR_KINDS = (
+    "authentication",
+    "permission",
+    "not_found",
+    "rate_limit",
+    "quota",
+    "invalid_request",
+    "context_window",
+    "content_filter",
+    "server",
+    "overloaded",
+    "timeout",
+    "network",
+    "malformed_response",
+    "provider",
+)
+DEFAULT_STRATEGY = "priority"
 
 
 @attrs.frozen(kw_only=True)
@@ -55,6 +82,7 @@ class RetryConfig:
     max_wait: float = 10.0
     jitter: float = 1.0
     timeout: float = 600.0
+    attempt_timeout: float | None = None
     unhealthy_cooldown: float = 60.0
 
     def __attrs_post_init__(self) -> None:
@@ -62,6 +90,49 @@ class RetryConfig:
             raise ValueError("attempts must be at least 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if self.attempt_timeout is not None and self.attempt_timeout <= 0:
+            raise ValueError("attempt_timeout must be positive")
+
+
+Rule = Literal["retry", "next", "raise"]
+
+
+@attrs.frozen(kw_only=True)
+class FallbackConfig:
+    """``[routing.fallback]``: per error kind, ``retry`` (the same candidate, then
+    the next), ``next`` (the next candidate at once) or ``raise``; attempts per
+    candidate (default ``[retry] attempts``) and in all."""
+
+    attempts_per_candidate: int | None = None
+    max_attempts: int = 10
+    rules: Mapping[str, Rule] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.attempts_per_candidate is not None and self.attempts_per_candidate < 1:
+            raise ValueError("attempts_per_candidate must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+
+@attrs.frozen(kw_only=True)
+class RoutingConfig:
+    """``[routing]``: the strategy by name, its settings (``[routing.<name>]``), the
+    fallback rules, and whether a model string may name a provider the config does
+    not (``implicit_providers``; a gateway turns it off)."""
+
+    strategy: str = DEFAULT_STRATEGY
+    implicit_providers: bool = True
+    fallback: FallbackConfig = attrs.field(factory=FallbackConfig)
+    settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ModelTarget:
+    """One target of a ``[models]`` alias: ``provider/model`` plus its ``tags``
+    (``weight``, ``tier``... from a table target), handed to strategies."""
+
+    target: str
+    tags: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -82,8 +153,12 @@ class Config:
     default_model: str | None = None
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
     retry: RetryConfig = attrs.field(factory=RetryConfig)
+    routing: RoutingConfig = attrs.field(factory=RoutingConfig)
     providers: Mapping[str, ProviderSection] = attrs.field(factory=dict)
+    #: alias -> its targets as "provider/model" strings, in order
     models: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: alias -> its targets with their tags (same order as ``models``)
+    model_targets: Mapping[str, tuple[ModelTarget, ...]] = attrs.field(factory=dict)
     prices: Mapping[str, ModelPrice] = attrs.field(factory=dict)
     plugin: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
@@ -143,14 +218,16 @@ class Config:
         )
         plugins = _plugins_from_env(plugins, env)
         retry = parse_options(RetryConfig, _table(data, "retry", source_name), where=where("retry"))
+        routing = _routing(_table(data, "routing", source_name), where)
         providers = {
             name: _provider(name, table, where(f"providers.{name}"))
             for name, table in _table(data, "providers", source_name).items()
         }
-        models = {
+        model_targets = {
             name: _model_targets(name, value, where("models"))
             for name, value in _table(data, "models", source_name).items()
         }
+        models = {name: tuple(t.target for t in ts) for name, ts in model_targets.items()}
         prices = {
             name: _price(name, table, where(f"prices.{name!r}"))
             for name, table in _table(data, "prices", source_name).items()
@@ -164,8 +241,10 @@ class Config:
             default_model=default_model,
             plugins=plugins,
             retry=retry,
+            routing=routing,
             providers=providers,
             models=models,
+            model_targets=model_targets,
             prices=prices,
             plugin=plugin_tables,
         )
@@ -225,19 +304,109 @@ def _provider(name: str, table: Any, where: str) -> ProviderSection:
     return ProviderSection(name=name, type=ptype, options=options, where=where)
 
 
-def _model_targets(name: str, value: Any, where: str) -> tuple[str, ...]:
-    targets = [value] if isinstance(value, str) else value
-    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
-        raise ConfigError(
-            f'model alias {name!r} in {where} must be a "provider/model" string '
-            "or a non-empty list of them"
-        )
-    for target in targets:
-        if "/" not in target:
+def _model_targets(name: str, value: Any, where: str) -> tuple[ModelTarget, ...]:
+    items = [value] if isinstance(value, str | Mapping) else value
+    shape = (
+        f'model alias {name!r} in {where} must be a "provider/model" string, a table '
+        '{target = "provider/model", ...}, or a non-empty list of them'
+    )
+    if not isinstance(items, list) or not items:
+        raise ConfigError(shape)
+    targets = []
+    for item in items:
+        tags: dict[str, Any] = {}
+        if isinstance(item, str):
+            target = item
+        elif isinstance(item, Mapping):
+            found = item.get("target")
+            if not isinstance(found, str):
+                raise ConfigError(
+                    f"model alias {name!r} in {where}: a table target needs "
+                    f'target = "provider/model" (got keys {", ".join(sorted(item))})'
+                )
+            target = found
+            tags = {str(k): v for k, v in item.items() if k != "target"}
+            weight = tags.get("weight")
+            if weight is not None and (
+                isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0
+            ):
+                raise ConfigError(
+                    f"model alias {name!r} in {where}: weight of {target!r} must be a "
+                    f"number >= 0, not {weight!r}"
+                )
+        else:
+            raise ConfigError(shape)
+        provider, _, model = target.partition("/")
+        if not provider or not model:
             raise ConfigError(
                 f'model alias {name!r} in {where}: {target!r} is not "provider/model"'
             )
+        targets.append(ModelTarget(target=target, tags=tags))
     return tuple(targets)
+
+
+def _routing(table: Mapping[str, Any], where: Any) -> RoutingConfig:
+    here = where("routing")
+    settings: dict[str, Mapping[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "fallback":
+            continue
+        if isinstance(value, Mapping):
+            settings[key] = dict(value)
+        else:
+            top[key] = value
+    parsed = parse_options(_RoutingTop, top, where=here)
+    fallback = _fallback(table.get("fallback", {}), where("routing.fallback"))
+    return RoutingConfig(
+        strategy=parsed.strategy,
+        implicit_providers=parsed.implicit_providers,
+        fallback=fallback,
+        settings=settings,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class _RoutingTop:
+    strategy: str = DEFAULT_STRATEGY
+    implicit_providers: bool = True
+
+
+def _fallback(table: Any, where: str) -> FallbackConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    numbers = {k: v for k, v in table.items() if k in ("attempts_per_candidate", "max_attempts")}
+    rules: dict[str, Rule] = {}
+    for key, value in table.items():
+        if key in numbers:
+            continue
+        if key not in ERROR_KINDS:
+            import difflib
+
+            known = [*ERROR_KINDS, "attempts_per_candidate", "max_attempts"]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise ConfigError(f"unknown key {key!r} in {where}{hint}")
+        if value not in ("retry", "next", "raise"):
+            raise ConfigError(
+                f"{key!r} in {where} must be one of 'retry', 'next', 'raise', not {value!r}"
+            )
+        rules[key] = value
+    parsed = parse_options(_FallbackNumbers, numbers, where=where)
+    try:
+        return FallbackConfig(
+            attempts_per_candidate=parsed.attempts_per_candidate,
+            max_attempts=parsed.max_attempts,
+            rules=rules,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid value in {where}: {exc}") from None
+
+
+@attrs.frozen(kw_only=True)
+class _FallbackNumbers:
+    attempts_per_candidate: int | None = None
+    max_attempts: int = 10
 
 
 def _price(name: str, table: Any, where: str) -> ModelPrice:

@@ -19,6 +19,7 @@ from llmkernel.types import (
     Tool,
     ToolCall,
     ToolChoice,
+    replace,
 )
 
 _ROLES = ("system", "user", "assistant", "tool", "developer")
@@ -47,8 +48,6 @@ def message(value: Message | Mapping[str, Any], field: str = "message") -> Messa
     role = value.get("role")
     if role not in _ROLES:
         raise invalid(f"{field}.role", f"must be one of {', '.join(_ROLES)}, not {role!r}")
-    if role == "developer":
-        role = "system"
     calls = tuple(
         tool_call(c, f"{field}.tool_calls[{i}]")
         for i, c in enumerate(value.get("tool_calls") or ())
@@ -61,7 +60,7 @@ def message(value: Message | Mapping[str, Any], field: str = "message") -> Messa
     if role == "tool" and not tool_call_id:
         raise invalid(f"{field}.tool_call_id", "a tool message needs the id of the call it answers")
     return Message(
-        role=role,  # type: ignore[arg-type]  # checked against _ROLES above
+        role=role,
         content=parts,
         tool_calls=calls,
         tool_call_id=tool_call_id,
@@ -93,14 +92,16 @@ def part(value: Any, field: str) -> Part:
         text = value.get("text")
         if not isinstance(text, str):
             raise invalid(f"{field}.text", "must be a string")
-        return TextPart(text=text)
+        return TextPart(text=text, cache_control=_cache_control(value, field))
     if kind == "image_url":
         spec = value.get("image_url")
         url = spec.get("url") if isinstance(spec, Mapping) else spec
         detail = spec.get("detail") if isinstance(spec, Mapping) else None
         if not isinstance(url, str):
             raise invalid(f"{field}.image_url.url", "must be a string")
-        return image(url, detail, field)
+        found = image(url, detail, field)
+        marker = _cache_control(value, field)
+        return found if marker is None else replace(found, cache_control=marker)
     if kind == "image":
         try:
             return ImagePart(
@@ -108,6 +109,7 @@ def part(value: Any, field: str) -> Part:
                 data=value.get("data"),
                 media_type=value.get("media_type"),
                 detail=value.get("detail"),
+                cache_control=_cache_control(value, field),
             )
         except ValueError as exc:
             raise invalid(field, str(exc)) from None
@@ -118,6 +120,20 @@ def part(value: Any, field: str) -> Part:
             redacted=value.get("redacted") or value.get("data"),
         )
     raise invalid(f"{field}.type", f"unknown content part type {kind!r}")
+
+
+def _cache_control(value: Mapping[str, Any], field: str) -> Mapping[str, Any] | None:
+    marker = value.get("cache_control")
+    if marker is None:
+        return None
+    if not isinstance(marker, Mapping) or not isinstance(marker.get("type"), str):
+        raise invalid(
+            f"{field}.cache_control", f'must be a dict like {{"type": "ephemeral"}}, not {marker!r}'
+        )
+    ttl = marker.get("ttl")
+    if ttl is not None and ttl not in ("5m", "1h"):
+        raise invalid(f"{field}.cache_control.ttl", f'must be "5m" or "1h", not {ttl!r}')
+    return dict(marker)
 
 
 def image(url: str, detail: Any, field: str) -> ImagePart:
@@ -181,6 +197,7 @@ def tools(value: Iterable[Tool | Mapping[str, Any]] | None) -> tuple[Tool, ...]:
                 description=spec.get("description") or "",
                 parameters=params,
                 strict=spec.get("strict"),
+                cache_control=_cache_control(item, field) or _cache_control(spec, field),
             )
         )
     names = [t.name for t in result]
@@ -255,3 +272,122 @@ def stop(value: str | Sequence[str] | None) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(value)
+
+
+def number(value: Any, field: str, low: float, high: float | None) -> float | None:
+    """A number within ``[low, high]``, or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(field, f"must be a number, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise invalid(field, f"must be {bound}, not {value!r}")
+    return float(value)
+
+
+def positive_int(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid(field, f"must be a positive integer, not {value!r}")
+    return value
+
+
+def text_or_none(value: Any, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise invalid(field, f"must be a string, not {value!r}")
+
+
+def stops(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(s, str) for s in value):
+        return tuple(value)
+    raise invalid("stop", f"must be a string or a list of strings, not {value!r}")
+
+
+def message_list(value: Any) -> tuple[Message, ...]:
+    if type(value) is list or type(value) is tuple:  # the common case, no ABC checks
+        return messages(value)
+    if isinstance(value, str | Message):
+        return messages(value) if isinstance(value, str) else (value,)
+    if isinstance(value, Mapping):
+        raise invalid("messages", "must be a list of messages, not one dict: wrap it in [...]")
+    if value is None or not isinstance(value, Iterable):
+        raise invalid("messages", f"must be a string or a list of messages, not {value!r}")
+    return messages(value)
+
+
+def tool_list(value: Any) -> tuple[Tool, ...]:
+    if value is not None and (isinstance(value, str | Mapping) or not isinstance(value, Iterable)):
+        raise invalid("tools", f"must be a list of tools, not {value!r}")
+    return tools(value)
+
+
+def checked_tool_choice(value: Any, offered: tuple[Tool, ...]) -> ToolChoice | None:
+    choice = tool_choice(value)
+    if choice is not None and choice.mode == "tool":
+        names = [t.name for t in offered]
+        if choice.name not in names:
+            listed = ", ".join(names) or "no tools were offered"
+            raise invalid("tool_choice", f"names tool {choice.name!r}, not offered ({listed})")
+    if choice is not None and choice.mode == "required" and not offered:
+        raise invalid("tool_choice", "is 'required' but no tools were offered")
+    return choice
+
+
+def options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise invalid("options", f"must be a dict of provider options, not {value!r}")
+    return dict(value)
+
+
+def metadata(value: Any) -> dict[str, str]:
+    if not value:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise invalid("metadata", f"must be a dict of strings to strings, not {value!r}")
+    return dict(value)
+
+
+#: The keyword arguments of a chat call; anything else is a provider option.
+CHAT_FIELDS = (
+    "model",
+    "messages",
+    "tools",
+    "tool_choice",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "response_format",
+    "reasoning",
+    "user",
+    "metadata",
+    "options",
+    "timeout",
+)
+
+
+def extras(extra: Mapping[str, Any], known: Sequence[str] = CHAT_FIELDS) -> dict[str, Any]:
+    """Keyword arguments beyond the known ones pass through as provider options,
+    unless one looks like a typo of a known field."""
+    import difflib
+
+    for key in extra:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if close:
+            raise invalid(
+                key,
+                f"unknown argument; did you mean {close[0]!r}? (provider options go in "
+                "options={...})",
+            )
+    return dict(extra)

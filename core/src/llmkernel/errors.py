@@ -6,6 +6,7 @@
     ├── ConfigError                  bad config file, key, type or value
     ├── PluginError                  a plugin failed to load or misbehaved
     ├── NoProviderError              no provider serves the model asked for
+    │   ├── NoCandidateLeftError     filters dropped every candidate; ``dropped`` says why
     │   └── AllCandidatesFailedError every candidate failed or was refused; ``errors``
     │                                holds each one's reason
     ├── RefusedError                 a gate refused locally before any network call
@@ -234,6 +235,16 @@ class MalformedResponseError(ProviderError):
     kind = "malformed_response"
 
 
+class NoCandidateLeftError(NoProviderError):
+    """Every candidate was dropped before any was tried (a missing capability, a
+    context window too small, an open circuit breaker); ``dropped`` lists each
+    ``Drop`` with its reason."""
+
+    def __init__(self, message: str, dropped: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.dropped = list(dropped)
+
+
 class AllCandidatesFailedError(NoProviderError):
     """Every candidate failed; ``errors`` lists each one's last error (a
     ``ProviderError``, or the ``RefusedError`` of a gate) in order."""
@@ -259,6 +270,7 @@ __all__ = [
     "MalformedResponseError",
     "ModelNotFoundError",
     "NetworkError",
+    "NoCandidateLeftError",
     "NoProviderError",
     "OverloadedError",
     "PermissionDeniedError",

@@ -1,24 +1,9 @@
-"""The Kernel: the public API and the request pipeline, written out in one place.
+"""The Kernel: the public API users call, the providers, and the plugins' view.
 
-For every chat call, in order:
-
-1. convert what the user passed into a :class:`~llmkernel.types.ChatRequest`;
-2. ``on_request`` hooks (each may refuse the request by raising);
-3. the cache, if a plugin provides one (``provide_cache``): a hit answers at once;
-4. candidates from the model string, alias or group, ordered by ``select_provider``;
-   candidates marked unhealthy (bad credentials) are moved to the back;
-5. per candidate, attempts with stamina: exponential backoff with jitter,
-   ``Retry-After`` honoured, every attempt inside one total deadline; ``on_error``
-   after each failure;
-6. fallback to the next candidate by error kind (``ProviderError.fallback``): rate
-   limit, overload, server error, timeout, network go on; authentication goes on and
-   marks the candidate unhealthy; an invalid request is raised at once;
-7. pricing (config ``[prices]``, then ``price_model``), then ``on_response`` hooks and
-   the cache store.
-
-A stream runs the same steps, but only until its first event: once an event has
-reached the user, a failure ends the stream with an error event and a raised error,
-never a silent truncation.
+The request pipeline itself, step by step, is in :mod:`llmkernel.pipeline`; this
+module holds what is not a step: building requests from user input, resolving
+model strings into candidates, prices and token counts, plugin objects (gates,
+strategy, cache), statistics, and the lifecycle.
 
 The sync methods run the async ones on a private event loop thread (see
 ``_portal.py``): one implementation, two faces.
@@ -27,68 +12,80 @@ The sync methods run the async ones on a private event loop thread (see
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
+import inspect
+import itertools
 import os
-import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import attrs
 
-from llmkernel import convert
+from llmkernel import convert, pipeline
 from llmkernel._logging import log
 from llmkernel._portal import Portal
 from llmkernel.cache import Cache
-from llmkernel.config import OFFLINE_DEFAULT_MODEL, Config, RetryConfig
-from llmkernel.errors import (
-    AllCandidatesFailedError,
-    AuthenticationError,
-    NoProviderError,
-    PluginError,
-    ProviderError,
-)
-from llmkernel.errors import TimeoutError as ProviderTimeoutError
+from llmkernel.config import DEFAULT_STRATEGY, OFFLINE_DEFAULT_MODEL, Config
+from llmkernel.context import RequestContext
+from llmkernel.errors import ConfigError, LLMKernelError, NoProviderError, PluginError
 from llmkernel.plugins import (
+    BUILTIN,
     PluginStatus,
-    call_each,
     call_each_strict,
     first_result,
+    known_names,
     load_plugins,
     new_manager,
 )
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.routing import Candidate
-from llmkernel.streaming import ResponseBuilder
+from llmkernel.strategies import StrategyRegistry
 from llmkernel.types import (
+    Capabilities,
     ChatRequest,
     EmbeddingRequest,
     EmbeddingResponse,
-    ErrorEvent,
-    FinishEvent,
     Message,
-    MetadataEvent,
-    ModelPrice,
+    ModelInfo,
     Reasoning,
-    ReasoningDelta,
-    ReasoningPart,
     Response,
     ResponseFormat,
     StreamEvent,
-    TextDelta,
     TokenCount,
     Tool,
-    ToolCallDelta,
     ToolChoice,
     Usage,
-    UsageEvent,
-    replace,
 )
 
 T = TypeVar("T")
 _announced_default = False
+#: Request ids: random per process (unique across processes sharing a ledger), then
+#: a counter (cheap per call).
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX, _ids
+    _ID_PREFIX = os.urandom(6).hex()
+    _ids = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_id_prefix)
+#: Model strings remembered with their candidates (a gateway sees arbitrary ones).
+_RESOLVED_MAX = 1024
+#: Hooks the pipeline skips entirely while only the kernel implements them.
+_OPTIONAL_HOOKS = (
+    "on_request",
+    "filter_candidates",
+    "select_provider",
+    "on_error",
+    "on_response",
+    "on_attempt_end",
+    "on_request_end",
+)
 
 
 class Kernel:
@@ -111,16 +108,139 @@ class Kernel:
             self.plugin_manager, self.config.plugins, extra=plugins, entry_points=entry_points
         )
         self.hook = self.plugin_manager.hook
+        self._installed_names: set[str] = set()
+        self._check_plugin_names()
         self._providers: dict[str, Provider] = {}
         self.provider_plugins: dict[str, str] = {}  # provider instance -> plugin name
         self._resolved: dict[str, list[Candidate]] = {}  # model string -> candidates
         self._unhealthy: dict[str, float] = {}
-        self._prices: dict[tuple[str, str, str], ModelPrice | None] = {}
+        self._prices: dict[tuple[str, str, str], Any] = {}
+        self._capabilities: dict[Candidate, Capabilities | None] = {}
+        self._closers: list[Callable[[], Any]] = []
+        self.claimed_options: frozenset[str] = frozenset()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._portal = Portal()
+        self._portal.at_fork.append(self._after_fork)
+        self._hooked = frozenset(
+            name
+            for name in _OPTIONAL_HOOKS
+            if any(i.plugin_name != BUILTIN for i in getattr(self.hook, name).get_hookimpls())
+        )
+        self.strategies = StrategyRegistry()
+        for impl in reversed(self.hook.register_strategies.get_hookimpls()):
+            self.strategies.plugin = impl.plugin_name
+            args = {"kernel": self, "registry": self.strategies}
+            try:
+                impl.function(*[args[a] for a in impl.argnames])
+            except LLMKernelError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in register_strategies: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
         call_each_strict(self.plugin_manager, "configure", kernel=self, config=self.config)
+        routing = self.config.routing
+        for name in routing.settings:
+            if name not in self.strategies.names():
+                self.strategies.create(self, name, {})  # raises: unknown, listing known
+        self.strategy = self.make_strategy(routing.strategy)
+        self.strategy_is_default = routing.strategy == DEFAULT_STRATEGY
         self.cache: Cache | None = self.hook.provide_cache(kernel=self)
+        self.gates: list[Any] = self._collect("provide_gate", ("acquire", "release"))
         for name in self.config.providers:
             self.provider(name)  # validate every configured provider now
+
+    def _collect(self, hook: str, methods: tuple[str, ...]) -> list[Any]:
+        """Every non-None answer of a provider hook, checked for ``methods``."""
+        found = []
+        for impl in reversed(getattr(self.hook, hook).get_hookimpls()):
+            args = {"kernel": self}
+            try:
+                answer = impl.function(*[args[a] for a in impl.argnames])
+            except LLMKernelError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if answer is None:
+                continue
+            missing = [m for m in methods if not callable(getattr(answer, m, None))]
+            if missing:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} returned {type(answer).__name__} from "
+                    f"{hook}, which has no {', '.join(missing)} method"
+                )
+            found.append(answer)
+        return found
+
+    def _check_plugin_names(self) -> None:
+        """Refuse config that names a plugin nobody installed (a typo, usually)."""
+        import difflib
+
+        known = known_names(self.plugins)
+        settings = self.config.plugins
+        named = [
+            *((n, f"[plugin.{n}]") for n in self.config.plugin),
+            *((n, "[plugins] disabled / LLMKERNEL_DISABLE_PLUGINS") for n in settings.disabled),
+            *((n, "[plugins] enabled / LLMKERNEL_LOAD_PLUGINS") for n in settings.enabled),
+        ]
+        for name, where in named:
+            if name in known:
+                continue
+            if not self._installed_names:
+                import importlib.metadata
+
+                from llmkernel.plugins import ENTRY_POINT_GROUP
+
+                eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+                self._installed_names = {ep.name for ep in eps}
+                known = sorted({*known, *self._installed_names})
+            if name in known:
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where} in {self.config.source} names plugin {name!r}, which is not "
+                f"installed (installed: {', '.join(known)}){hint}"
+            )
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's loop and pooled connections are not ours."""
+        self._loop = None
+        self._providers.clear()
+
+    def has_hook(self, name: str) -> bool:
+        """Whether a plugin (not only the kernel) implements hook ``name``."""
+        return name in self._hooked
+
+    def claim_options(self, *names: str) -> None:
+        """Request options a plugin reads itself (``cache=False``, ``cache_ttl=60``):
+        the kernel keeps them on ``ctx.request`` for plugins and strips them from
+        the request providers receive."""
+        self.claimed_options = self.claimed_options | frozenset(names)
+
+    def routed(self, request: Any, model: str) -> Any:
+        """``request`` as a provider receives it: its model id, claimed options gone."""
+        from llmkernel.types import replace
+
+        claimed = self.claimed_options
+        if claimed and request.options and not claimed.isdisjoint(request.options):
+            options = {k: v for k, v in request.options.items() if k not in claimed}
+            return replace(request, model=model, options=options)
+        return replace(request, model=model)
+
+    def add_closer(self, closer: Callable[[], Any]) -> None:
+        """Run ``closer()`` (sync, or returning an awaitable) in :meth:`aclose`."""
+        self._closers.append(closer)
+
+    def make_strategy(self, name: str, settings: Mapping[str, Any] | None = None) -> Any:
+        """Build the strategy ``name`` (its settings default to ``[routing.<name>]``);
+        strategies that order within groups (tiers) build others with it."""
+        if settings is None:
+            settings = self.config.routing.settings.get(name, {})
+        return self.strategies.create(self, name, settings)
 
     @classmethod
     def from_config(
@@ -179,9 +299,14 @@ class Kernel:
         return provider
 
     def _no_provider_message(self, name: str, ptype: str, implicit: bool) -> str:
+        from llmkernel.plugins import unavailable_reason
+
         known = sorted(set(self.config.providers) | set(self._providers))
         what = f"provider {name!r}" if implicit else f"provider type {ptype!r} (for {name!r})"
         hint = f"; configured providers: {', '.join(known)}" if known else ""
+        reason = unavailable_reason(ptype, self.plugins, self.config)
+        if reason is not None:
+            return f"no installed plugin serves {what}: {reason}{hint}"
         fix = (
             f"add a [providers.{name}] table with a known type"
             if implicit
@@ -215,43 +340,91 @@ class Kernel:
 
     def resolve(self, model: str) -> list[Candidate]:
         """The candidates for ``model`` (``provider/model``, alias or group), in config
-        order, before ``select_provider``."""
-        targets = self.config.models.get(model)
+        order, before filters and the strategy."""
+        if not isinstance(model, str) or not model:
+            raise convert.invalid(
+                "model", f'must be a non-empty "provider/model" string or alias, not {model!r}'
+            )
+        targets = self.config.model_targets.get(model)
         if targets is None:
             if "/" not in model:
                 aliases = ", ".join(sorted(self.config.models)) or "none configured"
                 raise NoProviderError(
                     f'model {model!r} is neither "provider/model" nor an alias (aliases: {aliases})'
                 )
-            targets = (model,)
+            pairs: list[tuple[str, Mapping[str, Any]]] = [(model, {})]
+        else:
+            pairs = [(t.target, t.tags) for t in targets]
         candidates = []
-        for target in targets:
+        for target, tags in pairs:
             provider_name, _, model_id = target.partition("/")
             if not provider_name or not model_id:
                 raise NoProviderError(f'model {target!r} is not "provider/model"')
+            if (
+                not self.config.routing.implicit_providers
+                and provider_name not in self.config.providers
+            ):
+                raise NoProviderError(
+                    f"provider {provider_name!r} (in model {model!r}) is not configured, and "
+                    "[routing] implicit_providers = false allows only [providers.<name>] tables"
+                )
             provider = self.provider(provider_name)
             candidates.append(
-                Candidate(provider=provider_name, model=model_id, provider_type=provider.type)
+                Candidate(
+                    provider=provider_name, model=model_id, provider_type=provider.type, tags=tags
+                )
             )
         return candidates
 
-    def _candidates(self, request: ChatRequest | EmbeddingRequest) -> list[Candidate]:
-        candidates = self._resolved.get(request.model)
+    def candidates_for(self, model: str) -> list[Candidate]:
+        """:meth:`resolve`, remembered per model string (a bounded number of them)."""
+        candidates = self._resolved.get(model)
         if candidates is None:
-            candidates = self._resolved[request.model] = self.resolve(request.model)
-        # the built-in select_provider keeps config order: only ask when a plugin might differ
-        if isinstance(request, ChatRequest) and len(self.hook.select_provider.get_hookimpls()) > 1:
-            chosen = self.hook.select_provider(
-                kernel=self, request=request, candidates=list(candidates)
+            candidates = self.resolve(model)
+            if len(self._resolved) >= _RESOLVED_MAX:
+                self._resolved.pop(next(iter(self._resolved)))
+            self._resolved[model] = candidates
+        return candidates
+
+    def checked_candidates(self, chosen: Any, given: list[Candidate], who: str) -> list[Candidate]:
+        """A strategy's answer, checked: a list of the candidates it was given."""
+        if chosen is None:
+            return list(given)
+        if not isinstance(chosen, list | tuple) or not all(
+            isinstance(c, Candidate) for c in chosen
+        ):
+            raise PluginError(
+                f"{who} returned {type(chosen).__name__}: it must return a list of the "
+                "Candidate objects it was given"
             )
-            candidates = list(chosen) if chosen is not None else candidates
-        if not candidates:
-            raise NoProviderError(f"no candidate left for model {request.model!r}")
+        strangers = [c.qualified for c in chosen if c not in given]
+        if strangers:
+            raise PluginError(f"{who} returned candidates it was not given: {', '.join(strangers)}")
+        return list(chosen)
+
+    def healthy_first(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Candidates marked unhealthy (bad credentials) moved to the back."""
         if not self._unhealthy:
-            return list(candidates)
+            return candidates
         now = time.monotonic()
         healthy = [c for c in candidates if self._unhealthy.get(c.provider, 0.0) <= now]
         return healthy + [c for c in candidates if c not in healthy]
+
+    def capabilities(self, candidate: Candidate) -> Capabilities | None:
+        """What the candidate's model can do, from its provider (remembered)."""
+        if candidate in self._capabilities:
+            return self._capabilities[candidate]
+        try:
+            caps = self.provider(candidate.provider).capabilities(candidate.model)
+        except Exception as exc:
+            log.warning(
+                "llmkernel.provider.capabilities_failed",
+                provider=candidate.provider,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            caps = None
+        self._capabilities[candidate] = caps
+        return caps
 
     def mark_unhealthy(self, provider: str, seconds: float | None = None) -> None:
         """Move ``provider`` to the back of every candidate list for a while."""
@@ -276,35 +449,102 @@ class Kernel:
         reasoning: Reasoning | str | Mapping[str, Any] | None = None,
         user: str | None = None,
         metadata: Mapping[str, str] | None = None,
-        **options: Any,
+        options: Mapping[str, Any] | None = None,
+        **extra: Any,
     ) -> ChatRequest:
-        """Convert user input into a :class:`ChatRequest`, naming any bad field."""
+        """Check user input and build a :class:`ChatRequest`; anything wrong is an
+        :class:`~llmkernel.errors.InvalidRequestError` naming the field and value,
+        before anything is sent. ``metadata`` says who is asking (never sent
+        upstream). Provider-specific extras go in ``options={...}`` (or as extra
+        keyword arguments) and pass through unchanged."""
+        if model is None:
+            model = self.default_model
+        elif not isinstance(model, str) or not model:
+            raise convert.invalid(
+                "model", f'must be a non-empty "provider/model" string or alias, not {model!r}'
+            )
+        offered = convert.tool_list(tools) if tools is not None else ()
         return ChatRequest(
-            model=model or self.default_model,
-            messages=convert.messages(messages),
-            tools=convert.tools(tools),
-            tool_choice=convert.tool_choice(tool_choice),
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=convert.stop(stop if stop is None or isinstance(stop, str) else list(stop)),
+            model=model,
+            messages=convert.message_list(messages),
+            tools=offered,
+            tool_choice=(
+                convert.checked_tool_choice(tool_choice, offered)
+                if tool_choice is not None
+                else None
+            ),
+            max_tokens=(
+                convert.positive_int(max_tokens, "max_tokens") if max_tokens is not None else None
+            ),
+            temperature=(
+                convert.number(temperature, "temperature", 0.0, 2.0)
+                if temperature is not None
+                else None
+            ),
+            top_p=convert.number(top_p, "top_p", 0.0, 1.0) if top_p is not None else None,
+            stop=convert.stops(stop) if stop is not None else (),
             response_format=convert.response_format(response_format),
             reasoning=convert.reasoning(reasoning),
-            user=user,
-            options=options,
-            metadata=dict(metadata) if metadata else {},
+            user=convert.text_or_none(user, "user"),
+            options=(
+                {**convert.options(options), **convert.extras(extra)}
+                if options is not None or extra
+                else {}
+            ),
+            metadata=convert.metadata(metadata) if metadata else {},
         )
 
-    # ------------------------------------------------------------------ chat
+    # ------------------------------------------------------------------ calls
+
+    def new_context(
+        self,
+        kind: Any,
+        request: ChatRequest | EmbeddingRequest,
+        timeout: float | None = None,
+    ) -> RequestContext:
+        """The context of one call; ``timeout`` (seconds) bounds the whole call,
+        default ``[retry] timeout``."""
+        if timeout is None:
+            timeout = self.config.retry.timeout
+        elif isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise convert.invalid(
+                "timeout", f"must be a positive number of seconds, not {timeout!r}"
+            )
+        now = time.monotonic()
+        return RequestContext(
+            id=f"req_{_ID_PREFIX}{next(_ids):x}",
+            kind=kind,
+            kernel=self,
+            request=request,
+            started=now,
+            deadline=now + timeout,
+        )
+
+    def _bind_loop(self) -> None:
+        """A kernel's HTTP clients belong to the loop that first used it."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                raise LLMKernelError(
+                    "a Kernel is bound to the event loop it first ran on; create one per "
+                    "loop (or use the sync API from any thread)"
+                )
+            self._loop = loop
 
     async def achat(
         self,
         model: str | None = None,
         messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        *,
+        timeout: float | None = None,
         **kwargs: Any,
     ) -> Response:
-        """Send a chat request; see :meth:`build_request` for the arguments."""
-        return await self.run_chat(self.build_request(model, messages, **kwargs))
+        """Send a chat request; see :meth:`build_request` for the arguments.
+        ``timeout`` bounds the whole call (every attempt and wait)."""
+        request = self.build_request(model, messages, **kwargs)
+        if self._loop is not asyncio.get_running_loop():
+            self._bind_loop()
+        return await pipeline.run_chat(self, self.new_context("chat", request, timeout))
 
     def chat(
         self,
@@ -315,226 +555,23 @@ class Kernel:
         """Sync :meth:`achat`."""
         return self._portal.call(self.achat(model, messages, **kwargs))
 
-    async def run_chat(self, request: ChatRequest) -> Response:
-        """The pipeline for one (non-streaming) chat request."""
-        started = time.perf_counter()
-        if self.hook.on_request.get_hookimpls():
-            self.hook.on_request(kernel=self, request=request)
-        if self.cache is not None:
-            hit = await self.cache.lookup(request)
-            if hit is not None:
-                response = attrs.evolve(
-                    hit, cached=True, attempts=0, latency=time.perf_counter() - started
-                )
-                call_each(
-                    self.plugin_manager,
-                    "on_response",
-                    kernel=self,
-                    request=request,
-                    response=response,
-                )
-                return response
-
-        async def call(provider: Provider, routed: ChatRequest) -> Response:
-            return await provider.chat(routed)
-
-        candidate, response, tally = await self._run_candidates(request, call)
-        response = self._finish(request, candidate, response, tally.attempts, started)
-        await self._store(request, response)
-        call_each(
-            self.plugin_manager, "on_response", kernel=self, request=request, response=response
-        )
-        return response
-
-    async def _store(self, request: ChatRequest, response: Response) -> None:
-        """Tell the cache; a failing cache is logged, never costs the user the answer."""
-        if self.cache is None:
-            return
-        try:
-            await self.cache.store(request, response)
-        except Exception as exc:
-            log.warning("llmkernel.cache.store_failed", error=f"{type(exc).__name__}: {exc}")
-
-    def _finish(
-        self,
-        request: ChatRequest,
-        candidate: Candidate,
-        response: Response,
-        attempts: int,
-        started: float,
-    ) -> Response:
-        parsed = response.parsed
-        if (
-            parsed is None
-            and request.response_format is not None
-            and request.response_format.type != "text"
-            and response.text
-        ):
-            import json
-
-            try:
-                parsed = json.loads(response.text)
-            except ValueError:
-                parsed = None
-        return replace(
-            response,
-            provider=candidate.provider,
-            model=response.model or candidate.model,
-            parsed=parsed,
-            cost=self.cost(candidate, response.usage),
-            latency=time.perf_counter() - started,
-            attempts=attempts,
-        )
-
-    async def _run_candidates(
-        self,
-        request: ChatRequest | EmbeddingRequest,
-        call: Callable[[Provider, Any], Awaitable[T]],
-    ) -> tuple[Candidate, T, _Tally]:
-        """Try each candidate in turn, each with retries, inside one deadline.
-        Returns the candidate that answered, its answer, and the attempts made."""
-        deadline = time.monotonic() + self.config.retry.timeout
-        tally = _Tally()
-        failures: list[ProviderError] = []
-        for candidate in self._candidates(request):
-            if time.monotonic() >= deadline:
-                failures.append(
-                    ProviderTimeoutError(
-                        "the call's total deadline ([retry] timeout) ran out before this candidate",
-                        provider=candidate.provider,
-                        model=candidate.model,
-                    )
-                )
-                continue
-            attempt = functools.partial(
-                self._attempt,
-                candidate,
-                replace(request, model=candidate.model),
-                call,
-                deadline,
-                tally,
-            )
-            try:
-                try:
-                    # The first attempt runs bare: a success never pays for retry machinery.
-                    return candidate, await attempt(), tally
-                except ProviderError as first:
-                    if self.config.retry.attempts == 1 or _retry_wait(first, deadline) is False:
-                        raise
-                    return candidate, await self._retry(first, attempt, deadline), tally
-            except ProviderError as exc:
-                failures.append(exc)
-                if isinstance(exc, AuthenticationError):
-                    self.mark_unhealthy(candidate.provider)
-                if not exc.fallback:
-                    raise
-                log.info(
-                    "llmkernel.fallback",
-                    provider=candidate.provider,
-                    model=candidate.model,
-                    error=type(exc).__name__,
-                )
-        if len(failures) == 1:
-            raise failures[0]
-        raise AllCandidatesFailedError(request.model, failures)
-
-    async def _attempt(
-        self,
-        candidate: Candidate,
-        routed: Any,
-        call: Callable[[Provider, Any], Awaitable[T]],
-        deadline: float,
-        tally: _Tally,
-    ) -> T:
-        """One attempt on one candidate, inside the deadline; failures are told to
-        ``on_error`` and always name the candidate."""
-        tally.attempts += 1
-        tally.on_candidate[candidate] = number = tally.on_candidate.get(candidate, 0) + 1
-        log.debug(
-            "llmkernel.request.sent",
-            provider=candidate.provider,
-            model=candidate.model,
-            attempt=number,
-        )
-        provider = self.provider(candidate.provider)
-        try:
-            limit = provider.call_timeout
-            if limit is not None and time.monotonic() + limit <= deadline + _TIMER_SLACK:
-                return await call(provider, routed)  # the provider's own timeout bounds it
-            return await _within(deadline, call(provider, routed), candidate)
-        except ProviderError as exc:
-            _fill(exc, candidate)
-            self._notify_error(routed, candidate, exc, number)
-            raise
-
-    async def _retry(
-        self, first: ProviderError, attempt: Callable[[], Awaitable[T]], deadline: float
-    ) -> T:
-        """Retry after a first failure, with stamina, bounded by ``[retry] attempts``
-        and the deadline. The first failure is replayed into stamina so it counts as
-        tried and schedules the first wait. Each wait is the error's Retry-After, else
-        exponential backoff with jitter; a wait that would overrun the deadline is
-        not taken: the error goes on to fallback instead."""
-        retry = self.config.retry
-        retries = 0
-
-        def wait_for(exc: Exception) -> bool | float:
-            nonlocal retries
-            decision = _retry_wait(exc, deadline)
-            if decision is False:
-                return False
-            retries += 1
-            wait = decision if decision is not True else _backoff(retry, retries)
-            return False if time.monotonic() + wait >= deadline else wait
-
-        pending: ProviderError | None = first
-        async for trial in _stamina().retry_context(
-            on=wait_for,
-            attempts=retry.attempts,
-            timeout=max(0.001, deadline - time.monotonic()),
-            wait_initial=retry.initial_wait,
-            wait_max=retry.max_wait,
-            wait_jitter=retry.jitter,
-        ):
-            with trial:
-                if pending is not None:
-                    replay, pending = pending, None
-                    raise replay
-                return await attempt()
-        raise AssertionError("unreachable: stamina re-raises the last failure")
-
-    def _notify_error(
-        self, request: Any, candidate: Candidate, error: Exception, attempt: int
-    ) -> None:
-        log.debug(
-            "llmkernel.attempt.failed",
-            provider=candidate.provider,
-            model=candidate.model,
-            attempt=attempt,
-            error=type(error).__name__,
-            retryable=getattr(error, "retryable", False),
-        )
-        call_each(
-            self.plugin_manager,
-            "on_error",
-            kernel=self,
-            request=request,
-            candidate=candidate,
-            error=error,
-            attempt=attempt,
-        )
-
-    # ------------------------------------------------------------------ streams
+    async def run_chat(self, request: ChatRequest, timeout: float | None = None) -> Response:
+        """The pipeline for a request already built (the gateway's way in)."""
+        if self._loop is not asyncio.get_running_loop():
+            self._bind_loop()
+        return await pipeline.run_chat(self, self.new_context("chat", request, timeout))
 
     def astream(
         self,
         model: str | None = None,
         messages: Iterable[Message | Mapping[str, Any]] | str = (),
+        *,
+        timeout: float | None = None,
         **kwargs: Any,
     ) -> AsyncChatStream:
         """Stream a chat: iterate the returned object with ``async for``; its
         ``response`` holds the final response once the stream ends."""
-        return AsyncChatStream(self, self.build_request(model, messages, **kwargs))
+        return AsyncChatStream(self, self.build_request(model, messages, **kwargs), timeout)
 
     def stream(
         self,
@@ -545,128 +582,117 @@ class Kernel:
         """Sync :meth:`astream`: iterate with ``for``."""
         return ChatStream(self, self.astream(model, messages, **kwargs))
 
-    async def run_stream(
-        self, request: ChatRequest, handle: AsyncChatStream
-    ) -> AsyncIterator[StreamEvent]:
-        """The pipeline for one streamed chat; yields the user's events."""
-        started = time.perf_counter()
-        if self.hook.on_request.get_hookimpls():
-            self.hook.on_request(kernel=self, request=request)
-        if self.cache is not None:
-            hit = await self.cache.lookup(request)
-            if hit is not None:
-                handle.response = attrs.evolve(
-                    hit, cached=True, attempts=0, latency=time.perf_counter() - started
-                )
-                handle.first_event_latency = handle.response.latency
-                for replayed in replay(handle.response):
-                    yield replayed
-                call_each(
-                    self.plugin_manager,
-                    "on_response",
-                    kernel=self,
-                    request=request,
-                    response=handle.response,
-                )
-                return
-
-        async def open_stream(
-            provider: Provider, routed: ChatRequest
-        ) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent]]:
-            """Open a stream and read up to its first event a user would see; events
-            the kernel keeps to itself (metadata, usage) are held with it. Until then
-            a failure may still retry or fall back."""
-            events = aiter(provider.stream(routed))
-            held: list[StreamEvent] = []
-            try:
-                async for event in events:
-                    held.append(event)
-                    if not isinstance(event, _KEPT):
-                        break
-            except BaseException:
-                await _aclose(events)
-                raise
-            return events, held
-
-        candidate, (events, held), tally = await self._run_candidates(request, open_stream)
-        builder = ResponseBuilder(provider=candidate.provider, model=candidate.model)
-        handle.first_event_latency = time.perf_counter() - started
-        try:
-            for event in held:
-                builder.add(event)
-                if not isinstance(event, _KEPT):
-                    yield event
-            async for event in events:
-                builder.add(event)
-                if not isinstance(event, _KEPT):
-                    yield event
-            response = builder.build()
-        except ProviderError as exc:
-            _fill(exc, candidate)
-            attempt = tally.on_candidate.get(candidate, 1)
-            self._notify_error(
-                attrs.evolve(request, model=candidate.model), candidate, exc, attempt
-            )
-            yield ErrorEvent(error=exc)
-            raise
-        finally:
-            await _aclose(events)
-        response = self._finish(request, candidate, response, tally.attempts, started)
-        handle.response = response
-        await self._store(request, response)
-        call_each(
-            self.plugin_manager, "on_response", kernel=self, request=request, response=response
+    def build_embedding_request(
+        self,
+        model: str | None = None,
+        input: str | Iterable[str] | None = (),
+        *,
+        dimensions: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> EmbeddingRequest:
+        """Check and build an :class:`EmbeddingRequest`, naming any bad field."""
+        if model is None or model == "":
+            raise convert.invalid("model", "an embedding model is required (provider/model)")
+        if not isinstance(model, str):
+            raise convert.invalid("model", f'must be a "provider/model" string, not {model!r}')
+        if input is None or not isinstance(input, str | Iterable):
+            raise convert.invalid("input", f"must be a text or a list of texts, not {input!r}")
+        inputs = (input,) if isinstance(input, str) else tuple(input)
+        if not inputs:
+            raise convert.invalid("input", "at least one text to embed is needed")
+        for index, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise convert.invalid(f"input[{index}]", f"must be a string, not {text!r}")
+        if dimensions is not None and (
+            isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
+        ):
+            raise convert.invalid("dimensions", f"must be a positive integer, not {dimensions!r}")
+        return EmbeddingRequest(
+            model=model,
+            inputs=inputs,
+            dimensions=dimensions,
+            options={**convert.options(options), **extra},
+            metadata=convert.metadata(metadata),
         )
-        yield UsageEvent(usage=response.usage, cost=response.cost)
-        yield FinishEvent(finish_reason=response.finish_reason)
-
-    # ------------------------------------------------------------------ embeddings
 
     async def aembed(
         self,
         model: str | None = None,
-        input: str | Iterable[str] = (),
+        input: str | Iterable[str] | None = (),
         *,
-        dimensions: int | None = None,
-        metadata: Mapping[str, str] | None = None,
-        **options: Any,
+        timeout: float | None = None,
+        **kwargs: Any,
     ) -> EmbeddingResponse:
         """Embed one text or many; one vector per input, in order."""
-        inputs = (input,) if isinstance(input, str) else tuple(input)
-        if not inputs:
-            raise convert.invalid("input", "at least one text to embed is needed")
-        if not model:
-            raise convert.invalid("model", "an embedding model is required (provider/model)")
-        request = EmbeddingRequest(
-            model=model,
-            inputs=inputs,
-            dimensions=dimensions,
-            options=options,
-            metadata=dict(metadata) if metadata else {},
-        )
-        started = time.perf_counter()
-
-        async def call(provider: Provider, routed: EmbeddingRequest) -> EmbeddingResponse:
-            return await provider.embed(routed)
-
-        candidate, response, tally = await self._run_candidates(request, call)
-        return attrs.evolve(
-            response,
-            provider=candidate.provider,
-            model=response.model or candidate.model,
-            cost=self.cost(candidate, response.usage),
-            latency=time.perf_counter() - started,
-            attempts=tally.attempts,
-        )
+        request = self.build_embedding_request(model, input, **kwargs)
+        if self._loop is not asyncio.get_running_loop():
+            self._bind_loop()
+        return await pipeline.run_embed(self, self.new_context("embed", request, timeout))
 
     def embed(
         self,
         model: str | None = None,
-        input: str | Iterable[str] = (),
+        input: str | Iterable[str] | None = (),
         **kwargs: Any,
     ) -> EmbeddingResponse:
         """Sync :meth:`aembed`."""
         return self._portal.call(self.aembed(model, input, **kwargs))
+
+    def abatch(
+        self, requests: Iterable[Any], *, concurrency: int = 8, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Run many requests concurrently, yielding results as they complete (the
+        ``llmkernel-batch`` package; see docs/batch.md)."""
+        try:
+            from llmkernel_batch.runner import abatch
+        except ImportError:
+            raise LLMKernelError(
+                "Kernel.abatch needs llmkernel-batch: pip install llmkernel-batch"
+            ) from None
+        result: AsyncIterator[Any] = abatch(self, requests, concurrency=concurrency, **kwargs)
+        return result
+
+    # ------------------------------------------------------------------ models and stats
+
+    async def alist_models(self, provider: str | None = None) -> list[ModelInfo]:
+        """The models ``provider`` (or every configured provider) serves, asked of
+        each over the network; a provider that fails is logged and skipped when
+        listing all, raised when asked by name."""
+        if provider is not None:
+            return list(await self.provider(provider).list_models())
+        found: list[ModelInfo] = []
+        for name, instance in self.providers().items():
+            try:
+                found.extend(await instance.list_models())
+            except LLMKernelError as exc:
+                log.warning("llmkernel.list_models.failed", provider=name, error=str(exc))
+        return found
+
+    def list_models(self, provider: str | None = None) -> list[ModelInfo]:
+        """Sync :meth:`alist_models`."""
+        return self._portal.call(self.alist_models(provider))
+
+    def stats(self) -> dict[str, Any]:
+        """Every ``collect_stats`` answer merged, dict into dict: per deployment under
+        ``"deployments"`` (``"provider/model"``), plugins' own sections beside."""
+        merged: dict[str, Any] = {"deployments": {}}
+        for impl in reversed(self.hook.collect_stats.get_hookimpls()):
+            args = {"kernel": self}
+            try:
+                part = impl.function(*[args[a] for a in impl.argnames])
+            except Exception as exc:
+                log.warning(
+                    "llmkernel.plugin.hook_failed",
+                    plugin=impl.plugin_name,
+                    hook="collect_stats",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            if isinstance(part, Mapping):
+                _merge(merged, part)
+        return merged
 
     # ------------------------------------------------------------------ tokens and money
 
@@ -679,20 +705,35 @@ class Kernel:
         """Input tokens of a request for ``model``'s first candidate; ``exact`` says
         whether it is a real tokenizer's count or an estimate."""
         request = self.build_request(model, messages, **kwargs)
-        candidate = self.resolve(request.model)[0]
-        routed = attrs.evolve(request, model=candidate.model)
-        result: TokenCount = self.hook.count_tokens(
+        return self.count_request_tokens(request, self.candidates_for(request.model)[0])
+
+    def count_request_tokens(
+        self, request: ChatRequest | EmbeddingRequest, candidate: Candidate
+    ) -> TokenCount:
+        """``count_tokens`` hooks for ``request`` routed to ``candidate``."""
+        from llmkernel.types import replace
+
+        routed = replace(request, model=candidate.model)
+        result, plugin = first_result(
+            self.plugin_manager,
+            "count_tokens",
             kernel=self,
             request=routed,
             provider_type=candidate.provider_type,
             model=candidate.model,
         )
+        if not isinstance(result, TokenCount):
+            raise PluginError(
+                f"plugin {plugin!r} returned {type(result).__name__} from count_tokens; it "
+                "must return a llmkernel.types.TokenCount"
+            )
         return result
 
-    def price(self, candidate: Candidate) -> ModelPrice | None:
+    def price(self, candidate: Candidate) -> Any:
         """The price of a candidate's model: config ``[prices]`` by instance name, then
         by provider type, then ``price_model`` plugins. ``None`` when unpriced; a
-        failing plugin is logged and leaves the model unpriced."""
+        failing plugin is logged and leaves the model unpriced. A price is a
+        :class:`~llmkernel.types.ModelPrice` or any object with ``cost(usage)``."""
         key = (candidate.provider, candidate.provider_type, candidate.model)
         if key in self._prices:
             return self._prices[key]
@@ -728,32 +769,42 @@ class Kernel:
         **kwargs: Any,
     ) -> Decimal | None:
         """The cost of sending ``messages`` to ``model``'s first candidate and getting
-        ``output_tokens`` back (default: ``max_tokens``, else none). ``None`` when
-        the model is unpriced."""
-        tokens = self.count_tokens(model, messages, **kwargs).tokens
-        candidate = self.resolve(model or self.default_model)[0]
-        out = output_tokens if output_tokens is not None else kwargs.get("max_tokens") or 0
-        return self.cost(candidate, Usage(input_tokens=tokens, output_tokens=out))
+        ``output_tokens`` back (default: the worst case, ``max_tokens`` or the
+        model's maximum output). ``None`` when the model is unpriced."""
+        request = self.build_request(model, messages, **kwargs)
+        candidate = self.candidates_for(request.model)[0]
+        ctx = self.new_context("chat", request)
+        if output_tokens is None:
+            return ctx.worst_case_cost(candidate)
+        usage = Usage(input_tokens=ctx.input_tokens(candidate), output_tokens=output_tokens)
+        return self.cost(candidate, usage)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
-        """Close every provider's HTTP client (a provider opens a new one if used again)."""
-        for provider in list(self._providers.values()):
+        """Close every provider's HTTP client (a provider opens a new one if used
+        again), then the plugins' objects (``aclose()`` of the cache, gates and
+        strategy) and closers (:meth:`add_closer`), each failure logged."""
+        owned: list[tuple[str, Any]] = [(p.name, p.aclose) for p in self._providers.values()]
+        for thing in (self.cache, *self.gates, self.strategy):
+            close = getattr(thing, "aclose", None)
+            if callable(close):
+                owned.append((type(thing).__name__, close))
+        owned.extend((getattr(c, "__qualname__", "closer"), c) for c in reversed(self._closers))
+        for name, close in owned:
             try:
-                await provider.aclose()
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
             except Exception as exc:
                 log.warning(
-                    "llmkernel.provider.close_failed",
-                    provider=provider.name,
-                    error=f"{type(exc).__name__}: {exc}",
+                    "llmkernel.close_failed", what=name, error=f"{type(exc).__name__}: {exc}"
                 )
 
     def close(self) -> None:
         """Sync :meth:`aclose`; also stops the sync event loop thread."""
         if self._portal.started:
-            self._portal.call(self.aclose())
-            self._portal.stop()
+            self._portal.stop(final=self.aclose)
             return
         if not self._providers:
             return
@@ -786,16 +837,21 @@ class Kernel:
 class AsyncChatStream:
     """An async iterator of stream events; ``response`` is set when it ends."""
 
-    def __init__(self, kernel: Kernel, request: ChatRequest) -> None:
+    def __init__(self, kernel: Kernel, request: ChatRequest, timeout: float | None = None) -> None:
         self.request = request
         self.response: Response | None = None
         self.first_event_latency: float | None = None
-        self._events = kernel.run_stream(request, self)
+        self.context = kernel.new_context("stream", request, timeout)
+        self._kernel = kernel
+        self._events = pipeline.run_stream(kernel, self.context, self)
 
     def __aiter__(self) -> AsyncChatStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        kernel = self._kernel
+        if kernel._loop is not asyncio.get_running_loop():
+            kernel._bind_loop()
         return await anext(self._events)
 
     async def aclose(self) -> None:
@@ -859,135 +915,15 @@ class ChatStream:
         return self.response
 
 
-# ---------------------------------------------------------------------- helpers
-
-# A provider whose own timeout ends a call within this many seconds of the deadline
-# needs no second timer from the kernel.
-_TIMER_SLACK = 1.0
-
-# Events the kernel folds into the response and emits itself at the end.
-_KEPT = (UsageEvent, FinishEvent, MetadataEvent)
-
-
-@attrs.define
-class _Tally:
-    """Attempts made for one call, in all and per candidate."""
-
-    attempts: int = 0
-    on_candidate: dict[Candidate, int] = attrs.field(factory=dict)
+def _merge(into: dict[str, Any], part: Mapping[str, Any]) -> None:
+    for key, value in part.items():
+        mine = into.get(key)
+        if isinstance(mine, dict) and isinstance(value, Mapping):
+            _merge(mine, value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
-def replay(response: Response) -> Iterator[StreamEvent]:
-    """A stored response as stream events: how cached answers stream. Thinking and
-    signatures are replayed too, so a rebuilt answer can be sent back."""
-    thinking = (p for p in response.message.content if isinstance(p, ReasoningPart))
-    for index, part in enumerate(thinking):
-        yield ReasoningDelta(
-            text=part.text, signature=part.signature, redacted=part.redacted, index=index
-        )
-    if response.text:
-        yield TextDelta(text=response.text)
-    for index, call in enumerate(response.tool_calls):
-        yield ToolCallDelta(
-            index=index,
-            id=call.id,
-            name=call.name,
-            arguments=call.arguments_json,
-            signature=call.signature,
-        )
-    yield UsageEvent(usage=response.usage, cost=response.cost)
-    yield FinishEvent(finish_reason=response.finish_reason)
-
-
-def _retry_wait(exc: Exception, deadline: float) -> bool | float:
-    """Whether to retry ``exc``: ``False``, ``True`` (back off), or the wait its
-    ``Retry-After`` asks for. Never past the deadline."""
-    if not isinstance(exc, ProviderError) or not exc.retryable:
-        return False
-    now = time.monotonic()
-    if now >= deadline:
-        return False
-    if exc.retry_after is None:
-        return True
-    return False if now + exc.retry_after >= deadline else exc.retry_after
-
-
-def _backoff(retry: RetryConfig, number: int) -> float:
-    """Exponential backoff for retry ``number`` (from 1), capped, with jitter."""
-    base = min(retry.max_wait, retry.initial_wait * 2.0 ** (number - 1))
-    return base + random.uniform(0, retry.jitter)
-
-
-def _log_retry(details: Any) -> None:
-    error = details.caused_by
-    log.info(
-        "llmkernel.retry.scheduled",
-        attempt=details.retry_num,
-        wait=round(details.wait_for, 3),
-        error=type(error).__name__,
-        provider=getattr(error, "provider", None),
-        model=getattr(error, "model", None),
-    )
-
-
-_stamina_module: Any = None
-
-
-def _stamina() -> Any:
-    """stamina, imported on the first call rather than at startup, with its retry
-    logging made quiet (see :func:`_quiet_stamina`)."""
-    global _stamina_module
-    if _stamina_module is None:
-        import stamina
-
-        _quiet_stamina()
-        _stamina_module = stamina
-    return _stamina_module
-
-
-def _quiet_stamina() -> None:
-    """Keep retries quiet unless the application asked for logs.
-
-    stamina's default retry hook logs through structlog, which prints to stdout
-    while the application has not configured structlog. When the application has
-    set no hooks of its own, use stamina's defaults minus that one, plus
-    ``llmkernel.retry.scheduled`` through the kernel's logger (structlog once
-    configured, else the quiet standard ``llmkernel`` logger).
-    """
-    from stamina import instrumentation
-    from stamina._config import CONFIG
-
-    if getattr(CONFIG, "_on_retry", False) is not None:
-        return  # the application chose its hooks (or stamina changed its internals)
-    from stamina.instrumentation._hooks import get_default_hooks
-
-    hooks = [h for h in get_default_hooks() if h is not instrumentation.StructlogOnRetryHook]
-    instrumentation.set_on_retry_hooks([*hooks, _log_retry])
-
-
-async def _within(deadline: float, awaitable: Awaitable[T], candidate: Candidate) -> T:
-    try:
-        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-            return await awaitable
-    except TimeoutError:
-        raise ProviderTimeoutError(
-            "the call's total deadline ([retry] timeout) ran out",
-            provider=candidate.provider,
-            model=candidate.model,
-        ) from None
-
-
-def _fill(exc: ProviderError, candidate: Candidate) -> None:
-    """Errors always name the provider instance and model they came from."""
-    exc.provider = exc.provider or candidate.provider
-    exc.model = exc.model or candidate.model
-
-
-async def _aclose(events: AsyncIterator[Any]) -> None:
-    close = getattr(events, "aclose", None)
-    if close is not None:
-        with contextlib.suppress(Exception):  # closing must not hide the real error
-            await close()
-
+replay = pipeline.replay
 
 __all__ = ["AsyncChatStream", "ChatStream", "Kernel"]

@@ -9,6 +9,7 @@ the error, and skipped: the rest keep working.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ import pluggy
 
 from llmkernel import hookspecs
 from llmkernel._logging import log
-from llmkernel.config import PluginsConfig
+from llmkernel.config import Config, PluginsConfig
 
 ENTRY_POINT_GROUP = "llmkernel.plugins"
 BUILTIN = "llmkernel"
@@ -55,14 +56,26 @@ def load_plugins(
     extra: Iterable[object] = (),
     entry_points: bool = True,
 ) -> list[PluginStatus]:
-    """Register the built-in plugin, ``extra`` plugin objects, then entry points."""
+    """Register the built-in plugin, ``extra`` plugin objects, then entry points.
+
+    Every plugin is registered first, then each is checked (so a plugin may
+    implement a hook another plugin adds with ``llmkernel_hookspecs``): one that
+    implements unknown hooks, an ``async def`` hook or a wrapper is unregistered
+    and reported as failed, naming the hook."""
     from llmkernel import builtin
 
     pm.register(builtin, name=BUILTIN)
     statuses: list[PluginStatus] = []
+    registered: list[tuple[int, object]] = []
+
+    def register(plugin: object, name: str, dist: str | None, version: str | None) -> None:
+        status = _register(pm, plugin, name, settings, dist, version)
+        if status.status == "loaded":
+            registered.append((len(statuses), plugin))
+        statuses.append(status)
+
     for plugin in extra:
-        name = _name_of(plugin)
-        statuses.append(_register(pm, plugin, name, settings, None, None))
+        register(plugin, _name_of(plugin), None, None)
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
@@ -83,8 +96,51 @@ def load_plugins(
             except Exception as exc:  # a broken plugin must not break the rest
                 statuses.append(_failed(ep.name, exc, dist_name, version, "import"))
                 continue
-            statuses.append(_register(pm, plugin, ep.name, settings, dist_name, version))
+            register(plugin, ep.name, dist_name, version)
+    for index, plugin in registered:
+        status = statuses[index]
+        try:
+            _check_hooks(pm, plugin, status.name)
+        except Exception as exc:
+            pm.unregister(plugin)
+            statuses[index] = _failed(
+                status.name, exc, status.distribution, status.version, "check"
+            )
+        else:
+            statuses[index] = attrs.evolve(status, hooks=hooks_of(pm, plugin))
     return statuses
+
+
+def known_names(statuses: Iterable[PluginStatus]) -> list[str]:
+    """Every plugin name seen while loading, whatever became of it."""
+    return sorted({BUILTIN, *(s.name for s in statuses)})
+
+
+def unavailable_reason(name: str, statuses: Iterable[PluginStatus], config: Config) -> str | None:
+    """Why the plugin ``name`` serves nothing: disabled (and by what) or failed."""
+    import os
+
+    from llmkernel.config import DISABLE_ENV, LOAD_ENV
+
+    status = next((p for p in statuses if p.name == name), None)
+    if status is None or status.status == "loaded":
+        return None
+    if status.status == "failed":
+        error = status.error or "unknown error"
+        verb = "load" if error.startswith("PluginValidationError") else "import"
+        return f"plugin {name!r} failed to {verb}: {error}"
+    env_disabled = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")]
+    if name in env_disabled:
+        why = f"disabled by {DISABLE_ENV}"
+    elif name in config.plugins.disabled:
+        why = f"disabled in [plugins] disabled of {config.source}"
+    elif os.environ.get(LOAD_ENV):
+        why = f"not in {LOAD_ENV}"
+    elif config.plugins.enabled:
+        why = f"not in [plugins] enabled of {config.source}"
+    else:
+        why = "disabled"
+    return f"plugin {name!r} is {why}"
 
 
 def _name_of(plugin: object) -> str:
@@ -111,28 +167,41 @@ def _register(
     if not _wanted(name, settings):
         return PluginStatus(name=name, status="disabled", distribution=dist, version=version)
     try:
+        specs = getattr(plugin, "llmkernel_hookspecs", None)
+        if specs is not None:
+            pm.add_hookspecs(specs)
         pm.register(plugin, name=name)
-        _check_hooks(pm, plugin, name)
     except Exception as exc:
         if pm.is_registered(plugin):
             pm.unregister(plugin)
         return _failed(name, exc, dist, version, "register")
-    return PluginStatus(
-        name=name, status="loaded", distribution=dist, version=version, hooks=hooks_of(pm, plugin)
-    )
+    return PluginStatus(name=name, status="loaded", distribution=dist, version=version)
 
 
 def _check_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
-    unknown = [
-        caller.name
-        for caller in (pm.get_hookcallers(plugin) or [])
-        if not caller.has_spec()
-        and any(not impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
-    ]
-    if unknown:
-        raise pluggy.PluginValidationError(
-            plugin, f"implements unknown hooks: {', '.join(sorted(unknown))}"
-        )
+    problems: list[str] = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if not caller.has_spec():
+                if not impl.optionalhook:
+                    problems.append(f"implements unknown hook {caller.name}")
+                continue
+            if inspect.iscoroutinefunction(impl.function) or inspect.isasyncgenfunction(
+                impl.function
+            ):
+                problems.append(
+                    f"{caller.name} is an async def: hooks are sync and cheap, return an "
+                    "object whose methods are async instead"
+                )
+            if impl.hookwrapper or impl.wrapper:
+                problems.append(
+                    f"{caller.name} is a wrapper: the kernel calls each implementation "
+                    "itself, so wrappers would never run"
+                )
+    if problems:
+        raise pluggy.PluginValidationError(plugin, "; ".join(problems))
 
 
 def _failed(

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 
 
 @attrs.frozen(kw_only=True)
 class Candidate:
     """One place a request can go: the provider instance ``provider`` (its name in
-    config), its ``provider_type``, and the provider's ``model`` id."""
+    config), its ``provider_type``, and the provider's ``model`` id. ``tags`` are
+    the extra keys of a ``[models]`` table target (``weight``, ``tier``...); they do
+    not take part in equality or hashing."""
 
     provider: str
     model: str
     provider_type: str = ""
+    tags: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
 
     @property
     def qualified(self) -> str:
         return f"{self.provider}/{self.model}"
+
+
+__all__ = ["Candidate"]

@@ -38,7 +38,7 @@ def replace(instance: _T, **changes: Any) -> _T:
     return new
 
 
-Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+Role: TypeAlias = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"]
 ReasoningEffort: TypeAlias = Literal["minimal", "low", "medium", "high"]
 
@@ -48,9 +48,12 @@ ReasoningEffort: TypeAlias = Literal["minimal", "low", "medium", "high"]
 
 @attrs.frozen(kw_only=True)
 class TextPart:
-    """A run of text in a message."""
+    """A run of text in a message. ``cache_control`` marks a prompt-cache breakpoint
+    for providers that take one (Anthropic: ``{"type": "ephemeral", "ttl": "1h"}``);
+    others ignore it."""
 
     text: str
+    cache_control: Mapping[str, Any] | None = None
     type: Literal["text"] = "text"
 
 
@@ -62,6 +65,7 @@ class ImagePart:
     data: str | None = None
     media_type: str | None = None
     detail: Literal["auto", "low", "high"] | None = None
+    cache_control: Mapping[str, Any] | None = None
     type: Literal["image"] = "image"
 
     def __attrs_post_init__(self) -> None:
@@ -94,7 +98,8 @@ Part: TypeAlias = TextPart | ImagePart | ReasoningPart
 
 @attrs.frozen(kw_only=True)
 class Tool:
-    """A function the model may call; ``parameters`` is a JSON schema object."""
+    """A function the model may call; ``parameters`` is a JSON schema object.
+    ``cache_control`` marks a prompt-cache breakpoint (Anthropic) after this tool."""
 
     name: str
     description: str = ""
@@ -102,6 +107,7 @@ class Tool:
         factory=lambda: {"type": "object", "properties": {}}
     )
     strict: bool | None = None
+    cache_control: Mapping[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -135,7 +141,8 @@ class ToolCall:
 
 @attrs.frozen(kw_only=True)
 class Message:
-    """One chat message.
+    """One chat message. ``developer`` is OpenAI's name for system instructions;
+    providers without it treat it as ``system``.
 
     A tool result is ``Message(role="tool", tool_call_id=..., content=...)``. An
     assistant message carries its ``tool_calls`` and any ``ReasoningPart`` the

@@ -24,11 +24,16 @@ WEATHER = {
 
 
 def kernel_with(**options: Any) -> Kernel:
+    import llmkernel_mock.plugin
+
+    # the mock alone: no breaker or other installed plugin shaping the failures
     return Kernel.from_config(
         {
             "providers": {"sim": {"type": "mock", **options}},
             "retry": {"attempts": 1},
-        }
+        },
+        plugins=[llmkernel_mock.plugin],
+        entry_points=False,
     )
 
 

@@ -178,7 +178,7 @@ class MockProvider(Provider):
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
-            tools=True,
+            tools=self.settings.tool_calls,  # tool_calls = false: a model without tools
             images=True,
             json_schema=True,
             reasoning=True,

@@ -1,0 +1,779 @@
+"""The gateway as a plain ASGI application: a handful of routes need no framework.
+
+``Gateway(config)`` is the app. Its lifespan builds one
+:class:`~llmkernel.Kernel` per worker process, on the serving event loop, and
+closes it on shutdown (providers' clients, then the kernel's closers, which flush a
+ledger). Requests:
+
+- ``POST /v1/chat/completions`` (``stream: true`` answers SSE chunks),
+- ``POST /v1/embeddings``, ``GET /v1/models``,
+- ``GET /health`` (liveness, and breaker states when a routing plugin reports them),
+- ``GET /metrics`` (Prometheus), ``GET /`` and ``GET /status.json`` (the status page).
+
+A stream's first event is awaited before the response starts, so a failure before
+it gets its proper status; after it, a failure ends the stream with an error chunk
+(never a silent truncation). A client that disconnects mid-stream cancels the
+request: the kernel's stream is closed, which closes the upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from llmkernel import log
+from llmkernel.config import Config
+from llmkernel_gateway import failures, wire
+from llmkernel_gateway.failures import Failure
+from llmkernel_gateway.handoff import KeyLimiter
+from llmkernel_gateway.keys import KeyRing
+from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
+from llmkernel_gateway.stats import Stats
+
+if TYPE_CHECKING:
+    from llmkernel.kernel import Kernel
+    from llmkernel_gateway.metrics import Metrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CONFIG_ENV = "LLMKERNEL_GATEWAY_CONFIG"
+COOKIE = "llmkernel_gateway_key"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_JSON = (b"content-type", b"application/json")
+# The kernel's own deadline (the call's ``timeout``) ends a slow call with a
+# TimeoutError naming the provider; the gateway's guard fires only if it did not.
+_SLACK = 1.0
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+class Gateway:
+    """The ASGI app. ``plugins`` are extra plugin objects for the kernel (tests)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugins: Iterable[object] = (),
+        settings: GatewaySettings | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings or load_settings(config)
+        self.keys = KeyRing(self.settings.key_list())
+        self.limiter = KeyLimiter(self.settings.key_list())
+        self._admins = any(k.admin for k in self.settings.key_list())
+        self._plugins = list(plugins)
+        self.kernel: Kernel | None = None
+        self.metrics: Metrics | None = None
+        self.stats = Stats()
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count(1)
+        self._routes: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/chat/completions"): self._chat,
+            ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/embeddings"): self._embeddings,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/models"): self._models,
+            ("GET", "/health"): self._health,
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/"): self._status_page,
+            ("GET", "/status.json"): self._status_json,
+            ("POST", "/login"): self._login,
+        }
+        self._paths = {path for _, path in self._routes}
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Build the kernel on the serving loop, and the metrics."""
+        from llmkernel.kernel import Kernel
+        from llmkernel_gateway.handoff import require_budgets_plugin, with_key_budgets
+        from llmkernel_gateway.metrics import Metrics
+        from llmkernel_gateway.transport import TransportPlugin
+
+        plugins = list(self._plugins)
+        if self.settings.transport == "aiohttp":
+            plugins.append(TransportPlugin())
+        keys = self.settings.key_list()
+        self.kernel = Kernel(with_key_budgets(self.config, keys), plugins=plugins)
+        try:
+            require_budgets_plugin(
+                keys, [p.name for p in self.kernel.plugins if p.status == "loaded"]
+            )
+        except Exception:
+            await self.kernel.aclose()
+            raise
+        self.metrics = Metrics()
+        self.stats.started = time.time()
+
+    async def shutdown(self) -> None:
+        """Close the kernel (its providers and closers: a ledger flushes here)."""
+        if self.kernel is not None:
+            await self.kernel.aclose()
+        if self.metrics is not None:
+            self.metrics.close()
+        log.info("gateway.stopped", pid=os.getpid())
+
+    # ------------------------------------------------------------------ requests
+
+    def _request_id(self, scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text: str = value.decode("latin-1")
+                if _REQUEST_ID.match(text):
+                    return text
+        return f"{self._prefix}{next(self._counter):x}"
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        rid = self._request_id(scope)
+        handler = self._routes.get((scope["method"], scope["path"]))
+        try:
+            if handler is None:
+                if scope["path"] in self._paths:
+                    failure = Failure(
+                        status=405,
+                        message=f"method {scope['method']} is not allowed on {scope['path']}",
+                        type="invalid_request_error",
+                        kind="method",
+                    )
+                else:
+                    failure = failures.not_found(
+                        f"no route {scope['method']} {scope['path']}", code="not_found", param=None
+                    )
+                await self._fail(send, failure, rid)
+                return
+            gauge = self.metrics.in_flight if self.metrics is not None else None
+            if gauge is not None:
+                gauge.inc()
+            try:
+                await handler(scope, receive, send, rid, started)
+            finally:
+                if gauge is not None:
+                    gauge.dec()
+        except ClientGone:
+            return
+
+    async def _fail(self, send: Send, failure: Failure, rid: str) -> None:
+        headers = [_JSON, (b"x-request-id", rid.encode()), *failure.headers()]
+        await _respond(send, failure.status, wire.dumps(failure.body()), headers)
+
+    def _authenticate(self, scope: Scope, *, cookie: bool = False) -> Key | Failure | None:
+        """The caller's key; ``None`` when no keys are configured (loopback only)."""
+        if not self.keys:
+            return None
+        presented = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    presented = token.strip()
+            elif name == b"x-api-key" and presented is None:
+                presented = value.decode("latin-1").strip()
+            elif cookie and name == b"cookie" and presented is None:
+                presented = _cookie(value.decode("latin-1"), COOKIE)
+        if not presented:
+            return failures.unauthorized("no API key: send it as 'Authorization: Bearer <key>'")
+        key = self.keys.lookup(presented)
+        if key is None:
+            return failures.unauthorized("the API key is not valid")
+        return key
+
+    def _admin(self, scope: Scope) -> Key | Failure | None:
+        """Status and metrics: any key, or only admin keys when some key is admin."""
+        key = self._authenticate(scope, cookie=True)
+        if isinstance(key, Key) and self._admins and not key.admin:
+            return failures.Failure(
+                status=403,
+                message=f"key {key.name!r} is not an admin key",
+                type="permission_error",
+                code="admin_only",
+                kind="permission",
+            )
+        return key
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Failure:
+        limit = self.settings.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return failures.bad_request("the Content-Length header is not a number")
+                if declared > limit:
+                    return _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            body = message.get("body", b"")
+            if body:
+                size += len(body)
+                if size > limit:
+                    return _too_large(limit)
+                chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _begin(
+        self, scope: Scope, receive: Receive, send: Send, rid: str
+    ) -> tuple[Key | None, dict[str, Any]] | None:
+        """Authenticate and read the JSON body; answer the failure and return None."""
+        key = self._authenticate(scope)
+        if isinstance(key, Failure):
+            await self._fail(send, key, rid)
+            return None
+        if key is not None:
+            wait = self.limiter.take(key.name)
+            if wait is not None:
+                failure = Failure(
+                    status=429,
+                    message=f"key {key.name!r} is over its rate limit "
+                    f"({key.rate_limit['requests_per_minute']} requests per minute)",
+                    type="rate_limit_error",
+                    code="rate_limit_exceeded",
+                    retry_after=wait,
+                    kind="key_rate_limit",
+                )
+                await self._fail(send, failure, rid)
+                return None
+        body = await self._read_body(scope, receive)
+        if isinstance(body, Failure):
+            await self._fail(send, body, rid)
+            return None
+        try:
+            return key, wire.parse_json(body)
+        except wire.BadRequest as exc:
+            await self._fail(send, failures.bad_request(exc.message, exc.param), rid)
+            return None
+
+    # ------------------------------------------------------------------ chat
+
+    async def _chat(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        begun = await self._begin(scope, receive, send, rid)
+        if begun is None:
+            return
+        key, data = begun
+        route = "stream" if data.get("stream") is True else "chat"
+        try:
+            call = wire.chat_call(data)
+        except wire.BadRequest as exc:
+            failure = failures.bad_request(exc.message, exc.param)
+            self._done(rid, route, key, started, failure=failure, model=_str(data.get("model")))
+            await self._fail(send, failure, rid)
+            return
+        if key is not None and not key.allows(call.model):
+            failure = failures.forbidden(f"key {key.name!r} may not use model {call.model!r}")
+            self._done(rid, route, key, started, failure=failure, model=call.model)
+            await self._fail(send, failure, rid)
+            return
+        metadata = key.request_metadata() if key is not None else {}
+        if call.stream:
+            await self._stream(receive, send, rid, started, key, call, metadata)
+            return
+        kernel = self.kernel
+        assert kernel is not None, "the gateway's lifespan did not run"
+        try:
+            async with asyncio.timeout(self.settings.request_timeout + _SLACK):
+                response = await kernel.achat(
+                    call.model,
+                    call.messages,
+                    metadata=metadata,
+                    timeout=self.settings.request_timeout,
+                    **call.kwargs,
+                )
+        except Exception as exc:
+            failure = self._failure(exc, rid, call.model)
+            self._done(rid, route, key, started, failure=failure, model=call.model)
+            await self._fail(send, failure, rid)
+            return
+        served = f"{response.provider}/{response.model}"
+        body = wire.completion_json(
+            response, id=f"chatcmpl-{rid}", created=int(time.time()), model=served
+        )
+        headers = [_JSON, *_extension_headers(rid, response)]
+        await _respond(send, 200, wire.dumps(body), headers)
+        self._done(rid, route, key, started, model=call.model, response=response)
+
+    def _failure(self, exc: BaseException, rid: str, model: str) -> Failure:
+        if isinstance(exc, TimeoutError):
+            return failures.timeout(self.settings.request_timeout)
+        failure = failures.from_exception(exc)
+        if failure is None:
+            log.error(
+                "gateway.internal_error",
+                request_id=rid,
+                model=model,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return failures.internal(rid)
+        return failure
+
+    async def _stream(
+        self,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        started: float,
+        key: Key | None,
+        call: wire.ChatCall,
+        metadata: Mapping[str, str],
+    ) -> None:
+        kernel = self.kernel
+        assert kernel is not None, "the gateway's lifespan did not run"
+        route = "stream"
+        timeout = self.settings.request_timeout
+        deadline = asyncio.get_running_loop().time() + timeout + _SLACK
+        try:
+            stream = kernel.astream(
+                call.model, call.messages, metadata=metadata, timeout=timeout, **call.kwargs
+            )
+        except Exception as exc:
+            failure = self._failure(exc, rid, call.model)
+            self._done(rid, route, key, started, failure=failure, model=call.model)
+            await self._fail(send, failure, rid)
+            return
+        # The first event decides the status: until then a failure is a plain error.
+        try:
+            async with asyncio.timeout_at(deadline):
+                first = await anext(stream)
+        except BaseException as exc:
+            await _close(stream)
+            if not isinstance(exc, Exception):
+                raise
+            failure = self._failure(exc, rid, call.model)
+            self._done(rid, route, key, started, failure=failure, model=call.model)
+            await self._fail(send, failure, rid)
+            return
+        ttft = time.perf_counter() - started
+        chunker = wire.Chunker(
+            id=f"chatcmpl-{rid}",
+            created=int(time.time()),
+            model=call.model,
+            include_usage=call.include_usage,
+        )
+        pump = asyncio.ensure_future(self._pump(send, stream, first, chunker, rid, deadline))
+        watch = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server gave up on us (shutdown timeout)
+            pump.cancel()
+            watch.cancel()
+            await _close(stream)
+            raise
+        if not pump.done():  # the client went away: stop the upstream request
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+            await _close(stream)
+            failure = Failure(
+                status=499, message="client disconnected", type="cancelled", kind="cancelled"
+            )
+            self._done(rid, route, key, started, failure=failure, model=call.model)
+            return
+        watch.cancel()
+        error = pump.result()
+        response = stream.response
+        if error is not None or response is None:
+            failure = error or failures.internal(rid)
+            self._done(rid, route, key, started, failure=failure, model=call.model, status=200)
+            return
+        self._done(rid, route, key, started, model=call.model, response=response, ttft=ttft)
+
+    async def _pump(
+        self,
+        send: Send,
+        stream: Any,
+        first: Any,
+        chunker: wire.Chunker,
+        rid: str,
+        deadline: float,
+    ) -> Failure | None:
+        """Send the stream; return the failure that cut it, if any."""
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (b"x-request-id", rid.encode()),
+        ]
+        context = getattr(stream, "context", None)
+        attempts = getattr(context, "attempts", None)
+        if attempts:  # the candidate streaming now (cost and usage come in the last chunk)
+            candidate = attempts[-1].candidate
+            headers += [
+                (b"x-llmkernel-provider", candidate.provider.encode()),
+                (b"x-llmkernel-model", candidate.model.encode()),
+                (b"x-llmkernel-attempts", str(len(attempts)).encode()),
+            ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        body = chunker.start() + chunker.event(first)
+        failure: Failure | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
+                async for event in stream:
+                    if event.type == "error":
+                        continue  # the kernel raises it next
+                    text = chunker.event(event)
+                    if text:
+                        await send(
+                            {"type": "http.response.body", "body": text.encode(), "more_body": True}
+                        )
+            tail = chunker.done()
+        except Exception as exc:
+            failure = self._failure(exc, rid, stream.request.model)
+            tail = chunker.error(failure.body())
+        finally:
+            await _close(stream)
+        await send({"type": "http.response.body", "body": tail.encode(), "more_body": False})
+        return failure
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def _embeddings(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        begun = await self._begin(scope, receive, send, rid)
+        if begun is None:
+            return
+        key, data = begun
+        route = "embeddings"
+        try:
+            call = wire.embed_call(data)
+        except wire.BadRequest as exc:
+            failure = failures.bad_request(exc.message, exc.param)
+            self._done(rid, route, key, started, failure=failure, model=_str(data.get("model")))
+            await self._fail(send, failure, rid)
+            return
+        if key is not None and not key.allows(call.model):
+            failure = failures.forbidden(f"key {key.name!r} may not use model {call.model!r}")
+            self._done(rid, route, key, started, failure=failure, model=call.model)
+            await self._fail(send, failure, rid)
+            return
+        kernel = self.kernel
+        assert kernel is not None, "the gateway's lifespan did not run"
+        metadata = key.request_metadata() if key is not None else {}
+        try:
+            async with asyncio.timeout(self.settings.request_timeout + _SLACK):
+                response = await kernel.aembed(
+                    call.model,
+                    call.inputs,
+                    dimensions=call.dimensions,
+                    metadata=metadata,
+                    timeout=self.settings.request_timeout,
+                )
+        except Exception as exc:
+            failure = self._failure(exc, rid, call.model)
+            self._done(rid, route, key, started, failure=failure, model=call.model)
+            await self._fail(send, failure, rid)
+            return
+        served = f"{response.provider}/{response.model}"
+        body = wire.embedding_json(response, model=served, as_base64=call.base64)
+        headers = [_JSON, *_extension_headers(rid, response)]
+        await _respond(send, 200, wire.dumps(body), headers)
+        self._done(rid, route, key, started, model=call.model, response=response)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _done(
+        self,
+        rid: str,
+        route: str,
+        key: Key | None,
+        started: float,
+        *,
+        model: str,
+        response: Any = None,
+        failure: Failure | None = None,
+        ttft: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        """One log line, the metrics and the status page's numbers for a request."""
+        latency = time.perf_counter() - started
+        key_name = key.name if key is not None else ""
+        if response is not None:
+            provider, served = response.provider, response.model
+        else:
+            provider, _, served = model.partition("/") if "/" in model else ("", "", model)
+        code = status if status is not None else (failure.status if failure else 200)
+        usage = getattr(response, "usage", None)
+        cost = getattr(response, "cost", None)
+        cached = bool(getattr(response, "cached", False))
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.observe(
+                route=route,
+                provider=provider,
+                model=served,
+                key=key_name,
+                status=code,
+                latency=latency,
+                ttft=ttft,
+                usage=usage,
+                cost=cost,
+                cached=cached,
+                error_kind=failure.kind if failure else None,
+            )
+        # Client mistakes are not a deployment's errors.
+        if response is not None or (failure is not None and failure.status >= 500):
+            self.stats.record(
+                f"{provider}/{served}" if provider else served,
+                latency=latency,
+                ok=failure is None,
+                ttft=ttft,
+                usage=usage,
+                cost=cost,
+                cached=cached,
+            )
+        if self.settings.access_log:
+            fields: dict[str, Any] = {
+                "request_id": rid,
+                "route": route,
+                "status": code,
+                "key": key_name or None,
+                "tenant": key.tenant if key is not None else None,
+                "model": model,
+                "latency_ms": round(latency * 1000, 2),
+            }
+            if response is not None:
+                fields["provider"] = response.provider
+                fields["served_model"] = response.model
+                fields["attempts"] = response.attempts
+                if usage is not None:
+                    fields["input_tokens"] = usage.input_tokens
+                    fields["output_tokens"] = usage.output_tokens
+                fields["cost"] = None if cost is None else str(cost)
+                fields["cached"] = cached
+                if ttft is not None:
+                    fields["ttft_ms"] = round(ttft * 1000, 2)
+            if failure is not None:
+                fields["error"] = failure.kind
+            log.info("gateway.request", **fields)
+
+    # ------------------------------------------------------------------ small routes
+
+    def _model_ids(self, key: Key | None) -> list[tuple[str, str]]:
+        """``(id, owned_by)`` for every model and alias this key may use."""
+        kernel = self.kernel
+        assert kernel is not None
+        seen: dict[str, str] = {}
+        for name, provider in sorted(kernel.providers().items()):
+            for model in provider.declared_models():
+                seen.setdefault(f"{name}/{model}", name)
+        for alias in sorted(self.config.models):
+            seen.setdefault(alias, "llmkernel")
+        return [(m, o) for m, o in seen.items() if key is None or key.allows(m)]
+
+    async def _models(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        key = self._authenticate(scope)
+        if isinstance(key, Failure):
+            await self._fail(send, key, rid)
+            return
+        data = [
+            {"id": model, "object": "model", "created": 0, "owned_by": owner}
+            for model, owner in self._model_ids(key)
+        ]
+        body = wire.dumps({"object": "list", "data": data})
+        await _respond(send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
+
+    def _kernel_stats(self) -> Mapping[str, Any]:
+        stats = getattr(self.kernel, "stats", None)
+        if stats is None:
+            return {}
+        try:
+            result = stats()
+        except Exception as exc:
+            log.warning("gateway.kernel_stats_failed", error=f"{type(exc).__name__}: {exc}")
+            return {}
+        return result if isinstance(result, Mapping) else {}
+
+    async def _health(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        deployments: dict[str, Any] = {}
+        for name, row in self._kernel_stats().get("deployments", {}).items():
+            if isinstance(row, Mapping):
+                state = row.get("breaker") or row.get("state")
+                if state is not None:
+                    deployments[name] = {"breaker": state}
+        body = wire.dumps({"status": "ok", "pid": os.getpid(), "deployments": deployments})
+        await _respond(send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
+
+    async def _metrics(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        if not self.settings.public_metrics:
+            key = self._admin(scope)
+            if isinstance(key, Failure):
+                await self._fail(send, key, rid)
+                return
+        assert self.metrics is not None
+        text, content_type = self.metrics.render()
+        await _respond(send, 200, text, [(b"content-type", content_type.encode())])
+
+    def status(self) -> dict[str, Any]:
+        """What the status page shows, as JSON."""
+        return {
+            "now": time.time(),
+            "started": self.stats.started,
+            "pid": os.getpid(),
+            "refresh_seconds": self.settings.status_refresh,
+            "deployments": self.stats.snapshot(self._kernel_stats()),
+        }
+
+    async def _status_json(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        key = self._admin(scope)
+        if isinstance(key, Failure):
+            await self._fail(send, key, rid)
+            return
+        headers = [_JSON, (b"cache-control", b"no-store")]
+        await _respond(send, 200, wire.dumps(self.status()), headers)
+
+    async def _status_page(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        from llmkernel_gateway import page
+
+        key = self._admin(scope)
+        html_type = (b"content-type", b"text/html; charset=utf-8")
+        if isinstance(key, Failure):
+            await _respond(send, key.status, page.login(key.message).encode(), [html_type])
+            return
+        headers = [html_type, (b"cache-control", b"no-store")]
+        await _respond(send, 200, page.render(self.status()).encode(), headers)
+
+    async def _login(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        """The status page's login form: a valid key becomes an HttpOnly cookie."""
+        from urllib.parse import parse_qs
+
+        from llmkernel_gateway import page
+
+        body = await self._read_body(scope, receive)
+        html_type = (b"content-type", b"text/html; charset=utf-8")
+        if isinstance(body, Failure):
+            await self._fail(send, body, rid)
+            return
+        presented = (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0].strip()
+        key = self.keys.lookup(presented) if presented else None
+        if key is None or (self._admins and not key.admin):
+            text = page.login("that key is not valid here").encode()
+            await _respond(send, 401, text, [html_type])
+            return
+        cookie = f"{COOKIE}={presented}; HttpOnly; SameSite=Strict; Path=/"
+        await _respond(
+            send, 303, b"", [(b"location", b"/"), (b"set-cookie", cookie.encode("latin-1"))]
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _too_large(limit: int) -> Failure:
+    return failures.bad_request(
+        f"the request body is larger than the gateway's limit of {limit} bytes "
+        "([plugin.gateway] max_body_bytes)",
+        status=413,
+    )
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+def _extension_headers(rid: str, response: Any) -> list[tuple[bytes, bytes]]:
+    """Provider, model, cost, cache hit, attempts and request id, on every answer."""
+    cost = response.cost
+    return [
+        (b"x-request-id", rid.encode()),
+        (b"x-llmkernel-provider", response.provider.encode()),
+        (b"x-llmkernel-model", response.model.encode()),
+        (b"x-llmkernel-cost", b"unpriced" if cost is None else str(cost).encode()),
+        (b"x-llmkernel-cache", b"hit" if getattr(response, "cached", False) else b"miss"),
+        (b"x-llmkernel-attempts", str(response.attempts).encode()),
+    ]
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client has gone."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _close(stream: Any) -> None:
+    with contextlib.suppress(Exception):
+        await stream.aclose()
+
+
+def create_app() -> Gateway:
+    """The app factory for ``uvicorn --factory`` and ``--workers``: the config path
+    comes from ``$LLMKERNEL_GATEWAY_CONFIG`` (else the usual search)."""
+    path = os.environ.get(CONFIG_ENV) or None
+    return Gateway(Config.load(path))
+
+
+__all__ = ["CONFIG_ENV", "Gateway", "create_app"]

@@ -1,0 +1,234 @@
+"""What plugins see of one call while it runs: the context, its attempts, how each
+ended, and the small value types the routing hooks return.
+
+::
+
+    RequestContext   one per call (chat, stream or embed): who asks, the deadline,
+    │                the candidates, what was dropped and why, a ``state`` dict
+    └── Attempt      one per try on one candidate: gates acquire before it and
+                     release after it, exactly once, however it ends
+    Outcome          how an attempt or a whole call ended (ok, error, refused,
+                     cancelled, abandoned), with usage, cost, timings and headers
+    Drop             a candidate left out, and why (a filter, a gate, a rule)
+    Decision         what to do after a failed attempt: retry, next, raise
+    Gate             the protocol of the objects ``provide_gate`` returns
+    Strategy         the protocol of the objects a strategy factory returns
+
+Contexts and attempts compare and hash by identity, so a plugin can key its own
+dicts by them to tie ``on_request``, gates, ``on_error`` and the end hooks to one
+call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+import attrs
+
+from llmkernel.routing import Candidate
+from llmkernel.types import (
+    ChatRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Response,
+    TokenCount,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from llmkernel.kernel import Kernel
+
+CallKind: TypeAlias = Literal["chat", "stream", "embed"]
+Status: TypeAlias = Literal["ok", "error", "refused", "cancelled", "abandoned"]
+Action: TypeAlias = Literal["retry", "next", "raise"]
+
+#: Output tokens assumed for a worst case when neither the request (``max_tokens``)
+#: nor the model's declared capabilities say how many it may write.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
+@attrs.define(kw_only=True, eq=False)
+class Attempt:
+    """One try of one candidate. ``number`` counts tries on this candidate (from 1),
+    ``index`` tries in the whole call (from 1); ``request`` is routed (its ``model``
+    is the provider's id). ``state`` is for gates and plugins."""
+
+    candidate: Candidate
+    number: int
+    index: int
+    request: ChatRequest | EmbeddingRequest
+    started: float = attrs.field(factory=time.monotonic)
+    stream: bool = False
+    state: dict[str, Any] = attrs.field(factory=dict)
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.index} on {self.candidate.qualified} (#{self.number})>"
+
+
+@attrs.frozen(kw_only=True)
+class Drop:
+    """A candidate left out of a call: by a filter, a gate's refusal, or a fallback
+    rule. ``by`` names the plugin; ``error`` is the refusal when a gate refused."""
+
+    candidate: Candidate
+    reason: str
+    by: str = ""
+    error: Exception | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """After a failed attempt: ``retry`` the same candidate (after ``wait`` seconds;
+    ``None`` lets the kernel back off), go to the ``next`` candidate, or ``raise``.
+    ``drop`` removes candidates from the ones still to try (with reasons)."""
+
+    action: Action
+    wait: float | None = None
+    reason: str = ""
+    drop: tuple[Drop, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """How an attempt or a call ended.
+
+    ``status``: ``ok``; ``error`` (``error`` holds it); ``refused`` (a gate or every
+    candidate refused); ``cancelled`` (the caller's task was cancelled); or
+    ``abandoned`` (the caller stopped reading a stream). ``response`` is the final
+    response, or what a cut stream had produced so far. ``latency`` is seconds from
+    the start of the attempt or call; ``first_event_latency`` the seconds to a
+    stream's first event the user saw. ``headers`` are the provider's HTTP response
+    headers (also on errors), lower-case names.
+    """
+
+    status: Status
+    error: BaseException | None = None
+    response: Response | EmbeddingResponse | None = None
+    usage: Usage | None = None
+    cost: Decimal | None = None
+    latency: float = 0.0
+    first_event_latency: float | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    candidate: Candidate | None = None
+    cached: bool = False
+    attempts: int = 0
+
+
+@attrs.define(kw_only=True, eq=False)
+class RequestContext:
+    """One call, from the API to its end: passed as ``ctx`` to every per-request hook.
+
+    ``request`` is as the user made it (``metadata`` says who asks). ``deadline`` is
+    a ``time.monotonic()`` value bounding the whole call. ``candidates`` are the
+    ones left after filters, in the strategy's order; ``dropped`` says what was left
+    out and why. ``state`` is a dict for plugins (key it by your plugin's name).
+    Token counts and prices are computed once per candidate and shared by every
+    plugin that asks.
+    """
+
+    id: str
+    kind: CallKind
+    kernel: Kernel = attrs.field(repr=False)
+    request: ChatRequest | EmbeddingRequest = attrs.field(repr=False)
+    started: float = attrs.field(factory=time.monotonic)
+    started_at: float = attrs.field(factory=time.time)
+    deadline: float = 0.0
+    attempts: list[Attempt] = attrs.field(factory=list)
+    dropped: list[Drop] = attrs.field(factory=list)
+    candidates: list[Candidate] = attrs.field(factory=list)
+    state: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    _tokens: dict[Candidate, TokenCount] = attrs.field(factory=dict, repr=False, init=False)
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """Who is asking: ``tenant``, ``key`` and whatever the application adds."""
+        return self.request.metadata
+
+    def remaining(self) -> float:
+        """Seconds left before the call's deadline (negative once past it)."""
+        return self.deadline - time.monotonic()
+
+    def token_count(self, candidate: Candidate) -> TokenCount:
+        """The request's input tokens for ``candidate``'s model (``count_tokens``),
+        counted once per call. An embedding request counts its inputs."""
+        count = self._tokens.get(candidate)
+        if count is None:
+            count = self._tokens[candidate] = self.kernel.count_request_tokens(
+                self.request, candidate
+            )
+        return count
+
+    def input_tokens(self, candidate: Candidate) -> int:
+        return self.token_count(candidate).tokens
+
+    def price(self, candidate: Candidate) -> Any:
+        """The candidate's price object (``cost(usage) -> Decimal``), or ``None``
+        when the model is unpriced."""
+        return self.kernel.price(candidate)
+
+    def max_output_tokens(self, candidate: Candidate) -> int:
+        """The most output tokens this call may produce on ``candidate``: the
+        request's ``max_tokens``, else the model's declared maximum, else
+        :data:`DEFAULT_MAX_OUTPUT_TOKENS`. Embeddings produce none."""
+        if isinstance(self.request, EmbeddingRequest):
+            return 0
+        if self.request.max_tokens is not None:
+            return self.request.max_tokens
+        caps = self.kernel.capabilities(candidate)
+        if caps is not None and caps.max_output_tokens:
+            return caps.max_output_tokens
+        return DEFAULT_MAX_OUTPUT_TOKENS
+
+    def worst_case_cost(self, candidate: Candidate) -> Decimal | None:
+        """The most this call can cost on ``candidate``: counted input plus
+        :meth:`max_output_tokens`, at the model's price; ``None`` when unpriced."""
+        price = self.price(candidate)
+        if price is None:
+            return None
+        usage = Usage(
+            input_tokens=self.input_tokens(candidate),
+            output_tokens=self.max_output_tokens(candidate),
+        )
+        cost: Decimal = price.cost(usage)
+        return cost
+
+    def __repr__(self) -> str:
+        return f"<RequestContext {self.id} {self.kind} {self.request.model!r}>"
+
+
+@runtime_checkable
+class Gate(Protocol):
+    """What ``provide_gate`` returns: asked before every attempt, told after it.
+
+    ``acquire`` may wait (within ``ctx.deadline``) or raise
+    :class:`~llmkernel.errors.RefusedError`. ``release`` is called exactly once for
+    every ``acquire`` that returned, in reverse order of acquiring, however the
+    attempt ended. ``release`` is sync and must not block: hand I/O to a thread.
+    """
+
+    async def acquire(self, ctx: RequestContext, attempt: Attempt) -> None: ...
+
+    def release(self, ctx: RequestContext, attempt: Attempt, outcome: Outcome) -> None: ...
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """What a strategy factory returns: orders the candidates left after the
+    filters into the fallback chain to try (it may drop some, never add)."""
+
+    def select(self, ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]: ...
+
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "Attempt",
+    "Decision",
+    "Drop",
+    "Gate",
+    "Outcome",
+    "RequestContext",
+    "Strategy",
+]

@@ -1,0 +1,452 @@
+"""The sync portal: cancellation from the calling thread, closing under a running
+call, clean shutdown, and fork."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from llmkernel import Kernel
+from llmkernel._portal import CLOSED_MESSAGE, Portal
+from llmkernel.errors import LLMKernelError
+from llmkernel.testing.scripted import Slow, make_kernel, scripted
+
+
+class Interrupted(Exception):
+    """What a signal handler raises into the calling thread (Ctrl-C's stand-in)."""
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """SIGALRM raises :class:`Interrupted` in the main thread, as Ctrl-C would."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_call_returns_the_result_and_raises_the_error() -> None:
+    portal = Portal()
+
+    async def ok() -> int:
+        return 42
+
+    async def bad() -> int:
+        raise ValueError("from the loop")
+
+    try:
+        assert portal.call(ok()) == 42
+        with pytest.raises(ValueError, match="from the loop"):
+            portal.call(bad())
+    finally:
+        portal.stop()
+    assert not portal.started
+
+
+def test_an_exception_in_the_caller_cancels_the_coroutine(alarm: None) -> None:
+    portal = Portal()
+    seen: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        finally:
+            await asyncio.sleep(0)  # cleanup that awaits still runs
+            seen.append("cleaned up")
+
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(Interrupted):
+            portal.call(slow())
+        assert seen == ["cancelled", "cleaned up"]
+        assert not asyncio.run_coroutine_threadsafe(_pending(), _loop(portal)).result(5)
+    finally:
+        portal.stop()
+
+
+async def _pending() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+def _loop(portal: Portal) -> asyncio.AbstractEventLoop:
+    loop = portal._loop
+    assert loop is not None
+    return loop
+
+
+def test_closing_from_another_thread_fails_the_running_call_clearly() -> None:
+    kernel = make_kernel([Slow(30, "late")])
+    errors: list[BaseException] = []
+
+    def chat() -> None:
+        try:
+            kernel.chat(model="a/m1", messages="hi")
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=chat)
+    caller.start()
+    _wait_for(lambda: bool(scripted(kernel, "a").requests))
+    kernel.close()
+    caller.join(10)
+    assert not caller.is_alive(), "the call still blocks after close()"
+    assert len(errors) == 1 and isinstance(errors[0], LLMKernelError)
+    assert CLOSED_MESSAGE in str(errors[0])
+
+
+def test_a_kernel_can_be_used_again_after_close() -> None:
+    kernel = make_kernel(["one", "two"])
+    assert kernel.chat(model="a/m1", messages="hi").text == "one"
+    kernel.close()
+    assert kernel.chat(model="a/m1", messages="hi").text == "two"
+    kernel.close()
+
+
+def test_a_sync_call_from_the_loop_thread_is_refused() -> None:
+    portal = Portal()
+
+    async def inner() -> int:
+        return 1
+
+    async def outer() -> int:
+        coro = inner()
+        return portal.call(coro)
+
+    try:
+        with pytest.raises(LLMKernelError, match="await the async method"):
+            portal.call(outer())
+    finally:
+        portal.stop()
+
+
+def test_stop_finishes_abandoned_async_generators() -> None:
+    portal = Portal()
+    closed: list[bool] = []
+
+    async def numbers() -> object:
+        try:
+            for i in range(10):
+                yield i
+                await asyncio.sleep(0)
+        finally:
+            await asyncio.sleep(0)
+            closed.append(True)
+
+    agen = numbers()
+
+    async def step() -> object:  # as ChatStream does: the generator runs on the loop
+        return await anext(agen)  # type: ignore[call-overload]
+
+    assert portal.call(step()) == 0
+    portal.stop()
+    assert closed == [True]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads: we test it
+def test_a_forked_child_gets_a_working_portal() -> None:
+    portal = Portal()
+
+    async def where() -> int:
+        return os.getpid()
+
+    assert portal.call(where()) == os.getpid()
+    forgotten: list[bool] = []
+    portal.at_fork.append(lambda: forgotten.append(True))
+    pid = os.fork()
+    if pid == 0:  # the child: exit code says what happened
+        code = 3
+        try:
+            ok = portal.call(where()) == os.getpid() and forgotten == [True]
+            code = 0 if ok else 4
+        finally:
+            os._exit(code)
+    try:
+        status = _wait_child(pid)
+    finally:
+        portal.stop()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_forked_child_can_use_the_kernel() -> None:
+    kernel = make_kernel(["hello", "hello"])
+    assert kernel.chat(model="a/m1", messages="hi").text == "hello"
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            code = 0 if kernel.chat(model="a/m1", messages="hi").text == "hello" else 4
+        finally:
+            os._exit(code)
+    try:
+        status = _wait_child(pid)
+    finally:
+        kernel.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _wait_child(pid: int) -> int:
+    for _ in range(300):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the forked child hung on its first call")
+
+
+def test_interpreter_exit_with_an_open_kernel_prints_nothing(tmp_path: Path) -> None:
+    """A kernel never closed, with a stream abandoned half-way: nothing is printed."""
+    pytest.importorskip("llmkernel_mock")
+    script = textwrap.dedent(
+        """
+        from llmkernel import Kernel
+        kernel = Kernel.from_config({"default_model": "mock/chat"})
+        stream = kernel.stream(messages="hi")
+        next(iter(stream))
+        del stream
+        print("done")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "done\n"
+    assert "Task was destroyed" not in result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+@pytest.mark.parametrize("how", ["chat", "stream"])
+def test_an_interrupt_closes_the_upstream_connection(
+    alarm: None, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A sync chat or stream interrupted while the server holds its answer: the
+    connection to the provider is closed before the exception reaches the caller."""
+    server = HeldServer()
+    kernel = server.kernel(monkeypatch)
+    main = threading.main_thread().ident or 0
+
+    def interrupt() -> None:
+        if server.got_request.wait(10):
+            signal.pthread_kill(main, signal.SIGALRM)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        with pytest.raises(Interrupted):
+            if how == "chat":
+                kernel.chat(model="held/gpt-4o-mini", messages="hi")
+            else:
+                next(iter(kernel.stream(model="held/gpt-4o-mini", messages="hi")))
+        assert server.got_request.is_set()
+        assert server.client_closed.wait(10), "the upstream connection stayed open"
+    finally:
+        kernel.close()
+        server.close()
+
+
+def test_stop_cancels_calls_closes_streams_then_runs_final() -> None:
+    portal = Portal()
+    order: list[str] = []
+
+    async def events() -> object:
+        try:
+            yield 1
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0)
+            order.append("stream closed")
+
+    stream = events()
+
+    async def step() -> object:
+        return await anext(stream)  # type: ignore[call-overload]
+
+    async def hang() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            order.append("call cancelled")
+
+    async def final() -> None:
+        order.append("final")
+
+    assert portal.call(step()) == 1
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            portal.call(hang())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    _wait_for(lambda: bool(portal._calls) and all(c.task for c in portal._calls))
+    portal.stop(final=final)
+    thread.join(10)
+    assert order == ["call cancelled", "stream closed", "final"]
+    assert [str(e) for e in errors] == [CLOSED_MESSAGE]
+
+
+class HeldServer:
+    """Reads one HTTP request and never answers; notes when the client hangs up."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.got_request = threading.Event()
+        self.client_closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            self.got_request.set()
+            conn.settimeout(20)
+            try:
+                while conn.recv(65536):  # never answer; b"" when the client closes
+                    pass
+            except OSError:
+                pass
+            self.client_closed.set()
+
+    def kernel(self, monkeypatch: pytest.MonkeyPatch) -> Kernel:
+        pytest.importorskip("llmkernel_openai")
+        monkeypatch.setenv("LLMKERNEL_PORTAL_TEST_KEY", "sk-test")
+        return Kernel.from_config(
+            {
+                "providers": {
+                    "held": {
+                        "type": "openai",
+                        "base_url": f"http://127.0.0.1:{self.port}/v1",
+                        "api_key_env": "LLMKERNEL_PORTAL_TEST_KEY",
+                    }
+                },
+                "retry": {"attempts": 1},
+            },
+            entry_points=True,
+        )
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_close_under_an_http_call_fails_it_with_the_closed_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = HeldServer()
+    kernel = server.kernel(monkeypatch)
+    errors: list[BaseException] = []
+
+    def chat() -> None:
+        try:
+            kernel.chat(model="held/gpt-4o-mini", messages="hi")
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=chat)
+    caller.start()
+    try:
+        assert server.got_request.wait(10)
+        kernel.close()
+        caller.join(10)
+        assert not caller.is_alive()
+        assert [str(e) for e in errors] == [CLOSED_MESSAGE]
+    finally:
+        server.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_forked_child_can_call_an_http_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("llmkernel_openai")
+    from llmkernel.testing.fake_server import FakeResponse, FakeServer
+
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "ok", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    monkeypatch.setenv("LLMKERNEL_PORTAL_TEST_KEY", "sk-test")
+    with FakeServer() as server:
+        server.expect("POST", "/v1/chat/completions", FakeResponse.json_body(body))
+        kernel = Kernel.from_config(
+            {
+                "providers": {
+                    "f": {
+                        "type": "openai",
+                        "base_url": f"{server.url}/v1",
+                        "api_key_env": "LLMKERNEL_PORTAL_TEST_KEY",
+                    }
+                },
+                "retry": {"attempts": 1, "timeout": 10},
+            }
+        )
+        assert kernel.chat(model="f/gpt-4o-mini", messages="hi").text == "ok"
+        pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                code = 0 if kernel.chat(model="f/gpt-4o-mini", messages="hi").text == "ok" else 4
+            finally:
+                os._exit(code)
+        try:
+            status = _wait_child(pid)
+        finally:
+            kernel.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition never became true")
+        time.sleep(0.01)

@@ -1,0 +1,1 @@
+"""Azure OpenAI provider for llmkernel (built on llmkernel-openai)."""

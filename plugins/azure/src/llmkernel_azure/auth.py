@@ -1,0 +1,84 @@
+"""Credentials for Azure OpenAI: an ``api-key`` header from an environment variable,
+or a bearer token from a command or from Entra ID (azure-identity, imported on the
+first request only). Tokens are cached until they near expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from typing import Any
+
+import attrs
+
+from llmkernel import errors
+from llmkernel_azure.settings import AzureSettings
+
+__all__ = ["Credentials"]
+
+_MARGIN = 60.0  # refresh a token this many seconds before it expires
+
+
+@attrs.define(kw_only=True)
+class Credentials:
+    """Gives the auth headers for each request. Never shows a secret in its repr."""
+
+    provider: str
+    settings: AzureSettings
+    _token: str | None = attrs.field(default=None, repr=False)
+    _expires: float = attrs.field(default=0.0, repr=False)
+    _entra: Any = attrs.field(default=None, repr=False)
+
+    async def headers(self, model: str) -> dict[str, str]:
+        settings = self.settings
+        if settings.token_command is None and not settings.entra:
+            key = settings.api_key(provider=self.provider, model=model)
+            return {"api-key": key} if key else {}
+        if self._token is None or time.monotonic() >= self._expires - _MARGIN:
+            if settings.token_command is not None:
+                token, lifetime = await asyncio.to_thread(self._run_command, model)
+            else:
+                token, lifetime = await asyncio.to_thread(self._entra_token, model)
+            self._token, self._expires = token, time.monotonic() + lifetime
+        return {"authorization": f"Bearer {self._token}"}
+
+    def _run_command(self, model: str) -> tuple[str, float]:
+        command = self.settings.token_command or []
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise errors.AuthenticationError(
+                f"token_command {command[0]!r} could not run ({type(exc).__name__}: {exc})",
+                provider=self.provider,
+                model=model,
+            ) from None
+        token = done.stdout.strip()
+        if done.returncode != 0 or not token:
+            detail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise errors.AuthenticationError(
+                f"token_command {command[0]!r} failed (exit {done.returncode}): {detail[0][:200]}",
+                provider=self.provider,
+                model=model,
+            )
+        return token, self.settings.token_ttl + _MARGIN
+
+    def _entra_token(self, model: str) -> tuple[str, float]:
+        try:
+            if self._entra is None:
+                from azure.identity import DefaultAzureCredential  # type: ignore[import-not-found,unused-ignore]
+
+                self._entra = DefaultAzureCredential()
+            found = self._entra.get_token(self.settings.entra_scope)
+        except ImportError:
+            raise errors.AuthenticationError(
+                "entra = true needs azure-identity: pip install 'llmkernel-azure[entra]'",
+                provider=self.provider,
+                model=model,
+            ) from None
+        except Exception as exc:  # azure-identity's ClientAuthenticationError and kin
+            raise errors.AuthenticationError(
+                f"Entra ID gave no token ({type(exc).__name__}: {str(exc)[:300]})",
+                provider=self.provider,
+                model=model,
+            ) from None
+        return str(found.token), max(0.0, float(found.expires_on) - time.time())

@@ -1,0 +1,104 @@
+"""Signing Bedrock requests: SigV4 with botocore's signer and credential chain, or a
+Bedrock API key as a bearer token.
+
+botocore is imported here only, on the first request, never when the plugin loads.
+Resolving credentials may read files or ask an instance metadata service, so it runs
+in a thread; refreshing temporary credentials does too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from llmkernel import errors
+
+__all__ = ["SIGNING_NAME", "AwsSigner", "resolve_region"]
+
+#: SigV4 signs Bedrock Runtime and Bedrock requests with the service name "bedrock".
+SIGNING_NAME = "bedrock"
+_SIGNED = ("authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
+
+
+def _session(profile: str | None) -> Any:
+    import botocore.session  # type: ignore[import-untyped]
+
+    return botocore.session.Session(profile=profile)
+
+
+def resolve_region(region: str | None, profile: str | None) -> str | None:
+    """``region``, else ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's region."""
+    if region:
+        return region
+    found = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if found:
+        return found
+    value = _session(profile).get_config_variable("region")
+    return value if isinstance(value, str) and value else None
+
+
+@attrs.define(kw_only=True)
+class AwsSigner:
+    """Signs requests with SigV4 for one region, using credentials resolved once by
+    botocore's chain and refreshed when they near expiry. Never shows a secret in
+    its repr."""
+
+    provider: str
+    region: str
+    profile: str | None = None
+    _credentials: Any = attrs.field(default=None, repr=False)
+
+    async def _frozen(self, model: str) -> Any:
+        if self._credentials is None:
+            # Two first calls at once may both resolve; the chain is idempotent.
+            found = await asyncio.to_thread(self._resolve)
+            if found is None:
+                raise errors.AuthenticationError(
+                    "no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE or profile = ...), "
+                    "SSO, or run where a container/instance role is available; or "
+                    "set api_key_env to use a Bedrock API key",
+                    provider=self.provider,
+                    model=model,
+                )
+            self._credentials = found
+        credentials = self._credentials
+        refresh = getattr(credentials, "refresh_needed", None)
+        try:
+            if refresh is not None and refresh():
+                return await asyncio.to_thread(credentials.get_frozen_credentials)
+            return credentials.get_frozen_credentials()
+        except Exception as exc:  # botocore's refresh failures
+            raise errors.AuthenticationError(
+                f"AWS credentials could not be refreshed ({type(exc).__name__})",
+                provider=self.provider,
+                model=model,
+            ) from None
+
+    def _resolve(self) -> Any:
+        try:
+            return _session(self.profile).get_credentials()
+        except Exception as exc:  # a broken profile, an SSO cache that expired...
+            raise errors.AuthenticationError(
+                f"AWS credentials could not be loaded ({type(exc).__name__}: {exc})",
+                provider=self.provider,
+            ) from None
+
+    async def sign(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, model: str
+    ) -> dict[str, str]:
+        """The headers to add to the request: ``Authorization``, ``X-Amz-Date`` and,
+        for temporary credentials, ``X-Amz-Security-Token``. ``url`` must be exactly
+        the URL sent (path already percent-encoded) and ``headers`` every header to
+        sign (``host`` is taken from the URL)."""
+        credentials = await self._frozen(model)
+        from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+        from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+
+        request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+        SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(request)
+        return {name: value for name, value in request.headers.items() if name.lower() in _SIGNED}

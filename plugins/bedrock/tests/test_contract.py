@@ -1,0 +1,227 @@
+"""The shared provider contract, run against a fake Bedrock Runtime speaking the
+Converse JSON and the binary ConverseStream event stream, sent byte by byte: once
+signed with SigV4 (the signature verified), once with a Bedrock API key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from bedrock_wire import (
+    MODEL,
+    SECRET_KEY,
+    aws_error,
+    check_sigv4,
+    converse,
+    event,
+    foundation_models,
+    json_response,
+    metadata,
+    path,
+    stream_response,
+    text_events,
+    usage,
+)
+
+import llmkernel_bedrock.plugin
+from llmkernel.kernel import Kernel
+from llmkernel.testing.contract import ProviderContract
+from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
+from llmkernel.types import ToolCall, Usage
+
+ERRORS = {
+    "authentication": (
+        403,
+        "UnrecognizedClientException",
+        "The security token included in the request is invalid.",
+    ),
+    "permission": (
+        403,
+        "AccessDeniedException",
+        "You don't have access to the model with the specified model ID.",
+    ),
+    "not_found": (
+        404,
+        "ResourceNotFoundException",
+        "Could not resolve the foundation model from the provided model identifier.",
+    ),
+    "rate_limit": (
+        429,
+        "ThrottlingException",
+        "Too many requests, please wait before trying again.",
+    ),
+    "quota": (
+        400,
+        "ServiceQuotaExceededException",
+        "Your request exceeds the service quota for your account.",
+    ),
+    "invalid_request": (
+        400,
+        "ValidationException",
+        "A conversation must start with a user message. Try again with a conversation that "
+        "starts with a user message.",
+    ),
+    "context_window": (400, "ValidationException", "Input is too long for requested model."),
+    "server": (
+        500,
+        "InternalServerException",
+        "The system encountered an unexpected error during processing. Try your request again.",
+    ),
+    "overloaded": (
+        503,
+        "ServiceUnavailableException",
+        "Bedrock is unable to process your request.",
+    ),
+}
+
+
+def wire_usage(used: Usage) -> dict[str, Any]:
+    plain = used.input_tokens - used.cached_input_tokens - used.cache_write_tokens
+    return usage(
+        plain, used.output_tokens, read=used.cached_input_tokens, write=used.cache_write_tokens
+    )
+
+
+def words(text: str) -> list[str]:
+    out = [w + " " for w in text.split(" ")]
+    out[-1] = out[-1][:-1]
+    return out
+
+
+class TestBedrockContract(ProviderContract):
+    """SigV4 with static credentials from the environment (the standard chain)."""
+
+    plugin: ClassVar[object] = llmkernel_bedrock.plugin
+    provider_type = "bedrock"
+    model = MODEL
+    # The contract sets and unsets this variable; the chain reads it.
+    api_key_env = "AWS_SECRET_ACCESS_KEY"
+    api_key = SECRET_KEY
+    supports_embeddings = False  # the contract model is a chat model: see test_embed.py
+
+    def options(self, server: FakeServer) -> dict[str, Any]:
+        return {"base_url": server.url, "control_url": server.url, "region": "us-east-1"}
+
+    def make_kernel(self, server: FakeServer, **retry: Any) -> Kernel:
+        config = {
+            "providers": {"p": {"type": "bedrock", **self.options(server)}},
+            "retry": {"attempts": 1, "initial_wait": 0.0, "max_wait": 0.0, **retry},
+        }
+        return Kernel.from_config(config, plugins=[self.plugin], entry_points=False)
+
+    def usage_sample(self) -> Usage:
+        return Usage(
+            input_tokens=62, output_tokens=7, cached_input_tokens=30, cache_write_tokens=20
+        )
+
+    def script_text(
+        self, server: FakeServer, text: str, usage: Usage, *, stream: bool, gate: Gate | None = None
+    ) -> None:
+        if not stream:
+            server.expect(
+                "POST",
+                path(MODEL, "converse"),
+                json_response(converse([{"text": text}], use=wire_usage(usage))),
+            )
+            return
+        frames: list[bytes | Gate] = list(text_events(words(text)))
+        if gate is not None:
+            frames.insert(2, gate)  # after messageStart and the first text delta
+        frames.append(metadata(wire_usage(usage)))
+        server.expect("POST", path(MODEL, "converse-stream"), stream_response(frames))
+
+    def script_tool_calls(self, server: FakeServer, calls: list[ToolCall], *, stream: bool) -> None:
+        if not stream:
+            content = [
+                {"toolUse": {"toolUseId": c.id, "name": c.name, "input": dict(c.arguments)}}
+                for c in calls
+            ]
+            server.expect(
+                "POST",
+                path(MODEL, "converse"),
+                json_response(converse(content, stop="tool_use", use=usage(122, 33))),
+            )
+            return
+        frames = [event("messageStart", {"role": "assistant"})]
+        for index, call in enumerate(calls):
+            arguments = json.dumps(dict(call.arguments))
+            half = len(arguments) // 2
+            start = {"toolUse": {"toolUseId": call.id, "name": call.name}}
+            frames.append(event("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+            for fragment in (arguments[:half], arguments[half:]):
+                delta = {"toolUse": {"input": fragment}}
+                frames.append(
+                    event("contentBlockDelta", {"contentBlockIndex": index, "delta": delta})
+                )
+            frames.append(event("contentBlockStop", {"contentBlockIndex": index}))
+        frames += [event("messageStop", {"stopReason": "tool_use"}), metadata(usage(122, 33))]
+        server.expect("POST", path(MODEL, "converse-stream"), stream_response(list(frames)))
+
+    def script_error(
+        self, server: FakeServer, kind: str, *, stream: bool, retry_after: float | None = None
+    ) -> None:
+        status, aws_type, message = ERRORS[kind]
+        extra = {"retry-after": str(retry_after)} if retry_after is not None else {}
+        action = "converse-stream" if stream else "converse"
+        server.expect("POST", path(MODEL, action), aws_error(status, aws_type, message, **extra))
+
+    def script_cut_stream(self, server: FakeServer, *, reset: bool) -> None:
+        frames = text_events(["Hello ", "there", ", friend"])
+        # messageStart, two text deltas, then half of the third delta's frame.
+        sent: list[bytes | Gate] = [*frames[:3], frames[3][: len(frames[3]) // 2]]
+        server.expect(
+            "POST",
+            path(MODEL, "converse-stream"),
+            stream_response(sent, truncate=not reset, reset=reset),
+        )
+
+    def script_malformed(self, server: FakeServer, *, stream: bool) -> None:
+        html = "<html><body>502 Bad Gateway</body></html>\n"
+        action = "converse-stream" if stream else "converse"
+        server.expect(
+            "POST", path(MODEL, action), FakeResponse.text_body(html, content_type="text/html")
+        )
+
+    def script_models(self, server: FakeServer, ids: list[str]) -> None:
+        server.expect("GET", "/foundation-models", json_response(foundation_models(ids)))
+
+    def check_auth(self, request: RecordedRequest, api_key: str) -> None:
+        check_sigv4(request, secret=api_key)
+
+    def check_tool_result_request(self, body: dict[str, Any]) -> None:
+        assert body["messages"][1] == {
+            "role": "assistant",
+            "content": [
+                {
+                    "toolUse": {
+                        "toolUseId": "call_1",
+                        "name": "get_weather",
+                        "input": {"city": "Paris"},
+                    }
+                }
+            ],
+        }
+        assert body["messages"][2] == {
+            "role": "user",
+            "content": [
+                {"toolResult": {"toolUseId": "call_1", "content": [{"text": "18C and sunny"}]}}
+            ],
+        }
+        assert body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
+        assert body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]["required"] == [
+            "city"
+        ]
+
+
+class TestBedrockAPIKeyContract(TestBedrockContract):
+    """A Bedrock API key (``api_key_env``) sent as a bearer token, no signing."""
+
+    api_key_env = "LLMKERNEL_CONTRACT_KEY"
+    api_key = "ABSKQmVkcm9ja0FQSUtleS1leGFtcGxlLWtleQ-SECRET"
+
+    def make_kernel(self, server: FakeServer, **retry: Any) -> Kernel:
+        return ProviderContract.make_kernel(self, server, **retry)
+
+    def check_auth(self, request: RecordedRequest, api_key: str) -> None:
+        assert request.headers.get("authorization") == f"Bearer {api_key}"
+        assert "x-amz-date" not in request.headers

@@ -1,0 +1,92 @@
+"""llmkernel hooks of the budgets plugin: configure, the gate, the alert hookspec.
+
+Budgets live in the ledger's database and count spend from its rows, so the ledger
+plugin must be enabled too (a ``ConfigError`` says so otherwise).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+from llmkernel import hookimpl
+from llmkernel_budgets import hookspecs as llmkernel_hookspecs
+
+if TYPE_CHECKING:
+    from llmkernel.config import Config
+    from llmkernel.kernel import Kernel
+    from llmkernel_budgets.gate import BudgetGate
+    from llmkernel_budgets.store import BudgetStore
+
+__all__ = ["budgets_for", "configure", "llmkernel_hookspecs", "provide_gate"]
+
+_stores: weakref.WeakKeyDictionary[Kernel, BudgetStore] = weakref.WeakKeyDictionary()
+
+
+def budgets_for(kernel: Kernel) -> BudgetStore | None:
+    """The kernel's budget store, ``None`` when no limit is configured."""
+    return _stores.get(kernel)
+
+
+@hookimpl(trylast=True)  # after the ledger's configure
+def configure(kernel: Kernel, config: Config) -> None:
+    from llmkernel.errors import ConfigError
+    from llmkernel.options import parse_options
+    from llmkernel_budgets.settings import BudgetSettings
+
+    where = config.where("plugin.budgets")
+    settings = parse_options(BudgetSettings, config.plugin_settings("budgets"), where=where)
+    try:
+        limits = settings.build_limits()
+    except ValueError as exc:
+        raise ConfigError(f"{exc} in {where}") from None
+    if not limits:
+        return
+    from llmkernel_budgets.alerts import AlertSink, Webhook
+    from llmkernel_budgets.store import BudgetStore
+    from llmkernel_ledger.plugin import ledger_for
+
+    try:
+        ledger = ledger_for(kernel)
+    except ConfigError:
+        raise ConfigError(
+            f"budgets in {where} need the ledger plugin (llmkernel-ledger) enabled"
+        ) from None
+    webhook = None
+    if settings.webhook:
+        webhook = Webhook(
+            settings.webhook,
+            timeout=settings.webhook_timeout,
+            attempts=settings.webhook_attempts,
+        )
+        add_closer = getattr(kernel, "add_closer", None)
+        if add_closer is not None:
+            hook = webhook
+
+            def close() -> None:
+                # the ledger's last rows may cross thresholds: flush it first,
+                # whatever order the kernel runs closers in
+                ledger.close()
+                hook.close()
+
+            add_closer(close)
+    _stores[kernel] = BudgetStore(
+        ledger.store,
+        limits,
+        timezone=settings.timezone,
+        reservation_ttl=settings.reservation_ttl,
+        thresholds=settings.thresholds(),
+        allow_unpriced=settings.allow_unpriced,
+        on_alert=AlertSink(kernel, webhook),
+    )
+
+
+@hookimpl
+def provide_gate(kernel: Kernel) -> BudgetGate | None:
+    store = _stores.get(kernel)
+    if store is None:
+        return None
+    from llmkernel_budgets.gate import BudgetGate
+    from llmkernel_ledger.plugin import ledger_for
+
+    return BudgetGate(store, ledger_for(kernel).writer)

@@ -1,0 +1,345 @@
+"""The response cache the kernel asks before routing and tells after a fresh answer.
+
+A lookup looks in the in-process LRU, then in the persistent store on the cache's
+worker thread (never on the event loop). A store puts the answer in memory at once
+and hands the write to the worker, so a miss pays nothing for persistence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from llmkernel import log
+from llmkernel.types import ChatRequest, Response, replace
+from llmkernel_cache import codec
+from llmkernel_cache.key import CACHE_OPTION, TTL_OPTION, namespace_for, request_key
+from llmkernel_cache.settings import CacheSettings
+from llmkernel_cache.store import Entry, MemoryLRU, SQLiteStore, Store, Totals
+
+__all__ = ["ResponseCache"]
+
+T = TypeVar("T")
+_ZERO = Decimal(0)
+_STORED_FINISH = frozenset({"stop", "tool_calls"})
+
+
+def _control(request: ChatRequest, name: str) -> Any:
+    """A per-request cache control: from ``options`` (the kernel keeps it from the
+    provider), else from ``metadata`` (as a string)."""
+    value = request.options.get(name)
+    return request.metadata.get(name) if value is None else value
+
+
+def _switch(value: Any) -> bool:
+    if value is None or value is True:
+        return True
+    if value is False:
+        return False
+    text = str(value).strip().lower()
+    if text in ("false", "0", "no", "off"):
+        return False
+    if text in ("true", "1", "yes", "on"):
+        return True
+    from llmkernel.errors import InvalidRequestError
+
+    raise InvalidRequestError(f"option {CACHE_OPTION!r} must be true or false, not {value!r}")
+
+
+def _seconds(value: Any) -> float:
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if seconds < 0 or math.isnan(seconds):
+        from llmkernel.errors import InvalidRequestError
+
+        raise InvalidRequestError(
+            f"option {TTL_OPTION!r} must be a number of seconds >= 0, not {value!r}"
+        )
+    return seconds
+
+
+class ResponseCache:
+    """Exact-match cache: memory LRU in front of a :class:`Store`.
+
+    ``lookup``/``store`` are what the kernel calls. ``ainvalidate``/``aclear`` (and
+    the blocking ``invalidate``/``clear`` for scripts and the CLI) remove entries;
+    ``stats()`` counts hits and misses of this process and the store's size.
+    """
+
+    def __init__(
+        self,
+        settings: CacheSettings,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.memory = MemoryLRU(
+            max_entries=settings.memory_entries, max_bytes=settings.memory_bytes
+        )
+        self._store = store
+        self._store_factory: Callable[[], Store] | None = None
+        if store is None and settings.resolved_path:
+            path = settings.resolved_path
+            self._store_factory = lambda: SQLiteStore(
+                path, max_entries=settings.max_entries, max_bytes=settings.max_bytes
+            )
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.memory_hits = 0
+        self.misses = 0
+        self.bypassed = 0
+        self.stores = 0
+        self.errors = 0
+        self._totals = Totals()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<ResponseCache path={self.settings.resolved_path!r}>"
+
+    # ------------------------------------------------------------------ policy
+
+    def _ttl(self, request: ChatRequest) -> float | None:
+        """The entry lifetime for ``request`` (``0`` for no expiry), or ``None`` when
+        the request is not to be cached at all."""
+        settings = self.settings
+        if not settings.enabled or not _switch(_control(request, CACHE_OPTION)):
+            return None
+        model = settings.models.get(request.model)
+        if model is not None and model.enabled is False:
+            return None
+        above_zero = settings.temperature_above_zero
+        if model is not None and model.temperature_above_zero is not None:
+            above_zero = model.temperature_above_zero
+        if request.temperature and request.temperature > 0 and not above_zero:
+            return None
+        ttl = _control(request, TTL_OPTION)
+        if ttl is not None:
+            return _seconds(ttl)
+        if model is not None and model.ttl is not None:
+            return model.ttl
+        return settings.ttl
+
+    def where(self, request: ChatRequest) -> tuple[str, str]:
+        """The namespace and key of ``request``."""
+        namespace = namespace_for(request, self.settings.namespace)
+        return namespace, request_key(request, namespace)
+
+    # ------------------------------------------------------------------ the kernel's calls
+
+    async def lookup(self, request: ChatRequest) -> Response | None:
+        """The stored answer to ``request``, with zero cost, or ``None``."""
+        if self._ttl(request) is None:
+            self._count("bypassed")
+            return None
+        namespace, key = self.where(request)
+        now = self.clock()
+        response = self.memory.get(namespace, key, now)
+        if response is not None:
+            self._count("hits", "memory_hits")
+            return replace(response, cost=_ZERO)
+        if self._store is not None or self._store_factory is not None:
+            try:
+                entry = await self._run(lambda store: store.get(namespace, key, now), False)
+            except Exception as exc:
+                self._failed("lookup", exc)
+                entry = None
+            if entry is not None:
+                response = codec.loads(entry.body)
+                self.memory.put(namespace, key, response, entry.size, entry.expires)
+                self._count("hits")
+                return replace(response, cost=_ZERO)
+        self._count("misses")
+        return None
+
+    async def store(self, request: ChatRequest, response: Response) -> None:
+        """Keep a fresh, complete answer. Refusals, cached answers and (unless
+        ``store_truncated``) answers cut by ``max_tokens`` or a filter are not kept."""
+        ttl = self._ttl(request)
+        if ttl is None or response.cached or response.refusal:
+            return
+        if response.finish_reason not in _STORED_FINISH and not (
+            self.settings.store_truncated and response.finish_reason == "length"
+        ):
+            return
+        namespace, key = self.where(request)
+        body = codec.dumps(response)
+        size = len(body.encode())
+        now = self.clock()
+        expires = now + ttl if ttl > 0 else 0.0
+        self.memory.put(namespace, key, codec.loads(body), size, expires)
+        self._count("stores")
+        if self._store is None and self._store_factory is None:
+            return
+        entry = Entry(
+            namespace=namespace,
+            key=key,
+            body=body,
+            size=size,
+            model=request.model,
+            created=now,
+            expires=expires,
+        )
+        self._submit(lambda store: store.put(entry))
+
+    # ------------------------------------------------------------------ management
+
+    async def ainvalidate(self, request: ChatRequest) -> bool:
+        """Forget the answer to ``request``; whether there was one."""
+        namespace, key = self.where(request)
+        in_memory = self.memory.delete(namespace, key)
+        if self._has_store:
+            return await self._run(lambda store: store.delete(namespace, key)) or in_memory
+        return in_memory
+
+    def invalidate(self, request: ChatRequest) -> bool:
+        """Blocking :meth:`ainvalidate`, for code outside an event loop."""
+        namespace, key = self.where(request)
+        in_memory = self.memory.delete(namespace, key)
+        if self._has_store:
+            return self._call(lambda store: store.delete(namespace, key)) or in_memory
+        return in_memory
+
+    async def aclear(self, namespace: str | None = None) -> int:
+        """Remove every entry, or those of ``namespace``; how many were stored."""
+        in_memory = self.memory.clear(namespace)
+        if self._has_store:
+            return await self._run(lambda store: store.clear(namespace))
+        return in_memory
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Blocking :meth:`aclear`, for code outside an event loop."""
+        in_memory = self.memory.clear(namespace)
+        if self._has_store:
+            return self._call(lambda store: store.clear(namespace))
+        return in_memory
+
+    def namespaces(self) -> dict[str, Totals]:
+        """Entries and bytes per namespace in the store (blocking)."""
+        if not self._has_store:
+            return {}
+        return dict(self._call(lambda store: store.namespaces()))
+
+    def stats(self) -> dict[str, Any]:
+        """Hits and misses of this process; entries and bytes in memory and in the
+        store (as of its last write). Never does I/O."""
+        lookups = self.hits + self.misses
+        return {
+            "hits": self.hits,
+            "memory_hits": self.memory_hits,
+            "misses": self.misses,
+            "bypassed": self.bypassed,
+            "hit_rate": round(self.hits / lookups, 4) if lookups else 0.0,
+            "stores": self.stores,
+            "errors": self.errors,
+            "memory_entries": len(self.memory),
+            "memory_bytes": self.memory.bytes,
+            "entries": self._totals.entries if self._has_store else len(self.memory),
+            "bytes": self._totals.bytes if self._has_store else self.memory.bytes,
+            "evictions": self.memory.evictions
+            + (getattr(self._store, "evictions", 0) if self._store is not None else 0),
+        }
+
+    async def aflush(self) -> None:
+        """Wait for every pending write (tests, shutdown)."""
+        while self._pending:
+            pending = list(self._pending)
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
+
+    def flush(self) -> None:
+        """Blocking :meth:`aflush`."""
+        while self._pending:
+            concurrent.futures.wait(list(self._pending))
+        if self._store is not None:
+            self._call(lambda store: store.flush() if hasattr(store, "flush") else None)
+
+    async def aclose(self) -> None:
+        """Finish pending writes and close the store."""
+        await self.aflush()
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_store)
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    def close(self) -> None:
+        """Blocking :meth:`aclose`."""
+        self.flush()
+        if self._executor is not None:
+            self._executor.submit(self._close_store).result()
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # ------------------------------------------------------------------ the worker
+
+    @property
+    def _has_store(self) -> bool:
+        return self._store is not None or self._store_factory is not None
+
+    def _worker(self) -> concurrent.futures.ThreadPoolExecutor:
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="llmkernel-cache"
+                    )
+                executor = self._executor
+        return executor
+
+    def _open(self) -> Store:
+        """The store, opened on the worker thread on first use."""
+        if self._store is None:
+            assert self._store_factory is not None
+            self._store = self._store_factory()
+            self._totals = self._store.totals()
+        return self._store
+
+    def _close_store(self) -> None:
+        if self._store is not None and self._store_factory is not None:
+            self._store.close()
+            self._store = None
+
+    def _in_worker(self, fn: Callable[[Store], T], refresh: bool = False) -> T:
+        store = self._open()
+        result = fn(store)
+        if refresh:
+            self._totals = store.totals()
+        return result
+
+    async def _run(self, fn: Callable[[Store], T], refresh: bool = True) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker(), self._in_worker, fn, refresh)
+
+    def _call(self, fn: Callable[[Store], T]) -> T:
+        return self._worker().submit(self._in_worker, fn, True).result()
+
+    def _submit(self, fn: Callable[[Store], Any]) -> None:
+        future = self._worker().submit(self._in_worker, fn, True)
+        self._pending.add(future)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: concurrent.futures.Future[Any]) -> None:
+        self._pending.discard(future)
+        exc = future.exception()
+        if exc is not None:
+            self._failed("store", exc)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self._count("errors")
+        log.warning(f"llmkernel_cache.{what}_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _count(self, *names: str) -> None:
+        with self._lock:
+            for name in names:
+                setattr(self, name, getattr(self, name) + 1)

@@ -1,0 +1,1 @@
+"""SQLite ledger of every llmkernel call."""

@@ -1,0 +1,365 @@
+"""The ledger's SQLite store: schema and migrations, one row per call, sums.
+
+SQLite in WAL mode through sqlite-utils; every write is one ``BEGIN IMMEDIATE``
+transaction, so several processes can write the same file at once (each waits up to
+``busy_timeout`` for the lock) and a process killed mid-burst loses no committed row.
+Money is stored as exact decimal text and summed with a ``decimal_sum`` aggregate,
+never as floats. ``request_id`` is unique: a call is recorded once, however often it
+is offered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import attrs
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+__all__ = [
+    "COLUMNS",
+    "GROUPS",
+    "LedgerRow",
+    "LedgerStore",
+    "RowListener",
+    "connect",
+    "period_keys",
+]
+
+BUSY_TIMEOUT_MS = 30_000
+
+# (version, statements): append only; never edit an applied migration
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """
+            CREATE TABLE IF NOT EXISTS requests (
+                id INTEGER PRIMARY KEY,
+                request_id TEXT NOT NULL UNIQUE,
+                ts REAL NOT NULL,
+                day TEXT NOT NULL,
+                month TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                status TEXT NOT NULL,
+                error_kind TEXT,
+                tenant TEXT,
+                key TEXT,
+                provider TEXT,
+                provider_type TEXT,
+                model TEXT,
+                input_tokens INTEGER NOT NULL DEFAULT 0,
+                cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+                cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+                cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+                output_tokens INTEGER NOT NULL DEFAULT 0,
+                reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+                cost TEXT,
+                latency REAL,
+                first_event_latency REAL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                cached INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS requests_day ON requests (day)",
+            "CREATE INDEX IF NOT EXISTS requests_month ON requests (month)",
+            "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+        ),
+    ),
+    # the call's other metadata (batch run, custom_id, ...) as JSON
+    (2, ("ALTER TABLE requests ADD COLUMN metadata TEXT",)),
+)
+
+COLUMNS = (
+    "request_id",
+    "ts",
+    "day",
+    "month",
+    "kind",
+    "status",
+    "error_kind",
+    "tenant",
+    "key",
+    "provider",
+    "provider_type",
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost",
+    "latency",
+    "first_event_latency",
+    "attempts",
+    "cached",
+    "metadata",
+)
+GROUPS = ("day", "month", "provider", "model", "tenant", "key", "kind", "status")
+_TOKENS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+def period_keys(ts: float, tz: ZoneInfo) -> tuple[str, str]:
+    """The calendar day and month of epoch ``ts`` in ``tz``: ``("2026-11-30", "2026-11")``."""
+    local = datetime.fromtimestamp(ts, tz)
+    return local.strftime("%Y-%m-%d"), local.strftime("%Y-%m")
+
+
+@attrs.frozen(kw_only=True)
+class LedgerRow:
+    """One call, however it ended. ``cost`` is ``None`` when unpriced; ``key`` is a
+    key's name or hash, never the secret."""
+
+    request_id: str
+    ts: float
+    kind: str = "chat"
+    status: str = "ok"
+    error_kind: str | None = None
+    tenant: str | None = None
+    key: str | None = None
+    provider: str | None = None
+    provider_type: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: Decimal | None = None
+    latency: float | None = None
+    first_event_latency: float | None = None
+    attempts: int = 0
+    cached: bool = False
+    #: the call's metadata beyond tenant and key, as JSON (``{"batch": "run-1"}``)
+    metadata: str | None = None
+
+    def values(self, tz: ZoneInfo) -> dict[str, Any]:
+        day, month = period_keys(self.ts, tz)
+        data = attrs.asdict(self)
+        data["day"], data["month"] = day, month
+        data["cost"] = None if self.cost is None else format(self.cost, "f")
+        data["cached"] = int(self.cached)
+        return data
+
+
+# A listener runs inside the write transaction for the rows it inserted (never for
+# a duplicate); it may write its own tables and returns callables to run after the
+# commit (alerts, say).
+RowListener = Callable[[sqlite3.Connection, Sequence[LedgerRow]], Iterable[Callable[[], None]]]
+
+
+class _DecimalSum:
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+        self.seen = False
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += Decimal(str(value))
+            self.seen = True
+
+    def finalize(self) -> str | None:
+        return format(self.total, "f") if self.seen else None
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, with a busy
+    timeout and the ``decimal_sum`` aggregate; safe to share across threads when
+    each use holds the store's lock."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.create_aggregate("decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
+    return conn
+
+
+class LedgerStore:
+    """The ledger database: writes (from the writer thread) and reads (summaries,
+    export). Migrations run once per database, under a write lock."""
+
+    def __init__(self, path: str | Path, *, timezone: str = "UTC") -> None:
+        self.path = Path(path)
+        self.tz = ZoneInfo(timezone)
+        self.conn = connect(self.path)
+        self.lock = threading.RLock()
+        self.listeners: list[RowListener] = []
+        self.migrations: list[tuple[int, tuple[str, ...]]] = list(MIGRATIONS)
+        self.migrate()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    def add_migrations(self, migrations: Iterable[tuple[int, Iterable[str]]]) -> None:
+        """Another package's tables in the same file (budgets), with their own
+        versions (use 1000 and up); applied at once."""
+        self.migrations.extend((v, tuple(s)) for v, s in migrations)
+        self.migrations.sort()
+        self.migrate()
+
+    def migrate(self) -> None:
+        with self.lock, self.transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM migrations")}
+            for version, statements in self.migrations:
+                if version in done:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO migrations (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+
+    def transaction(self) -> _Transaction:
+        """``with store.transaction() as conn:`` one ``BEGIN IMMEDIATE`` transaction,
+        committed on success, rolled back on error. Hold ``store.lock`` around it."""
+        return _Transaction(self.conn)
+
+    def add_listener(self, listener: RowListener) -> None:
+        self.listeners.append(listener)
+
+    def write(self, rows: Sequence[LedgerRow]) -> int:
+        """Insert ``rows`` in one transaction (duplicates by ``request_id`` ignored),
+        run listeners in it, then their after-commit callables. Returns how many
+        rows were new."""
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        sql = f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+        after: list[Callable[[], None]] = []
+        with self.lock, self.transaction() as conn:
+            inserted = []
+            for row in rows:
+                values = row.values(self.tz)
+                cursor = conn.execute(sql, [values[c] for c in COLUMNS])
+                if cursor.rowcount == 1:
+                    inserted.append(row)
+            if inserted:
+                for listener in self.listeners:
+                    after.extend(listener(conn, inserted))
+        for callback in after:
+            callback()
+        return len(inserted)
+
+    # ------------------------------------------------------------------ reading
+
+    def count(self) -> int:
+        with self.lock:
+            return int(self.conn.execute("SELECT count(*) FROM requests").fetchone()[0])
+
+    def total(self, *, since: float | None = None, until: float | None = None) -> Decimal:
+        """The sum of every priced row's cost, exactly."""
+        where, params = _range(since, until)
+        with self.lock:
+            value = self.conn.execute(
+                f"SELECT decimal_sum(cost) FROM requests {where}", params
+            ).fetchone()[0]
+        return Decimal(value) if value is not None else Decimal(0)
+
+    def summary(
+        self,
+        by: str | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Totals grouped ``by`` one of :data:`GROUPS` (or all rows as one group):
+        ``requests``, ``unpriced`` (rows without a cost), ``errors``, ``cached``, each
+        token bucket and ``cost`` (``Decimal``)."""
+        if by is not None and by not in GROUPS:
+            raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPS)}")
+        clause, params = _range(since, until)
+        for column, value in (where or {}).items():
+            if column not in GROUPS:
+                raise ValueError(f"cannot filter by {column!r}")
+            clause += (" AND " if clause else "WHERE ") + f"{column} = ?"
+            params.append(value)
+        group = f"{by}" if by else "'all'"
+        sums = ", ".join(f"sum({t}) AS {t}" for t in _TOKENS)
+        sql = (
+            f"SELECT {group} AS grp, count(*) AS requests, "
+            "sum(cost IS NULL AND status = 'ok') AS unpriced, "
+            "sum(status != 'ok') AS errors, sum(cached) AS cached, "
+            f"{sums}, decimal_sum(cost) AS cost FROM requests {clause} "
+            f"GROUP BY grp ORDER BY grp"
+        )
+        with self.lock:
+            cursor = self.conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        for row in rows:
+            row[by or "group"] = row.pop("grp")
+            row["cost"] = Decimal(row["cost"]) if row["cost"] is not None else Decimal(0)
+            for name in ("requests", "unpriced", "errors", "cached", *_TOKENS):
+                row[name] = int(row[name] or 0)
+        return rows
+
+    def rows(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every row in time order, as dicts with ``cost`` as exact text."""
+        clause, params = _range(since, until)
+        with self.lock:
+            cursor = self.conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM requests {clause} ORDER BY ts, id", params
+            )
+            data = cursor.fetchall()
+        for values in data:
+            yield dict(zip(COLUMNS, values, strict=True))
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def _range(since: float | None, until: float | None) -> tuple[str, list[Any]]:
+    parts, params = [], []
+    if since is not None:
+        parts.append("ts >= ?")
+        params.append(since)
+    if until is not None:
+        parts.append("ts < ?")
+        params.append(until)
+    return ("WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,210 @@
+"""Price arithmetic against hand-computed cases, the shipped data, and the hook."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from llmkernel import Kernel
+from llmkernel.routing import Candidate
+from llmkernel.types import ModelPrice, Usage
+from llmkernel_prices import TieredPrice, lookup
+from llmkernel_prices.table import PROVIDER_FILES, load_table, parse_table
+
+
+def price(provider: str, model: str) -> TieredPrice:
+    result = lookup(provider, model)
+    assert isinstance(result, TieredPrice), (provider, model, result)
+    return result
+
+
+def test_every_bucket_at_its_own_rate_sonnet_4_5() -> None:
+    # $3 input, $3.75 5m write, $6 1h write, $0.30 cache read, $15 output (reasoning too)
+    usage = Usage(
+        input_tokens=10_000,
+        cached_input_tokens=4_000,
+        cache_write_tokens=3_000,
+        cache_write_1h_tokens=1_000,
+        output_tokens=2_000,
+        reasoning_tokens=500,
+    )
+    # 3000*3 + 4000*0.30 + 2000*3.75 + 1000*6 + 1500*15 + 500*15 = 53700 per million
+    assert price("anthropic", "claude-sonnet-4-5").cost(usage) == Decimal("0.0537")
+
+
+def test_cache_writes_5m_and_1h_opus_4_1() -> None:
+    usage = Usage(input_tokens=3_000, cache_write_tokens=3_000, cache_write_1h_tokens=2_000)
+    # 1000 * 18.75 + 2000 * 30 = 78750 per million
+    assert price("anthropic", "claude-opus-4-1").cost(usage) == Decimal("0.07875")
+
+
+def test_cached_and_reasoning_gpt_5() -> None:
+    usage = Usage(
+        input_tokens=1_000, cached_input_tokens=800, output_tokens=3_000, reasoning_tokens=2_500
+    )
+    # 200 * 1.25 + 800 * 0.125 + 3000 * 10 = 30350 per million
+    assert price("openai", "gpt-5").cost(usage) == Decimal("0.03035")
+
+
+def test_reasoning_billed_apart_when_the_data_says_so() -> None:
+    table = parse_table(
+        {"models": {"thinker": {"input": "1", "output": "10", "reasoning": "20"}}}, "test"
+    )
+    thinker = table.get("thinker")
+    assert thinker is not None
+    # 600 plain output * 10 + 400 reasoning * 20 = 14000 per million
+    assert thinker.cost(Usage(output_tokens=1_000, reasoning_tokens=400)) == Decimal("0.014")
+
+
+def test_long_context_tier_reprices_the_whole_request() -> None:
+    sonnet = price("anthropic", "claude-sonnet-4-5")
+    at_threshold = Usage(input_tokens=200_000, output_tokens=1_000)
+    above = Usage(input_tokens=250_000, output_tokens=1_000)
+    # 200000 * 3 + 1000 * 15 = 615000 per million; above: 250000 * 6 + 1000 * 22.50
+    assert sonnet.cost(at_threshold) == Decimal("0.615")
+    assert sonnet.cost(above) == Decimal("1.5225")
+
+
+def test_long_context_tier_openai_272k() -> None:
+    gpt = price("openai", "gpt-5.5")
+    assert gpt.cost(Usage(input_tokens=272_001, output_tokens=10)) == Decimal("2.72046")
+    assert gpt.cost(Usage(input_tokens=272_000, output_tokens=10)) == Decimal("1.3603")
+
+
+def test_batch_discount_is_data() -> None:
+    batch = price("anthropic", "claude-sonnet-4").batch()
+    assert (batch.input, batch.output) == (Decimal("1.5"), Decimal("7.5"))
+    assert batch.cost(Usage(input_tokens=100_000)) == Decimal("0.15")
+    # the long-context tier is discounted too: 250000 * 3 per million
+    assert batch.cost(Usage(input_tokens=250_000)) == Decimal("0.75")
+    assert load_table("deepseek").get("deepseek-chat") is not None
+    with pytest.raises(ValueError, match="deepseek-chat"):
+        price("deepseek", "deepseek-chat").batch()
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "family"),
+    [
+        ("openai", "gpt-4.1-2025-04-14", "gpt-4.1"),
+        ("openai", "gpt-4o-2024-08-06", "gpt-4o"),
+        ("anthropic", "claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("anthropic", "claude-3-5-haiku@20241022", "claude-3-5-haiku"),
+    ],
+)
+def test_dated_ids_resolve_where_documented(provider: str, model: str, family: str) -> None:
+    assert price(provider, model) is price(provider, family)
+
+
+def test_dated_id_with_another_price_stays_unpriced() -> None:
+    # gpt-4o's first snapshot was priced differently: not listed, so not guessed
+    assert lookup("openai", "gpt-4o-2024-05-13") is None
+
+
+def test_unknown_model_is_none() -> None:
+    assert lookup("openai", "gpt-unknown") is None
+    assert lookup("groq", "llama-3.3-70b-versatile") is None
+
+
+def test_local_models_are_free_not_unpriced() -> None:
+    free = lookup("ollama", "llama3.2")
+    assert isinstance(free, ModelPrice)
+    assert free.cost(Usage(input_tokens=10**6, output_tokens=10**6)) == Decimal(0)
+
+
+def test_every_shipped_entry_has_source_and_date() -> None:
+    for name in PROVIDER_FILES:
+        table = load_table(name)
+        assert table.prices, name
+        for model, entry in table.prices.items():
+            assert entry.source.startswith("https://"), (name, model)
+            assert entry.checked, (name, model)
+            assert entry.input >= 0 and entry.output >= 0
+
+
+def test_bad_data_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"x\.models\.m\.output"):
+        parse_table({"models": {"m": {"input": "1", "output": 2.5}}}, "x")
+    with pytest.raises(ValueError, match="lacks 'output'"):
+        parse_table({"models": {"m": {"input": "1"}}}, "x")
+
+
+# ------------------------------------------------------------------ through a kernel
+# Kernels without provider instances: pricing needs only the candidate, so these
+# tests pass with core and this package alone. Preset detection reads the config's
+# provider tables, so those tests give the hook a config directly.
+
+
+class ConfigOnly:
+    """What price_model reads of a kernel: its config."""
+
+    def __init__(self, providers: dict[str, Any]) -> None:
+        from llmkernel.config import Config
+
+        self.config = Config.load({"providers": providers})
+
+
+def hook_price(providers: dict[str, Any], model: str) -> Any:
+    from llmkernel_prices.plugin import price_model
+
+    return price_model(kernel=ConfigOnly(providers), provider_type="openai", model=model)
+
+
+def test_kernel_prices_native_provider_types() -> None:
+    k = Kernel.from_config({})
+    found = k.price(
+        Candidate(provider="claude", model="claude-haiku-4-5", provider_type="anthropic")
+    )
+    assert isinstance(found, TieredPrice)
+    assert found.cost(Usage(input_tokens=1_000_000)) == Decimal(1)
+
+
+def test_kernel_unknown_model_costs_none_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="llmkernel")
+    unknown = Candidate(provider="oa", model="gpt-nope-1", provider_type="openai")
+    assert Kernel.from_config({}).cost(unknown, Usage(input_tokens=10, output_tokens=10)) is None
+    assert Kernel.from_config({}).cost(unknown, Usage(input_tokens=10)) is None
+    assert sum("gpt-nope-1" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_presets_pick_their_own_table() -> None:
+    both = {"ds": {"type": "openai", "preset": "deepseek"}, "oa": {"type": "openai"}}
+    assert hook_price(both, "deepseek-chat").input == Decimal("0.28")
+    assert hook_price(both, "gpt-4.1").input == Decimal("2.00")
+    assert hook_price({}, "gpt-4.1").input == Decimal("2.00")  # no instance: OpenAI
+
+
+def test_local_preset_is_free_but_not_when_a_cloud_preset_shares_the_type() -> None:
+    free = hook_price({"v": {"type": "openai", "preset": "vllm"}}, "my-llama")
+    assert free is not None and free.cost(Usage(input_tokens=5)) == Decimal(0)
+    mixed = {"v": {"type": "openai", "preset": "vllm"}, "g": {"type": "openai", "preset": "groq"}}
+    # the hook cannot tell which instance asks: a name groq or vllm may serve is unpriced
+    assert hook_price(mixed, "my-llama") is None
+    custom = {"c": {"type": "openai", "base_url": "https://llm.example.com/v1"}}
+    assert hook_price(custom, "my-model") is None
+    assert hook_price(custom, "gpt-4.1") is None  # a custom server may bill differently
+
+
+def test_config_prices_win_over_the_table() -> None:
+    k = Kernel.from_config({"prices": {"openai/gpt-4.1": {"input": "1", "output": "1"}}})
+    found = k.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
+    assert found is not None and found.input == Decimal(1)
+
+
+def test_a_plugin_overrides_the_shipped_table() -> None:
+    from llmkernel import hookimpl
+
+    class Override:
+        @hookimpl
+        def price_model(self, model: str) -> ModelPrice | None:
+            if model == "gpt-4.1":
+                return ModelPrice(input=Decimal(7), output=Decimal(7), source="override")
+            return None
+
+    k = Kernel.from_config({}, plugins=[Override()])
+    found = k.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
+    assert found is not None and found.input == Decimal(7)
+    other = k.price(Candidate(provider="oa", model="gpt-5", provider_type="openai"))
+    assert isinstance(other, TieredPrice)

@@ -1,0 +1,258 @@
+"""The rate-limit gate the kernel asks before every attempt (``provide_gate``).
+
+``acquire`` reserves one request and the attempt's worst-case tokens (counted input
+plus ``max_tokens``, else the model's output limit) in every bucket whose rule
+matches the candidate, plus the buckets learned from the provider's headers;
+``release`` corrects the reservation by the real usage, learns the provider's
+remaining allowance from the response headers, and after a 429 holds the
+deployment until its ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from llmkernel.errors import RateLimitError, RefusedError
+from llmkernel_ratelimit.headers import parse_headers
+from llmkernel_ratelimit.limiter import Limiter, NoRoom
+from llmkernel_ratelimit.settings import LimitRule, RateLimitSettings
+from llmkernel_ratelimit.store import Claim, LimitStore, MemoryStore, Ticket
+
+__all__ = ["RateLimitGate"]
+
+_STATE = "llmkernel_ratelimit"
+_LEARNED_WINDOW = 60.0
+_NEVER = 0.0
+
+
+def _pattern(text: str) -> str:
+    return text if "/" in text else f"{text}/*"
+
+
+class RateLimitGate:
+    """Limits requests and tokens per window, per provider, model, tenant and key."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        *,
+        store: LimitStore | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store if store is not None else MemoryStore()
+        self.limiter = Limiter(self.store, clock=clock)
+        self.clock = clock
+        self._rules = [(_pattern(p), p, rule) for p, rule in settings.limits.items()]
+        self._learned: dict[str, set[str]] = {}  # deployment -> learned kinds
+        self.refused = 0
+        self.waited = 0
+
+    def __repr__(self) -> str:
+        return f"<RateLimitGate mode={self.settings.mode!r} rules={len(self._rules)}>"
+
+    # ------------------------------------------------------------------ claims
+
+    def _rules_for(self, candidate: Any) -> list[tuple[str, LimitRule]]:
+        names = (candidate.qualified, f"{candidate.provider_type}/{candidate.model}")
+        return [
+            (name, rule)
+            for pattern, name, rule in self._rules
+            if any(fnmatch.fnmatchcase(n, pattern) for n in names)
+        ]
+
+    def claims(
+        self, candidate: Any, metadata: Mapping[str, Any], input_tokens: int, output_tokens: int
+    ) -> list[Claim]:
+        """The claims one attempt makes: a request and its tokens in each bucket."""
+        claims = []
+        for name, rule in self._rules_for(candidate):
+            values = {
+                "provider": candidate.provider,
+                "model": candidate.qualified,
+                "tenant": str(metadata.get("tenant") or ""),
+                "key": str(metadata.get("key") or ""),
+            }
+            base = name + "".join(f"|{d}={values[d]}" for d in rule.per)
+            if rule.requests_per_minute is not None:
+                claims.append(
+                    Claim(
+                        key=f"{base}|requests",
+                        limit=rule.amount(rule.requests_per_minute),
+                        window=rule.window,
+                        amount=1.0,
+                    )
+                )
+            if rule.tokens_per_minute is not None:
+                claims.append(
+                    Claim(
+                        key=f"{base}|tokens",
+                        limit=rule.amount(rule.tokens_per_minute),
+                        window=rule.window,
+                        amount=float(input_tokens + output_tokens),
+                    )
+                )
+        deployment = candidate.qualified
+        for kind in sorted(self._learned.get(deployment, ())):
+            amount = {
+                "requests": 1.0,
+                "tokens": float(input_tokens + output_tokens),
+                "input_tokens": float(input_tokens),
+                "output_tokens": float(output_tokens),
+            }[kind]
+            claims.append(
+                Claim(
+                    key=f"learned|{deployment}|{kind}",
+                    limit=float("inf"),  # the observed limit is kept by the store
+                    window=_LEARNED_WINDOW,
+                    amount=amount,
+                )
+            )
+        return claims
+
+    def _needs_tokens(self, candidate: Any) -> bool:
+        if any(r.tokens_per_minute is not None for _, r in self._rules_for(candidate)):
+            return True
+        return bool(self._learned.get(candidate.qualified, set()) - {"requests"})
+
+    # ------------------------------------------------------------------ the gate
+
+    async def acquire(self, ctx: Any, attempt: Any) -> None:
+        candidate = attempt.candidate
+        if not self._rules_for(candidate) and candidate.qualified not in self._learned:
+            return
+        input_tokens = output_tokens = 0
+        if self._needs_tokens(candidate):
+            input_tokens = int(ctx.input_tokens(candidate))
+            output_tokens = int(ctx.max_output_tokens(candidate))
+        claims = self.claims(candidate, ctx.metadata, input_tokens, output_tokens)
+        if not claims:
+            return
+        try:
+            ticket = await self.limiter.take(
+                claims, ctx.deadline, wait=self.settings.mode == "wait"
+            )
+        except NoRoom as exc:
+            self.refused += 1
+            retry_after = None if exc.retry_after == float("inf") else round(exc.retry_after, 3)
+            why = (
+                "a request larger than the limit"
+                if retry_after is None
+                else "no room before the deadline"
+                if self.settings.mode == "wait"
+                else "no room"
+            )
+            raise RefusedError(
+                f"rate limit on {candidate.qualified}: {why} ({', '.join(exc.keys)})",
+                kind="rate_limit",
+                retry_after=retry_after,
+                provider=candidate.provider,
+                model=candidate.model,
+            ) from None
+        attempt.state[_STATE] = (ticket, claims, input_tokens)
+
+    def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
+        held = attempt.state.pop(_STATE, None)
+        if held is not None:
+            ticket, claims, input_tokens = held
+            self._correct(ticket, claims, input_tokens, outcome)
+        if self.settings.learn_from_headers:
+            self.learn(attempt.candidate, getattr(outcome, "headers", None) or {})
+        error = getattr(outcome, "error", None)
+        if isinstance(error, RateLimitError):
+            self.back_off(attempt.candidate, error.retry_after)
+        self.limiter.notify()
+
+    def _correct(
+        self, ticket: Ticket, claims: Sequence[Claim], input_tokens: int, outcome: Any
+    ) -> None:
+        status = getattr(outcome, "status", "ok")
+        usage = getattr(outcome, "usage", None)
+        amounts: dict[str, float] = {}
+        for claim in claims:
+            kind = claim.key.rsplit("|", 1)[1]
+            if status == "refused":
+                amounts[claim.key] = 0.0  # never sent: everything back
+            elif kind == "requests":
+                continue
+            elif usage is not None:
+                amounts[claim.key] = float(
+                    {
+                        "tokens": usage.input_tokens + usage.output_tokens,
+                        "input_tokens": usage.input_tokens,
+                        "output_tokens": usage.output_tokens,
+                    }[kind]
+                )
+            else:  # sent but no usage known: keep the input, return the output
+                amounts[claim.key] = float(input_tokens if kind != "output_tokens" else 0)
+        self.store.correct(ticket, amounts)
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(self, candidate: Any, headers: Mapping[str, str]) -> None:
+        """Limit ``candidate`` by what its provider reports left in ``headers``."""
+        if not headers:
+            return
+        facts = parse_headers(headers, time.time())
+        if not facts:
+            return
+        deployment = candidate.qualified
+        now = self.clock()
+        kinds = self._learned.setdefault(deployment, set())
+        for kind in ("requests", "tokens", "input_tokens", "output_tokens"):
+            allowance = getattr(facts, kind)
+            if allowance is None:
+                continue
+            limit = allowance.limit if allowance.limit is not None else allowance.remaining
+            reset = allowance.reset if allowance.reset is not None else _LEARNED_WINDOW
+            self.store.observe(
+                f"learned|{deployment}|{kind}", float(limit), float(allowance.remaining), reset, now
+            )
+            kinds.add(kind)
+
+    def back_off(self, candidate: Any, retry_after: float | None) -> None:
+        """Hold ``candidate``'s deployment for ``retry_after`` seconds after a 429."""
+        if not retry_after or retry_after <= 0:
+            return
+        deployment = candidate.qualified
+        self._learned.setdefault(deployment, set()).add("requests")
+        self.store.block(
+            f"learned|{deployment}|requests",
+            self.clock() + retry_after,
+            float("inf"),
+            _LEARNED_WINDOW,
+        )
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self) -> dict[str, Any]:
+        """Every bucket's limit, what is used and left, and the seconds until it is
+        whole again; waiters per bucket; deployments with learned limits."""
+        now = self.clock()
+        waiting = self.limiter.waiting()
+        buckets: dict[str, Any] = {}
+        deployments: dict[str, Any] = {}
+        for key, state in self.store.states(now).items():
+            row = {
+                "limit": state.limit if state.limit != float("inf") else None,
+                "used": round(state.used, 3),
+                "remaining": round(state.remaining, 3) if state.limit != float("inf") else None,
+                "reset": round(state.reset, 3),
+                "window": state.window,
+                "waiting": waiting.get(key, 0),
+            }
+            buckets[key] = row
+            if key.startswith("learned|"):
+                _, deployment, kind = key.split("|")
+                deployments.setdefault(deployment, {}).setdefault("ratelimit", {})[kind] = row
+        return {
+            "ratelimit": {
+                "mode": self.settings.mode,
+                "refused": self.refused,
+                "buckets": buckets,
+            },
+            "deployments": deployments,
+        }

@@ -1,0 +1,57 @@
+"""The rate limiter's settings: the ``[plugin.ratelimit]`` table."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+__all__ = ["DIMENSIONS", "LimitRule", "RateLimitSettings"]
+
+Dimension = Literal["provider", "model", "tenant", "key"]
+DIMENSIONS: tuple[str, ...] = ("provider", "model", "tenant", "key")
+
+
+@attrs.frozen(kw_only=True)
+class LimitRule:
+    """``[plugin.ratelimit.limits."<pattern>"]``: limits for the deployments whose
+    ``provider/model`` matches the pattern (``*`` and ``?`` wildcards; the provider
+    part may be an instance name or a provider type).
+
+    ``per`` splits the limit into one bucket per value of each dimension named:
+    ``["model"]`` gives every matching model its own limit, ``["tenant"]`` every
+    tenant, ``["key"]`` every API key of the gateway. With no ``per``, every
+    matching deployment shares one bucket (a provider-wide limit).
+    """
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    window: float = 60.0
+    per: list[Dimension] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("a limit needs requests_per_minute or tokens_per_minute")
+        for value, key in (
+            (self.requests_per_minute, "requests_per_minute"),
+            (self.tokens_per_minute, "tokens_per_minute"),
+        ):
+            if value is not None and value <= 0:
+                raise ValueError(f"{key} must be positive")
+        if self.window <= 0:
+            raise ValueError("window must be positive")
+
+    def amount(self, per_minute: float) -> float:
+        """The allowance in one window."""
+        return per_minute * self.window / 60.0
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitSettings:
+    """``mode = "wait"`` waits for room (never past the call's deadline);
+    ``"reject"`` refuses at once with ``retry_after`` so routing can try another
+    candidate. ``learn_from_headers`` also limits by what providers report left."""
+
+    mode: Literal["wait", "reject"] = "wait"
+    learn_from_headers: bool = True
+    limits: dict[str, LimitRule] = attrs.field(factory=dict)

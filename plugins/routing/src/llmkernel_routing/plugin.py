@@ -1,0 +1,106 @@
+"""llmkernel hooks of the routing machinery: filters, the breaker gate, statistics
+from the end hooks, ``collect_stats`` and the ``llmkernel stats`` command.
+
+Cheap to import: the machinery is imported on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from llmkernel import hookimpl
+
+if TYPE_CHECKING:
+    from llmkernel.cli_registry import CommandRegistry
+
+NAME = "routing"
+
+
+@hookimpl
+def configure(kernel: Any, config: Any) -> None:
+    from llmkernel.options import parse_options
+    from llmkernel_routing.settings import RoutingSettings
+    from llmkernel_routing.state import routing_for
+
+    where = f"[plugin.{NAME}] in {getattr(config, 'source', None) or 'config'}"
+    settings = parse_options(RoutingSettings, config.plugin_settings(NAME), where=where)
+    routing_for(kernel, settings)
+
+
+@hookimpl
+def filter_candidates(kernel: Any, ctx: Any, candidates: Iterable[Any]) -> list[Any] | None:
+    from llmkernel_routing.state import routing_for
+
+    reasons = routing_for(kernel).drop_reasons(ctx, candidates)
+    if not reasons:
+        return None
+    from llmkernel.context import Drop
+
+    return [Drop(candidate=c, reason=reason, by=NAME) for c, reason in reasons]
+
+
+@hookimpl
+def provide_gate(kernel: Any) -> Any:
+    from llmkernel_routing.gate import RoutingGate
+    from llmkernel_routing.state import routing_for
+
+    return RoutingGate(routing_for(kernel), kernel)
+
+
+@hookimpl
+def on_attempt_end(kernel: Any, ctx: Any, attempt: Any, outcome: Any) -> None:
+    from llmkernel_routing.state import routing_for
+
+    error = outcome.error
+    usage = outcome.usage
+    routing_for(kernel).attempt_ended(
+        attempt.candidate,
+        status=outcome.status,
+        stream=bool(attempt.stream),
+        kind=str(getattr(error, "kind", "") or type(error).__name__) if error is not None else "",
+        message=str(error) if error is not None else "",
+        latency=outcome.latency,
+        first_event_latency=outcome.first_event_latency,
+        input_tokens=usage.input_tokens if usage is not None else 0,
+        output_tokens=usage.output_tokens if usage is not None else 0,
+        cost=outcome.cost,
+    )
+
+
+@hookimpl
+def on_request_end(kernel: Any, ctx: Any, outcome: Any) -> None:
+    from llmkernel_routing.state import routing_for
+
+    error = outcome.error
+    attempts = list(getattr(ctx, "attempts", ()) or ())
+    first = attempts[0].candidate if attempts else None
+    routing_for(kernel).calls.record(
+        status=outcome.status,
+        kind=str(getattr(error, "kind", "") or type(error).__name__) if error is not None else "",
+        cached=bool(outcome.cached),
+        attempts=len(attempts),
+        fell_back=first is not None
+        and outcome.candidate is not None
+        and outcome.status == "ok"
+        and outcome.candidate != first,
+    )
+
+
+@hookimpl
+def collect_stats(kernel: Any) -> Mapping[str, Any]:
+    from llmkernel_routing.state import routing_for
+
+    return routing_for(kernel).snapshot()
+
+
+@hookimpl
+def register_commands(registry: CommandRegistry) -> None:
+    from llmkernel_routing.cli import add_arguments, run
+
+    registry.add(
+        "stats",
+        help="per-deployment statistics (optionally after sending a batch of requests)",
+        arguments=add_arguments,
+        run=run,
+    )

@@ -1,0 +1,397 @@
+"""The routing state of one kernel: statistics, breakers, health; and the filters.
+
+One :class:`Routing` per kernel (see :func:`routing_for`), fed by the plugin's hooks
+and read by strategy packages::
+
+    from llmkernel_routing import routing_for
+
+    stats = routing_for(kernel).stats_for(candidate)  # DeploymentStats
+    stats.in_flight, stats.ewma_latency, stats.ewma_ttft
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+
+from llmkernel import log
+from llmkernel_routing.breaker import Breaker, Verdict
+from llmkernel_routing.needs import missing, request_needs
+from llmkernel_routing.settings import RoutingSettings
+from llmkernel_routing.stats import CallTotals, DeploymentStats, Minute
+
+Claim = Literal[True, "probe"]
+
+
+def deployment_key(candidate: Any) -> str:
+    """``provider/model`` of a candidate."""
+    return f"{candidate.provider}/{candidate.model}"
+
+
+@attrs.frozen(kw_only=True)
+class HealthResult:
+    ok: bool
+    detail: str
+    at: float  # monotonic
+    latency: float = 0.0
+
+
+@attrs.define(kw_only=True, eq=False)
+class Routing:
+    """Statistics, breakers and health of one kernel's deployments."""
+
+    settings: RoutingSettings = attrs.field(factory=RoutingSettings)
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    deployments: dict[str, DeploymentStats] = attrs.field(factory=dict)
+    breakers: dict[str, Breaker] = attrs.field(factory=dict)
+    calls: CallTotals = attrs.field(factory=CallTotals)
+    health: dict[str, HealthResult] = attrs.field(factory=dict)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+    _health_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ access
+
+    def stats_for(self, candidate: Any) -> DeploymentStats:
+        """The live statistics of a candidate (or a ``"provider/model"`` key)."""
+        key = candidate if isinstance(candidate, str) else deployment_key(candidate)
+        stats = self.deployments.get(key)
+        if stats is None:
+            stats = self.deployments.setdefault(key, DeploymentStats(key=key))
+            stats.timeline.minutes = self.settings.timeline_minutes
+        return stats
+
+    def breaker_for(self, candidate: Any) -> Breaker:
+        key = candidate if isinstance(candidate, str) else deployment_key(candidate)
+        breaker = self.breakers.get(key)
+        if breaker is None:
+            breaker = self.breakers.setdefault(key, Breaker(settings=self.settings.breaker))
+        return breaker
+
+    def healthy(self, candidate: Any, recent: float | None = None) -> bool:
+        """Neither open in the breaker nor failing its last active health check, and
+        no failure since its last success (within the last ``recent`` seconds when
+        given): what local-first reads."""
+        key = deployment_key(candidate)
+        breaker = self.breakers.get(key)
+        if breaker is not None and breaker.current(self.clock()) != "closed":
+            return False
+        check = self.health.get(candidate.provider)
+        if check is not None and not check.ok:
+            return False
+        stats = self.deployments.get(key)
+        if stats is None or stats.last_error is None:
+            return True
+        failed_at = stats.last_error["at"]
+        if recent is not None and self.wall() - failed_at > recent:
+            return True
+        return stats.last_success_at is not None and stats.last_success_at >= failed_at
+
+    # ------------------------------------------------------------------ gate
+
+    def enter(self, candidate: Any) -> Claim | None:
+        """Let an attempt through the breaker (and count it in flight), or ``None``
+        when the breaker skips this deployment."""
+        key = deployment_key(candidate)
+        claim: Claim | Literal[False] = True
+        if self.settings.breaker.enabled:
+            with self._lock:
+                claim = self.breaker_for(key).acquire(self.clock())
+        if claim is False:
+            return None
+        self.stats_for(key).in_flight += 1
+        return claim
+
+    def leave(
+        self,
+        candidate: Any,
+        claim: Claim,
+        *,
+        status: str,
+        kind: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        """The attempt let through by :meth:`enter` ended (once, however)."""
+        key = deployment_key(candidate)
+        stats = self.stats_for(key)
+        stats.in_flight = max(0, stats.in_flight - 1)
+        if not self.settings.breaker.enabled:
+            return
+        with self._lock:
+            breaker = self.breaker_for(key)
+            verdict: Verdict
+            if status in ("ok", "abandoned"):
+                verdict = "success"
+            elif status == "error" and kind:
+                verdict = breaker.failure_verdict(kind)
+            else:
+                verdict = "none"
+            before = breaker.state
+            breaker.release(
+                self.clock(), verdict, probe=claim == "probe", kind=kind, retry_after=retry_after
+            )
+            after = breaker.state
+        if before != after:
+            log.info(
+                "routing.breaker." + ("closed" if after == "closed" else "opened"),
+                deployment=key,
+                reason=breaker.reason,
+                cooldown=breaker.cooldown,
+            )
+
+    def retry_after(self, candidate: Any) -> float | None:
+        with self._lock:
+            return self.breaker_for(candidate).retry_after(self.clock())
+
+    # ------------------------------------------------------------------ end hooks
+
+    def attempt_ended(
+        self,
+        candidate: Any,
+        *,
+        status: str,
+        stream: bool = False,
+        kind: str = "",
+        message: str = "",
+        latency: float | None = None,
+        first_event_latency: float | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: Decimal | None = None,
+    ) -> None:
+        """One attempt ended: count it, and feed the latency EWMAs."""
+        stats = self.stats_for(candidate)
+        stats.record(
+            status=status,
+            wall=self.wall(),
+            kind=kind,
+            message=message,
+            latency=latency,
+            first_event_latency=first_event_latency,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+        )
+        alpha, now = self.settings.ewma_alpha, self.clock()
+        if status == "ok":
+            if stream:
+                if first_event_latency is not None:
+                    stats.feed_ttft(first_event_latency, alpha, now)
+            elif latency is not None:
+                stats.feed_latency(latency, alpha, now)
+        elif status == "error" and kind in self.settings.breaker.kinds:
+            slow = max(latency or 0.0, self.settings.failure_penalty)
+            if stream and first_event_latency is None:
+                stats.feed_ttft(slow, alpha, now)
+            if not stream:
+                stats.feed_latency(slow, alpha, now)
+
+    # ------------------------------------------------------------------ filters
+
+    def drop_reasons(self, ctx: Any, candidates: Iterable[Any]) -> list[tuple[Any, str]]:
+        """The candidates to drop before any strategy, each with its reason: an open
+        breaker, a failed health check, a missing capability, a context window too
+        small for the counted prompt plus ``max_tokens``."""
+        settings = self.settings
+        request = getattr(ctx, "request", None)
+        kernel = getattr(ctx, "kernel", None)
+        chat = getattr(ctx, "kind", "chat") in ("chat", "stream")
+        needed = request_needs(request) if settings.capabilities and chat else ()
+        now = self.clock()
+        drops: list[tuple[Any, str]] = []
+
+        def skipped(candidate: Any, why: str) -> None:
+            counts = self.stats_for(candidate).skipped
+            counts[why] = counts.get(why, 0) + 1
+
+        for candidate in candidates:
+            key = deployment_key(candidate)
+            breaker = self.breakers.get(key)
+            if settings.breaker.enabled and breaker is not None:
+                with self._lock:
+                    available = breaker.available(now)
+                    state = breaker.current(now)
+                if not available:
+                    why = (
+                        "circuit breaker half-open, probe in flight"
+                        if state == "half_open"
+                        else f"circuit breaker open ({breaker.reason})"
+                    )
+                    skipped(candidate, "breaker")
+                    drops.append((candidate, why))
+                    continue
+            check = self.health.get(candidate.provider)
+            if check is not None and not check.ok:
+                skipped(candidate, "health")
+                drops.append((candidate, f"health check failed: {check.detail}"))
+                continue
+            if kernel is None or not chat or not (needed or settings.context_window):
+                continue
+            capabilities = _capabilities(kernel, candidate)
+            lacks = missing(capabilities, needed)
+            if lacks:
+                skipped(candidate, "capability")
+                drops.append((candidate, f"lacks {', '.join(lacks)}"))
+                continue
+            window = capabilities.context_window if capabilities is not None else None
+            if settings.context_window and window:
+                prompt = ctx.input_tokens(candidate)
+                asked = getattr(request, "max_tokens", None)
+                output = asked if asked is not None else settings.reserve_output
+                if prompt + output > window:
+                    skipped(candidate, "context_window")
+                    drops.append(
+                        (
+                            candidate,
+                            f"context window {window} too small for {prompt} prompt + "
+                            f"{output} output tokens",
+                        )
+                    )
+        for candidate, reason in drops:
+            log.debug("routing.dropped", deployment=deployment_key(candidate), reason=reason)
+        return drops
+
+    # ------------------------------------------------------------------ health
+
+    def start_health_checks(self, kernel: Any) -> None:
+        """Start the active health checks in the running loop, once (when
+        ``health_interval`` is set)."""
+        if self.settings.health_interval <= 0:
+            return
+        task = self._health_task
+        if task is not None and not task.done():
+            return
+        self._health_task = asyncio.get_running_loop().create_task(self._health_loop(kernel))
+
+    async def check_health(self, kernel: Any) -> dict[str, HealthResult]:
+        """One round of ``provider.health()`` over every configured provider."""
+        providers: Mapping[str, Any] = kernel.providers()
+        timeout = self.settings.health_timeout
+
+        async def one(name: str, provider: Any) -> None:
+            started = self.clock()
+            try:
+                async with asyncio.timeout(timeout):
+                    health = await provider.health()
+                result = HealthResult(
+                    ok=bool(health.ok),
+                    detail=str(health.detail),
+                    at=self.clock(),
+                    latency=float(health.latency or self.clock() - started),
+                )
+            except Exception as exc:  # a failing check is a result, not a crash
+                detail = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+                result = HealthResult(ok=False, detail=detail, at=self.clock())
+            before = self.health.get(name)
+            self.health[name] = result
+            if before is None or before.ok != result.ok:
+                log.info(
+                    "routing.health.changed", provider=name, ok=result.ok, detail=result.detail
+                )
+
+        await asyncio.gather(*(one(n, p) for n, p in providers.items()))
+        return dict(self.health)
+
+    async def _health_loop(self, kernel: Any) -> None:
+        while True:
+            try:
+                await self.check_health(kernel)
+            except Exception as exc:
+                log.warning("routing.health.failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(self.settings.health_interval)
+
+    async def aclose(self) -> None:
+        task, self._health_task = self._health_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await task
+
+    # ------------------------------------------------------------------ stats
+
+    def snapshot(self, *, timeline: bool = True) -> dict[str, Any]:
+        """Plain data for ``kernel.stats()``: ``deployments`` and ``routing``."""
+        now, wall = self.clock(), self.wall()
+        deployments: dict[str, Any] = {}
+        for key in sorted(set(self.deployments) | set(self.breakers)):
+            data = self.stats_for(key).snapshot(wall, timeline=timeline)
+            with self._lock:
+                data["breaker"] = self.breaker_for(key).snapshot(now)
+            deployments[key] = data
+        section: dict[str, Any] = {"calls": self.calls.snapshot()}
+        if timeline:
+            section["timeline"] = self._timeline(wall)
+        if self.health:
+            section["health"] = {
+                name: {
+                    "ok": h.ok,
+                    "detail": h.detail,
+                    "age": round(now - h.at, 3),
+                    "latency_ms": round(h.latency * 1000, 2),
+                }
+                for name, h in sorted(self.health.items())
+            }
+        return {"deployments": deployments, "routing": section}
+
+    def _timeline(self, wall: float) -> list[dict[str, Any]]:
+        merged: dict[int, Minute] = {}
+        for stats in self.deployments.values():
+            for slot in stats.timeline._slots.values():
+                into = merged.setdefault(slot.minute, Minute(minute=slot.minute))
+                into.requests += slot.requests
+                into.successes += slot.successes
+                into.errors += slot.errors
+                into.input_tokens += slot.input_tokens
+                into.output_tokens += slot.output_tokens
+                into.cost += slot.cost
+                into.latency_total += slot.latency_total
+        oldest = (int(wall // 60) - self.settings.timeline_minutes + 1) * 60
+        return [merged[m].as_dict() for m in sorted(merged) if m >= oldest]
+
+
+def _capabilities(kernel: Any, candidate: Any) -> Any:
+    remembered = getattr(kernel, "capabilities", None)
+    if callable(remembered):
+        return remembered(candidate)  # the kernel's, remembered per candidate
+    try:
+        return kernel.provider(candidate.provider).capabilities(candidate.model)
+    except Exception as exc:  # a provider that cannot say is not dropped for it
+        log.debug(
+            "routing.capabilities.failed", deployment=deployment_key(candidate), error=str(exc)
+        )
+        return None
+
+
+_states: weakref.WeakKeyDictionary[Any, Routing] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
+
+
+def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing:
+    """The routing state of ``kernel``, created on first use (with ``settings``, or
+    the defaults). Strategies read live statistics from it."""
+    state = _states.get(kernel)
+    if state is None or settings is not None:
+        with _states_lock:
+            state = _states.get(kernel)
+            if state is None:
+                state = _states[kernel] = Routing(settings=settings or RoutingSettings())
+            elif settings is not None and state.settings != settings:
+                state.settings = settings  # the same object: strategies keep reading it
+                for breaker in state.breakers.values():
+                    breaker.settings = settings.breaker
+    return state
+
+
+def forget(kernel: Any) -> None:
+    _states.pop(kernel, None)
+
+
+__all__ = ["Claim", "HealthResult", "Routing", "deployment_key", "forget", "routing_for"]
