@@ -567,3 +567,22 @@ def test_a_kernel_never_closed_prints_no_unclosed_session_warning() -> None:
     assert done.returncode == 0, done.stderr
     assert "{'ok': True}" in done.stdout
     assert "Unclosed" not in done.stderr, done.stderr
+
+
+def test_redaction_helpers_for_providers_off_the_base() -> None:
+    from llmkernel.http import REDACTED, collect_secrets, redact, scrub
+
+    secrets = collect_secrets(
+        "sk-live-0123", {"Authorization": "Bearer tok-9876", "accept": "application/json"}
+    )
+    assert "tok-9876" in secrets and "Bearer tok-9876" in secrets and "sk-live-0123" in secrets
+    assert "sk-live" not in repr(secrets) and "tok-9876" not in repr(secrets)
+    assert redact("key sk-live-0123, auth Bearer tok-9876", secrets) == (
+        f"key {REDACTED}, auth {REDACTED}"
+    )
+    error = errors.AuthenticationError(
+        "bad key sk-live-0123", code="tok-9876", headers={"x-echo": "sk-live-0123"}
+    )
+    scrub(error, secrets)
+    assert "sk-live-0123" not in str(error) and "sk-live-0123" not in repr(error)
+    assert error.code == REDACTED and error.headers == {"x-echo": REDACTED}

@@ -16,8 +16,9 @@ from llmkernel.http.errors import (
     request_id_from,
 )
 from llmkernel.http.ndjson import aiter_ndjson
-from llmkernel.http.provider import REDACTED, HTTPProvider, headers_of
+from llmkernel.http.provider import HTTPProvider, headers_of
 from llmkernel.http.ratelimit import RateLimitInfo, parse_ratelimit_headers, parse_reset_duration
+from llmkernel.http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
 from llmkernel.http.settings import HTTPSettings
 from llmkernel.http.sse import SSEDecoder, SSEEvent, aiter_sse
 from llmkernel.http.transport import read_json, send
@@ -37,9 +38,11 @@ __all__ = [
     "RateLimitInfo",
     "SSEDecoder",
     "SSEEvent",
+    "Secrets",
     "aiter_ndjson",
     "aiter_sse",
     "capabilities_by_prefix",
+    "collect_secrets",
     "default_transport",
     "error_for_status",
     "error_for_transport",
@@ -53,7 +56,9 @@ __all__ = [
     "parse_reset_duration",
     "parse_retry_after",
     "read_json",
+    "redact",
     "request_id_from",
+    "scrub",
     "send",
     "snippet",
     "split_data_url",

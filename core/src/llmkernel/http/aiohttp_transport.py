@@ -91,6 +91,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         import aiohttp
+        import yarl
 
         session = self._session if self._session is not None else self._open()
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
@@ -105,7 +106,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                str(request.url),
+                # exactly as httpx encoded it: a signed path (AWS SigV4) must not
+                # be re-quoted or unquoted on the way out
+                yarl.URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
                 data=data,
                 allow_redirects=False,

@@ -46,6 +46,7 @@ import httpx
 from llmkernel import errors
 from llmkernel.http.client import default_transport, make_client
 from llmkernel.http.errors import error_for_transport, request_id_from
+from llmkernel.http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
 from llmkernel.http.settings import HTTPSettings
 from llmkernel.http.wire import snippet
 from llmkernel.options import parse_options
@@ -67,27 +68,11 @@ from llmkernel.types import (
 
 __all__ = ["REDACTED", "HTTPProvider", "headers_of"]
 
-#: What a secret is replaced with in messages.
-REDACTED = "[redacted]"
-#: Header names whose values are secrets wherever they appear.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key"}
-)
 _CONTENT = (TextDelta, ReasoningDelta, ToolCallDelta)
 #: Request URLs kept prebuilt per provider instance.
 _URL_CACHE_SIZE = 256
 #: The longest a health check waits.
 HEALTH_TIMEOUT = 30.0
-
-
-class _Secrets(tuple[str, ...]):
-    """The values to redact; never shown, even in a ``repr`` of the provider's
-    ``__dict__``."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} secret value(s), hidden>"
 
 
 def headers_of(response: httpx.Response) -> dict[str, str]:
@@ -112,7 +97,7 @@ class HTTPProvider(Provider):
         self.call_timeout = self.settings.timeout
         self._transport = config.transport
         self._client: httpx.AsyncClient | None = None
-        self._secrets: tuple[str, ...] = _Secrets()
+        self._secrets: Secrets = Secrets()
         # the hot path: requests go straight to the transport with prebuilt URLs
         self._direct: httpx.AsyncBaseTransport | None = None
         self._base = ""
@@ -234,37 +219,16 @@ class HTTPProvider(Provider):
             self._client = client
         return self._client
 
-    def _collect_secrets(self, key: str | None, headers: Mapping[str, str]) -> tuple[str, ...]:
-        found = {key} if key else set()
-        for name, value in {**headers, **self.settings.headers}.items():
-            if name.lower() in _SECRET_HEADERS and value:
-                found.add(value)
-                scheme, _, token = value.partition(" ")
-                if token and scheme.lower() in ("bearer", "basic", "token"):
-                    found.add(token)
-        # the longest first, so "Bearer sk-x" goes before "sk-x"
-        return _Secrets(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+    def _collect_secrets(self, key: str | None, headers: Mapping[str, str]) -> Secrets:
+        return collect_secrets(key, headers, self.settings.headers)
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret replaced by ``[redacted]``."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return redact(text, self._secrets)
 
     def scrub(self, error: errors.ProviderError) -> errors.ProviderError:
         """Remove secrets from ``error``'s message, code and headers, in place."""
-        if not self._secrets:
-            return error
-        message = self.redact(error.message)
-        if message != error.message:
-            error.message = message
-            error.args = (message, *error.args[1:])
-        if error.code:
-            error.code = self.redact(error.code)
-        if error.headers:
-            error.headers = {k: self.redact(v) for k, v in error.headers.items()}
-        return error
+        return scrub(error, self._secrets)
 
     async def send(
         self,

@@ -142,3 +142,7 @@ def malformed(
         status=response.status_code if response is not None else None,
         request_id=request_id_from(response.headers) if response is not None else None,
     )
+
+
+#: The former name, kept while llmkernel-azure still calls it.
+for_response = error_for_response

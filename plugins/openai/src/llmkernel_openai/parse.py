@@ -226,3 +226,8 @@ def _vector(raw: Any, position: int) -> list[float]:
     ):
         return [float(x) for x in raw]
     raise Malformed(f"data[{position}].embedding is neither a list of numbers nor base64")
+
+
+#: Former names, kept while llmkernel-azure still calls them.
+chat_response = parse_response
+usage = parse_usage

@@ -134,3 +134,11 @@ class StreamParser:
             FinishEvent(finish_reason=finish_reason(self.finish, has_calls=bool(self.call_indexes)))
         )
         return events
+
+
+class ChunkParser(StreamParser):
+    """The former name of :class:`StreamParser` (``chunk`` is ``feed``), kept while
+    llmkernel-azure still drives it directly; new code subclasses OpenAIProvider."""
+
+    def chunk(self, data: Any) -> list[StreamEvent]:
+        return self.feed(data)
