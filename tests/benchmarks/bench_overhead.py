@@ -72,10 +72,21 @@ async def run(rounds: int, base: str) -> None:
     except ImportError:
         litellm = None
 
-    async with httpx.AsyncClient(base_url=base, headers={"authorization": "Bearer x"}) as client:
+    from llmkernel.http import AiohttpTransport
+
+    async with (
+        httpx.AsyncClient(base_url=base, headers={"authorization": "Bearer x"}) as client,
+        httpx.AsyncClient(
+            base_url=base, headers={"authorization": "Bearer x"}, transport=AiohttpTransport()
+        ) as over_aiohttp,
+    ):
 
         async def bare() -> object:
             response = await client.post("/chat/completions", json=body)
+            return response.json()["choices"][0]["message"]["content"]
+
+        async def bare_over_aiohttp() -> object:
+            response = await over_aiohttp.post("/chat/completions", json=body)
             return response.json()["choices"][0]["message"]["content"]
 
         async def through_kernel() -> object:
@@ -98,6 +109,7 @@ async def run(rounds: int, base: str) -> None:
 
         calls: dict[str, Callable[[], Awaitable[object]]] = {
             "bare httpx": bare,
+            "httpx over aiohttp": bare_over_aiohttp,
             "llmkernel achat": through_kernel,
         }
         if litellm is not None:
@@ -117,15 +129,19 @@ async def run(rounds: int, base: str) -> None:
 
     bare_median = summary(times["bare httpx"])[0]
     print(f"{'client':<22} {'median ms':>10} {'p99 ms':>8} {'x bare':>7}")
+    # the kernel's providers send over aiohttp (llmkernel.http.AiohttpTransport); the
+    # "httpx over aiohttp" row is the same transport without the kernel
     for name, samples in times.items():
         median, p99 = summary(samples)
         print(f"{name:<22} {median * 1000:10.3f} {p99 * 1000:8.3f} {median / bare_median:7.2f}")
-    paired = [k - b for k, b in zip(times["llmkernel achat"], times["bare httpx"], strict=True)]
-    ordered = sorted(paired)
-    print(
-        f"llmkernel overhead per call, paired: median {statistics.median(paired) * 1e6:.0f} us,"
-        f" p99 {ordered[int(len(ordered) * 0.99) - 1] * 1e6:.0f} us"
-    )
+    for baseline in ("bare httpx", "httpx over aiohttp"):
+        paired = [k - b for k, b in zip(times["llmkernel achat"], times[baseline], strict=True)]
+        ordered = sorted(paired)
+        print(
+            f"llmkernel overhead per call vs {baseline}, paired: median "
+            f"{statistics.median(paired) * 1e6:.0f} us,"
+            f" p99 {ordered[int(len(ordered) * 0.99) - 1] * 1e6:.0f} us"
+        )
     if litellm is None:
         print("litellm: not installed (pip install litellm to measure it)")
     ttft = [k - b for k, b in zip(first["kernel"], first["bare"], strict=True)]
