@@ -14,7 +14,16 @@ from urllib.parse import quote
 import httpx
 
 from llmkernel import errors, log
-from llmkernel.http import error_for_transport, make_client, read_json, send
+from llmkernel.http import (
+    Secrets,
+    collect_secrets,
+    error_for_transport,
+    make_client,
+    read_json,
+    redact,
+    scrub,
+    send,
+)
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.types import (
@@ -29,7 +38,7 @@ from llmkernel.types import (
     Usage,
 )
 from llmkernel_bedrock import convert
-from llmkernel_bedrock.auth import AwsSigner, resolve_region
+from llmkernel_bedrock.auth import AwsSigner, HiddenKey, resolve_region
 from llmkernel_bedrock.errors import error_for, malformed, request_id
 from llmkernel_bedrock.eventstream import EventStreamDecoder, EventStreamError
 from llmkernel_bedrock.models import capabilities_for, model_list
@@ -62,6 +71,7 @@ class BedrockProvider(Provider):
         self._client: httpx.AsyncClient | None = None
         self._signer: AwsSigner | None = None
         self._bearer: str | None = None
+        self._secrets = Secrets()
         self.region: str | None = self.settings.region
         self.base_url = self.settings.base_url.rstrip("/")
         self.control_url = self.settings.control_url.rstrip("/")
@@ -78,7 +88,12 @@ class BedrockProvider(Provider):
             return self._client
         settings = self.settings
         if settings.api_key_env:
-            self._bearer = settings.api_key(provider=self.name, model=model)
+            key = settings.api_key(provider=self.name, model=model)
+            self._bearer = HiddenKey(key) if key else None
+            if self._bearer:
+                self._secrets = collect_secrets(
+                    self._bearer, {"authorization": f"Bearer {self._bearer}"}, settings.headers
+                )
         if self.region is None:
             needs_region = not (self.base_url and self.control_url and self._bearer)
             if needs_region:
@@ -131,18 +146,51 @@ class BedrockProvider(Provider):
             )
             request.headers.update(signed)
         log.debug("llmkernel.bedrock.request.sent", provider=self.name, model=model, url=url)
-        return await send(
-            client,
-            request,
-            provider=self.name,
-            model=model,
-            error_for=lambda response, raw: self._failed(response, raw, model),
-        )
+        try:
+            return await send(
+                client,
+                request,
+                provider=self.name,
+                model=model,
+                error_for=lambda response, raw: self._failed(
+                    response, raw, model, sent=request.headers
+                ),
+            )
+        except errors.ProviderError as exc:
+            self.scrub(exc, request.headers)
+            raise
 
-    def _failed(self, response: httpx.Response, raw: bytes, model: str) -> errors.ProviderError:
+    # ------------------------------------------------------------------ secrets
+
+    def secrets(self, sent: Mapping[str, str] | None = None) -> Secrets:
+        """The values to redact: the API key or the signing credentials, the
+        configured headers' secrets, and those of the headers ``sent``."""
+        found = self._secrets
+        if self._signer is not None:
+            found = collect_secrets(
+                None, self.settings.headers, extra=(*found, *self._signer.secrets)
+            )
+        if sent is not None:
+            found = collect_secrets(None, sent, extra=found)
+        return found
+
+    def scrub(
+        self, error: errors.ProviderError, sent: Mapping[str, str] | None = None
+    ) -> errors.ProviderError:
+        """Remove the secrets from ``error``'s message, code and headers, in place."""
+        return scrub(error, self.secrets(sent))
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets())
+
+    def _failed(
+        self, response: httpx.Response, raw: bytes, model: str, *, sent: Mapping[str, str]
+    ) -> errors.ProviderError:
+        # redacted before the message is cut to length: a cut could split a secret
+        text = redact(raw.decode("utf-8", "replace"), self.secrets(sent))
         error = error_for(
             response.status_code,
-            raw.decode("utf-8", "replace"),
+            text,
             dict(response.headers),
             provider=self.name,
             model=model,
@@ -185,6 +233,9 @@ class BedrockProvider(Provider):
             raise self._timeout(
                 request.model, "no complete answer", self.settings.timeout
             ) from None
+        except errors.ProviderError as exc:
+            self.scrub(exc)
+            raise
 
     async def _chat(self, request: ChatRequest) -> Response:
         model = request.model
@@ -225,6 +276,9 @@ class BedrockProvider(Provider):
                         event = await anext(inner)
                 except StopAsyncIteration:
                     return
+                except errors.ProviderError as exc:
+                    self.scrub(exc)
+                    raise
                 except TimeoutError:
                     if first and first_deadline < deadline:
                         raise self._timeout(
@@ -306,6 +360,9 @@ class BedrockProvider(Provider):
                 )
             for event in parser.end():
                 yield event
+        except errors.ProviderError as exc:
+            self.scrub(exc, response.request.headers)
+            raise
         finally:
             await response.aclose()
 
@@ -317,6 +374,9 @@ class BedrockProvider(Provider):
                 return await self._embed(request)
         except TimeoutError:
             raise self._timeout(request.model, "no embeddings", self.settings.timeout) from None
+        except errors.ProviderError as exc:
+            self.scrub(exc)
+            raise
 
     async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         model = request.model
@@ -398,6 +458,9 @@ class BedrockProvider(Provider):
                 data = await self._json(response, "")
         except TimeoutError:
             raise self._timeout("", "no model list", self.settings.timeout) from None
+        except errors.ProviderError as exc:
+            self.scrub(exc)
+            raise
         models = model_list(data, self.name)
         if models is None:
             raise malformed(
@@ -414,10 +477,12 @@ class BedrockProvider(Provider):
         try:
             models = await self.list_models()
         except Exception as exc:  # a health check reports, never raises
+            if isinstance(exc, errors.ProviderError):
+                self.scrub(exc)
             return Health(
                 ok=False,
                 latency=time.perf_counter() - started,
-                detail=f"{type(exc).__name__}: {exc}",
+                detail=self.redact(f"{type(exc).__name__}: {exc}"),
             )
         return Health(
             ok=True, latency=time.perf_counter() - started, detail=f"{len(models)} models listed"
