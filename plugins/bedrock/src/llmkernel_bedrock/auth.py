@@ -18,21 +18,11 @@ import attrs
 from llmkernel import errors
 from llmkernel.http import Secrets, collect_secrets
 
-__all__ = ["SIGNING_NAME", "AwsSigner", "HiddenKey", "resolve_region"]
+__all__ = ["SIGNING_NAME", "AwsSigner", "resolve_region"]
 
 #: SigV4 signs Bedrock Runtime and Bedrock requests with the service name "bedrock".
 SIGNING_NAME = "bedrock"
 _SIGNED = ("authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
-
-
-class HiddenKey(str):
-    """A Bedrock API key that never shows in a ``repr`` (of the provider's
-    attributes, say)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<Bedrock API key, hidden>"
 
 
 def _session(profile: str | None) -> Any:
