@@ -101,11 +101,50 @@ def serve(
     return 0
 
 
+class _BufferedLines:
+    """A structlog logger writing lines to stderr through a buffer, flushed by a
+    daemon thread every ``interval`` seconds and at exit: one write per request
+    (the access log) without a flush syscall per request. ``BufferedWriter`` locks
+    its buffer, so the flushing thread and the serving loop may both touch it."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import atexit
+        import io
+        import os
+        import threading
+
+        self._out = io.BufferedWriter(io.FileIO(os.dup(sys.stderr.fileno()), "wb"), 1 << 16)
+        self._interval = interval
+        atexit.register(self.flush)
+        threading.Thread(target=self._flush_often, name="gateway-log", daemon=True).start()
+
+    def _flush_often(self) -> None:
+        import time
+
+        while True:
+            time.sleep(self._interval)
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            self._out.flush()
+        except (OSError, ValueError):
+            pass
+
+    def msg(self, message: str) -> None:
+        self._out.write(message.encode("utf-8", "replace") + b"\n")
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = msg
+
+
 def _configure_access_log(enabled: bool) -> None:
-    """One JSON line per request on stderr (no prompt text, no keys: key names only)."""
+    """One JSON line per request on stderr (no prompt text, no keys: key names only),
+    buffered: flushed every 0.2 s and at exit, not once per request."""
     import logging
 
     import structlog
+
+    lines = _BufferedLines()
 
     structlog.configure(
         processors=[
@@ -116,7 +155,7 @@ def _configure_access_log(enabled: bool) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.INFO if enabled else logging.WARNING
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *args: lines,
         cache_logger_on_first_use=True,
     )
 
