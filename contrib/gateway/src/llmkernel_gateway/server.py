@@ -101,42 +101,6 @@ def serve(
     return 0
 
 
-class _BufferedLines:
-    """A structlog logger writing lines to stderr through a buffer, flushed by a
-    daemon thread every ``interval`` seconds and at exit: one write per request
-    (the access log) without a flush syscall per request. ``BufferedWriter`` locks
-    its buffer, so the flushing thread and the serving loop may both touch it."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        import atexit
-        import io
-        import os
-        import threading
-
-        self._out = io.BufferedWriter(io.FileIO(os.dup(sys.stderr.fileno()), "wb"), 1 << 16)
-        self._interval = interval
-        atexit.register(self.flush)
-        threading.Thread(target=self._flush_often, name="gateway-log", daemon=True).start()
-
-    def _flush_often(self) -> None:
-        import time
-
-        while True:
-            time.sleep(self._interval)
-            self.flush()
-
-    def flush(self) -> None:
-        try:
-            self._out.flush()
-        except (OSError, ValueError):
-            pass
-
-    def msg(self, message: str) -> None:
-        self._out.write(message.encode("utf-8", "replace") + b"\n")
-
-    debug = info = warning = warn = error = err = critical = exception = fatal = msg
-
-
 def _configure_access_log(enabled: bool) -> None:
     """One JSON line per request on stderr (no prompt text, no keys: key names only),
     buffered: flushed every 0.2 s and at exit, not once per request."""
@@ -144,7 +108,9 @@ def _configure_access_log(enabled: bool) -> None:
 
     import structlog
 
-    lines = _BufferedLines()
+    from llmkernel_gateway.loglines import BufferedLines
+
+    lines = BufferedLines.shared()
 
     structlog.configure(
         processors=[
