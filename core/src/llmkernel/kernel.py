@@ -122,7 +122,8 @@ class Kernel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portal = Portal()
         self._portal.at_fork.append(self._after_fork)
-        self._hooked = frozenset(
+        #: hooks a plugin (not only the kernel) implements; the pipeline skips the rest
+        self.hooked = frozenset(
             name
             for name in _OPTIONAL_HOOKS
             if any(i.plugin_name != BUILTIN for i in getattr(self.hook, name).get_hookimpls())
@@ -214,7 +215,7 @@ class Kernel:
 
     def has_hook(self, name: str) -> bool:
         """Whether a plugin (not only the kernel) implements hook ``name``."""
-        return name in self._hooked
+        return name in self.hooked
 
     def claim_options(self, *names: str) -> None:
         """Request options a plugin reads itself (``cache=False``, ``cache_ttl=60``):

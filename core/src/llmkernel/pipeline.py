@@ -85,7 +85,7 @@ _KEPT = (UsageEvent, FinishEvent, MetadataEvent)
 
 def start(kernel: Kernel, ctx: RequestContext) -> None:
     """``on_request`` hooks, each may refuse the call by raising."""
-    if kernel.has_hook("on_request"):
+    if "on_request" in kernel.hooked:
         from llmkernel.plugins import call_each_strict
 
         call_each_strict(
@@ -129,11 +129,11 @@ def route(kernel: Kernel, ctx: RequestContext) -> list[Candidate]:
     """The candidates to try, in order: resolved, filtered, then the strategy's
     order; candidates marked unhealthy go to the back."""
     candidates = kernel.candidates_for(ctx.request.model)
-    if kernel.has_hook("filter_candidates"):
+    if "filter_candidates" in kernel.hooked:
         candidates = _filter(kernel, ctx, candidates)
     if not candidates:
         raise _nothing_left(ctx)
-    if kernel.strategy_is_default and not kernel.has_hook("select_provider"):
+    if kernel.strategy_is_default and "select_provider" not in kernel.hooked:
         ordered = list(candidates)
     else:
         ordered = kernel.checked_candidates(
@@ -213,7 +213,7 @@ class AttemptEnd:
         self.gates = gates
         self.done = False
         #: whether anyone reads the outcome (a gate or an end hook); else skip building it
-        self.listened = bool(gates) or kernel.has_hook("on_attempt_end")
+        self.listened = bool(gates) or "on_attempt_end" in kernel.hooked
 
     def __call__(self, outcome: Outcome, error: BaseException | None = None) -> None:
         if self.done:
@@ -231,7 +231,7 @@ class AttemptEnd:
                 )
         if isinstance(error, ProviderError):
             notify_error(kernel, ctx, attempt, error)
-        if kernel.has_hook("on_attempt_end"):
+        if "on_attempt_end" in kernel.hooked:
             call_each(
                 kernel.plugin_manager,
                 "on_attempt_end",
@@ -252,7 +252,7 @@ def notify_error(kernel: Kernel, ctx: RequestContext, attempt: Attempt, error: E
         error=type(error).__name__,
         retryable=getattr(error, "retryable", False),
     )
-    if kernel.has_hook("on_error"):
+    if "on_error" in kernel.hooked:
         call_each(
             kernel.plugin_manager,
             "on_error",
@@ -349,8 +349,13 @@ async def _try_candidate(
         ctx.attempts.append(current)
         return await run_attempt(kernel, ctx, current, call, queue)
 
+    first_attempt = Attempt(
+        candidate=candidate, number=1, index=len(ctx.attempts) + 1, request=routed, stream=stream
+    )
+    last.append(first_attempt)
+    ctx.attempts.append(first_attempt)
     try:
-        return await attempt()
+        return await run_attempt(kernel, ctx, first_attempt, call, queue)
     except RefusedError as exc:
         raise _refused(ctx, candidate, exc) from None
     except ProviderError as exc:
@@ -606,7 +611,7 @@ def ok_outcome(
 
 
 def responded(kernel: Kernel, ctx: RequestContext, response: Response) -> None:
-    if kernel.has_hook("on_response"):
+    if "on_response" in kernel.hooked:
         call_each(
             kernel.plugin_manager,
             "on_response",
@@ -621,7 +626,7 @@ def responded(kernel: Kernel, ctx: RequestContext, response: Response) -> None:
 
 
 def end(kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
-    if kernel.has_hook("on_request_end"):
+    if "on_request_end" in kernel.hooked:
         call_each(kernel.plugin_manager, "on_request_end", kernel=kernel, ctx=ctx, outcome=outcome)
 
 
@@ -646,7 +651,7 @@ async def run_chat(kernel: Kernel, ctx: RequestContext) -> Response:
     """One non-streaming chat, start to end."""
     try:
         start(kernel, ctx)
-        response = await lookup(kernel, ctx)
+        response = await lookup(kernel, ctx) if kernel.cache is not None else None
         if response is not None:
             responded(kernel, ctx, response)
             candidate = None
@@ -665,12 +670,13 @@ async def run_chat(kernel: Kernel, ctx: RequestContext) -> Response:
                 )
             request = ctx.request
             assert isinstance(request, ChatRequest)
-            await store(kernel, request, response)
+            if kernel.cache is not None:
+                await store(kernel, request, response)
             responded(kernel, ctx, response)
     except BaseException as exc:
         end(kernel, ctx, failed(ctx, exc))
         raise
-    if kernel.has_hook("on_request_end"):
+    if "on_request_end" in kernel.hooked:
         end(kernel, ctx, ok_outcome(ctx, response, since=ctx.started, candidate=candidate))
     return response
 
@@ -712,7 +718,7 @@ async def run_stream(
     partial: Response | None = None
     try:
         start(kernel, ctx)
-        hit = await lookup(kernel, ctx)
+        hit = await lookup(kernel, ctx) if kernel.cache is not None else None
         if hit is not None:
             handle.response = hit
             handle.first_event_latency = hit.latency
@@ -811,7 +817,8 @@ async def run_stream(
         )
         request = ctx.request
         assert isinstance(request, ChatRequest)
-        await store(kernel, request, response)
+        if kernel.cache is not None:
+            await store(kernel, request, response)
         responded(kernel, ctx, response)
         outcome = ok_outcome(
             ctx, response, since=ctx.started, candidate=candidate, first_event_latency=first
