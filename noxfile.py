@@ -103,4 +103,16 @@ def bench(session: nox.Session) -> None:
     session.install(
         "litellm[proxy]", "openai", "aiohttp", "httpx-aiohttp", "pyinstrument", "py-spy"
     )
-    session.run("python", "tests/benchmarks/run.py", *session.posargs)
+    # imports are timed in an environment with llmkernel's packages only: LiteLLM's
+    # proxy extra brings rich and click, which `import httpx` then loads too
+    clean = ROOT / ".bench" / "clean-venv"
+    session.run("uv", "venv", "-q", "--allow-existing", "-p", "3.11", str(clean), external=True)
+    session.run(
+        "uv", "pip", "install", "-q", "-p", str(clean / "bin" / "python"),
+        "-e", "./core", *[a for p in PACKAGES[1:] for a in ("-e", f"./{_path(p)}")],
+        external=True,
+    )
+    session.run(
+        "python", "tests/benchmarks/run.py",
+        "--clean-python", str(clean / "bin" / "python"), *session.posargs,
+    )
