@@ -307,7 +307,7 @@ async def concurrency(base: str, levels: list[int], seconds: float, reps: int, t
 
 
 def run(quick: bool) -> dict[str, Any]:
-    rounds = 300 if quick else 1500
+    rounds = 300 if quick else 1000
     out: dict[str, Any] = {}
     with upstream() as base, tempfile.TemporaryDirectory(prefix="llmkernel-bench-") as tmp:
         out["per_call_sync"] = per_call_sync(base, rounds, Path(tmp) / "sync")
@@ -315,7 +315,7 @@ def run(quick: bool) -> dict[str, Any]:
         out["streaming"] = asyncio.run(streaming(base, 150 if quick else 600))
         out["concurrency"] = asyncio.run(
             concurrency(
-                base, [1, 50, 200], 0.6 if quick else 1.5, 2 if quick else 3, Path(tmp) / "conc"
+                base, [1, 50, 200], 0.6 if quick else 1.0, 2 if quick else 3, Path(tmp) / "conc"
             )
         )
     return out

@@ -63,9 +63,9 @@ def run(quick: bool, clean_python: str | None = None) -> dict[str, Any]:
     times: dict[str, list[float]] = {name: [] for name in argvs}
     for argv in argvs.values():
         _time(argv)  # warm the disk cache and the bytecode
-    for round_ in range(5 if quick else 11):
+    for round_ in range(5 if quick else 9):
         for name, argv in argvs.items():
-            if name in SLOW and round_ >= (2 if quick else 5):
+            if name in SLOW and round_ >= (2 if quick else 3):
                 continue
             try:
                 times[name].append(_time(argv))
