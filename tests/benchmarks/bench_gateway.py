@@ -32,7 +32,7 @@ MASTER_KEY = "sk-bench-3f9a1c7e5b2d4068a1e9c3b7d5f20486"
 BODY = json.dumps({"model": f"bench/{MODEL}", "messages": [{"role": "user", "content": "Say hello."}]})
 
 
-def wait_for(url: str, process: subprocess.Popen[Any], timeout: float = 60.0) -> float:
+def wait_for(url: str, process: subprocess.Popen[Any], timeout: float = 150.0) -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if process.poll() is not None:
