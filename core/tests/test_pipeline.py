@@ -217,8 +217,30 @@ async def test_count_tokens_and_estimate_cost() -> None:
     count = kernel.count_tokens("a/m1", "hello world, this is a test")
     assert not count.exact and "estimate" in count.method
     assert count.tokens == 7 + 4
-    cost = kernel.estimate_cost("a/m1", "hello world, this is a test", output_tokens=100)
-    assert cost == Decimal(count.tokens + 100) / 10**6
+    estimate = kernel.estimate_cost("a/m1", "hello world, this is a test", output_tokens=100)
+    assert estimate.typical == Decimal(count.tokens + 100) / 10**6
+    assert estimate.max_output_tokens == 4096  # the scripted model declares no maximum
+    assert estimate.worst == Decimal(count.tokens + 4096) / 10**6
+    capped = kernel.estimate_cost("a/m1", "hello world, this is a test", max_tokens=50)
+    assert capped.worst == Decimal(count.tokens + 50) / 10**6 and capped.typical_output_tokens == 12
+
+
+async def test_the_worst_case_bills_output_as_reasoning_and_marked_input_as_1h_writes() -> None:
+    prices = {
+        "a/m1": {
+            "input": "1",
+            "output": "2",
+            "reasoning": "5",
+            "cache_write": "1.25",
+            "cache_write_1h": "2",
+        }
+    }
+    kernel = make_kernel(["x"], prices=prices)
+    plain = kernel.estimate_cost("a/m1", "hi", max_tokens=10)
+    assert plain.worst == Decimal(plain.input_tokens * 1 + 10 * 5) / 10**6
+    marked = [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    cached = kernel.estimate_cost("a/m1", [{"role": "user", "content": marked}], max_tokens=10)
+    assert cached.worst == Decimal(cached.input_tokens * 2 + 10 * 5) / 10**6
 
 
 async def test_a_stream_failing_after_only_hidden_events_still_falls_back() -> None:

@@ -289,3 +289,300 @@ async def test_read_json_of_a_body_that_is_not_json_is_malformed() -> None:
     assert (error.provider, error.model, error.status, error.request_id) == ("p", "m", 200, "r-7")
     assert error.__cause__ is None and error.__suppress_context__
     assert seen == [" ".join(html.split())[:200]]
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+def test_openai_rate_limit_headers() -> None:
+    from llmkernel.http import RateLimitInfo, parse_ratelimit_headers
+
+    info = parse_ratelimit_headers(
+        {
+            "x-ratelimit-limit-requests": "10000",
+            "x-ratelimit-limit-tokens": "2000000",
+            "x-ratelimit-remaining-requests": "9999",
+            "x-ratelimit-remaining-tokens": "1999990",
+            "x-ratelimit-reset-requests": "20ms",
+            "x-ratelimit-reset-tokens": "6m0s",
+        }
+    )
+    assert info == RateLimitInfo(
+        requests_limit=10000,
+        requests_remaining=9999,
+        requests_reset=0.02,
+        tokens_limit=2000000,
+        tokens_remaining=1999990,
+        tokens_reset=360.0,
+    )
+    assert not info.empty
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("20ms", 0.02), ("6m0s", 360.0), ("1h2m3.5s", 3723.5), ("0.5", 0.5)],
+)
+def test_reset_durations(text: str, seconds: float) -> None:
+    from llmkernel.http import parse_reset_duration
+
+    assert parse_reset_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5x", "1s2"])
+def test_unreadable_reset_durations(text: str) -> None:
+    from llmkernel.http import parse_reset_duration
+
+    assert parse_reset_duration(text) is None
+
+
+def test_anthropic_rate_limit_headers() -> None:
+    from llmkernel.http import parse_ratelimit_headers
+
+    now = 1_700_000_000.0
+    in_30s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 30))
+    in_2s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 2))
+    info = parse_ratelimit_headers(
+        {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": in_2s,
+            "anthropic-ratelimit-tokens-limit": "80000",
+            "anthropic-ratelimit-tokens-remaining": "79000",
+            "anthropic-ratelimit-tokens-reset": in_30s,
+            "retry-after": "3",
+        },
+        now=now,
+    )
+    assert (info.requests_limit, info.requests_remaining) == (50, 49)
+    assert info.requests_reset == pytest.approx(2.0)
+    assert (info.tokens_limit, info.tokens_remaining) == (80000, 79000)
+    assert info.tokens_reset == pytest.approx(30.0)
+    assert info.retry_after == 3.0
+
+
+def test_anthropic_input_token_headers_when_no_combined_ones() -> None:
+    from llmkernel.http import parse_ratelimit_headers
+
+    info = parse_ratelimit_headers(
+        {
+            "anthropic-ratelimit-input-tokens-limit": "40000",
+            "anthropic-ratelimit-input-tokens-remaining": "39000",
+        }
+    )
+    assert (info.tokens_limit, info.tokens_remaining) == (40000, 39000)
+
+
+def test_no_rate_limit_headers() -> None:
+    from llmkernel.http import parse_ratelimit_headers
+
+    assert parse_ratelimit_headers({"content-type": "application/json"}).empty
+
+
+# --------------------------------------------------------------------------- wire readers
+
+
+def test_wire_readers() -> None:
+    from llmkernel.http import (
+        capabilities_by_prefix,
+        parse_arguments,
+        snippet,
+        split_data_url,
+        token_count,
+    )
+
+    assert [token_count(v) for v in (5, 5.0, 5.5, -3, True, "7", None)] == [5, 5, 0, 0, 0, 0, 0]
+    assert parse_arguments('{"a": 1}', name="f") == {"a": 1}
+    assert parse_arguments("", name="f") == {} and parse_arguments(None) == {}
+    with pytest.raises(ValueError, match="'f'"):
+        parse_arguments("[1]", name="f")
+    assert split_data_url("data:image/png;base64,QUJD") == ("image/png", "QUJD")
+    assert split_data_url("https://x/y.png") is None
+    with pytest.raises(ValueError, match="base64"):
+        split_data_url("data:image/png,raw")
+    assert snippet(b"  a\n\n b  " + b"x" * 300, 10) == "a b xxxxxx"
+    table = {"gpt-4o": 1, "gpt-4o-mini": 2, "llama3.2": 3}
+    assert capabilities_by_prefix(table, "gpt-4o-mini-2024-07-18") == 2
+    assert capabilities_by_prefix(table, "gpt-4o-2024-08-06") == 1
+    assert capabilities_by_prefix(table, "llama3.2:3b") == 3
+    assert capabilities_by_prefix(table, "gpt-4") is None
+
+
+def test_error_in_stream_keeps_the_http_status() -> None:
+    from llmkernel.http import error_in_stream
+
+    error = error_in_stream(529, "Overloaded", provider="p", error_type="overloaded_error")
+    assert isinstance(error, errors.OverloadedError)
+    assert error.status == 200
+    assert str(error).startswith("p: overloaded_error: Overloaded")
+
+
+# --------------------------------------------------------------------------- the HTTP base
+
+
+def _base_provider(server: FakeServer, **options: object) -> object:
+    """A minimal provider on the shared base: a stream of NDJSON lines, each either
+    {"meta": ...} (metadata) or {"text": ...} (content)."""
+    from collections.abc import AsyncGenerator
+
+    from llmkernel.http import HTTPProvider, aiter_ndjson
+    from llmkernel.provider import ProviderConfig
+    from llmkernel.types import ChatRequest, MetadataEvent, StreamEvent, TextDelta
+
+    class LineProvider(HTTPProvider):
+        async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+            response = await self.send("POST", "/stream", model=request.model, json={})
+            try:
+                yield self.opened(response)
+                async for line in aiter_ndjson(response.aiter_text()):
+                    if "meta" in line:
+                        yield MetadataEvent(id=line["meta"])
+                    else:
+                        yield TextDelta(text=line["text"])
+            finally:
+                await response.aclose()
+
+    options = {"base_url": server.url, "api_key_env": "WIRE_TEST_KEY", **options}
+    return LineProvider(ProviderConfig(name="p", type="lines", options=options))
+
+
+async def test_first_token_timeout_waits_for_content_not_metadata(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmkernel.testing.fake_server import Pause
+    from llmkernel.types import ChatRequest, Message
+
+    monkeypatch.setenv("WIRE_TEST_KEY", "sk-wire-SECRET-1234")
+    with FakeServer() as server:
+        server.expect(
+            "POST",
+            "/stream",
+            FakeResponse.ndjson([{"meta": "m1"}, {"text": "soon"}, Pause(0.6), {"text": "!"}]),
+            FakeResponse.ndjson([{"meta": "m1"}, Pause(0.6), {"text": "late"}]),
+        )
+        provider = _base_provider(server, first_token_timeout=0.3)
+        request = ChatRequest(model="m", messages=(Message.user("hi"),))
+        import aiohttp  # noqa: F401  (imported at the first request: not timed here)
+
+        # once content came, first_token_timeout no longer applies
+        events = [e async for e in provider.stream(request)]  # type: ignore[attr-defined]
+        assert [e.text for e in events if e.type == "text"] == ["soon", "!"]
+        seen = []
+        with pytest.raises(errors.TimeoutError, match="first_token_timeout"):
+            async for event in provider.stream(request):  # type: ignore[attr-defined]
+                seen.append(event.type)
+        assert seen == ["metadata", "metadata"]  # metadata arrived; content did not
+        await provider.aclose()  # type: ignore[attr-defined]
+
+
+async def test_base_redacts_secrets_and_sets_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmkernel.types import ChatRequest, Message
+
+    secret = "sk-wire-SECRET-5678"
+    monkeypatch.setenv("WIRE_TEST_KEY", secret)
+    with FakeServer() as server:
+        server.expect(
+            "POST",
+            "/stream",
+            lambda request: FakeResponse.text_body(
+                f"bad key {request.headers['authorization']}",
+                status=401,
+                headers={"x-ratelimit-remaining-requests": "0"},
+            ),
+        )
+        provider = _base_provider(server)
+        request = ChatRequest(model="m", messages=(Message.user("hi"),))
+        with pytest.raises(errors.AuthenticationError) as info:
+            async for _ in provider.stream(request):  # type: ignore[attr-defined]
+                pass
+        await provider.aclose()  # type: ignore[attr-defined]
+    assert secret not in str(info.value) and secret not in repr(info.value)
+    assert "bad key [redacted]" in str(info.value)
+    assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+# --------------------------------------------------------------------------- aiohttp transport
+
+
+async def test_aiohttp_transport_streams_and_maps_failures() -> None:
+    from llmkernel.http import AiohttpTransport
+
+    gate = Gate()
+    with FakeServer() as server:
+        server.expect("GET", "/s", FakeResponse(pieces=[b"one", gate, b"two"]))
+        server.expect("GET", "/cut", FakeResponse(pieces=[b"x"], truncate=True))
+        async with httpx.AsyncClient(base_url=server.url, transport=AiohttpTransport()) as client:
+            async with client.stream("GET", "/s") as response:
+                chunks = response.aiter_bytes()
+                assert await anext(chunks) == b"one"  # before the body ends
+                gate.open()
+                assert b"".join([c async for c in chunks]) == b"two"
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/cut")
+            url = server.url
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(url + "/gone")
+
+
+def test_default_transport_is_aiohttp_unless_asked() -> None:
+    from llmkernel.http import AiohttpTransport, HTTPSettings, default_transport
+
+    assert isinstance(default_transport(HTTPSettings()), AiohttpTransport)
+    assert default_transport(HTTPSettings(http_client="httpx")) is None
+
+
+def test_a_kernel_never_closed_prints_no_unclosed_session_warning() -> None:
+    """aiohttp prints "Unclosed client session" for a pool not closed by the time
+    it is collected; a script that never closes its kernel must stay quiet."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json, os
+        from llmkernel.http import AiohttpTransport
+        from llmkernel.testing.fake_server import FakeResponse, FakeServer
+        import asyncio, httpx
+
+        server = FakeServer()
+        server.expect("GET", "/x", FakeResponse.json_body({"ok": True}))
+
+        async def main():
+            client = httpx.AsyncClient(transport=AiohttpTransport())
+            print((await client.get(server.url + "/x")).json())
+            return client  # never closed
+
+        kept = asyncio.run(main())
+        dropped = AiohttpTransport()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "{'ok': True}" in done.stdout
+    assert "Unclosed" not in done.stderr, done.stderr
+
+
+def test_redaction_helpers_for_providers_off_the_base() -> None:
+    from llmkernel.http import REDACTED, collect_secrets, redact, scrub
+
+    secrets = collect_secrets(
+        "sk-live-0123", {"Authorization": "Bearer tok-9876", "accept": "application/json"}
+    )
+    assert "tok-9876" in secrets and "Bearer tok-9876" in secrets and "sk-live-0123" in secrets
+    assert "sk-live" not in repr(secrets) and "tok-9876" not in repr(secrets)
+    assert redact("key sk-live-0123, auth Bearer tok-9876", secrets) == (
+        f"key {REDACTED}, auth {REDACTED}"
+    )
+    error = errors.AuthenticationError(
+        "bad key sk-live-0123", code="tok-9876", headers={"x-echo": "sk-live-0123"}
+    )
+    scrub(error, secrets)
+    assert "sk-live-0123" not in str(error) and "sk-live-0123" not in repr(error)
+    assert error.code == REDACTED and error.headers == {"x-echo": REDACTED}

@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "Candidate": "llmkernel.routing",
     "Capabilities": "llmkernel.types",
     "ChatRequest": "llmkernel.types",
+    "CostEstimate": "llmkernel.types",
     "EmbeddingRequest": "llmkernel.types",
     "EmbeddingResponse": "llmkernel.types",
     "ErrorEvent": "llmkernel.types",
@@ -161,6 +162,7 @@ if TYPE_CHECKING:
     from llmkernel.types import (
         Capabilities,
         ChatRequest,
+        CostEstimate,
         EmbeddingRequest,
         EmbeddingResponse,
         ErrorEvent,
@@ -202,6 +204,7 @@ __all__ = [
     "ConfigError",
     "ContentFilteredError",
     "ContextWindowExceededError",
+    "CostEstimate",
     "Decision",
     "Drop",
     "EmbeddingRequest",

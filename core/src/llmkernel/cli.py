@@ -44,7 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     from llmkernel import __version__
 
     parser = argparse.ArgumentParser(
-        prog="llmkernel", description="One API over every LLM provider."
+        prog="llmkernel",
+        description="One API over every LLM provider.",
+        # plugins add commands; listing them here would import every plugin and
+        # make --help slow, so say where to look instead
+        epilog=(
+            "Installed plugins add more commands (with the first-party ones: serve, "
+            "gateway-keys, costs, stats, cache, tokens, batch); `llmkernel plugins` "
+            "lists what is installed, `llmkernel COMMAND --help` explains one."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"llmkernel {__version__}")
     parser.add_argument(

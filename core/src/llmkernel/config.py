@@ -414,12 +414,21 @@ def _price(name: str, table: Any, where: str) -> ModelPrice:
         raise ConfigError(f'{where}: price keys are "provider/model", not {name!r}')
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table with input and output prices")
-    known = ("input", "output", "cached_input", "cache_write", "reasoning", "currency", "source")
+    known = (
+        "input",
+        "output",
+        "cached_input",
+        "cache_write",
+        "cache_write_1h",
+        "reasoning",
+        "currency",
+        "source",
+    )
     for key in table:
         if key not in known:
             raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(known)}")
     values: dict[str, Any] = {}
-    for key in ("input", "output", "cached_input", "cache_write", "reasoning"):
+    for key in ("input", "output", "cached_input", "cache_write", "cache_write_1h", "reasoning"):
         if key not in table:
             continue
         raw = table[key]

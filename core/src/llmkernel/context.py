@@ -188,15 +188,39 @@ class RequestContext:
         price = self.price(candidate)
         if price is None:
             return None
-        usage = Usage(
-            input_tokens=self.input_tokens(candidate),
-            output_tokens=self.max_output_tokens(candidate),
-        )
-        cost: Decimal = price.cost(usage)
+        tokens_in = self.input_tokens(candidate)
+        tokens_out = self.max_output_tokens(candidate)
+        # the dearest way these tokens can be billed: output as reasoning where that
+        # costs more, input written to the prompt cache (1-hour writes) where the
+        # request asks for caching
+        variants = [
+            Usage(input_tokens=tokens_in, output_tokens=tokens_out),
+            Usage(input_tokens=tokens_in, output_tokens=tokens_out, reasoning_tokens=tokens_out),
+        ]
+        if _asks_for_caching(self.request):
+            variants += [
+                Usage(
+                    input_tokens=tokens_in,
+                    output_tokens=tokens_out,
+                    reasoning_tokens=r,
+                    cache_write_tokens=tokens_in,
+                    cache_write_1h_tokens=tokens_in,
+                )
+                for r in (0, tokens_out)
+            ]
+        cost: Decimal = max(price.cost(usage) for usage in variants)
         return cost
 
     def __repr__(self) -> str:
         return f"<RequestContext {self.id} {self.kind} {self.request.model!r}>"
+
+
+def _asks_for_caching(request: ChatRequest | EmbeddingRequest) -> bool:
+    if not isinstance(request, ChatRequest):
+        return False
+    if any(tool.cache_control for tool in request.tools):
+        return True
+    return any(getattr(part, "cache_control", None) for m in request.messages for part in m.content)
 
 
 @runtime_checkable

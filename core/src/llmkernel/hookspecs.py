@@ -110,7 +110,9 @@ def provide_chat(kernel: Kernel, config: ProviderConfig) -> Provider | None:
 
 
 @hookspec(firstresult=True)
-def price_model(kernel: Kernel, provider_type: str, model: str) -> ModelPrice | None:
+def price_model(
+    kernel: Kernel, provider_type: str, model: str, candidate: Candidate
+) -> ModelPrice | None:
     """Price a model per million tokens (firstresult).
 
     Return ``None`` when the model is unknown to this plugin: an unknown price stays
@@ -123,6 +125,8 @@ def price_model(kernel: Kernel, provider_type: str, model: str) -> ModelPrice | 
     :param kernel: the kernel.
     :param provider_type: the provider type (``openai``), not the instance name.
     :param model: the provider's model id.
+    :param candidate: the candidate (its ``provider`` is the instance name: an
+        OpenAI-compatible server is told apart from OpenAI by it).
     :return: a ``ModelPrice`` or ``None``.
     """
 

@@ -44,6 +44,7 @@ from llmkernel.strategies import StrategyRegistry
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
+    CostEstimate,
     EmbeddingRequest,
     EmbeddingResponse,
     Message,
@@ -749,6 +750,7 @@ class Kernel:
                     kernel=self,
                     provider_type=candidate.provider_type,
                     model=candidate.model,
+                    candidate=candidate,
                 )
             except PluginError as exc:  # unpriced this time; asked again next call
                 log.warning("llmkernel.plugin.hook_failed", hook="price_model", error=str(exc))
@@ -767,17 +769,28 @@ class Kernel:
         *,
         output_tokens: int | None = None,
         **kwargs: Any,
-    ) -> Decimal | None:
-        """The cost of sending ``messages`` to ``model``'s first candidate and getting
-        ``output_tokens`` back (default: the worst case, ``max_tokens`` or the
-        model's maximum output). ``None`` when the model is unpriced."""
+    ) -> CostEstimate:
+        """What sending ``messages`` to ``model``'s first candidate may cost: the
+        worst case (counted input plus ``max_tokens`` or the model's maximum
+        output, billed the dearest way) and a typical case (``output_tokens`` if
+        given, else a quarter of that maximum). Unpriced models give ``None`` for
+        both."""
         request = self.build_request(model, messages, **kwargs)
         candidate = self.candidates_for(request.model)[0]
         ctx = self.new_context("chat", request)
-        if output_tokens is None:
-            return ctx.worst_case_cost(candidate)
-        usage = Usage(input_tokens=ctx.input_tokens(candidate), output_tokens=output_tokens)
-        return self.cost(candidate, usage)
+        count = ctx.token_count(candidate)
+        most = ctx.max_output_tokens(candidate)
+        typical_out = output_tokens if output_tokens is not None else max(1, most // 4)
+        typical = self.cost(candidate, Usage(input_tokens=count.tokens, output_tokens=typical_out))
+        return CostEstimate(
+            model=candidate.qualified,
+            worst=ctx.worst_case_cost(candidate),
+            typical=typical,
+            input_tokens=count.tokens,
+            input_exact=count.exact,
+            max_output_tokens=most,
+            typical_output_tokens=typical_out,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

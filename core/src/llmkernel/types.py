@@ -508,3 +508,24 @@ class TokenCount:
     tokens: int
     exact: bool
     method: str
+
+
+@attrs.frozen(kw_only=True)
+class CostEstimate:
+    """What a call may cost before it is sent (``kernel.estimate_cost``).
+
+    ``worst``: counted input plus ``max_output_tokens`` (the request's
+    ``max_tokens``, else the model's maximum output), billed the dearest way they
+    can be (what budgets reserve). ``typical``: counted input plus
+    ``typical_output_tokens`` at the plain rates. Both ``None`` when the model is
+    unpriced. ``input_exact`` says whether the input count came from a real
+    tokenizer.
+    """
+
+    model: str
+    worst: Decimal | None
+    typical: Decimal | None
+    input_tokens: int
+    input_exact: bool
+    max_output_tokens: int
+    typical_output_tokens: int

@@ -220,3 +220,33 @@ def test_bad_options_are_refused() -> None:
         kernel_with(failure_rate=2)
     with pytest.raises(errors.ConfigError, match="error_kinds"):
         kernel_with(error_kinds=["meteor"])
+
+
+async def test_headers_on_responses_streams_embeddings_and_errors() -> None:
+    from llmkernel import Kernel, errors
+    from llmkernel_mock import plugin
+
+    headers = {"X-RateLimit-Remaining-Requests": "99", "x-ratelimit-reset-tokens": "6m0s"}
+    config = {
+        "providers": {
+            "m": {"type": "mock", "headers": headers},
+            "bad": {"type": "mock", "headers": headers, "failure_rate": 1.0},
+        },
+        "retry": {"attempts": 1},
+    }
+    expected = {"x-ratelimit-remaining-requests": "99", "x-ratelimit-reset-tokens": "6m0s"}
+    async with Kernel.from_config(config, plugins=[plugin], entry_points=False) as kernel:
+        response = await kernel.achat(model="m/chat", messages=[{"role": "user", "content": "hi"}])
+        assert dict(response.headers) == expected
+        stream = kernel.astream(model="m/chat", messages=[{"role": "user", "content": "hi"}])
+        async for _ in stream:
+            pass
+        assert stream.response is not None and dict(stream.response.headers) == expected
+        embedded = await kernel.aembed(model="m/embed", input=["a"])
+        assert dict(embedded.headers) == expected
+        try:
+            await kernel.achat(model="bad/chat", messages=[{"role": "user", "content": "hi"}])
+        except errors.ProviderError as error:
+            assert dict(error.headers) == expected
+        else:
+            raise AssertionError("the failing mock answered")

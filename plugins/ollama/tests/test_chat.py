@@ -60,10 +60,14 @@ def request(*messages: Message, **fields: Any) -> ChatRequest:
 
 
 async def collect(provider: OllamaProvider, req: ChatRequest) -> list[StreamEvent]:
+    """The stream's events after the first, which carries the response headers."""
     try:
-        return [event async for event in provider.stream(req)]
+        events = [event async for event in provider.stream(req)]
     finally:
         await provider.aclose()
+    assert isinstance(events[0], MetadataEvent) and events[0].headers is not None
+    assert "content-type" in events[0].headers
+    return events[1:]
 
 
 # ------------------------------------------------------------------ request body
@@ -581,6 +585,8 @@ async def test_stream_yields_each_line_as_it_arrives(server: FakeServer) -> None
     )
     provider = make(server)
     stream = provider.stream(request())
+    opened = await anext(stream)
+    assert isinstance(opened, MetadataEvent) and opened.headers is not None
     seen = [await anext(stream), await anext(stream)]
     assert seen == [MetadataEvent(model=MODEL), TextDelta(text="one ")]
     rest = [event async for event in stream]

@@ -272,7 +272,7 @@ def test_defaults() -> None:
     assert settings.api_key_env is None
     assert settings.embedding_batch_size == 256
     assert settings.num_ctx is None and settings.keep_alive is None
-    assert make().base_url == "http://localhost:11434"
+    assert make().base_url() == "http://localhost:11434"
 
 
 @pytest.mark.parametrize(

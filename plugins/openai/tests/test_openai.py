@@ -650,10 +650,13 @@ async def test_stream_event_order_and_metadata(site: Site) -> None:
         FakeResponse.sse(stream_of("Hel", "lo", usage=usage_json(11, 2, cached=0))),
     )
     events = await collect(site.provider(), request())
-    assert [e.type for e in events] == ["metadata", "text", "text", "usage", "finish"]
-    assert events[0].id == "chatcmpl-X1" and events[0].model == "gpt-4o-2024-08-06"
-    assert events[3].usage == Usage(input_tokens=11, output_tokens=2)
-    assert events[4].finish_reason == "stop"
+    assert [e.type for e in events] == ["metadata", "metadata", "text", "text", "usage", "finish"]
+    assert events[0].headers is not None and events[0].headers["content-type"].startswith(
+        "text/event-stream"
+    )
+    assert events[1].id == "chatcmpl-X1" and events[1].model == "gpt-4o-2024-08-06"
+    assert events[4].usage == Usage(input_tokens=11, output_tokens=2)
+    assert events[5].finish_reason == "stop"
 
 
 async def test_stream_yields_each_event_as_it_arrives(site: Site) -> None:
@@ -679,7 +682,7 @@ async def test_stream_yields_each_event_as_it_arrives(site: Site) -> None:
         seen.append(event)
         if event.type == "text":
             break
-    assert [e.type for e in seen] == ["metadata", "text"]
+    assert [e.type for e in seen] == ["metadata", "metadata", "text"]
     gate.open()
     seen += [e async for e in stream]
     await provider.aclose()
@@ -814,9 +817,9 @@ async def test_stream_without_usage_still_ends_with_usage_and_finish(site: Site)
         FakeResponse.sse([chunk({"role": "assistant", "content": "x"}), DONE]),
     )
     events = await collect(site.provider(), request())
-    assert [e.type for e in events] == ["metadata", "text", "usage", "finish"]
-    assert events[2].usage == Usage()
-    assert events[3].finish_reason == "stop"
+    assert [e.type for e in events] == ["metadata", "metadata", "text", "usage", "finish"]
+    assert events[3].usage == Usage()
+    assert events[4].finish_reason == "stop"
 
 
 async def test_server_that_ignores_stream_answers_whole(site: Site) -> None:
@@ -826,9 +829,9 @@ async def test_server_that_ignores_stream_answers_whole(site: Site) -> None:
         FakeResponse.json_body(completion({"content": "whole"}, usage=usage_json(3, 1))),
     )
     events = await collect(site.provider(), request())
-    assert [e.type for e in events] == ["metadata", "text", "usage", "finish"]
-    assert events[1].text == "whole"
-    assert events[2].usage == Usage(input_tokens=3, output_tokens=1)
+    assert [e.type for e in events] == ["metadata", "metadata", "text", "usage", "finish"]
+    assert events[2].text == "whole"
+    assert events[3].usage == Usage(input_tokens=3, output_tokens=1)
 
 
 async def test_crlf_framing_and_split_pieces(site: Site) -> None:
@@ -1066,9 +1069,10 @@ async def test_error_inside_a_200_stream(
         async for event in provider.stream(request()):
             events.append(event)
     await provider.aclose()
-    assert [e.type for e in events] == ["metadata", "text"]
+    assert [e.type for e in events] == ["metadata", "metadata", "text"]
     assert type(info.value) is kind
-    assert info.value.status == status
+    assert status >= 400  # the kind's status; the error keeps the HTTP one
+    assert info.value.status == 200
     assert info.value.request_id == "req_s"
     assert error["message"] in str(info.value)
 
@@ -1191,7 +1195,7 @@ async def test_stream_that_ends_cleanly_without_done_is_truncated(site: Site) ->
         async for event in provider.stream(request()):
             events.append(event)
     await provider.aclose()
-    assert [e.type for e in events] == ["metadata", "text"]
+    assert [e.type for e in events] == ["metadata", "metadata", "text"]
     assert info.value.retryable
 
 
@@ -1273,7 +1277,7 @@ async def test_first_token_timeout(site: Site) -> None:
         "/chat/completions",
         FakeResponse.sse([Pause(0.5), chunk({"role": "assistant", "content": "late"}), DONE]),
     )
-    with pytest.raises(errors.TimeoutError, match="no first event"):
+    with pytest.raises(errors.TimeoutError, match="no first token"):
         await collect(site.provider(first_token_timeout=0.15), request())
 
 
@@ -1703,3 +1707,99 @@ async def test_azure_style_key_header_and_api_version(site: Site) -> None:
     assert "authorization" not in sent.headers
     assert sent.query == {"api-version": ["2024-10-21"]}
     assert KEY not in sent.target
+
+
+# ----------------------------------------------------------------------------- issue 8 wire details
+
+
+async def test_openai_itself_gets_max_completion_tokens_for_every_model(site: Site) -> None:
+    site.expect("POST", "/chat/completions", FakeResponse.json_body(completion({"content": "x"})))
+    # preset "openai" (OpenAI's own API) pointed at the fake server
+    await chat(site.provider(preset="openai"), request(model="gpt-4o", max_tokens=50))
+    body = site.body()
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body
+
+
+def test_max_tokens_field_defaults() -> None:
+    from llmkernel_openai.settings import OpenAISettings
+
+    assert OpenAISettings().resolved().max_tokens_field == "max_completion_tokens"
+    assert (
+        OpenAISettings(base_url="https://api.openai.com/v1").resolved().max_tokens_field
+        == "max_completion_tokens"
+    )
+    assert OpenAISettings(preset="groq").resolved().max_tokens_field is None
+    assert OpenAISettings(base_url="http://localhost:8000/v1").resolved().max_tokens_field is None
+    explicit = OpenAISettings(preset="vllm", max_tokens_field="max_completion_tokens")
+    assert explicit.resolved().max_tokens_field == "max_completion_tokens"
+
+
+async def test_compatible_servers_keep_max_tokens(site: Site) -> None:
+    site.expect("POST", "/chat/completions", FakeResponse.json_body(completion({"content": "x"})))
+    await chat(site.provider(preset="vllm"), request(model="llama-3.3-70b", max_tokens=50))
+    body = site.body()
+    assert body["max_tokens"] == 50 and "max_completion_tokens" not in body
+
+
+async def test_developer_message_stays_developer(site: Site) -> None:
+    site.expect("POST", "/chat/completions", FakeResponse.json_body(completion({"content": "x"})))
+    developer = Message(role="developer", content=(TextPart(text="Answer tersely."),))  # type: ignore[arg-type]
+    await chat(site.provider(), request(developer, Message.user("hi")))
+    assert site.body()["messages"][0] == {"role": "developer", "content": "Answer tersely."}
+
+
+async def test_headers_on_chat_and_embeddings(site: Site) -> None:
+    limits = {"x-ratelimit-remaining-requests": "41", "x-ratelimit-reset-tokens": "1s"}
+    site.expect(
+        "POST",
+        "/chat/completions",
+        FakeResponse.json_body(completion({"content": "x"}), headers=limits),
+    )
+    response = await chat(site.provider(), request())
+    assert response.headers["x-ratelimit-remaining-requests"] == "41"
+    from llmkernel.http import parse_ratelimit_headers
+
+    assert parse_ratelimit_headers(response.headers).tokens_reset == 1.0
+
+
+async def test_a_subclass_changes_url_auth_and_errors(site: Site) -> None:
+    """The hooks an OpenAI-compatible service with its own URLs and auth (Azure
+    OpenAI) overrides: base_url, path, auth_headers, query_params, error mapping."""
+
+    class Deployments(OpenAIProvider):
+        def path(self, operation: Any, model: str) -> str:
+            if operation == "models":
+                return "/models"
+            suffix = "/chat/completions" if operation == "chat" else "/embeddings"
+            return f"/deployments/{model}{suffix}"
+
+        def auth_headers(self, key: str) -> dict[str, str]:
+            return {"api-key": key}
+
+        def query_params(self) -> dict[str, str]:
+            return {"api-version": "2024-10-21"}
+
+        def error_for_response(self, response: Any, body: bytes, model: str) -> Any:
+            error = super().error_for_response(response, body, model)
+            error.message = f"deployment {model!r}: {error.message}"
+            error.args = (error.message,)
+            return error
+
+    site.expect(
+        "POST",
+        "/deployments/my-gpt/chat/completions",
+        FakeResponse.json_body(completion({"content": "from the deployment"})),
+        FakeResponse.json_body({"error": {"message": "no quota"}}, status=404),
+    )
+    options = {"base_url": site.base_url, "api_key_env": KEY_ENV}
+    provider = Deployments(ProviderConfig(name="az", type="azure", options=options))
+    try:
+        response = await provider.chat(request(model="my-gpt"))
+        with pytest.raises(errors.ModelNotFoundError, match="deployment 'my-gpt'"):
+            await provider.chat(request(model="my-gpt"))
+    finally:
+        await provider.aclose()
+    sent = site.requests("/deployments/my-gpt/chat/completions")[0]
+    assert response.text == "from the deployment"
+    assert sent.headers["api-key"] == KEY and "authorization" not in sent.headers
+    assert sent.query == {"api-version": ["2024-10-21"]}

@@ -638,7 +638,9 @@ class Gateway:
         for name, row in self._kernel_stats().get("deployments", {}).items():
             if isinstance(row, Mapping):
                 state = row.get("breaker") or row.get("state")
-                if state is not None:
+                if isinstance(state, Mapping):  # llmkernel-routing: the breaker's details
+                    deployments[name] = {"breaker": state.get("state"), **dict(state)}
+                elif state is not None:
                     deployments[name] = {"breaker": state}
         body = wire.dumps({"status": "ok", "pid": os.getpid(), "deployments": deployments})
         await _respond(send, 200, body, [_JSON, (b"x-request-id", rid.encode())])

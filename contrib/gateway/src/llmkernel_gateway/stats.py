@@ -125,7 +125,11 @@ class Stats:
             extra = from_kernel.get(name)
             if isinstance(extra, Mapping):
                 row["kernel"] = dict(extra)
-                row["breaker"] = extra.get("breaker") or extra.get("state")
+                breaker = extra.get("breaker") or extra.get("state")
+                # llmkernel-routing reports {"state": "closed", "reason": ...}
+                row["breaker"] = (
+                    breaker.get("state") if isinstance(breaker, Mapping) else breaker
+                )
             else:
                 row["breaker"] = None
             rows[name] = row

@@ -8,6 +8,21 @@ import httpx
 
 from llmkernel.http.settings import HTTPSettings
 
+__all__ = ["default_transport", "make_client"]
+
+
+def default_transport(settings: HTTPSettings) -> httpx.AsyncBaseTransport | None:
+    """The transport a provider client gets when ``provide_transport`` gives none:
+    :class:`~llmkernel.http.aiohttp_transport.AiohttpTransport` (``http_client =
+    "aiohttp"``, the default, when aiohttp is installed), else ``None`` for httpx's
+    own pool (``http_client = "httpx"``)."""
+    if settings.http_client == "aiohttp":
+        from llmkernel.http.aiohttp_transport import AiohttpTransport, aiohttp_available
+
+        if aiohttp_available():
+            return AiohttpTransport(max_connections=settings.max_connections)
+    return None
+
 
 def make_client(
     settings: HTTPSettings,
@@ -18,10 +33,14 @@ def make_client(
 ) -> httpx.AsyncClient:
     """An ``AsyncClient`` sized for real concurrency.
 
-    httpx's default pool (100 connections, 20 kept alive) collapses under load; the
-    limits here come from the settings. ``transport`` swaps the network layer (the
-    gateway can pass an aiohttp-backed one) without touching the adapter.
+    The network layer is ``transport`` when given (from the ``provide_transport``
+    hook), else :func:`default_transport`: aiohttp's pool, which holds up under
+    concurrency where httpx's own does not. With ``http_client = "httpx"`` httpx's
+    pool is used, sized by the settings (its default of 100 connections, 20 kept
+    alive, collapses under load).
     """
+    if transport is None:
+        transport = default_transport(settings)
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_keepalive_connections,

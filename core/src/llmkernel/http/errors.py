@@ -134,6 +134,41 @@ def error_for_status(
     )
 
 
+def error_in_stream(
+    kind_status: int,
+    message: str,
+    *,
+    provider: str,
+    model: str = "",
+    code: str | None = None,
+    error_type: str | None = None,
+    request_id: str | None = None,
+    status: int | None = 200,
+) -> errors.ProviderError:
+    """The kernel error for an error reported *inside* a successful (200) answer,
+    usually mid-stream.
+
+    The class comes from ``kind_status``, the HTTP status the provider documents
+    for its error type (``overloaded_error`` → 529, ``rate_limit_exceeded`` → 429),
+    refined by ``code``/``error_type`` as in :func:`error_for_status`; ``status``
+    stays the real HTTP status (200, or ``None`` when unknown), as docs/errors.md
+    defines it. The provider's error type leads the message.
+    """
+    label = error_type or code
+    text = f"{label}: {message}" if label and label not in message else message
+    error = error_for_status(
+        kind_status,
+        text,
+        provider=provider,
+        model=model,
+        code=code,
+        error_type=error_type,
+        request_id=request_id,
+    )
+    error.status = status
+    return error
+
+
 def error_for_transport(exc: Exception, *, provider: str, model: str = "") -> errors.ProviderError:
     """The kernel error for an httpx transport failure (timeout, refused, reset)."""
     detail = type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import attrs
 
@@ -19,7 +20,7 @@ class HTTPSettings:
 
     base_url: str = ""
     api_key_env: str | None = None
-    headers: dict[str, str] = attrs.field(factory=dict)
+    headers: dict[str, str] = attrs.field(factory=dict, repr=False)  # may hold a secret
     timeout: float = 600.0  # the whole request, first byte to last
     connect_timeout: float = 10.0
     read_timeout: float = 120.0  # the longest silence between two chunks
@@ -27,6 +28,9 @@ class HTTPSettings:
     max_connections: int = 512
     max_keepalive_connections: int = 128
     models: list[str] = attrs.field(factory=list)  # declared models, for `llmkernel models`
+    #: the connection pool under httpx: "aiohttp" (fast under concurrency, the
+    #: default) or "httpx" (httpx's own; HTTP/2-free either way).
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
 
     def api_key(self, *, provider: str, model: str = "", required: bool = True) -> str | None:
         """The key from the environment; a clear error naming the variable if unset."""

@@ -18,6 +18,8 @@ matching ``supports_*`` flag False.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -26,8 +28,9 @@ from typing import Any, ClassVar
 import pytest
 
 from llmkernel import errors
+from llmkernel.http import REDACTED
 from llmkernel.kernel import Kernel
-from llmkernel.testing.fake_server import FakeServer, Gate, RecordedRequest
+from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import FinishEvent, ToolCall, Usage, UsageEvent
 
 ERROR_KINDS: dict[str, type[errors.ProviderError]] = {
@@ -40,6 +43,14 @@ ERROR_KINDS: dict[str, type[errors.ProviderError]] = {
     "context_window": errors.ContextWindowExceededError,
     "server": errors.ServerError,
     "overloaded": errors.OverloadedError,
+}
+
+#: rate-limit headers the fake server adds to every answer in the headers tests
+RATE_LIMIT_HEADERS = {
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-remaining-requests": "9999",
+    "x-ratelimit-reset-tokens": "6m0s",
+    "anthropic-ratelimit-requests-remaining": "49",
 }
 
 WEATHER_TOOL = {
@@ -409,3 +420,136 @@ class ProviderContract:
         assert self.api_key not in repr(provider)
         assert self.api_key not in repr(kernel)
         assert os.environ[self.api_key_env] == self.api_key
+
+    # ------------------------------------------------------------ headers
+
+    async def test_headers_on_response_stream_and_error(
+        self, kernel: Kernel, server: FakeServer
+    ) -> None:
+        server.headers = dict(RATE_LIMIT_HEADERS)
+        messages = [{"role": "user", "content": "hi"}]
+        self.script_text(server, "with headers", self.usage_sample(), stream=False)
+        async with kernel:
+            response = await kernel.achat(model=self.qualified_model, messages=messages)
+            assert response.headers["x-ratelimit-remaining-requests"] == "9999"
+            assert all(name == name.lower() for name in response.headers)
+            self.script_text(server, "with headers too", self.usage_sample(), stream=True)
+            stream = kernel.astream(model=self.qualified_model, messages=messages)
+            events = [event async for event in stream]
+            assert events and stream.response is not None
+            assert stream.response.headers["x-ratelimit-reset-tokens"] == "6m0s"
+            self.script_error(server, "rate_limit", stream=False)
+            with pytest.raises(errors.ProviderError) as info:
+                await kernel.achat(model=self.qualified_model, messages=messages)
+        assert info.value.headers["x-ratelimit-limit-requests"] == "10000"
+
+    async def test_embedding_headers(self, kernel: Kernel, server: FakeServer) -> None:
+        if not self.supports_embeddings:
+            pytest.skip("no embeddings")
+        server.headers = dict(RATE_LIMIT_HEADERS)
+        self.script_embeddings(server, [[0.5, 0.25], [1.0, 0.0]])
+        async with kernel:
+            result = await kernel.aembed(model=self.qualified_model, input=["one", "two"])
+        assert result.headers["anthropic-ratelimit-requests-remaining"] == "49"
+
+    # ------------------------------------------------------------ secrets
+
+    @staticmethod
+    def _echo_auth(request: RecordedRequest) -> FakeResponse:
+        """A server that quotes every request header back in its error body (and a
+        response header), as some proxies and misconfigured servers do."""
+        echoed = "; ".join(f"{name}: {value}" for name, value in request.headers.items())
+        body = {
+            "error": {
+                "message": f"invalid credentials ({echoed})",
+                "type": "authentication_error",
+                "code": echoed[:200],
+            }
+        }
+        return FakeResponse(
+            status=401,
+            headers={"content-type": "application/json", "x-echo": echoed[:200]},
+            body=json.dumps(body).encode(),
+        )
+
+    @pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
+    async def test_secret_echoed_in_an_error_body_is_redacted(
+        self, kernel: Kernel, server: FakeServer, stream: bool
+    ) -> None:
+        server.default = self._echo_auth
+        messages = [{"role": "user", "content": "hi"}]
+        async with kernel:
+            with pytest.raises(errors.ProviderError) as info:
+                if stream:
+                    async for _ in kernel.astream(model=self.qualified_model, messages=messages):
+                        pass
+                else:
+                    await kernel.achat(model=self.qualified_model, messages=messages)
+        error = info.value
+        assert server.requests, "the request reached the server"
+        assert any(self.api_key in v for v in server.requests[-1].headers.values())
+        for text in (str(error), repr(error), error.message, error.code or ""):
+            assert self.api_key not in text, text
+        assert all(self.api_key not in value for value in error.headers.values())
+        assert REDACTED in str(error)
+        assert self.api_key not in repr(vars(kernel.provider("p")))
+
+    async def test_secret_echoed_in_health_and_model_list_is_redacted(
+        self, kernel: Kernel, server: FakeServer
+    ) -> None:
+        if not self.supports_models:
+            pytest.skip("no model listing")
+        server.default = self._echo_auth
+        async with kernel:
+            provider = kernel.provider("p")
+            health = await provider.health()
+            with pytest.raises(errors.ProviderError) as info:
+                await provider.list_models()
+        assert not health.ok and self.api_key not in health.detail
+        assert self.api_key not in str(info.value)
+
+    # ------------------------------------------------------------ concurrency
+
+    async def test_many_concurrent_calls(self, kernel: Kernel, server: FakeServer) -> None:
+        """200 chats and streams at once through one provider instance: every answer
+        complete and right (a correctness check; speed is in tests/benchmarks)."""
+        usage = self.usage_sample()
+        self.script_text(server, "same answer", usage, stream=False)
+        messages = [{"role": "user", "content": "hi"}]
+
+        async def chat() -> str:
+            return (await kernel.achat(model=self.qualified_model, messages=messages)).text
+
+        async with kernel:
+            texts = await asyncio.gather(*(chat() for _ in range(200)))
+            assert texts == ["same answer"] * 200
+            self.script_text(server, "same stream", usage, stream=True)
+
+            async def stream() -> str:
+                handle = kernel.astream(model=self.qualified_model, messages=messages)
+                return "".join([e.text async for e in handle if e.type == "text"])
+
+            streamed = await asyncio.gather(*(stream() for _ in range(200)))
+        assert streamed == ["same stream"] * 200
+
+    # ------------------------------------------------------------ model listing
+
+    async def test_list_models_through_the_kernel(self, kernel: Kernel, server: FakeServer) -> None:
+        if not self.supports_models:
+            pytest.skip("no model listing")
+        if not hasattr(kernel, "alist_models"):
+            pytest.skip("Kernel.alist_models is not in this kernel yet")
+        self.script_models(server, ["model-a", "model-b"])
+        async with kernel:
+            models = await kernel.alist_models(provider="p")
+        assert [m.id for m in models] == ["model-a", "model-b"]
+
+    def test_list_models_sync(self, kernel: Kernel, server: FakeServer) -> None:
+        if not self.supports_models:
+            pytest.skip("no model listing")
+        if not hasattr(kernel, "list_models"):
+            pytest.skip("Kernel.list_models is not in this kernel yet")
+        self.script_models(server, ["model-a", "model-b"])
+        with kernel:
+            models = kernel.list_models(provider="p")
+        assert [m.id for m in models] == ["model-a", "model-b"]

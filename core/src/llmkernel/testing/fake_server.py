@@ -180,6 +180,9 @@ class FakeServer:
         self.requests: list[RecordedRequest] = []
         #: answers any request no route matches (default: a 404 naming the route)
         self.default: FakeResponse | Handler | None = None
+        #: headers added to every response (a response's own headers win), e.g.
+        #: rate-limit headers for a test that checks they reach the caller
+        self.headers: dict[str, str] = {}
         self._routes: dict[tuple[str, str], _Route] = {}
         self._lock = threading.Lock()
         server = self
@@ -191,6 +194,7 @@ class FakeServer:
         class _Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 512  # many clients connecting at once
 
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._thread = threading.Thread(
@@ -247,6 +251,8 @@ class FakeServer:
                     response = item(request)
                 else:
                     response = item
+                if self.headers:
+                    response = attrs.evolve(response, headers={**self.headers, **response.headers})
                 if not _write_response(sock, response):
                     return
         except (ConnectionError, OSError):

@@ -6,15 +6,20 @@
 * an assistant's thinking (``ReasoningPart`` with its signature, or redacted) is
   sent back as ``thinking``/``redacted_thinking`` blocks before its text and
   ``tool_use`` blocks, as extended thinking with tools requires;
-* structured output is a tool named after the format, forced with ``tool_choice``.
+* structured output is a tool named after the format, forced with ``tool_choice``;
+* prompt caching: a ``cache_control`` on a part, a message or a tool (and the
+  ``cache_system``/``cache_tools`` settings) becomes a ``cache_control`` breakpoint
+  on that block; the system prompt is then sent as a list of text blocks.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmkernel.errors import InvalidRequestError
+from llmkernel.http import split_data_url
 from llmkernel.types import (
     ChatRequest,
     ImagePart,
@@ -27,8 +32,6 @@ from llmkernel.types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from llmkernel_anthropic.settings import AnthropicSettings
 
 #: thinking budgets for ``reasoning.effort`` (Anthropic's minimum budget is 1024).
@@ -38,6 +41,29 @@ MIN_THINKING_BUDGET = 1024
 _TOOL_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 Block = dict[str, Any]
+
+
+def cache_mark(ttl: str) -> Block:
+    """A ``cache_control`` value: ephemeral, with ``ttl`` "1h" sent (5 minutes is
+    Anthropic's default and is sent as no ttl)."""
+    return {"type": "ephemeral", "ttl": "1h"} if ttl == "1h" else {"type": "ephemeral"}
+
+
+def cache_control_of(item: object) -> Block | None:
+    """The ``cache_control`` an item (part, message, tool) carries, if any: a
+    mapping such as ``{"type": "ephemeral", "ttl": "1h"}``."""
+    value = getattr(item, "cache_control", None)
+    if isinstance(value, Mapping) and value:
+        return dict(value)
+    return None
+
+
+def _marked(blocks: list[Block], item: object) -> list[Block]:
+    """``blocks`` with ``item``'s cache_control on the last one."""
+    mark = cache_control_of(item)
+    if mark is not None and blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": mark}
+    return blocks
 
 
 def format_tool_name(request: ChatRequest) -> str | None:
@@ -63,9 +89,7 @@ def thinking_budget(request: ChatRequest) -> int | None:
     return None
 
 
-def build_body(
-    request: ChatRequest, settings: AnthropicSettings, *, stream: bool
-) -> dict[str, Any]:
+def chat_body(request: ChatRequest, settings: AnthropicSettings, *, stream: bool) -> dict[str, Any]:
     """The JSON body for ``POST /v1/messages``."""
     system, messages = convert_messages(request.messages)
     budget = thinking_budget(request)
@@ -77,12 +101,16 @@ def build_body(
             max_tokens = budget + settings.default_max_tokens
     body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens}
     fmt_name = format_tool_name(request)
+    if settings.cache_system and system:
+        system[-1] = {**system[-1], "cache_control": cache_mark(settings.cache_system)}
     if budget is not None and fmt_name is not None:
         # thinking forbids forcing the tool, so ask for it in words
         note = f"Give your final answer by calling the {fmt_name} tool."
-        system = f"{system}\n\n{note}" if system else note
-    if system:
+        system.append({"type": "text", "text": note})
+    if any("cache_control" in block for block in system):
         body["system"] = system
+    elif system:
+        body["system"] = "\n\n".join(block["text"] for block in system)
     body["messages"] = messages
     if budget is not None:
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
@@ -96,6 +124,8 @@ def build_body(
         body["metadata"] = {"user_id": request.user}
     tools, tool_choice = convert_tools(request, thinking=budget is not None)
     if tools:
+        if settings.cache_tools:
+            tools[-1] = {**tools[-1], "cache_control": cache_mark(settings.cache_tools)}
         body["tools"] = tools
         if tool_choice is not None:
             body["tool_choice"] = tool_choice
@@ -110,16 +140,19 @@ def build_body(
 # --------------------------------------------------------------------------- messages
 
 
-def convert_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
-    """``(system text, messages)`` with system messages pulled out and consecutive
-    same-role messages merged."""
-    system: list[str] = []
+def convert_messages(messages: tuple[Message, ...]) -> tuple[list[Block], list[dict[str, Any]]]:
+    """``(system blocks, messages)`` with system (and developer) messages pulled out
+    as text blocks and consecutive same-role messages merged."""
+    system: list[Block] = []
     result: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
-        if message.role == "system":
-            text = message.text
-            if text:
-                system.append(text)
+        if message.role in ("system", "developer"):
+            blocks = [
+                _marked([{"type": "text", "text": part.text}], part)[0]
+                for part in message.content
+                if isinstance(part, TextPart) and part.text
+            ]
+            system.extend(_marked(blocks, message))
             continue
         if message.role == "tool":
             role = "user"
@@ -130,13 +163,14 @@ def convert_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str,
         else:
             role = "user"
             blocks = _user_blocks(message, index)
+        blocks = _marked(blocks, message)
         if not blocks:
             continue
         if result and result[-1]["role"] == role:
             result[-1]["content"].extend(blocks)
         else:
             result.append({"role": role, "content": blocks})
-    return "\n\n".join(system), result
+    return system, result
 
 
 def _user_blocks(message: Message, index: int) -> list[Block]:
@@ -144,9 +178,9 @@ def _user_blocks(message: Message, index: int) -> list[Block]:
     for part in message.content:
         if isinstance(part, TextPart):
             if part.text:
-                blocks.append({"type": "text", "text": part.text})
+                blocks.extend(_marked([{"type": "text", "text": part.text}], part))
         elif isinstance(part, ImagePart):
-            blocks.append(image_block(part, f"messages[{index}]"))
+            blocks.extend(_marked([image_block(part, f"messages[{index}]")], part))
         # a user message has no thinking to send back
     return blocks
 
@@ -207,11 +241,12 @@ def image_block(part: ImagePart, field: str) -> Block:
             "source": {"type": "base64", "media_type": part.media_type, "data": part.data},
         }
     url = part.url or ""
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        media_type = header[5:].split(";")[0]
-        if ";base64" not in header or not media_type or not data:
-            raise InvalidRequestError(f"{field}: a data URL must be data:<type>;base64,<data>")
+    try:
+        inline = split_data_url(url)
+    except ValueError as exc:
+        raise InvalidRequestError(f"{field}: {exc}") from None
+    if inline is not None:
+        media_type, data = inline
         return {
             "type": "image",
             "source": {"type": "base64", "media_type": media_type, "data": data},
@@ -227,6 +262,9 @@ def tool_spec(tool: Tool) -> Block:
     if tool.description:
         spec["description"] = tool.description
     spec["input_schema"] = dict(tool.parameters)
+    mark = cache_control_of(tool)
+    if mark is not None:
+        spec["cache_control"] = mark
     return spec
 
 

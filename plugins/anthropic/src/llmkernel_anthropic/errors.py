@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel import errors
-from llmkernel.http import error_for_status, parse_retry_after, request_id_from
+from llmkernel.http import error_for_status, error_in_stream, parse_retry_after, request_id_from
 
 #: The HTTP status Anthropic documents for each error type; used for errors that
 #: arrive inside a 200 stream, where the HTTP status says nothing.
@@ -108,7 +108,7 @@ def make_error(
     )
 
 
-def error_from_response(
+def error_for_response(
     status: int,
     headers: Mapping[str, str],
     text: str,
@@ -147,15 +147,26 @@ def error_from_event(
         )
     kind = error.get("type") if isinstance(error.get("type"), str) else None
     message = error.get("message") if isinstance(error.get("message"), str) else ""
-    status = STATUS_FOR_TYPE.get(kind or "", 500)
     details = error.get("details")
     code = details.get("error_code") if isinstance(details, Mapping) else None
-    return make_error(
-        status,
-        kind,
-        f"error in stream: {message or kind or 'unknown error'}",
+    code = code if isinstance(code, str) else None
+    text = f"error in stream: {message or kind or 'unknown error'}"
+    if kind in _QUOTA_CODES or code in _QUOTA_CODES:
+        return errors.QuotaExceededError(
+            f"{kind}: {text}" if kind else text,
+            provider=provider,
+            model=model,
+            status=200,
+            request_id=request_id,
+            code=code or kind,
+        )
+    # the kind from the error type's documented status; the status stays 200
+    return error_in_stream(
+        STATUS_FOR_TYPE.get(kind or "", 500),
+        text,
         provider=provider,
         model=model,
+        code=code,
+        error_type=kind,
         request_id=request_id,
-        code=code if isinstance(code, str) else None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llmkernel.http import capabilities_by_prefix
 from llmkernel.types import Capabilities
 
 _CONTEXT = 200_000
@@ -36,10 +37,4 @@ def capabilities_for(model: str) -> Capabilities | None:
     """The capabilities of ``model``: an exact alias, or the longest alias that is a
     ``-``-separated prefix of it (``claude-opus-4-1-20250805`` is ``claude-opus-4-1``,
     not ``claude-opus-4``)."""
-    model = model.strip().lower()
-    if model in KNOWN_MODELS:
-        return KNOWN_MODELS[model]
-    matches = [alias for alias in KNOWN_MODELS if model.startswith(alias + "-")]
-    if not matches:
-        return None
-    return KNOWN_MODELS[max(matches, key=len)]
+    return capabilities_by_prefix(KNOWN_MODELS, model.strip().lower())

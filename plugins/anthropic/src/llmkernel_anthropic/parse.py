@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel.errors import MalformedResponseError
+from llmkernel.http import token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -21,32 +22,42 @@ from llmkernel.types import (
 REFUSAL_MESSAGE = "the model declined to answer (stop_reason refusal)"
 
 
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    return max(0, int(value))
+_int = token_count
 
 
-def usage_from(raw: Any) -> Usage:
+def parse_usage(raw: Any) -> Usage:
     """Anthropic's ``usage`` in the kernel's (OpenAI's) convention.
 
     Anthropic's ``input_tokens`` excludes cache reads and writes; the kernel's
     ``input_tokens`` is every input token, so the three are added up.
     ``output_tokens`` already includes thinking; Anthropic does not report the
-    thinking part apart, so ``reasoning_tokens`` stays 0.
+    thinking part apart, so ``reasoning_tokens`` stays 0. 1-hour cache writes
+    (``cache_creation.ephemeral_1h_input_tokens``) are ``cache_write_1h_tokens``,
+    part of ``cache_write_tokens``.
     """
     if not isinstance(raw, Mapping):
         return Usage()
     plain = _int(raw.get("input_tokens"))
     read = _int(raw.get("cache_read_input_tokens"))
     write = _int(raw.get("cache_creation_input_tokens"))
+    one_hour = _int(raw.get(ONE_HOUR_WRITES))
+    creation = raw.get("cache_creation")
+    if isinstance(creation, Mapping):
+        one_hour = max(one_hour, _int(creation.get("ephemeral_1h_input_tokens")))
+        write = max(write, one_hour + _int(creation.get("ephemeral_5m_input_tokens")))
     return Usage(
         input_tokens=plain + read + write,
         output_tokens=_int(raw.get("output_tokens")),
         cached_input_tokens=read,
         cache_write_tokens=write,
+        cache_write_1h_tokens=min(one_hour, write),
         reasoning_tokens=_int(raw.get("reasoning_tokens")),
     )
+
+
+#: where :func:`merge_usage` keeps a stream's 1-hour cache writes (a flat name for
+#: the nested ``cache_creation.ephemeral_1h_input_tokens``)
+ONE_HOUR_WRITES = "cache_creation.ephemeral_1h_input_tokens"
 
 
 #: usage fields, as Anthropic names them, that streams report cumulatively
@@ -68,6 +79,10 @@ def merge_usage(into: dict[str, int], raw: Any) -> None:
     for name in USAGE_FIELDS:
         if name in raw:
             into[name] = max(into.get(name, 0), _int(raw.get(name)))
+    creation = raw.get("cache_creation")
+    if isinstance(creation, Mapping) and "ephemeral_1h_input_tokens" in creation:
+        one_hour = _int(creation.get("ephemeral_1h_input_tokens"))
+        into[ONE_HOUR_WRITES] = max(into.get(ONE_HOUR_WRITES, 0), one_hour)
 
 
 def finish_reason(stop_reason: Any, *, has_tool_calls: bool) -> FinishReason:
@@ -90,7 +105,7 @@ def refusal_text(stop_details: Any) -> str:
     return REFUSAL_MESSAGE
 
 
-def parse_message(
+def parse_response(
     body: Any,
     *,
     provider: str,
@@ -175,7 +190,7 @@ def parse_message(
     return Response(
         message=Message(role="assistant", content=tuple(parts), tool_calls=tuple(calls)),
         finish_reason=finish,
-        usage=usage_from(body.get("usage")),
+        usage=parse_usage(body.get("usage")),
         id=response_id if isinstance(response_id, str) else None,
         model=response_model if isinstance(response_model, str) else "",
         parsed=parsed,

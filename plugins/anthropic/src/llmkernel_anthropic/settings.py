@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from llmkernel.http import HTTPSettings
@@ -27,6 +29,12 @@ class AnthropicSettings(HTTPSettings):
     beta: list[str] = attrs.field(factory=list)
     #: ``max_tokens`` for requests that set none (Anthropic requires it).
     default_max_tokens: int = 4096
+    #: prompt caching: put a ``cache_control`` breakpoint on the last system block
+    #: of every request ("5m" or "1h", the cache's lifetime), so a long system
+    #: prompt is written to the cache once and read back by later requests.
+    cache_system: Literal["5m", "1h"] | None = None
+    #: the same for the tool definitions (a breakpoint on the last tool).
+    cache_tools: Literal["5m", "1h"] | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.base_url:

@@ -26,7 +26,7 @@ from llmkernel.types import (
     UsageEvent,
 )
 from llmkernel_anthropic.errors import error_from_event
-from llmkernel_anthropic.parse import finish_reason, merge_usage, refusal_text, usage_from
+from llmkernel_anthropic.parse import finish_reason, merge_usage, parse_usage, refusal_text
 
 if TYPE_CHECKING:
     from llmkernel.http import SSEEvent
@@ -89,7 +89,7 @@ class StreamParser:
             self.metadata = None
         return events
 
-    def finish(self) -> list[StreamEvent]:
+    def end(self) -> list[StreamEvent]:
         """The body ended: the closing events, or NetworkError when cut short."""
         if not self.done:
             where = "before message_stop" if self.started else "before any event"
@@ -221,7 +221,7 @@ class StreamParser:
         events: list[StreamEvent] = []
         if self.stop_reason == "refusal":
             events.append(MetadataEvent(refusal=refusal_text(self.stop_details)))
-        events.append(UsageEvent(usage=usage_from(self.usage)))
+        events.append(UsageEvent(usage=parse_usage(self.usage)))
         events.append(
             FinishEvent(
                 finish_reason=finish_reason(self.stop_reason, has_tool_calls=self.tool_calls > 0)

@@ -75,7 +75,7 @@ def chat_body(request: ChatRequest, *, schema_format: SchemaFormat = "openapi") 
     call_names: dict[str, str] = {}
     for index, message in enumerate(request.messages):
         where = f"messages[{index}]"
-        if message.role == "system":
+        if message.role in ("system", "developer"):
             system.extend(_user_parts(message, where))
         elif message.role == "user":
             contents.append({"role": "user", "parts": _user_parts(message, where)})

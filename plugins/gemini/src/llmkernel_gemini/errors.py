@@ -134,7 +134,38 @@ def error_from_object(
     request_id: str | None = None,
     header_retry_after: float | None = None,
 ) -> errors.ProviderError:
-    """The kernel error for a Google RPC ``error`` object (from a body or a stream)."""
+    """The kernel error for a Google RPC ``error`` object (from a body or a stream).
+
+    Inside a 200 answer (``status`` None or below 400) the kind comes from the
+    object's ``code``/``status`` and the error keeps the HTTP status, 200, with the
+    RPC status (``UNAVAILABLE``...) leading the message.
+    """
+    found = _error_from_object(
+        error,
+        status=status,
+        provider=provider,
+        model=model,
+        request_id=request_id,
+        header_retry_after=header_retry_after,
+    )
+    if status is None or status < 400:
+        grpc_status = error.get("status")
+        if isinstance(grpc_status, str) and grpc_status and grpc_status not in found.message:
+            found.message = f"{grpc_status}: {found.message}"
+            found.args = (found.message,)
+        found.status = 200
+    return found
+
+
+def _error_from_object(
+    error: Mapping[str, Any],
+    *,
+    status: int | None,
+    provider: str,
+    model: str,
+    request_id: str | None = None,
+    header_retry_after: float | None = None,
+) -> errors.ProviderError:
     message = error.get("message")
     message = message if isinstance(message, str) and message else ""
     grpc_status = error.get("status")

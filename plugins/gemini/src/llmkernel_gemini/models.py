@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llmkernel.http import capabilities_by_prefix
 from llmkernel.types import Capabilities
 
 _CHAT_WINDOW = 1_048_576
@@ -45,10 +46,4 @@ def bare_model_id(model: str) -> str:
 def capabilities_for(model: str) -> Capabilities | None:
     """The table entry for ``model``, matching dated or preview variants by prefix
     (``gemini-2.5-flash-preview-05-20`` is a ``gemini-2.5-flash``)."""
-    name = bare_model_id(model)
-    if name in KNOWN_MODELS:
-        return KNOWN_MODELS[name]
-    for known in sorted(KNOWN_MODELS, key=len, reverse=True):
-        if name.startswith(known + "-"):
-            return KNOWN_MODELS[known]
-    return None
+    return capabilities_by_prefix(KNOWN_MODELS, bare_model_id(model))

@@ -93,6 +93,7 @@ class MockProvider(Provider):
         self._script: list[Scripted] = []
         self.history: list[ChatRequest] = []
         self._served = 0
+        self._headers = {k.lower(): str(v) for k, v in self.settings.headers.items()}
 
     # ------------------------------------------------------------ test helpers
 
@@ -123,11 +124,14 @@ class MockProvider(Provider):
             id=f"mock-{self._served}",
             model=request.model,
             parsed=parsed,
+            headers=self._headers,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         plan = await self._begin(request, streaming=True)
-        yield MetadataEvent(id=f"mock-{self._served}", model=request.model)
+        yield MetadataEvent(
+            id=f"mock-{self._served}", model=request.model, headers=self._headers or None
+        )
         if self.settings.time_to_first_token:
             await asyncio.sleep(self.settings.time_to_first_token)
         delay = 1.0 / self.settings.tokens_per_second if self.settings.tokens_per_second else 0.0
@@ -157,7 +161,10 @@ class MockProvider(Provider):
         vectors = [_vector(self.settings.seed, text, size) for text in request.inputs]
         tokens = sum(max(1, len(text) // 4) for text in request.inputs)
         return EmbeddingResponse(
-            vectors=vectors, model=request.model, usage=Usage(input_tokens=tokens)
+            vectors=vectors,
+            model=request.model,
+            usage=Usage(input_tokens=tokens),
+            headers=self._headers,
         )
 
     async def list_models(self) -> list[ModelInfo]:
@@ -171,7 +178,7 @@ class MockProvider(Provider):
 
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
-            tools=True,
+            tools=self.settings.tool_calls,  # tool_calls = false: a model without tools
             images=True,
             json_schema=True,
             reasoning=True,
@@ -296,11 +303,21 @@ class MockProvider(Provider):
         text = f"simulated {kind.replace('_', ' ')}"
         if kind == "rate_limit":
             return errors.RateLimitError(
-                text, provider=name, model=model, status=429, retry_after=self.settings.retry_after
+                text,
+                provider=name,
+                model=model,
+                status=429,
+                retry_after=self.settings.retry_after,
+                headers=self._headers,
             )
         cls = _ERRORS[kind]
         return cls(
-            text, provider=name, model=model, status=status, request_id=f"mock-req-{self._served}"
+            text,
+            provider=name,
+            model=model,
+            status=status,
+            request_id=f"mock-req-{self._served}",
+            headers=self._headers,
         )
 
 

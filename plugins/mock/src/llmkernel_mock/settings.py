@@ -45,6 +45,11 @@ class MockSettings:
     tool_calls: bool = True  # call a tool when tools are offered
     models: list[str] = attrs.field(factory=lambda: ["echo", "chat", "embed"])
     embedding_dimensions: int = 8
+    #: HTTP-style response headers the simulated provider answers with (names are
+    #: lower-cased), on every response, stream (a MetadataEvent at its start),
+    #: embedding and simulated error: rate-limit headers for testing a limiter,
+    #: say ``{"x-ratelimit-remaining-requests" = "99"}``.
+    headers: dict[str, str] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if not 0.0 <= self.failure_rate <= 1.0:

@@ -43,7 +43,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def build_chat_body(
+def chat_body(
     request: ChatRequest, settings: OllamaSettings, *, stream: bool, provider: str
 ) -> dict[str, Any]:
     """The ``/api/chat`` body for ``request``; raises ``InvalidRequestError`` for what
@@ -111,7 +111,11 @@ def messages(items: Sequence[Message], bad: Bad) -> list[dict[str, Any]]:
 
 
 def _message(message: Message, names: Mapping[str, str], bad: Bad) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.text}
+    # Ollama knows no developer role: it is a system instruction there
+    role: str = message.role
+    if role == "developer":
+        role = "system"
+    out: dict[str, Any] = {"role": role, "content": message.text}
     images = [_image(part, bad) for part in message.content if isinstance(part, ImagePart)]
     if images:
         out["images"] = images

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel.errors import MalformedResponseError
+from llmkernel.http import parse_arguments, token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -34,13 +35,11 @@ def malformed(problem: str, *, provider: str, model: str) -> MalformedResponseEr
 
 def count(value: Any) -> int:
     """A token count, or 0 when absent (Ollama omits ``prompt_eval_count`` when the
-    whole prompt came from its cache) or not a non-negative integer."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return 0
+    whole prompt came from its cache): :func:`llmkernel.http.token_count`."""
+    return token_count(value)
 
 
-def usage_from(data: Mapping[str, Any]) -> Usage:
+def parse_usage(data: Mapping[str, Any]) -> Usage:
     """``prompt_eval_count`` is the input, ``eval_count`` the output (thinking
     included; Ollama does not count thinking tokens apart)."""
     return Usage(
@@ -66,20 +65,10 @@ def tool_call_from(raw: Any, index: int, *, provider: str, model: str) -> ToolCa
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise malformed(f"tool call {index} has no function name", provider=provider, model=model)
-    arguments = function.get("arguments")
-    if arguments is None:
-        arguments = {}
-    elif isinstance(arguments, str):  # OpenAI-style, from some proxies
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
-            raise malformed(
-                f"tool call {name!r} arguments are not valid JSON", provider=provider, model=model
-            ) from None
-    if not isinstance(arguments, Mapping):
-        raise malformed(
-            f"tool call {name!r} arguments are not a JSON object", provider=provider, model=model
-        )
+    try:  # an object, or an OpenAI-style JSON string from some proxies
+        arguments = parse_arguments(function.get("arguments"), name=name)
+    except ValueError as exc:
+        raise malformed(str(exc), provider=provider, model=model) from None
     call_id = raw.get("id")
     if not isinstance(call_id, str) or not call_id:
         call_id = f"call_{index}"
@@ -106,7 +95,7 @@ def text_field(message: Mapping[str, Any], key: str, *, provider: str, model: st
     return value
 
 
-def parse_chat(data: Any, *, provider: str, model: str, json_output: bool = False) -> Response:
+def parse_response(data: Any, *, provider: str, model: str, json_output: bool = False) -> Response:
     """The :class:`Response` for a non-streamed ``/api/chat`` answer. With
     ``json_output`` (a ``format`` was sent) the text is parsed into ``parsed``; text
     that is not JSON (an answer cut by ``num_predict``) leaves ``parsed`` None."""
@@ -127,7 +116,7 @@ def parse_chat(data: Any, *, provider: str, model: str, json_output: bool = Fals
     return Response(
         message=Message(role="assistant", content=tuple(parts), tool_calls=tuple(calls)),
         finish_reason=finish_from(data.get("done_reason"), has_tool_calls=bool(calls)),
-        usage=usage_from(data),
+        usage=parse_usage(data),
         id=None,
         model=answered if isinstance(answered, str) and answered else model,
         parsed=parse_json(text) if json_output else None,

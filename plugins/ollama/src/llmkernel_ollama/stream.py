@@ -28,9 +28,9 @@ from llmkernel_ollama.errors import error_in_body
 from llmkernel_ollama.parse import (
     finish_from,
     malformed,
+    parse_usage,
     text_field,
     tool_calls_from,
-    usage_from,
 )
 
 
@@ -91,7 +91,7 @@ class StreamParser:
                 self.calls += 1
         if data.get("done") is True:
             self.done = True
-            events.append(UsageEvent(usage=usage_from(data)))
+            events.append(UsageEvent(usage=parse_usage(data)))
             events.append(
                 FinishEvent(
                     finish_reason=finish_from(

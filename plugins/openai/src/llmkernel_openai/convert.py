@@ -21,9 +21,19 @@ from llmkernel_openai.models import capabilities_for, is_reasoning_model
 
 
 def chat_body(
-    request: ChatRequest, *, stream: bool, send_reasoning: bool = False, provider: str = ""
+    request: ChatRequest,
+    *,
+    stream: bool,
+    send_reasoning: bool = False,
+    provider: str = "",
+    max_tokens_field: str | None = None,
 ) -> dict[str, Any]:
     """The ``POST /chat/completions`` body for ``request``.
+
+    ``max_tokens_field`` names the key for ``max_tokens``: OpenAI's own API wants
+    ``max_completion_tokens`` (``max_tokens`` is deprecated there and refused by
+    reasoning models); compatible servers mostly want ``max_tokens``. ``None``:
+    ``max_completion_tokens`` for OpenAI reasoning models, else ``max_tokens``.
 
     ``request.options`` are merged in last, unchanged (``parallel_tool_calls``,
     ``seed``, ``service_tier``...).
@@ -39,7 +49,9 @@ def chat_body(
             request.tool_choice, provider=provider, model=request.model
         )
     if request.max_tokens is not None:
-        key = "max_completion_tokens" if is_reasoning_model(request.model) else "max_tokens"
+        key = max_tokens_field or (
+            "max_completion_tokens" if is_reasoning_model(request.model) else "max_tokens"
+        )
         body[key] = request.max_tokens
     if request.temperature is not None:
         body["temperature"] = request.temperature

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from llmkernel import errors
-from llmkernel.http import error_for_status, parse_retry_after, request_id_from
+from llmkernel.http import error_for_status, error_in_stream, parse_retry_after, request_id_from
 
 if TYPE_CHECKING:
     import httpx
@@ -62,7 +62,9 @@ def _str(value: Any) -> str | None:
     return None
 
 
-def for_response(response: httpx.Response, *, provider: str, model: str) -> errors.ProviderError:
+def error_for_response(
+    response: httpx.Response, *, provider: str, model: str
+) -> errors.ProviderError:
     """The error for an HTTP error ``response`` whose body has been read."""
     text = response.text
     info: ErrorInfo | None = None
@@ -91,18 +93,20 @@ def for_body_error(
 ) -> errors.ProviderError:
     """The error for an error object inside a 200 answer (mid-stream, usually).
 
-    There is no HTTP status to go by, so it comes from the body's numeric code, else
-    from its type/code words; an unknown kind of error is a server error.
+    Its kind comes from the body's numeric code (OpenRouter), else from its
+    type/code words; an unknown kind of error is a server error. ``status`` stays
+    the HTTP status (200).
     """
-    status = info.status if info.status and 400 <= info.status <= 599 else _status(info)
-    return error_for_status(
-        status,
+    kind = info.status if info.status and 400 <= info.status <= 599 else _status(info)
+    return error_in_stream(
+        kind,
         info.message,
         provider=provider,
         model=model,
         code=info.code,
         error_type=info.type,
         request_id=request_id_from(response.headers),
+        status=response.status_code,
     )
 
 
@@ -138,3 +142,7 @@ def malformed(
         status=response.status_code if response is not None else None,
         request_id=request_id_from(response.headers) if response is not None else None,
     )
+
+
+#: The former name, kept while llmkernel-azure still calls it.
+for_response = error_for_response

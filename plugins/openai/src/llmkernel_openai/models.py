@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from llmkernel.http import capabilities_by_prefix
 from llmkernel.types import Capabilities
 
 KNOWN_MODELS: dict[str, Capabilities] = {
@@ -79,12 +80,7 @@ def capabilities_for(model: str) -> Capabilities | None:
     """The capabilities of ``model``, matching dated snapshots (``gpt-4o-2024-08-06``)
     to their family by the longest known prefix."""
     name = model.rsplit("/", 1)[-1] if model.startswith("openai/") else model
-    if name in KNOWN_MODELS:
-        return KNOWN_MODELS[name]
-    for known in sorted(KNOWN_MODELS, key=len, reverse=True):
-        if name.startswith(known + "-"):
-            return KNOWN_MODELS[known]
-    return None
+    return capabilities_by_prefix(KNOWN_MODELS, name)
 
 
 def is_reasoning_model(model: str) -> bool:

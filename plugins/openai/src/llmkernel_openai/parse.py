@@ -8,6 +8,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from llmkernel.http import parse_arguments as shared_parse_arguments
+from llmkernel.http import token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -41,19 +43,14 @@ def finish_reason(value: Any, *, has_calls: bool) -> FinishReason:
     return reason
 
 
-def _int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(0, value)
-    if isinstance(value, float) and value.is_integer():
-        return max(0, int(value))
-    return 0
+_int = token_count
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def usage(data: Any) -> Usage | None:
+def parse_usage(data: Any) -> Usage | None:
     """OpenAI's usage object in the kernel's convention (which is OpenAI's own:
     ``prompt_tokens`` already includes cached tokens, ``completion_tokens``
     includes reasoning tokens). DeepSeek's ``prompt_cache_hit_tokens`` counts as
@@ -73,9 +70,9 @@ def usage(data: Any) -> Usage | None:
 
 def chunk_usage(chunk: Mapping[str, Any]) -> Usage | None:
     """Usage on a chat completion (chunk): ``usage``, or Groq's ``x_groq.usage``."""
-    found = usage(chunk.get("usage"))
+    found = parse_usage(chunk.get("usage"))
     if found is None:
-        found = usage(_mapping(chunk.get("x_groq")).get("usage"))
+        found = parse_usage(_mapping(chunk.get("x_groq")).get("usage"))
     return found
 
 
@@ -90,19 +87,11 @@ def reasoning_text(obj: Mapping[str, Any]) -> str:
 
 
 def parse_arguments(raw: Any, name: str) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    if not isinstance(raw, str):
-        raise Malformed(f"tool call {name!r} arguments are {type(raw).__name__}, not a string")
+    """:func:`llmkernel.http.parse_arguments`, failing with :class:`Malformed`."""
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise Malformed(f"tool call {name!r} arguments are not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise Malformed(f"tool call {name!r} arguments are not a JSON object")
-    return value
+        return shared_parse_arguments(raw, name=name)
+    except ValueError as exc:
+        raise Malformed(str(exc)) from None
 
 
 def tool_calls(raw: Any) -> tuple[ToolCall, ...]:
@@ -131,7 +120,7 @@ def tool_calls(raw: Any) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def chat_response(data: Any, fmt: ResponseFormat | None) -> Response:
+def parse_response(data: Any, fmt: ResponseFormat | None) -> Response:
     """A ``chat.completion`` object → Response. Raises :class:`Malformed`."""
     if not isinstance(data, Mapping):
         raise Malformed(f"expected a JSON object, got {type(data).__name__}")
@@ -219,7 +208,7 @@ def embeddings(data: Any, expected: int) -> tuple[list[list[float]], Usage, str]
             raise Malformed(f"data[{position}].index {index!r} is out of place")
         vectors[index] = _vector(item.get("embedding"), position)
     model = data.get("model")
-    use = usage(data.get("usage")) or Usage()
+    use = parse_usage(data.get("usage")) or Usage()
     return [v for v in vectors if v is not None], use, model if isinstance(model, str) else ""
 
 
@@ -237,3 +226,8 @@ def _vector(raw: Any, position: int) -> list[float]:
     ):
         return [float(x) for x in raw]
     raise Malformed(f"data[{position}].embedding is neither a list of numbers nor base64")
+
+
+#: Former names, kept while llmkernel-azure still calls them.
+chat_response = parse_response
+usage = parse_usage

@@ -1,37 +1,34 @@
 """The ``openai`` provider: OpenAI's Chat Completions, Embeddings and Models APIs,
 and every server that speaks them (Groq, Together, DeepSeek, OpenRouter, Mistral,
-vLLM, LM Studio, llama.cpp...)."""
+vLLM, LM Studio, llama.cpp...).
+
+Built on :class:`llmkernel.http.HTTPProvider` (client, timeouts, headers, redaction).
+A subclass for a server with other URLs or auth (Azure OpenAI) overrides the hooks:
+:meth:`~OpenAIProvider.base_url`, :meth:`~OpenAIProvider.auth_headers`,
+:meth:`~OpenAIProvider.query_params`, :meth:`~OpenAIProvider.path`,
+:meth:`~OpenAIProvider.chat_body`, :meth:`~OpenAIProvider.error_for_response`
+and :meth:`~OpenAIProvider.error_for_body`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
 from llmkernel import errors as kerrors
 from llmkernel import log
-from llmkernel.http import (
-    aiter_sse,
-    error_for_transport,
-    make_client,
-    read_json,
-    request_id_from,
-    send,
-)
-from llmkernel.options import parse_options
-from llmkernel.provider import Provider, ProviderConfig
+from llmkernel.http import HTTPProvider, aiter_sse, headers_of, request_id_from, snippet
+from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
     EmbeddingRequest,
     EmbeddingResponse,
     FinishEvent,
-    Health,
     MetadataEvent,
     ModelInfo,
     ReasoningDelta,
@@ -46,78 +43,73 @@ from llmkernel_openai import convert, parse
 from llmkernel_openai import errors as wire
 from llmkernel_openai.models import KNOWN_MODELS, capabilities_for
 from llmkernel_openai.settings import OpenAISettings
-from llmkernel_openai.stream import ChunkParser
+from llmkernel_openai.stream import StreamParser
 
-_SNIPPET = 200
+#: The operations whose URL path :meth:`OpenAIProvider.path` gives.
+Operation = Literal["chat", "embeddings", "models"]
+_PATHS: dict[str, str] = {
+    "chat": "/chat/completions",
+    "embeddings": "/embeddings",
+    "models": "/models",
+}
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     """One ``[providers.NAME]`` instance with ``type = "openai"``."""
 
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
-        where = config.where or f"[providers.{config.name}]"
-        self.settings: OpenAISettings = parse_options(
-            OpenAISettings, config.options, where=where
-        ).resolved()
-        self.call_timeout = self.settings.timeout
-        self._transport = config.transport
-        self._client: httpx.AsyncClient | None = None
-        self._params = (
-            {"api-version": self.settings.api_version} if self.settings.api_version else {}
+    settings_class = OpenAISettings
+    settings: OpenAISettings
+
+    def load_settings(self, config: ProviderConfig) -> OpenAISettings:
+        settings: OpenAISettings = super().load_settings(config)
+        return settings.resolved()
+
+    # ------------------------------------------------------------------ hooks
+
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    def api_key(self, model: str = "") -> str | None:
+        settings = self.settings
+        return settings.api_key(
+            provider=self.name, model=model, required=settings.api_key_required is not False
         )
 
-    # ------------------------------------------------------------------ plumbing
-
-    def _http(self) -> httpx.AsyncClient:
-        """The pooled client, built at the first request (when the key is read)."""
-        if self._client is None:
-            settings = self.settings
-            key = settings.api_key(
-                provider=self.name, required=settings.api_key_required is not False
-            )
-            headers: dict[str, str] = {"Accept": "application/json"}
-            if key and settings.api_key_header:
-                headers[settings.api_key_header] = key
-            elif key:
-                headers["Authorization"] = f"Bearer {key}"
-            if settings.organization:
-                headers["OpenAI-Organization"] = settings.organization
-            if settings.project:
-                headers["OpenAI-Project"] = settings.project
-            self._client = make_client(
-                settings, base_url=settings.base_url, headers=headers, transport=self._transport
-            )
-        return self._client
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        model: str,
-        body: Mapping[str, Any] | None = None,
-        accept: str | None = None,
-    ) -> httpx.Response:
-        """Send a request and return the open response once its status is a success;
-        an error status raises the kernel error for it. The caller closes it."""
-        client = self._http()
-        headers = {"Accept": accept} if accept else None
-        request = client.build_request(
-            method, path, json=body, params=self._params, headers=headers
+    def auth_headers(self, key: str) -> dict[str, str]:
+        settings = self.settings
+        headers = (
+            {settings.api_key_header: key}
+            if settings.api_key_header
+            else {"authorization": f"Bearer {key}"}
         )
-        log.debug("llmkernel.openai.request.sent", provider=self.name, model=model, path=path)
-        return await send(
-            client,
+        if settings.organization:
+            headers["openai-organization"] = settings.organization
+        if settings.project:
+            headers["openai-project"] = settings.project
+        return headers
+
+    def query_params(self) -> Mapping[str, str]:
+        version = self.settings.api_version
+        return {"api-version": version} if version else {}
+
+    def path(self, operation: Operation, model: str) -> str:
+        """The URL path (under :meth:`base_url`) of ``operation`` for ``model``."""
+        return _PATHS[operation]
+
+    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body of a chat completion request."""
+        return convert.chat_body(
             request,
+            stream=stream,
+            send_reasoning=self.settings.send_reasoning,
             provider=self.name,
-            model=model,
-            error_for=lambda response, _body: self._failed(response, model),
+            max_tokens_field=self.settings.max_tokens_field,
         )
 
-    def _failed(self, response: httpx.Response, model: str) -> kerrors.ProviderError:
-        """The error for an error ``response`` (its body read), logged."""
-        error = wire.for_response(response, provider=self.name, model=model)
+    def error_for_response(
+        self, response: httpx.Response, body: bytes, model: str
+    ) -> kerrors.ProviderError:
+        error = wire.error_for_response(response, provider=self.name, model=model)
         log.debug(
             "llmkernel.openai.request.failed",
             provider=self.name,
@@ -127,239 +119,189 @@ class OpenAIProvider(Provider):
         )
         return error
 
-    async def _json(self, response: httpx.Response, *, model: str) -> Any:
-        """Read and decode a success response's JSON body; an ``error`` object in it
-        raises that error."""
-        data = await read_json(
-            response,
-            provider=self.name,
-            model=model,
-            malformed=lambda snippet: wire.malformed(
-                f"the body is not JSON: {snippet!r}",
-                provider=self.name,
-                model=model,
-                response=response,
-            ),
-        )
+    def error_for_body(
+        self, info: wire.ErrorInfo, response: httpx.Response, model: str
+    ) -> kerrors.ProviderError:
+        """The error for an ``error`` object inside a 200 answer or stream."""
+        return wire.for_body_error(info, provider=self.name, model=model, response=response)
+
+    def malformed(
+        self, what: str, *, model: str, response: httpx.Response | None = None
+    ) -> kerrors.MalformedResponseError:
+        return wire.malformed(what, provider=self.name, model=model, response=response)
+
+    # ------------------------------------------------------------------ reading
+
+    async def _json(
+        self, method: str, path: str, *, model: str, body: Any = None
+    ) -> tuple[Any, httpx.Response]:
+        """Send, read and decode; an ``error`` object in the answer raises it."""
+        log.debug("llmkernel.openai.request.sent", provider=self.name, model=model, path=path)
+        data, response = await self.send_json(method, path, model=model, json=body)
         self._raise_body_error(data, response, model=model)
-        return data
+        return data, response
 
     def _raise_body_error(self, data: Any, response: httpx.Response, *, model: str) -> None:
         if isinstance(data, Mapping) and data.get("error"):
             info = wire.error_info(data) or wire.ErrorInfo(message="an error without details")
-            raise wire.for_body_error(info, provider=self.name, model=model, response=response)
-
-    def _malformed(
-        self, exc: parse.Malformed, model: str, response: httpx.Response
-    ) -> kerrors.MalformedResponseError:
-        return wire.malformed(str(exc), provider=self.name, model=model, response=response)
-
-    def _timeout(self, model: str, what: str, seconds: float) -> kerrors.TimeoutError:
-        return kerrors.TimeoutError(
-            f"{what} within the {seconds:g}s timeout", provider=self.name, model=model
-        )
+            error = self.error_for_body(info, response, model)
+            error.headers = headers_of(response)
+            raise error
 
     # ------------------------------------------------------------------ chat
 
-    async def chat(self, request: ChatRequest) -> Response:
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._chat(request)
-        except TimeoutError:
-            raise self._timeout(
-                request.model, "no complete answer", self.settings.timeout
-            ) from None
-
-    async def _chat(self, request: ChatRequest) -> Response:
-        body = convert.chat_body(
-            request, stream=False, send_reasoning=self.settings.send_reasoning, provider=self.name
+    async def send_chat(self, request: ChatRequest) -> Response:
+        body = self.chat_body(request, stream=False)
+        data, response = await self._json(
+            "POST", self.path("chat", request.model), model=request.model, body=body
         )
-        response = await self._send("POST", "/chat/completions", model=request.model, body=body)
-        data = await self._json(response, model=request.model)
         try:
-            return parse.chat_response(data, request.response_format)
+            answer = parse.parse_response(data, request.response_format)
         except parse.Malformed as exc:
-            raise self._malformed(exc, request.model, response) from None
+            raise self.malformed(str(exc), model=request.model, response=response) from None
+        return self.with_headers(answer, response)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Events as the chunks arrive; ``first_token_timeout`` bounds the wait for the
-        first event and ``timeout`` the whole stream (each applied to the reads only,
-        never to the time the consumer spends between events)."""
-        settings = self.settings
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.timeout
-        first_deadline = deadline
-        if settings.first_token_timeout is not None:
-            first_deadline = min(deadline, loop.time() + settings.first_token_timeout)
-        inner = self._stream(request)
-        first = True
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(first_deadline if first else deadline):
-                        event = await anext(inner)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    if first and first_deadline < deadline:
-                        raise self._timeout(
-                            request.model, "no first event", settings.first_token_timeout or 0.0
-                        ) from None
-                    raise self._timeout(
-                        request.model, "the stream did not finish", settings.timeout
-                    ) from None
-                first = False
-                yield event
-        finally:
-            await inner.aclose()
-
-    async def _stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         model = request.model
-        body = convert.chat_body(
-            request, stream=True, send_reasoning=self.settings.send_reasoning, provider=self.name
-        )
-        response = await self._send(
-            "POST", "/chat/completions", model=model, body=body, accept="text/event-stream"
+        body = self.chat_body(request, stream=True)
+        log.debug("llmkernel.openai.request.sent", provider=self.name, model=model, path="chat")
+        response = await self.send(
+            "POST",
+            self.path("chat", model),
+            model=model,
+            json=body,
+            headers={"accept": "text/event-stream"},
         )
         try:
+            yield self.opened(response)
             media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if media_type == "application/json":
                 # The server answered whole (an error, or it ignored "stream": true).
-                data = await self._json(response, model=model)
+                raw = await self.read_body(response, model)
                 try:
-                    whole = parse.chat_response(data, request.response_format)
+                    data = json.loads(raw)
+                except ValueError:
+                    raise self.malformed(
+                        f"the body is not JSON: {snippet(raw)!r}", model=model, response=response
+                    ) from None
+                self._raise_body_error(data, response, model=model)
+                try:
+                    whole = parse.parse_response(data, request.response_format)
                 except parse.Malformed as exc:
-                    raise self._malformed(exc, model, response) from None
+                    raise self.malformed(str(exc), model=model, response=response) from None
                 for event in _replay(whole):
                     yield event
                 return
-            parser = ChunkParser()
-            body_start: list[str] = []
-            done = saw_data = False
-
-            async def text() -> AsyncGenerator[str, None]:
-                async for piece in response.aiter_text():
-                    if len("".join(body_start)) < _SNIPPET:
-                        body_start.append(piece)
-                    yield piece
-
-            chunks = text()
-            sse_events = aiter_sse(chunks)
-            try:
-                async for sse in sse_events:
-                    payload = sse.data.strip()
-                    if not payload:
-                        continue
-                    saw_data = True
-                    if payload == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        data = json.loads(payload)
-                    except ValueError:
-                        raise wire.malformed(
-                            f"a stream event is not JSON: {payload[:_SNIPPET]!r}",
-                            provider=self.name,
-                            model=model,
-                            response=response,
-                        ) from None
-                    if sse.event == "error" and not (
-                        isinstance(data, Mapping) and data.get("error")
-                    ):
-                        data = {"error": data}
-                    self._raise_body_error(data, response, model=model)
-                    try:
-                        events = parser.chunk(data)
-                    except parse.Malformed as exc:
-                        raise self._malformed(exc, model, response) from None
-                    for event in events:
-                        yield event
-            except httpx.RequestError as exc:
-                raise error_for_transport(exc, provider=self.name, model=model) from exc
-            finally:
-                await _aclose(sse_events)
-                await chunks.aclose()
-            if not done:
-                start = "".join(body_start).strip()
-                if not saw_data and start:
-                    raise wire.malformed(
-                        f"the body is not an event stream: {start[:_SNIPPET]!r}",
-                        provider=self.name,
-                        model=model,
-                        response=response,
-                    )
-                raise kerrors.NetworkError(
-                    "the stream was cut off before its end (no data: [DONE])",
-                    provider=self.name,
-                    model=model,
-                    request_id=request_id_from(response.headers),
-                )
-            for event in parser.end():
+            async for event in self._read_stream(response, model):
                 yield event
         finally:
             await response.aclose()
 
+    async def _read_stream(
+        self, response: httpx.Response, model: str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        parser = StreamParser()
+        body_start: list[str] = []
+        done = saw_data = False
+
+        async def text() -> AsyncGenerator[str, None]:
+            kept = 0
+            async for piece in response.aiter_text():
+                if kept < 200:
+                    body_start.append(piece)
+                    kept += len(piece)
+                yield piece
+
+        chunks = text()
+        sse_events = aiter_sse(chunks)
+        try:
+            async for sse in sse_events:
+                payload = sse.data.strip()
+                if not payload:
+                    continue
+                saw_data = True
+                if payload == "[DONE]":
+                    done = True
+                    break
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    raise self.malformed(
+                        f"a stream event is not JSON: {snippet(payload)!r}",
+                        model=model,
+                        response=response,
+                    ) from None
+                if sse.event == "error" and not (isinstance(data, Mapping) and data.get("error")):
+                    data = {"error": data}
+                self._raise_body_error(data, response, model=model)
+                try:
+                    events = parser.feed(data)
+                except parse.Malformed as exc:
+                    raise self.malformed(str(exc), model=model, response=response) from None
+                for event in events:
+                    yield event
+        except httpx.RequestError as exc:
+            error = self.error_for_transport(exc, model)
+            error.request_id = request_id_from(response.headers)
+            raise error from exc
+        finally:
+            await sse_events.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
+        if not done:
+            start = snippet("".join(body_start))
+            if not saw_data and start:
+                raise self.malformed(
+                    f"the body is not an event stream: {start!r}", model=model, response=response
+                )
+            raise kerrors.NetworkError(
+                "the stream was cut off before its end (no data: [DONE])",
+                provider=self.name,
+                model=model,
+                request_id=request_id_from(response.headers),
+            )
+        for event in parser.end():
+            yield event
+
     # ------------------------------------------------------------------ embeddings
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._embed(request)
-        except TimeoutError:
-            raise self._timeout(request.model, "no embeddings", self.settings.timeout) from None
-
-    async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+    async def send_embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         size = self.settings.embedding_batch_size
         inputs = list(request.inputs)
         vectors: list[list[float]] = []
         usage = Usage()
         model = ""
+        headers: dict[str, str] = {}
         for start in range(0, len(inputs), size):
             batch = inputs[start : start + size]
-            response = await self._send(
+            data, response = await self._json(
                 "POST",
-                "/embeddings",
+                self.path("embeddings", request.model),
                 model=request.model,
                 body=convert.embedding_body(request, batch),
             )
-            data = await self._json(response, model=request.model)
             try:
                 got, used, model = parse.embeddings(data, len(batch))
             except parse.Malformed as exc:
-                raise self._malformed(exc, request.model, response) from None
+                raise self.malformed(str(exc), model=request.model, response=response) from None
             vectors.extend(got)
             usage = usage + used
+            headers = headers_of(response)
         return EmbeddingResponse(
-            vectors=vectors, model=model or request.model, provider=self.name, usage=usage
+            vectors=vectors,
+            model=model or request.model,
+            provider=self.name,
+            usage=usage,
+            headers=headers,
         )
 
     # ------------------------------------------------------------------ models
 
-    async def list_models(self) -> list[ModelInfo]:
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                response = await self._send("GET", "/models", model="")
-                data = await self._json(response, model="")
-        except TimeoutError:
-            raise self._timeout("", "no model list", self.settings.timeout) from None
+    async def fetch_models(self) -> list[ModelInfo]:
+        data, response = await self._json("GET", self.path("models", ""), model="")
         try:
             return parse.model_list(data, self.name)
         except parse.Malformed as exc:
-            raise self._malformed(exc, "", response) from None
-
-    async def health(self) -> Health:
-        started = time.perf_counter()
-        try:
-            models = await self.list_models()
-        except Exception as exc:  # a health check reports, never raises
-            return Health(
-                ok=False,
-                latency=time.perf_counter() - started,
-                detail=f"{type(exc).__name__}: {exc}",
-            )
-        return Health(
-            ok=True, latency=time.perf_counter() - started, detail=f"{len(models)} models listed"
-        )
+            raise self.malformed(str(exc), model="", response=response) from None
 
     def declared_models(self) -> list[str]:
         """The configured ``models``, plus the well-known OpenAI models when this
@@ -371,17 +313,6 @@ class OpenAIProvider(Provider):
 
     def capabilities(self, model: str) -> Capabilities | None:
         return capabilities_for(model)
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
 
 
 def _replay(response: Response) -> Iterator[StreamEvent]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal, TypeAlias
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -69,6 +70,10 @@ class OpenAISettings(HTTPSettings):
     api_key_header: str | None = None  # send the bare key in this header (Azure: "api-key")
     embedding_batch_size: int = attrs.field(default=2048)
     send_reasoning: bool = False  # send ReasoningPart text back as reasoning_content
+    #: the body key for a request's max_tokens: "max_completion_tokens" (OpenAI's
+    #: own API, the default when it is the server) or "max_tokens" (the default
+    #: for other servers, except for OpenAI reasoning model names).
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
 
     @embedding_batch_size.validator
     def _positive(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -89,4 +94,15 @@ class OpenAISettings(HTTPSettings):
             base_url=(self.base_url or preset.base_url).rstrip("/"),
             api_key_env=key_env or None,
             api_key_required=required,
+            max_tokens_field=self.max_tokens_field or self._default_max_tokens_field(),
         )
+
+    def _default_max_tokens_field(self) -> Literal["max_tokens", "max_completion_tokens"] | None:
+        """OpenAI's own API (``preset = "openai"``, or no preset and a base_url that
+        is OpenAI's or unset) takes ``max_completion_tokens`` for every model."""
+        if self.preset == "openai" or (
+            self.preset is None
+            and (not self.base_url or urlsplit(self.base_url).hostname == "api.openai.com")
+        ):
+            return "max_completion_tokens"
+        return None

@@ -23,8 +23,8 @@ from llmkernel_openai.parse import Malformed, chunk_usage, finish_reason, reason
 
 
 @attrs.define
-class ChunkParser:
-    """Feed each ``chat.completion.chunk`` to :meth:`chunk`; call :meth:`end` at
+class StreamParser:
+    """Feed each ``chat.completion.chunk`` to :meth:`feed`; call :meth:`end` at
     ``data: [DONE]`` for the final usage and finish events.
 
     Tool-call fragments are keyed by their ``index``; servers that leave it out
@@ -39,7 +39,7 @@ class ChunkParser:
     call_indexes: set[int] = attrs.field(factory=set)
     last_index: int = 0
 
-    def chunk(self, data: Any) -> list[StreamEvent]:
+    def feed(self, data: Any) -> list[StreamEvent]:
         if not isinstance(data, Mapping):
             raise Malformed(f"a stream chunk is {type(data).__name__}, not a JSON object")
         events: list[StreamEvent] = []
@@ -134,3 +134,11 @@ class ChunkParser:
             FinishEvent(finish_reason=finish_reason(self.finish, has_calls=bool(self.call_indexes)))
         )
         return events
+
+
+class ChunkParser(StreamParser):
+    """The former name of :class:`StreamParser` (``chunk`` is ``feed``), kept while
+    llmkernel-azure still drives it directly; new code subclasses OpenAIProvider."""
+
+    def chunk(self, data: Any) -> list[StreamEvent]:
+        return self.feed(data)

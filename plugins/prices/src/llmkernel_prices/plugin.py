@@ -30,12 +30,13 @@ _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-def openai_presets(kernel: Kernel) -> set[str]:
-    """The presets of the configured ``type = "openai"`` instances: ``"openai"`` for
-    OpenAI itself, the preset's name, or ``"custom"`` for another base URL."""
+def openai_presets(kernel: Kernel, instance: str | None = None) -> set[str]:
+    """The presets of the configured ``type = "openai"`` instances (or of the one
+    ``instance`` when the kernel says which): ``"openai"`` for OpenAI itself, the
+    preset's name, or ``"custom"`` for another base URL."""
     presets: set[str] = set()
-    for section in kernel.config.providers.values():
-        if section.type != "openai":
+    for name, section in kernel.config.providers.items():
+        if section.type != "openai" or (instance is not None and name != instance):
             continue
         options: Any = section.options
         preset = options.get("preset")
@@ -49,10 +50,12 @@ def openai_presets(kernel: Kernel) -> set[str]:
     return presets or {"openai"}
 
 
-def _openai_compatible(kernel: Kernel, model: str) -> TieredPrice | ModelPrice | None:
+def _openai_compatible(
+    kernel: Kernel, model: str, instance: str | None = None
+) -> TieredPrice | ModelPrice | None:
     from llmkernel_prices.table import load_table, local_rule
 
-    presets = openai_presets(kernel)
+    presets = openai_presets(kernel, instance)
     found = {}
     for preset in presets:
         table = _PRESET_TABLES.get(preset)
@@ -84,8 +87,11 @@ def _warn_once(provider_type: str, model: str) -> None:
 
 
 @hookimpl(trylast=True)
-def price_model(kernel: Kernel, provider_type: str, model: str) -> TieredPrice | ModelPrice | None:
-    """The shipped price of ``model``; ``None`` (unpriced) when it is not known."""
+def price_model(
+    kernel: Kernel, provider_type: str, model: str, candidate: Any = None
+) -> TieredPrice | ModelPrice | None:
+    """The shipped price of ``model``; ``None`` (unpriced) when it is not known. With
+    the ``candidate``, an OpenAI-compatible instance is priced by its own preset."""
     from llmkernel_prices.table import load_table, local_rule
 
     price: TieredPrice | ModelPrice | None
@@ -95,7 +101,10 @@ def price_model(kernel: Kernel, provider_type: str, model: str) -> TieredPrice |
     if provider_type in _NATIVE:
         price = load_table(_NATIVE[provider_type]).get(model)
     elif provider_type == "openai":
-        price = _openai_compatible(kernel, model)
+        instance = getattr(candidate, "provider", None)
+        if instance is not None and instance not in kernel.config.providers:
+            instance = None  # "openai/gpt-4o" with no table: OpenAI itself
+        price = _openai_compatible(kernel, model, instance)
     else:
         return None  # a provider type we ship nothing for: its own plugin may price it
     if price is None:
