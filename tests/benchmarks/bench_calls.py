@@ -126,7 +126,24 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
     async def kfull() -> object:
         return (await full.achat(model="fast", messages=_messages(next(fresh)))).text
 
-    calls: dict[str, Any] = {"bare httpx": bare, "kernel minimal": kmin, "kernel full": kfull}
+    from llmkernel.http.aiohttp_transport import AiohttpTransport
+
+    ours = httpx.AsyncClient(
+        base_url=base, headers={"authorization": "Bearer sk-bench"}, transport=AiohttpTransport()
+    )
+
+    async def bare_ours() -> object:
+        response = await ours.post(
+            "/chat/completions", json={"model": MODEL, "messages": _messages(state["i"])}
+        )
+        return response.json()["choices"][0]["message"]["content"]
+
+    calls: dict[str, Any] = {
+        "bare httpx": bare,
+        "httpx over llmkernel AiohttpTransport": bare_ours,
+        "kernel minimal": kmin,
+        "kernel full": kfull,
+    }
     sdk = None
     try:
         import openai
@@ -145,6 +162,7 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         times = await interleave_async(calls, rounds, warmup=min(100, rounds // 4))
     finally:
         await client.aclose()
+        await ours.aclose()
         await minimal.aclose()
         await full.aclose()
         if sdk is not None:
@@ -281,6 +299,7 @@ async def concurrency(base: str, levels: list[int], seconds: float, reps: int, t
     calls: dict[str, Any] = {"bare aiohttp": bare_aiohttp, "bare httpx": bare_httpx}
     if hx_aio is not None:
         calls["httpx over aiohttp"] = httpx_aiohttp
+    calls["httpx over llmkernel AiohttpTransport"] = httpx_ours
     calls["kernel minimal"] = kmin
     calls["kernel full"] = kfull
     if litellm is not None:
@@ -298,6 +317,7 @@ async def concurrency(base: str, levels: list[int], seconds: float, reps: int, t
         await hx.aclose()
         if hx_aio is not None:
             await hx_aio.aclose()
+        await hx_ours.aclose()
         await minimal.aclose()
         await full.aclose()
     return {

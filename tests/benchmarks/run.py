@@ -106,6 +106,10 @@ def rows(r: dict[str, Any]) -> list[Row]:  # noqa: C901, PLR0915 - one table, re
         lit = pc.get(lit_name, {})
         sdk = pc.get("openai SDK", {})
         m, f = pc["kernel minimal"], pc["kernel full"]
+        ours = pc.get("httpx over llmkernel AiohttpTransport")
+        if ours:
+            out.append((f"per call {kind}: httpx over llmkernel's AiohttpTransport (reference)",
+                        f"{ours['ratio']:.2f}x (+{ours['added_median_us']:.0f} us)", f"bare httpx {bare:.0f} us", "", "", ""))
         out.append((f"per call {kind}, minimal stack", f"{m['ratio']:.2f}x (+{m['added_median_us']:.0f} us, p99 +{m['added_p99_us']:.0f} us)",
                     f"bare httpx {bare:.0f} us", f"{_f(lit.get('ratio'))}x (openai SDK {_f(sdk.get('ratio'))}x)",
                     "<= 1.15x", _met(m["ratio"] <= 1.15)))
@@ -117,7 +121,7 @@ def rows(r: dict[str, Any]) -> list[Row]:  # noqa: C901, PLR0915 - one table, re
         lit = conc.get("litellm.acompletion")
         for c in ("1", "50", "200"):
             km, kf = conc["kernel minimal"][c]["rps"], conc["kernel full"][c]["rps"]
-            base = ", ".join(f"{n} {conc[n][c]['rps']:.0f}" for n in ("bare aiohttp", "httpx over aiohttp", "bare httpx") if n in conc)
+            base = ", ".join(f"{n} {conc[n][c]['rps']:.0f}" for n in ("bare aiohttp", "httpx over llmkernel AiohttpTransport", "httpx over aiohttp", "bare httpx") if n in conc)
             l_rps = lit[c]["rps"] if lit else None
             out.append((f"achat req/s, {c} callers (minimal / full)", f"{km:.0f} / {kf:.0f}", base,
                         f"{_f(l_rps, '{:.0f}')} (minimal {_f(km / l_rps if l_rps else None, '{:.1f}')}x, full {_f(kf / l_rps if l_rps else None, '{:.1f}')}x)",
