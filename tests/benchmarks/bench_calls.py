@@ -275,9 +275,14 @@ async def concurrency(base: str, levels: list[int], seconds: float, reps: int, t
         )
     except ImportError:
         pass
+    from llmkernel.http.aiohttp_transport import AiohttpTransport as OurTransport
+
+    hx_ours = httpx.AsyncClient(headers=headers, transport=OurTransport())
     minimal, full = minimal_kernel(base), full_kernel(base, tmp)
-    counter = itertools.count()
-    fresh = itertools.count(10**6)  # the full stack's own texts: its cache always misses
+    counter = itertools.count(10**6)  # the full stack's own texts: its cache always misses
+
+    async def httpx_ours() -> object:
+        return (await hx_ours.post(url, json=payload)).json()["choices"][0]["message"]["content"]
 
     async def bare_aiohttp() -> object:
         async with session.post(url, json=payload) as response:
