@@ -108,11 +108,21 @@ def bench(session: nox.Session) -> None:
     clean = ROOT / ".bench" / "clean-venv"
     session.run("uv", "venv", "-q", "--allow-existing", "-p", "3.11", str(clean), external=True)
     session.run(
-        "uv", "pip", "install", "-q", "-p", str(clean / "bin" / "python"),
-        "-e", "./core", *[a for p in PACKAGES[1:] for a in ("-e", f"./{_path(p)}")],
+        "uv",
+        "pip",
+        "install",
+        "-q",
+        "-p",
+        str(clean / "bin" / "python"),
+        "-e",
+        "./core",
+        *[a for p in PACKAGES[1:] for a in ("-e", f"./{_path(p)}")],
         external=True,
     )
     session.run(
-        "python", "tests/benchmarks/run.py",
-        "--clean-python", str(clean / "bin" / "python"), *session.posargs,
+        "python",
+        "tests/benchmarks/run.py",
+        "--clean-python",
+        str(clean / "bin" / "python"),
+        *session.posargs,
     )

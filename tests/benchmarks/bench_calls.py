@@ -83,7 +83,8 @@ def per_call_sync(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
 
         sdk = openai.OpenAI(base_url=base, api_key="sk-bench", max_retries=0)
         calls["openai SDK"] = lambda: sdk.chat.completions.create(
-            model=MODEL, messages=_messages(state["i"])  # type: ignore[arg-type]
+            model=MODEL,
+            messages=_messages(state["i"]),  # type: ignore[arg-type]
         )
     except ImportError:
         pass
@@ -150,7 +151,8 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
 
         sdk = openai.AsyncOpenAI(base_url=base, api_key="sk-bench", max_retries=0)
         calls["openai SDK"] = lambda: sdk.chat.completions.create(  # type: ignore[union-attr]
-            model=MODEL, messages=_messages(state["i"])  # type: ignore[arg-type]
+            model=MODEL,
+            messages=_messages(state["i"]),  # type: ignore[arg-type]
         )
     except ImportError:
         pass
@@ -252,15 +254,15 @@ async def _drive(call: Any, callers: int, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-async def concurrency(base: str, levels: list[int], seconds: float, reps: int, tmp: Path) -> dict[str, Any]:
+async def concurrency(
+    base: str, levels: list[int], seconds: float, reps: int, tmp: Path
+) -> dict[str, Any]:
     import aiohttp
 
     url = f"{base}/chat/completions"
     payload = {"model": MODEL, "messages": _messages(0)}
     headers = {"authorization": "Bearer sk-bench"}
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=512), headers=headers
-    )
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512), headers=headers)
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     hx = httpx.AsyncClient(headers=headers, limits=limits)
     hx_aio = None

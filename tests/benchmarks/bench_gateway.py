@@ -29,7 +29,9 @@ from common import MODEL, free_port, upstream
 
 # LiteLLM's proxy refuses to start without a master key; every server gets this header
 MASTER_KEY = "sk-bench-3f9a1c7e5b2d4068a1e9c3b7d5f20486"
-BODY = json.dumps({"model": f"bench/{MODEL}", "messages": [{"role": "user", "content": "Say hello."}]})
+BODY = json.dumps(
+    {"model": f"bench/{MODEL}", "messages": [{"role": "user", "content": "Say hello."}]}
+)
 
 
 def wait_for(url: str, process: subprocess.Popen[Any], timeout: float = 150.0) -> float:
@@ -56,9 +58,22 @@ def wrk(url: str, *, connections: int, seconds: float, threads: int = 2) -> dict
         )
     try:
         out = subprocess.run(
-            ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-             "--timeout", "10s", "--latency", "-s", script.name, url],
-            capture_output=True, text=True, check=True, timeout=seconds + 60,
+            [
+                "wrk",
+                f"-t{min(threads, connections)}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
         ).stdout
     finally:
         os.unlink(script.name)
@@ -104,8 +119,9 @@ class PeakRss(threading.Thread):
 
 def start(argv: list[str], health: str, env: dict[str, str]) -> tuple[subprocess.Popen[Any], float]:
     started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         wait_for(health, process)
     except Exception as exc:
@@ -127,8 +143,15 @@ def stop_tree(process: subprocess.Popen[Any]) -> str:
     return err[-2000:]
 
 
-def measure(name: str, argv: list[str], health: str, url: str, env: dict[str, str],
-            seconds: float, warm_start: bool = True) -> dict[str, Any]:
+def measure(
+    name: str,
+    argv: list[str],
+    health: str,
+    url: str,
+    env: dict[str, str],
+    seconds: float,
+    warm_start: bool = True,
+) -> dict[str, Any]:
     if warm_start:  # a first start warms the disk cache and bytecode; the second is timed
         first, _ = start(argv, health, env)
         stop_tree(first)
@@ -145,8 +168,14 @@ def measure(name: str, argv: list[str], health: str, url: str, env: dict[str, st
         after = tree_rss_mib(process.pid)
     finally:
         stop_tree(process)
-    return {"start_s": took, "rss_idle_mib": idle, "rss_load_peak_mib": peak.peak,
-            "rss_after_mib": after, "c50": c50, "c1": c1}
+    return {
+        "start_s": took,
+        "rss_idle_mib": idle,
+        "rss_load_peak_mib": peak.peak,
+        "rss_after_mib": after,
+        "c50": c50,
+        "c1": c1,
+    }
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -159,12 +188,14 @@ def run(quick: bool) -> dict[str, Any]:
     bindir = Path(sys.executable).parent
     with upstream() as base, tempfile.TemporaryDirectory(prefix="llmkernel-bench-gw-") as tmp:
         direct = f"{base}/chat/completions"
-        out["upstream"] = {"c50": wrk(direct, connections=50, seconds=seconds),
-                           "c1": wrk(direct, connections=1, seconds=seconds, threads=1)}
+        out["upstream"] = {
+            "c50": wrk(direct, connections=50, seconds=seconds),
+            "c1": wrk(direct, connections=1, seconds=seconds, threads=1),
+        }
         config = Path(tmp) / "gateway.toml"
         config.write_text(
             f'[providers.bench]\ntype = "openai"\nbase_url = "{base}"\napi_key_required = false\n'
-            '\n[plugin.gateway]\naccess_log = false\n'
+            "\n[plugin.gateway]\naccess_log = false\n"
         )
         for workers in (1, 2):
             port = free_port()
@@ -172,11 +203,21 @@ def run(quick: bool) -> dict[str, Any]:
             try:
                 out[label] = measure(
                     label,
-                    [str(bindir / "llmkernel"), "-c", str(config), "serve", "--port", str(port),
-                     "--workers", str(workers)],
+                    [
+                        str(bindir / "llmkernel"),
+                        "-c",
+                        str(config),
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--workers",
+                        str(workers),
+                    ],
                     f"http://127.0.0.1:{port}/health",
                     f"http://127.0.0.1:{port}/v1/chat/completions",
-                    env, seconds, warm_start=workers == 1,
+                    env,
+                    seconds,
+                    warm_start=workers == 1,
                 )
             except Exception as exc:  # recorded, the run goes on
                 out[label] = {"error": repr(exc)}
@@ -196,19 +237,34 @@ def run(quick: bool) -> dict[str, Any]:
             "litellm_settings:\n"
             "  telemetry: false\n"
         )
-        lenv = {**env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
-                "LITELLM_LOG": "ERROR"}
+        lenv = {
+            **env,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_LOG": "ERROR",
+        }
         for workers in (1, 2):
             port = free_port()
             label = f"litellm proxy, {workers} worker{'s' if workers > 1 else ''}"
             try:
                 out[label] = measure(
                     label,
-                    [str(bindir / "litellm"), "--config", str(litellm_cfg), "--port", str(port),
-                     "--host", "127.0.0.1", "--num_workers", str(workers)],
+                    [
+                        str(bindir / "litellm"),
+                        "--config",
+                        str(litellm_cfg),
+                        "--port",
+                        str(port),
+                        "--host",
+                        "127.0.0.1",
+                        "--num_workers",
+                        str(workers),
+                    ],
                     f"http://127.0.0.1:{port}/health/liveliness",
                     f"http://127.0.0.1:{port}/v1/chat/completions",
-                    lenv, seconds, warm_start=workers == 1,
+                    lenv,
+                    seconds,
+                    warm_start=workers == 1,
                 )
             except Exception as exc:
                 out[label] = {"error": repr(exc)}

@@ -56,9 +56,15 @@ def run(quick: bool, clean_python: str | None = None) -> dict[str, Any]:
     }
     argvs["llmkernel --help (whole process)"] = [cli, "--help"]
     plugins = subprocess.run(
-        [clean, "-c", "from llmkernel import Kernel; k = Kernel.from_config({});"
-         "print(len(k.plugins) if hasattr(k, 'plugins') else -1)"],
-        capture_output=True, text=True, check=False,
+        [
+            clean,
+            "-c",
+            "from llmkernel import Kernel; k = Kernel.from_config({});"
+            "print(len(k.plugins) if hasattr(k, 'plugins') else -1)",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     times: dict[str, list[float]] = {name: [] for name in argvs}
     for argv in argvs.values():

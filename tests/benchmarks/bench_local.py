@@ -40,16 +40,20 @@ def small_encoding(name: str = "o200k_base") -> Any:
     counting cost per token is the same Rust BPE either way."""
     import tiktoken
 
-    sample = " ".join(m["content"] for m in SHORT_CHAT) * 4 + (
-        " the quick brown fox jumps over the lazy dog while the assistant answers"
-        " questions about museums, cities, tokens and languages of the world"
-    ) * 8
+    sample = (
+        " ".join(m["content"] for m in SHORT_CHAT) * 4
+        + (
+            " the quick brown fox jumps over the lazy dog while the assistant answers"
+            " questions about museums, cities, tokens and languages of the world"
+        )
+        * 8
+    )
     ranks: dict[bytes, int] = {bytes([i]): i for i in range(256)}
     words = [[bytes([b]) for b in w.encode()] for w in sample.split(" ")]
     while len(ranks) < 256 + 400:
         pairs: collections.Counter[tuple[bytes, bytes]] = collections.Counter()
         for word in words:
-            pairs.update(zip(word, word[1:], strict=False))
+            pairs.update(itertools.pairwise(word))
         if not pairs:
             break
         (a, b), _ = pairs.most_common(1)[0]
@@ -84,15 +88,21 @@ def tokens(rounds: int) -> dict[str, Any]:
 
     def raw() -> int:
         # OpenAI's cookbook: 3 tokens a message, its texts, 3 priming the reply
-        return sum(3 + len(encoding.encode(m["role"])) + len(encoding.encode(m["content"]))
-                   for m in SHORT_CHAT) + 3
+        return (
+            sum(
+                3 + len(encoding.encode(m["role"])) + len(encoding.encode(m["content"]))
+                for m in SHORT_CHAT
+            )
+            + 3
+        )
 
     def through_kernel() -> int:
         return kernel.count_tokens(f"bench/{MODEL}", SHORT_CHAT).tokens
 
     assert raw() == through_kernel(), (raw(), through_kernel())
-    times = interleave_sync({"raw tiktoken": raw, "kernel.count_tokens": through_kernel},
-                            rounds, warmup=200)
+    times = interleave_sync(
+        {"raw tiktoken": raw, "kernel.count_tokens": through_kernel}, rounds, warmup=200
+    )
     kernel.close()
     r, k = median(times["raw tiktoken"]), median(times["kernel.count_tokens"])
     return {"raw_us": r * 1e6, "kernel_us": k * 1e6, "ratio": k / r, "tokens": count.tokens}
@@ -126,14 +136,20 @@ async def cache_hits(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         assert again.cached, "the cache did not hit"
 
     async def bare() -> object:
-        response = await client.post("/chat/completions", json={"model": MODEL, "messages": messages})
+        response = await client.post(
+            "/chat/completions", json={"model": MODEL, "messages": messages}
+        )
         return response.json()
 
     async def hit(k: Kernel) -> object:
         return (await k.achat(model=model, messages=messages)).text
 
     times = await interleave_async(
-        {"bare httpx call": bare, "memory hit": lambda: hit(memory), "SQLite hit": lambda: hit(sqlite)},
+        {
+            "bare httpx call": bare,
+            "memory hit": lambda: hit(memory),
+            "SQLite hit": lambda: hit(sqlite),
+        },
         rounds,
         warmup=100,
     )
@@ -186,8 +202,11 @@ async def ledger(calls: int, tmp: Path) -> dict[str, Any]:
     # throughput: calls as fast as one caller can make them, flushed at close
     rates: dict[str, list[float]] = {"no ledger": [], "ledger": [], "ledger + budget": []}
     for rep in range(3):
-        for label, name, budget in (("no ledger", "none", False), ("ledger", f"l{rep}", False),
-                                    ("ledger + budget", f"b{rep}", True)):
+        for label, name, budget in (
+            ("no ledger", "none", False),
+            ("ledger", f"l{rep}", False),
+            ("ledger + budget", f"b{rep}", True),
+        ):
             k = kernel(name, budget)
             await k.achat(model="m/echo", messages=messages)
             started = time.perf_counter()

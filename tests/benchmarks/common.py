@@ -6,8 +6,8 @@ Not collected by pytest (no ``test_`` names); run through ``run.py``.
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -75,7 +75,9 @@ def paired(a: list[float], b: list[float]) -> list[float]:
     return [x - y for x, y in zip(a, b, strict=True)]
 
 
-def interleave_sync(calls: dict[str, Callable[[], object]], rounds: int, warmup: int) -> dict[str, list[float]]:
+def interleave_sync(
+    calls: dict[str, Callable[[], object]], rounds: int, warmup: int
+) -> dict[str, list[float]]:
     """Each callable once per round, in turn, so the machine's noise hits all alike."""
     for call in calls.values():
         for _ in range(warmup):
@@ -93,7 +95,9 @@ def interleave_sync(calls: dict[str, Callable[[], object]], rounds: int, warmup:
     return times
 
 
-async def interleave_async(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, list[float]]:
+async def interleave_async(
+    calls: dict[str, Callable[[], Any]], rounds: int, warmup: int
+) -> dict[str, list[float]]:
     for call in calls.values():
         for _ in range(warmup):
             await call()
@@ -117,7 +121,6 @@ async def interleave_async(calls: dict[str, Callable[[], Any]], rounds: int, war
 def minimal_kernel(base: str) -> Any:
     """Kernel plus the OpenAI provider plugin, nothing else."""
     import llmkernel_openai.plugin
-
     from llmkernel import Kernel
 
     return Kernel.from_config(
@@ -132,9 +135,7 @@ def full_config(base: str, tmp: Path) -> dict[str, Any]:
     with the breaker and latency metrics, a rate limit, the cache (missed), the
     durable ledger with a budget (a reservation a call), prices."""
     return {
-        "providers": {
-            "bench": {"type": "openai", "base_url": base, "api_key_env": "BENCH_KEY"}
-        },
+        "providers": {"bench": {"type": "openai", "base_url": base, "api_key_env": "BENCH_KEY"}},
         "prices": {f"openai/{MODEL}": {"input": "0.15", "output": "0.60"}},
         "models": {"fast": [{"target": f"bench/{MODEL}", "weight": 1, "tier": "gold"}]},
         "routing": {"strategy": "latency"},

@@ -40,48 +40,74 @@ async def scenario(name: str, base: str, calls: int, tmp: Path, profiler: Any) -
             async for _ in kernel.astream(model=f"bench/{MODEL}", messages=messages):
                 pass
     elif name == "concurrent50":
+
         async def call() -> None:
-            await asyncio.gather(*(kernel.achat(model=f"bench/{MODEL}", messages=messages) for _ in range(50)))
+            await asyncio.gather(
+                *(kernel.achat(model=f"bench/{MODEL}", messages=messages) for _ in range(50))
+            )
+
         calls = max(1, calls // 50)
     elif name.startswith("cache"):
         import llmkernel_cache.plugin
         import llmkernel_openai.plugin
-
         from llmkernel import Kernel
 
-        cache = {"path": ""} if name == "cache-memory" else {
-            "path": str(tmp / "c.db"), "memory_entries": 0, "memory_bytes": 0}
+        cache = (
+            {"path": ""}
+            if name == "cache-memory"
+            else {"path": str(tmp / "c.db"), "memory_entries": 0, "memory_bytes": 0}
+        )
         kernel = Kernel.from_config(
-            {"providers": {"bench": {"type": "openai", "base_url": base, "api_key_env": "BENCH_KEY"}},
-             "plugin": {"cache": {"enabled": True, **cache}}},
-            plugins=[llmkernel_openai.plugin, llmkernel_cache.plugin], entry_points=False)
+            {
+                "providers": {
+                    "bench": {"type": "openai", "base_url": base, "api_key_env": "BENCH_KEY"}
+                },
+                "plugin": {"cache": {"enabled": True, **cache}},
+            },
+            plugins=[llmkernel_openai.plugin, llmkernel_cache.plugin],
+            entry_points=False,
+        )
         call = lambda: kernel.achat(model=f"bench/{MODEL}", messages=messages)  # noqa: E731
     elif name == "budget":
         import llmkernel_budgets.plugin
         import llmkernel_ledger.plugin
         import llmkernel_mock.plugin
         import llmkernel_prices.plugin
-
         from llmkernel import Kernel
 
         kernel = Kernel.from_config(
-            {"providers": {"m": {"type": "mock"}}, "prices": {"mock/echo": {"input": "1", "output": "2"}},
-             "plugin": {"ledger": {"path": str(tmp / "l.db")},
-                        "budgets": {"limits": [{"name": "m", "amount": "1000000", "period": "month"}]}}},
-            plugins=[llmkernel_mock.plugin, llmkernel_prices.plugin, llmkernel_ledger.plugin,
-                     llmkernel_budgets.plugin], entry_points=False)
+            {
+                "providers": {"m": {"type": "mock"}},
+                "prices": {"mock/echo": {"input": "1", "output": "2"}},
+                "plugin": {
+                    "ledger": {"path": str(tmp / "l.db")},
+                    "budgets": {"limits": [{"name": "m", "amount": "1000000", "period": "month"}]},
+                },
+            },
+            plugins=[
+                llmkernel_mock.plugin,
+                llmkernel_prices.plugin,
+                llmkernel_ledger.plugin,
+                llmkernel_budgets.plugin,
+            ],
+            entry_points=False,
+        )
         call = lambda: kernel.achat(model="m/echo", messages=messages)  # noqa: E731
     elif name == "tokens":
-        import llmkernel_openai.plugin
-        import llmkernel_tiktoken.plugin
         from bench_local import SHORT_CHAT, small_encoding
 
+        import llmkernel_openai.plugin
+        import llmkernel_tiktoken.plugin
         from llmkernel import Kernel
 
         kernel = Kernel.from_config(
             {"providers": {"bench": {"type": "openai", "base_url": base}}},
-            plugins=[llmkernel_openai.plugin, llmkernel_tiktoken.plugin], entry_points=False)
-        llmkernel_tiktoken.plugin.counter_of(kernel).encodings.register(small_encoding(), "o200k_base")
+            plugins=[llmkernel_openai.plugin, llmkernel_tiktoken.plugin],
+            entry_points=False,
+        )
+        llmkernel_tiktoken.plugin.counter_of(kernel).encodings.register(
+            small_encoding(), "o200k_base"
+        )
 
         async def call() -> None:
             kernel.count_tokens(f"bench/{MODEL}", SHORT_CHAT)
