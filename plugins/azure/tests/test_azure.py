@@ -4,6 +4,7 @@ ids, deployment mapping, and a cheap plugin import."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,44 @@ def test_the_cli_lists_the_plugin() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "azure" in result.stdout
+
+
+async def test_a_bearer_token_echoed_in_an_error_is_redacted(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "eyJ0eXAiOiJKV1QiLCJhbGciOi-echoed-token"
+    body = {"error": {"code": "401", "message": f"token {token} is not valid for this resource"}}
+    server.expect("POST", CHAT, error(401, body, **{"x-echo": f"Bearer {token}"}))
+    command = [sys.executable, "-c", f"print({token!r})"]
+    async with make(server, monkeypatch, token_command=command) as kernel:
+        with pytest.raises(errors.AuthenticationError) as info:
+            await kernel.achat(model="az/gpt-4o", messages=HI)
+        health = await kernel.provider("az").health()
+    assert server.requests[0].headers["authorization"] == f"Bearer {token}"
+    assert token not in str(info.value) and "token [redacted] is not valid" in str(info.value)
+    assert info.value.headers["x-echo"] == "[redacted]"
+    assert not health.ok and token not in health.detail
+
+
+async def test_concurrent_first_requests_run_the_token_command_once(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    script = f"open({str(runs)!r}, 'a').write('x'); print('concurrent-token-0123')"
+    body = completion({"content": "ok"})
+    server.expect("POST", CHAT, FakeResponse.json_body(body, headers=HEADERS))
+    async with make(server, monkeypatch, token_command=[sys.executable, "-c", script]) as kernel:
+        answers = await asyncio.gather(
+            *(kernel.achat(model="az/gpt-4o", messages=HI) for _ in range(5))
+        )
+    assert [a.text for a in answers] == ["ok"] * 5
+    assert runs.read_text() == "x"
+
+
+@pytest.mark.parametrize("key", ["preset", "organization", "api_key_header"])
+def test_openai_only_keys_are_refused(key: str) -> None:
+    table = {"type": "azure", "endpoint": "https://x.openai.azure.com", key: "openai"}
+    with pytest.raises(errors.ConfigError, match=f"does not take {key}"):
+        Kernel.from_config(
+            {"providers": {"az": table}}, plugins=[llmkernel_azure.plugin], entry_points=False
+        ).provider("az")

@@ -121,8 +121,8 @@ async def test_the_default_endpoint_follows_the_region(monkeypatch: pytest.Monke
     monkeypatch.setenv("AWS_REGION", "ap-northeast-1")
     kernel = Kernel.from_config({}, plugins=[llmkernel_bedrock.plugin], entry_points=False)
     provider: Any = kernel.provider("bedrock")
-    await provider._http(MODEL)
-    assert provider.base_url == "https://bedrock-runtime.ap-northeast-1.amazonaws.com"
+    await provider._prepare(MODEL)
+    assert provider.base_url() == "https://bedrock-runtime.ap-northeast-1.amazonaws.com"
     assert provider.control_url == "https://bedrock.ap-northeast-1.amazonaws.com"
     await kernel.aclose()
 

@@ -422,3 +422,23 @@ def test_error_type_spellings() -> None:
     )
     assert error_type("com.amazon.coral.validate#ValidationException") == "ValidationException"
     assert error_type("throttlingException") == "ThrottlingException"
+
+
+async def test_secrets_quoted_by_an_exception_frame_are_redacted(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's exception frame that quotes the API key (a proxy echoing the
+    request) is raised with the key and the Authorization value redacted."""
+    key = "ABSKQmVkcm9ja0FQSUtleS1zdHJlYW0tZXhhbXBsZQ-SECRET"
+    monkeypatch.setenv("BEDROCK_TEST_KEY", key)
+    frames = [
+        *text_events(["Hello"])[:2],
+        exception("validationException", f"bad request (authorization: Bearer {key})"),
+    ]
+    server.expect("POST", path(MODEL, "converse-stream"), stream_response(frames))
+    async with make(server, api_key_env="BEDROCK_TEST_KEY") as kernel:
+        with pytest.raises(errors.InvalidRequestError) as info:
+            async for _ in kernel.astream(model=QUALIFIED, messages=HI):
+                pass
+    assert server.requests[-1].headers["authorization"] == f"Bearer {key}"
+    assert key not in str(info.value) and "authorization: [redacted]" in str(info.value)

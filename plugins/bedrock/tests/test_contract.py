@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+import pytest
 from bedrock_wire import (
     MODEL,
     SECRET_KEY,
@@ -24,10 +25,15 @@ from bedrock_wire import (
 )
 
 import llmkernel_bedrock.plugin
+from llmkernel import errors
+from llmkernel.http import REDACTED
 from llmkernel.kernel import Kernel
 from llmkernel.testing.contract import ProviderContract
 from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import ToolCall, Usage
+
+#: Temporary credentials' session token (the shape of an STS one).
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLE//contract-SESSION-TOKEN"
 
 ERRORS = {
     "authentication": (
@@ -212,12 +218,80 @@ class TestBedrockContract(ProviderContract):
             "city"
         ]
 
+    # ------------------------------------------------------------ secrets under SigV4
+    #
+    # The contract's redaction tests check that the key the server received is not
+    # echoed back; SigV4 never sends the secret key (check_sigv4 asserts it), so
+    # here the secrets that travel are the session token (X-Amz-Security-Token) and
+    # the Authorization value, and the echo quotes the secret key as well.
+
+    @staticmethod
+    def _echo_secrets(request: RecordedRequest) -> FakeResponse:
+        echoed = "; ".join(f"{name}: {value}" for name, value in request.headers.items())
+        echoed = f"secret={SECRET_KEY}; {echoed}"
+        body = {"message": f"invalid credentials ({echoed})"}
+        return FakeResponse(
+            status=403,
+            headers={
+                "content-type": "application/json",
+                "x-amzn-errortype": f"UnrecognizedClientException:{echoed[:150]}",
+                "x-echo": echoed[:300],
+            },
+            body=json.dumps(body).encode(),
+        )
+
+    @pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
+    async def test_secret_echoed_in_an_error_body_is_redacted(
+        self, kernel: Kernel, server: FakeServer, stream: bool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+        server.default = self._echo_secrets
+        messages = [{"role": "user", "content": "hi"}]
+        async with kernel:
+            with pytest.raises(errors.AuthenticationError) as info:
+                if stream:
+                    async for _ in kernel.astream(model=self.qualified_model, messages=messages):
+                        pass
+                else:
+                    await kernel.achat(model=self.qualified_model, messages=messages)
+        error = info.value
+        sent = server.requests[-1].headers
+        assert sent["x-amz-security-token"] == SESSION_TOKEN
+        secrets = (SECRET_KEY, SESSION_TOKEN, sent["authorization"])
+        for text in (str(error), repr(error), error.message, error.code or ""):
+            assert not any(secret in text for secret in secrets), text
+        assert error.headers["x-echo"].startswith(f"secret={REDACTED}")
+        assert not any(s in v for s in secrets for v in error.headers.values())
+        assert REDACTED in str(error)
+        assert not any(s in repr(vars(kernel.provider("p"))) for s in secrets)
+
+    async def test_secret_echoed_in_health_and_model_list_is_redacted(
+        self, kernel: Kernel, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+        server.default = self._echo_secrets
+        async with kernel:
+            provider = kernel.provider("p")
+            health = await provider.health()
+            with pytest.raises(errors.AuthenticationError) as info:
+                await provider.list_models()
+        assert not health.ok and REDACTED in health.detail
+        for text in (health.detail, str(info.value)):
+            assert SECRET_KEY not in text and SESSION_TOKEN not in text, text
+
 
 class TestBedrockAPIKeyContract(TestBedrockContract):
     """A Bedrock API key (``api_key_env``) sent as a bearer token, no signing."""
 
     api_key_env = "LLMKERNEL_CONTRACT_KEY"
     api_key = "ABSKQmVkcm9ja0FQSUtleS1leGFtcGxlLWtleQ-SECRET"
+    # the key travels in the Authorization header: the contract's own checks apply
+    test_secret_echoed_in_an_error_body_is_redacted = (  # type: ignore[assignment]
+        ProviderContract.test_secret_echoed_in_an_error_body_is_redacted
+    )
+    test_secret_echoed_in_health_and_model_list_is_redacted = (  # type: ignore[assignment]
+        ProviderContract.test_secret_echoed_in_health_and_model_list_is_redacted
+    )
 
     def make_kernel(self, server: FakeServer, **retry: Any) -> Kernel:
         return ProviderContract.make_kernel(self, server, **retry)

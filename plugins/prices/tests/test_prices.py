@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llmkernel import Kernel
+from llmkernel import Kernel, hookimpl
 from llmkernel.routing import Candidate
 from llmkernel.types import ModelPrice, Usage
 from llmkernel_prices import TieredPrice, lookup
@@ -105,7 +105,8 @@ def test_dated_id_with_another_price_stays_unpriced() -> None:
 
 def test_unknown_model_is_none() -> None:
     assert lookup("openai", "gpt-unknown") is None
-    assert lookup("groq", "llama-3.3-70b-versatile") is None
+    assert lookup("groq", "llama-3.3-70b-versatile-unknown") is None
+    assert lookup("openrouter", "openai/gpt-4o") is None  # no OpenRouter table
 
 
 def test_local_models_are_free_not_unpriced() -> None:
@@ -149,7 +150,9 @@ class ConfigOnly:
 def hook_price(providers: dict[str, Any], model: str) -> Any:
     from llmkernel_prices.plugin import price_model
 
-    return price_model(kernel=ConfigOnly(providers), provider_type="openai", model=model)
+    return price_model(
+        kernel=ConfigOnly(providers), provider_type="openai", model=model, candidate=None
+    )
 
 
 def test_kernel_prices_native_provider_types() -> None:
@@ -208,3 +211,133 @@ def test_a_plugin_overrides_the_shipped_table() -> None:
     assert found is not None and found.input == Decimal(7)
     other = k.price(Candidate(provider="oa", model="gpt-5", provider_type="openai"))
     assert isinstance(other, TieredPrice)
+
+
+# ------------------------------------------------------------ OpenAI-compatible presets
+# A real Kernel with [providers.<name>] type = "openai", preset = "...". The openai
+# plugin may not be installed with this package alone, so a stand-in serves the type
+# (its replies: 10 input tokens, one output token per word) and entry points are off.
+
+
+class OpenAIStandIn:
+    """Serves provider type ``openai`` with scripted replies, whatever the preset."""
+
+    __llmkernel_name__ = "openai-stand-in"
+
+    @hookimpl
+    def provide_chat(self, config: Any) -> Any:
+        from llmkernel.provider import ProviderConfig
+        from llmkernel.testing.scripted import ScriptedProvider
+
+        if config.type != "openai":
+            return None
+        return ScriptedProvider(ProviderConfig(name=config.name, type="openai", options={}))
+
+
+PRESETS = {
+    "groq": {"type": "openai", "preset": "groq"},
+    "together": {"type": "openai", "preset": "together"},
+    "mistral": {"type": "openai", "preset": "mistral"},
+    "openrouter": {"type": "openai", "preset": "openrouter"},
+}
+
+
+def preset_kernel(*names: str) -> Kernel:
+    import llmkernel_prices.plugin as prices_plugin
+
+    providers = {name: PRESETS[name] for name in names}
+    return Kernel.from_config(
+        {"providers": providers},
+        plugins=[OpenAIStandIn(), prices_plugin],
+        entry_points=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("instance", "model", "expected"),
+    [
+        # 10 input * 0.59 + 4 output * 0.79 = 9.06 per million
+        ("groq", "llama-3.3-70b-versatile", Decimal("0.00000906")),
+        # 10 * 0.15 + 4 * 0.60 = 3.9 per million
+        ("together", "openai/gpt-oss-120b", Decimal("0.0000039")),
+        # 10 * 0.50 + 4 * 1.50 = 11 per million
+        ("mistral", "mistral-large-2512", Decimal("0.000011")),
+    ],
+)
+def test_a_preset_model_is_priced_through_the_kernel(
+    instance: str, model: str, expected: Decimal
+) -> None:
+    k = preset_kernel(instance)
+    response = k.chat(f"{instance}/{model}", "hi", options={})
+    assert response.usage is not None and response.usage.output_tokens == 1
+    one_word = Decimal(10) * price(instance, model).input + price(instance, model).output
+    assert response.cost == one_word / 1_000_000
+    usage = Usage(input_tokens=10, output_tokens=4)
+    assert k.cost(Candidate(provider=instance, model=model, provider_type="openai"), usage) == (
+        expected
+    )
+
+
+def test_groq_cache_hits_at_the_cached_rate() -> None:
+    k = preset_kernel("groq")
+    usage = Usage(input_tokens=10_000, cached_input_tokens=8_000, output_tokens=1_000)
+    # 2000 * 0.15 + 8000 * 0.075 + 1000 * 0.60 = 1500 per million
+    found = k.cost(
+        Candidate(provider="groq", model="openai/gpt-oss-120b", provider_type="openai"), usage
+    )
+    assert found == Decimal("0.0015")
+    # no confirmed cached rate for gpt-oss-20b: cached tokens at the input rate
+    small = Candidate(provider="groq", model="openai/gpt-oss-20b", provider_type="openai")
+    # 10000 * 0.075 + 1000 * 0.30 = 1050 per million
+    assert k.cost(small, usage) == Decimal("0.00105")
+
+
+def test_groq_batch_is_half_price() -> None:
+    assert price("groq", "llama-3.1-8b-instant").batch().output == Decimal("0.04")
+
+
+@pytest.mark.parametrize(
+    ("instance", "model"),
+    [
+        ("groq", "llama-9-unknown"),
+        ("together", "meta-llama/Llama-9-Unknown"),
+        ("mistral", "mistral-large-latest"),  # an alias that moves: never guessed
+        ("mistral", "mistral-small-2603"),  # sources disagree: left out
+        ("openrouter", "openai/gpt-4o"),  # OpenRouter: unpriced unless configured
+    ],
+)
+def test_an_unknown_model_of_a_preset_is_unpriced(instance: str, model: str) -> None:
+    k = preset_kernel(instance)
+    candidate = Candidate(provider=instance, model=model, provider_type="openai")
+    assert k.price(candidate) is None
+    assert k.cost(candidate, Usage(input_tokens=10, output_tokens=10)) is None
+    response = k.chat(f"{instance}/{model}", "hi", options={})
+    assert response.cost is None
+
+
+def test_a_model_of_another_preset_is_not_priced_by_this_one() -> None:
+    # gpt-4.1 is OpenAI's price; served by Groq it is not known, so unpriced
+    k = preset_kernel("groq", "together")
+    groq = Candidate(provider="groq", model="gpt-4.1", provider_type="openai")
+    assert k.price(groq) is None
+    # both presets serve openai/gpt-oss-120b: each instance gets its own table's price
+    for name in ("groq", "together"):
+        found = k.price(
+            Candidate(provider=name, model="openai/gpt-oss-120b", provider_type="openai")
+        )
+        assert found is not None and found is price(name, "openai/gpt-oss-120b")
+
+
+def test_openrouter_config_prices_still_apply() -> None:
+    import llmkernel_prices.plugin as prices_plugin
+
+    k = Kernel.from_config(
+        {
+            "providers": {"openrouter": PRESETS["openrouter"]},
+            "prices": {"openrouter/openai/gpt-4o": {"input": "2.5", "output": "10"}},
+        },
+        plugins=[OpenAIStandIn(), prices_plugin],
+        entry_points=False,
+    )
+    candidate = Candidate(provider="openrouter", model="openai/gpt-4o", provider_type="openai")
+    assert k.cost(candidate, Usage(input_tokens=1_000, output_tokens=100)) == Decimal("0.0035")

@@ -150,6 +150,9 @@ class Gateway:
         if self.metrics is not None:
             self.metrics.close()
         log.info("gateway.stopped", pid=os.getpid())
+        from llmkernel_gateway import loglines
+
+        loglines.flush()
 
     # ------------------------------------------------------------------ requests
 

@@ -102,10 +102,15 @@ def serve(
 
 
 def _configure_access_log(enabled: bool) -> None:
-    """One JSON line per request on stderr (no prompt text, no keys: key names only)."""
+    """One JSON line per request on stderr (no prompt text, no keys: key names only),
+    buffered: flushed every 0.2 s and at exit, not once per request."""
     import logging
 
     import structlog
+
+    from llmkernel_gateway.loglines import BufferedLines
+
+    lines = BufferedLines.shared()
 
     structlog.configure(
         processors=[
@@ -116,7 +121,7 @@ def _configure_access_log(enabled: bool) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.INFO if enabled else logging.WARNING
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *args: lines,
         cache_logger_on_first_use=True,
     )
 

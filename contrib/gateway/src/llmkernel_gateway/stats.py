@@ -127,9 +127,7 @@ class Stats:
                 row["kernel"] = dict(extra)
                 breaker = extra.get("breaker") or extra.get("state")
                 # llmkernel-routing reports {"state": "closed", "reason": ...}
-                row["breaker"] = (
-                    breaker.get("state") if isinstance(breaker, Mapping) else breaker
-                )
+                row["breaker"] = breaker.get("state") if isinstance(breaker, Mapping) else breaker
             else:
                 row["breaker"] = None
             rows[name] = row

@@ -1,6 +1,6 @@
-"""Credentials for Azure OpenAI: an ``api-key`` header from an environment variable,
-or a bearer token from a command or from Entra ID (azure-identity, imported on the
-first request only). Tokens are cached until they near expiry."""
+"""Bearer tokens for Azure OpenAI, from a command or from Entra ID (azure-identity,
+imported on the first request only), cached until they near expiry. (The ``api-key``
+header from an environment variable is the base provider's: ``api_key_env``.)"""
 
 from __future__ import annotations
 
@@ -12,35 +12,55 @@ from typing import Any
 import attrs
 
 from llmkernel import errors
+from llmkernel.http import Secrets, collect_secrets
 from llmkernel_azure.settings import AzureSettings
 
 __all__ = ["Credentials"]
 
 _MARGIN = 60.0  # refresh a token this many seconds before it expires
+_KEPT = 4  # the tokens redacted from errors: the current one and a few before it
 
 
 @attrs.define(kw_only=True)
 class Credentials:
-    """Gives the auth headers for each request. Never shows a secret in its repr."""
+    """Gives the bearer token header for each request (none with an API key), and
+    the tokens to redact from errors. Never shows a secret in its repr."""
 
     provider: str
     settings: AzureSettings
     _token: str | None = attrs.field(default=None, repr=False)
     _expires: float = attrs.field(default=0.0, repr=False)
     _entra: Any = attrs.field(default=None, repr=False)
+    _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, repr=False)
+    _recent: list[str] = attrs.field(factory=list, repr=False)
+    #: the recent tokens (and their header values), for redaction
+    secrets: Secrets = attrs.field(factory=Secrets, repr=False)
 
     async def headers(self, model: str) -> dict[str, str]:
+        """``{"authorization": "Bearer ..."}`` with a fresh token, or ``{}`` when
+        the API key authenticates."""
         settings = self.settings
-        if settings.token_command is None and not settings.entra:
-            key = settings.api_key(provider=self.provider, model=model)
-            return {"api-key": key} if key else {}
-        if self._token is None or time.monotonic() >= self._expires - _MARGIN:
-            if settings.token_command is not None:
-                token, lifetime = await asyncio.to_thread(self._run_command, model)
-            else:
-                token, lifetime = await asyncio.to_thread(self._entra_token, model)
-            self._token, self._expires = token, time.monotonic() + lifetime
+        if not settings.token_auth:
+            return {}
+        if self._stale():
+            async with self._lock:  # one command or Entra call for concurrent requests
+                if self._stale():
+                    if settings.token_command is not None:
+                        token, lifetime = await asyncio.to_thread(self._run_command, model)
+                    else:
+                        token, lifetime = await asyncio.to_thread(self._entra_token, model)
+                    self._remember(token)
+                    self._token, self._expires = token, time.monotonic() + lifetime
         return {"authorization": f"Bearer {self._token}"}
+
+    def _stale(self) -> bool:
+        return self._token is None or time.monotonic() >= self._expires - _MARGIN
+
+    def _remember(self, token: str) -> None:
+        self._recent = [token, *(t for t in self._recent if t != token)][:_KEPT]
+        self.secrets = collect_secrets(
+            None, *({"authorization": f"Bearer {t}"} for t in self._recent)
+        )
 
     def _run_command(self, model: str) -> tuple[str, float]:
         command = self.settings.token_command or []

@@ -117,7 +117,7 @@ def for_response(response: Any, *, provider: str, model: str) -> errors.Provider
             code="content_filter",
             headers=headers,
         )
-    error = openai_errors.for_response(response, provider=provider, model=model)
+    error = openai_errors.error_for_response(response, provider=provider, model=model)
     if isinstance(error, errors.ModelNotFoundError) and "DeploymentNotFound" in response.text:
         error.message = (
             f"{error.message} (check the deployment name: map models to deployments "

@@ -1,36 +1,35 @@
 """The ``azure`` provider: Azure OpenAI's Chat Completions, Embeddings and Models,
 through the v1 API or the dated deployment URLs.
 
-The request bodies, answers, stream chunks and error bodies are OpenAI's, so they
-are built and read by llmkernel-openai (``convert``, ``parse``, ``stream``,
-``errors``); this module adds Azure's URLs, auth and content filter.
+A subclass of llmkernel-openai's :class:`~llmkernel_openai.provider.OpenAIProvider`
+(itself on :class:`llmkernel.http.HTTPProvider`: client and transport, timeouts,
+response headers, secret redaction, health): the bodies, answers, stream chunks and
+error bodies are OpenAI's. This module adds Azure's URLs (``path``, ``base_url``,
+``query_params``), auth (``api-key``, or bearer tokens per request), deployment
+names in the bodies, and the content filter (errors and refusals naming the
+filtered categories).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import attrs
 import httpx
 
-from llmkernel import errors, log
-from llmkernel.http import aiter_sse, error_for_transport, make_client, read_json, send
-from llmkernel.options import parse_options
-from llmkernel.provider import Provider, ProviderConfig
+from llmkernel import errors as kerrors
+from llmkernel import log
+from llmkernel.http import aiter_sse, headers_of, redact, request_id_from, scrub, snippet
+from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
     EmbeddingRequest,
     EmbeddingResponse,
     FinishEvent,
-    Health,
     MetadataEvent,
-    ModelInfo,
     ReasoningDelta,
     Response,
     StreamEvent,
@@ -38,288 +37,246 @@ from llmkernel.types import (
     ToolCallDelta,
     Usage,
     UsageEvent,
+    replace,
 )
 from llmkernel_azure import errors as azure_errors
 from llmkernel_azure.auth import Credentials
 from llmkernel_azure.settings import AzureSettings
-from llmkernel_openai import convert as openai_convert
-from llmkernel_openai import errors as openai_errors
-from llmkernel_openai import parse as openai_parse
+from llmkernel_openai import convert, parse
+from llmkernel_openai import errors as wire
 from llmkernel_openai.models import capabilities_for
-from llmkernel_openai.stream import ChunkParser
+from llmkernel_openai.provider import OpenAIProvider, Operation
+from llmkernel_openai.stream import StreamParser
 
 __all__ = ["AzureProvider"]
 
 USER_AGENT = "llmkernel-azure/0.1.0"
-_SNIPPET = 200
 
 
-class AzureProvider(Provider):
+class AzureProvider(OpenAIProvider):
     """One ``[providers.NAME]`` table with ``type = "azure"``."""
+
+    settings_class = AzureSettings
+    settings: AzureSettings
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
-        where = config.where or f"[providers.{config.name}]"
-        self.settings = parse_options(AzureSettings, config.options, where=where)
-        self.call_timeout = self.settings.timeout
         self.endpoint = self.settings.endpoint.rstrip("/")
         self._credentials = Credentials(provider=self.name, settings=self.settings)
-        self._transport = config.transport
-        self._client: httpx.AsyncClient | None = None
-        version = self.settings.version
-        self._params = {"api-version": version} if version else {}
 
     def __repr__(self) -> str:
         return f"<AzureProvider {self.name!r} endpoint={self.endpoint!r} api={self.settings.api!r}>"
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ hooks
+
+    def base_url(self) -> str:
+        return self.endpoint
+
+    def default_headers(self) -> dict[str, str]:
+        return {**super().default_headers(), "user-agent": USER_AGENT}
+
+    def api_key(self, model: str = "") -> str | None:
+        """The ``api_key_env`` key, or none when a bearer token authenticates."""
+        if self.settings.token_auth:
+            return None
+        return self.settings.api_key(provider=self.name, model=model)
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"api-key": key}
+
+    def query_params(self) -> Mapping[str, str]:
+        version = self.settings.version
+        return {"api-version": version} if version else {}
 
     def deployment(self, model: str) -> str:
         """The deployment serving ``model`` (``deployments`` in config, else itself)."""
         return self.settings.deployments.get(model, model)
 
-    def _path(self, model: str, operation: str) -> str:
+    def path(self, operation: Operation, model: str) -> str:
+        """``/openai/v1/...`` (v1), or ``/openai/deployments/{deployment}/...`` and
+        ``/openai/models`` (the dated API)."""
+        name = "chat/completions" if operation == "chat" else operation
         if self.settings.api == "v1":
-            return f"/openai/v1/{operation}"
-        return f"/openai/deployments/{quote(self.deployment(model), safe='')}/{operation}"
+            return f"/openai/v1/{name}"
+        if operation == "models":
+            return "/openai/models"
+        return f"/openai/deployments/{quote(self.deployment(model), safe='')}/{name}"
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = make_client(
-                self.settings,
-                base_url=self.endpoint,
-                headers={"accept": "application/json", "user-agent": USER_AGENT},
-                transport=self._transport,
-            )
-        return self._client
+    def chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body = super().chat_body(request, stream=stream)
+        body["model"] = self.deployment(request.model)
+        return body
 
-    async def _send(
+    def error_for_response(
+        self, response: httpx.Response, body: bytes, model: str
+    ) -> kerrors.ProviderError:
+        error = azure_errors.for_response(response, provider=self.name, model=model)
+        log.debug(
+            "llmkernel.azure.request.failed",
+            provider=self.name,
+            model=model,
+            status=response.status_code,
+            error=type(error).__name__,
+        )
+        return error
+
+    def redact(self, text: str) -> str:
+        return redact(super().redact(text), self._credentials.secrets)
+
+    def scrub(self, error: kerrors.ProviderError) -> kerrors.ProviderError:
+        """Removes the API key and the bearer tokens (current and recent)."""
+        return scrub(super().scrub(error), self._credentials.secrets)
+
+    async def send(
         self,
         method: str,
         path: str,
         *,
         model: str,
-        body: Mapping[str, Any] | None = None,
-        accept: str | None = None,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send and return the open response once its status is a success; an error
-        status raises the kernel error for it. The caller closes it."""
+        """The base's send, with the bearer token (fetched or refreshed first) when
+        a token authenticates."""
         auth = await self._credentials.headers(model)
-        client = self._http()
-        headers = {**auth, **({"accept": accept} if accept else {})}
-        request = client.build_request(
-            method, path, json=body, params=self._params, headers=headers
-        )
+        if auth:
+            headers = {**auth, **(headers or {})}
         log.debug("llmkernel.azure.request.sent", provider=self.name, model=model, path=path)
-        return await send(
-            client,
-            request,
-            provider=self.name,
-            model=model,
-            error_for=lambda response, _body: azure_errors.for_response(
-                response, provider=self.name, model=model
-            ),
+        return await super().send(
+            method, path, model=model, json=json, params=params, headers=headers
         )
-
-    async def _json(self, response: httpx.Response, *, model: str) -> Any:
-        data = await read_json(
-            response,
-            provider=self.name,
-            model=model,
-            malformed=lambda snippet: openai_errors.malformed(
-                f"the body is not JSON: {snippet!r}",
-                provider=self.name,
-                model=model,
-                response=response,
-            ),
-        )
-        self._raise_body_error(data, response, model=model)
-        return data
-
-    def _raise_body_error(self, data: Any, response: httpx.Response, *, model: str) -> None:
-        if isinstance(data, Mapping) and data.get("error"):
-            info = openai_errors.error_info(data) or openai_errors.ErrorInfo(
-                message="an error without details"
-            )
-            error = openai_errors.for_body_error(
-                info, provider=self.name, model=model, response=response
-            )
-            error.headers = dict(response.headers)
-            raise error
-
-    def _malformed(
-        self, exc: Exception, model: str, response: httpx.Response
-    ) -> errors.MalformedResponseError:
-        return openai_errors.malformed(str(exc), provider=self.name, model=model, response=response)
-
-    def _timeout(self, model: str, what: str, seconds: float) -> errors.TimeoutError:
-        return errors.TimeoutError(
-            f"{what} within the {seconds:g}s timeout", provider=self.name, model=model
-        )
-
-    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        body = openai_convert.chat_body(
-            request, stream=stream, send_reasoning=self.settings.send_reasoning, provider=self.name
-        )
-        body["model"] = self.deployment(request.model)
-        return body
 
     # ------------------------------------------------------------------ chat
 
-    async def chat(self, request: ChatRequest) -> Response:
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._chat(request)
-        except TimeoutError:
-            raise self._timeout(
-                request.model, "no complete answer", self.settings.timeout
-            ) from None
+    def _check(self, data: Any, response: httpx.Response, model: str) -> None:
+        """Raise the error an answer (or stream chunk) holds in an ``error`` object."""
+        if isinstance(data, Mapping) and data.get("error"):
+            info = wire.error_info(data) or wire.ErrorInfo(message="an error without details")
+            error = self.error_for_body(info, response, model)
+            error.headers = headers_of(response)
+            raise error
 
-    async def _chat(self, request: ChatRequest) -> Response:
-        model = request.model
-        response = await self._send(
-            "POST",
-            self._path(model, "chat/completions"),
-            model=model,
-            body=self._body(request, stream=False),
-        )
-        data = await self._json(response, model=model)
+    def _parse(self, data: Any, request: ChatRequest, response: httpx.Response) -> Response:
+        """A whole answer, its refusal naming the content filter's categories."""
+        self._check(data, response, request.model)
         try:
-            parsed = openai_parse.chat_response(data, request.response_format)
-        except openai_parse.Malformed as exc:
-            raise self._malformed(exc, model, response) from None
+            parsed = parse.parse_response(data, request.response_format)
+        except parse.Malformed as exc:
+            raise self.malformed(str(exc), model=request.model, response=response) from None
         refusal = parsed.refusal or azure_errors.filter_summary(data)
-        return attrs.evolve(parsed, refusal=refusal, headers=dict(response.headers))
+        return replace(parsed, refusal=refusal, headers=headers_of(response))
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Events as the chunks arrive; ``first_token_timeout`` bounds the wait for
-        the first event and ``timeout`` the whole stream (the reads only)."""
-        settings = self.settings
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.timeout
-        first_deadline = deadline
-        if settings.first_token_timeout is not None:
-            first_deadline = min(deadline, loop.time() + settings.first_token_timeout)
-        inner = self._stream(request)
-        first = True
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(first_deadline if first else deadline):
-                        event = await anext(inner)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    if first and first_deadline < deadline:
-                        raise self._timeout(
-                            request.model, "no first event", settings.first_token_timeout or 0.0
-                        ) from None
-                    raise self._timeout(
-                        request.model, "the stream did not finish", settings.timeout
-                    ) from None
-                first = False
-                yield event
-        finally:
-            await inner.aclose()
-
-    async def _stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def send_chat(self, request: ChatRequest) -> Response:
         model = request.model
-        response = await self._send(
+        body = self.chat_body(request, stream=False)
+        data, response = await self.send_json(
+            "POST", self.path("chat", model), model=model, json=body
+        )
+        return self._parse(data, request, response)
+
+    async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """OpenAI's stream, read here rather than by the base class so that the
+        chunks' ``content_filter_results`` can name the filtered categories."""
+        model = request.model
+        response = await self.send(
             "POST",
-            self._path(model, "chat/completions"),
+            self.path("chat", model),
             model=model,
-            body=self._body(request, stream=True),
-            accept="text/event-stream",
+            json=self.chat_body(request, stream=True),
+            headers={"accept": "text/event-stream"},
         )
         try:
-            headers = dict(response.headers)
-            media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if media_type == "application/json":
-                data = await self._json(response, model=model)
+            yield self.opened(response)
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type == "application/json":  # an error, or an answer that would not stream
+                raw = await self.read_body(response, model)
                 try:
-                    whole = openai_parse.chat_response(data, request.response_format)
-                except openai_parse.Malformed as exc:
-                    raise self._malformed(exc, model, response) from None
-                for event in _replay(whole, headers, azure_errors.filter_summary(data)):
+                    data = json.loads(raw)
+                except ValueError:
+                    raise self.malformed(
+                        f"the body is not JSON: {snippet(raw)!r}", model=model, response=response
+                    ) from None
+                for event in _replay(self._parse(data, request, response)):
                     yield event
                 return
-            parser = ChunkParser()
-            filtered: str | None = None
-            body_start: list[str] = []
-            done = saw_data = False
-            yield MetadataEvent(headers=headers)
-
-            async def text() -> AsyncGenerator[str, None]:
-                async for piece in response.aiter_text():
-                    if len("".join(body_start)) < _SNIPPET:
-                        body_start.append(piece)
-                    yield piece
-
-            chunks = text()
-            events = aiter_sse(chunks)
-            try:
-                async for sse in events:
-                    payload = sse.data.strip()
-                    if not payload:
-                        continue
-                    saw_data = True
-                    if payload == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        data = json.loads(payload)
-                    except ValueError:
-                        raise openai_errors.malformed(
-                            f"a stream event is not JSON: {payload[:_SNIPPET]!r}",
-                            provider=self.name,
-                            model=model,
-                            response=response,
-                        ) from None
-                    self._raise_body_error(data, response, model=model)
-                    filtered = filtered or azure_errors.filter_summary(data)
-                    try:
-                        found = parser.chunk(data)
-                    except openai_parse.Malformed as exc:
-                        raise self._malformed(exc, model, response) from None
-                    for event in found:
-                        yield event
-            except httpx.RequestError as exc:
-                raise error_for_transport(exc, provider=self.name, model=model) from exc
-            finally:
-                await events.aclose()  # type: ignore[attr-defined]
-                await chunks.aclose()
-            if not done:
-                start = "".join(body_start).strip()
-                if not saw_data and start:
-                    raise openai_errors.malformed(
-                        f"the body is not an event stream: {start[:_SNIPPET]!r}",
-                        provider=self.name,
-                        model=model,
-                        response=response,
-                    )
-                raise errors.NetworkError(
-                    "the stream was cut off before its end (no data: [DONE])",
-                    provider=self.name,
-                    model=model,
-                    request_id=azure_errors.request_id(headers),
-                )
-            if filtered and not parser.refusal:
-                yield MetadataEvent(refusal=filtered)
-            for event in parser.end():
+            async for event in self._read_stream(response, model):
                 yield event
         finally:
             await response.aclose()
 
+    async def _read_stream(
+        self, response: httpx.Response, model: str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        parser = StreamParser()
+        filtered: str | None = None
+        body_start: list[str] = []
+        done = saw_data = False
+
+        async def text() -> AsyncGenerator[str, None]:
+            kept = 0
+            async for piece in response.aiter_text():
+                if kept < 200:
+                    body_start.append(piece)
+                    kept += len(piece)
+                yield piece
+
+        chunks = text()
+        sse_events = aiter_sse(chunks)
+        try:
+            async for sse in sse_events:
+                payload = sse.data.strip()
+                if not payload:
+                    continue
+                saw_data = True
+                if payload == "[DONE]":
+                    done = True
+                    break
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    raise self.malformed(
+                        f"a stream event is not JSON: {snippet(payload)!r}",
+                        model=model,
+                        response=response,
+                    ) from None
+                self._check(data, response, model)
+                filtered = filtered or azure_errors.filter_summary(data)
+                try:
+                    events = parser.feed(data)
+                except parse.Malformed as exc:
+                    raise self.malformed(str(exc), model=model, response=response) from None
+                for event in events:
+                    yield event
+        except httpx.RequestError as exc:
+            error = self.error_for_transport(exc, model)
+            error.request_id = azure_errors.request_id(response.headers)
+            raise error from exc
+        finally:
+            await sse_events.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
+        if not done:
+            start = snippet("".join(body_start))
+            if not saw_data and start:
+                raise self.malformed(
+                    f"the body is not an event stream: {start!r}", model=model, response=response
+                )
+            raise kerrors.NetworkError(
+                "the stream was cut off before its end (no data: [DONE])",
+                provider=self.name,
+                model=model,
+                request_id=azure_errors.request_id(response.headers)
+                or request_id_from(response.headers),
+            )
+        if filtered and not parser.refusal:
+            yield MetadataEvent(refusal=filtered)
+        for event in parser.end():
+            yield event
+
     # ------------------------------------------------------------------ embeddings
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._embed(request)
-        except TimeoutError:
-            raise self._timeout(request.model, "no embeddings", self.settings.timeout) from None
-
-    async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+    async def send_embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """OpenAI's batching, with the deployment as the body's ``model``."""
         model = request.model
         size = self.settings.embedding_batch_size
         inputs = list(request.inputs)
@@ -329,19 +286,19 @@ class AzureProvider(Provider):
         headers: dict[str, str] = {}
         for start in range(0, len(inputs), size):
             batch = inputs[start : start + size]
-            body = openai_convert.embedding_body(request, batch)
+            body = convert.embedding_body(request, batch)
             body["model"] = self.deployment(model)
-            response = await self._send(
-                "POST", self._path(model, "embeddings"), model=model, body=body
+            data, response = await self.send_json(
+                "POST", self.path("embeddings", model), model=model, json=body
             )
-            data = await self._json(response, model=model)
-            headers = dict(response.headers)
+            self._check(data, response, model)
             try:
-                got, used, answered = openai_parse.embeddings(data, len(batch))
-            except openai_parse.Malformed as exc:
-                raise self._malformed(exc, model, response) from None
+                got, used, answered = parse.embeddings(data, len(batch))
+            except parse.Malformed as exc:
+                raise self.malformed(str(exc), model=model, response=response) from None
             vectors.extend(got)
             usage = usage + used
+            headers = headers_of(response)
         return EmbeddingResponse(
             vectors=vectors,
             model=answered or model,
@@ -352,35 +309,6 @@ class AzureProvider(Provider):
 
     # ------------------------------------------------------------------ models
 
-    async def list_models(self) -> list[ModelInfo]:
-        """``GET /openai/v1/models`` (v1) or ``GET /openai/models`` (dated API): the
-        models the resource can deploy."""
-        path = "/openai/v1/models" if self.settings.api == "v1" else "/openai/models"
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                response = await self._send("GET", path, model="")
-                data = await self._json(response, model="")
-        except TimeoutError:
-            raise self._timeout("", "no model list", self.settings.timeout) from None
-        try:
-            return openai_parse.model_list(data, self.name)
-        except openai_parse.Malformed as exc:
-            raise self._malformed(exc, "", response) from None
-
-    async def health(self) -> Health:
-        started = time.perf_counter()
-        try:
-            models = await self.list_models()
-        except Exception as exc:  # a health check reports, never raises
-            return Health(
-                ok=False,
-                latency=time.perf_counter() - started,
-                detail=f"{type(exc).__name__}: {exc}",
-            )
-        return Health(
-            ok=True, latency=time.perf_counter() - started, detail=f"{len(models)} models listed"
-        )
-
     def declared_models(self) -> list[str]:
         names = list(self.settings.models)
         names += [m for m in self.settings.deployments if m not in names]
@@ -390,32 +318,15 @@ class AzureProvider(Provider):
         """OpenAI's known capabilities for ``model``, or for the deployment's name."""
         return capabilities_for(model) or capabilities_for(self.deployment(model))
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
 
-
-def _replay(
-    response: Response, headers: Mapping[str, str], filtered: str | None
-) -> list[StreamEvent]:
+def _replay(response: Response) -> Iterator[StreamEvent]:
     """A whole answer as stream events (a server that would not stream)."""
-    events: list[StreamEvent] = [
-        MetadataEvent(
-            id=response.id,
-            model=response.model or None,
-            refusal=response.refusal or filtered,
-            headers=headers,
-        )
-    ]
+    yield MetadataEvent(id=response.id, model=response.model or None, refusal=response.refusal)
     if response.reasoning:
-        events.append(ReasoningDelta(text=response.reasoning))
+        yield ReasoningDelta(text=response.reasoning)
     if response.text:
-        events.append(TextDelta(text=response.text))
+        yield TextDelta(text=response.text)
     for index, call in enumerate(response.tool_calls):
-        events.append(
-            ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments_json)
-        )
-    events.append(UsageEvent(usage=response.usage))
-    events.append(FinishEvent(finish_reason=response.finish_reason))
-    return events
+        yield ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments_json)
+    yield UsageEvent(usage=response.usage)
+    yield FinishEvent(finish_reason=response.finish_reason)

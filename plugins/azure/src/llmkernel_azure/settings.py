@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from llmkernel.http import HTTPSettings
+from llmkernel_openai.settings import OpenAISettings
 
 __all__ = ["DEFAULT_API_VERSION", "ENTRA_SCOPE", "AzureSettings"]
 
@@ -15,11 +15,14 @@ __all__ = ["DEFAULT_API_VERSION", "ENTRA_SCOPE", "AzureSettings"]
 DEFAULT_API_VERSION = "2024-10-21"
 #: The token scope of Azure OpenAI (Cognitive Services) for Entra ID.
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+#: OpenAI's keys that mean nothing to Azure (its URL, key header and presets are fixed).
+_NOT_AZURE = ("preset", "organization", "project", "api_key_required", "api_key_header")
 
 
 @attrs.frozen(kw_only=True)
-class AzureSettings(HTTPSettings):
-    """Options of an ``azure`` provider instance.
+class AzureSettings(OpenAISettings):
+    """Options of an ``azure`` provider instance (OpenAI's, for the shared keys such
+    as ``embedding_batch_size``, ``send_reasoning`` and ``max_tokens_field``).
 
     ``endpoint`` is the resource endpoint (``https://<resource>.openai.azure.com``).
     ``api = "v1"`` (the default) calls ``{endpoint}/openai/v1/...`` with the
@@ -36,7 +39,6 @@ class AzureSettings(HTTPSettings):
 
     endpoint: str = ""
     api: Literal["v1", "deployments"] = "v1"
-    api_version: str | None = None
     deployments: dict[str, str] = attrs.field(factory=dict)
     api_key_env: str | None = "AZURE_OPENAI_API_KEY"
     token_command: list[str] | None = None
@@ -44,20 +46,28 @@ class AzureSettings(HTTPSettings):
     token_ttl: float = 300.0
     entra: bool = False
     entra_scope: str = ENTRA_SCOPE
-    embedding_batch_size: int = 2048
-    send_reasoning: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.base_url:
             raise ValueError("an azure provider takes endpoint = ..., not base_url")
+        for name in _NOT_AZURE:
+            if getattr(self, name) is not None:
+                raise ValueError(f"an azure provider does not take {name}")
         if not self.endpoint.startswith(("https://", "http://")):
             raise ValueError(
                 "endpoint must be the resource URL, such as https://my-resource.openai.azure.com"
             )
-        if self.embedding_batch_size < 1:
-            raise ValueError("embedding_batch_size must be at least 1")
         if self.token_command is not None and not self.token_command:
             raise ValueError("token_command must name a command")
+
+    def resolved(self) -> AzureSettings:
+        """No presets for Azure: the settings as given."""
+        return self
+
+    @property
+    def token_auth(self) -> bool:
+        """Whether a bearer token (``token_command`` or Entra ID) replaces the key."""
+        return self.token_command is not None or self.entra
 
     @property
     def version(self) -> str | None:

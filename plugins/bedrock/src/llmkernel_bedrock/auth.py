@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from llmkernel import errors
+from llmkernel.http import Secrets, collect_secrets
 
 __all__ = ["SIGNING_NAME", "AwsSigner", "resolve_region"]
 
@@ -45,12 +46,15 @@ def resolve_region(region: str | None, profile: str | None) -> str | None:
 class AwsSigner:
     """Signs requests with SigV4 for one region, using credentials resolved once by
     botocore's chain and refreshed when they near expiry. Never shows a secret in
-    its repr."""
+    its repr. ``secrets`` holds the secret key and session token last signed with,
+    for redaction."""
 
     provider: str
     region: str
     profile: str | None = None
     _credentials: Any = attrs.field(default=None, repr=False)
+    _seen: tuple[str, str | None] | None = attrs.field(default=None, repr=False)
+    secrets: Secrets = attrs.field(factory=Secrets, repr=False)
 
     async def _frozen(self, model: str) -> Any:
         if self._credentials is None:
@@ -70,14 +74,28 @@ class AwsSigner:
         refresh = getattr(credentials, "refresh_needed", None)
         try:
             if refresh is not None and refresh():
-                return await asyncio.to_thread(credentials.get_frozen_credentials)
-            return credentials.get_frozen_credentials()
+                frozen = await asyncio.to_thread(credentials.get_frozen_credentials)
+            else:
+                frozen = credentials.get_frozen_credentials()
         except Exception as exc:  # botocore's refresh failures
             raise errors.AuthenticationError(
                 f"AWS credentials could not be refreshed ({type(exc).__name__})",
                 provider=self.provider,
                 model=model,
             ) from None
+        self._remember(frozen)
+        return frozen
+
+    def _remember(self, frozen: Any) -> None:
+        """Keep the secret key and session token for redaction (the previous ones
+        too, for an answer to a request signed before a refresh)."""
+        seen = (str(frozen.secret_key or ""), frozen.token or None)
+        if seen == self._seen:
+            return
+        self._seen = seen
+        secret, token = seen
+        headers = {"x-amz-security-token": token} if token else {}
+        self.secrets = collect_secrets(secret, headers, extra=self.secrets[:8])
 
     def _resolve(self) -> Any:
         try:

@@ -1,28 +1,37 @@
 """The Bedrock provider: the Converse and ConverseStream APIs of Bedrock Runtime,
 InvokeModel for Titan and Cohere embeddings, and the Bedrock control plane's
-ListFoundationModels, over one pooled httpx client, signed with SigV4."""
+ListFoundationModels, signed with SigV4 (or a Bedrock API key as a bearer token).
+
+Built on :class:`llmkernel.http.HTTPProvider` (pooled client on the aiohttp
+transport, timeouts with the first-content rule, response headers, health, secret
+redaction). It overrides :meth:`BedrockProvider.send`: a SigV4 signature covers the
+exact bytes of the body and the URL sent, so the body is encoded and the request
+signed here, and the model list is asked of another host (the control plane).
+
+Secrets (the Bedrock API key, the AWS secret key and session token, and the values
+of the ``Authorization`` and ``X-Amz-Security-Token`` headers sent) are scrubbed
+from every error it raises and from its health detail, however the answer echoes
+them; an error body is redacted before it is cut to length.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+import json as jsonlib
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from llmkernel import errors, log
-from llmkernel.http import error_for_transport, make_client, read_json, send
-from llmkernel.options import parse_options
-from llmkernel.provider import Provider, ProviderConfig
+from llmkernel.http import HTTPProvider, Secrets, collect_secrets, headers_of, redact, scrub
+from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
     EmbeddingRequest,
     EmbeddingResponse,
-    Health,
     ModelInfo,
     Response,
     StreamEvent,
@@ -50,102 +59,39 @@ def model_path(model: str, action: str) -> str:
     return f"/model/{quote(model, safe='')}/{action}"
 
 
-class BedrockProvider(Provider):
+class BedrockProvider(HTTPProvider):
     """One ``[providers.NAME]`` table with ``type = "bedrock"``."""
+
+    settings_class = BedrockSettings
+    settings: BedrockSettings
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         self.where = config.where or f"[providers.{config.name}]"
-        self.settings = parse_options(BedrockSettings, config.options, where=self.where)
-        self.call_timeout = self.settings.timeout
-        self._transport = config.transport
-        self._client: httpx.AsyncClient | None = None
         self._signer: AwsSigner | None = None
-        self._bearer: str | None = None
+        self._ready = False
         self.region: str | None = self.settings.region
-        self.base_url = self.settings.base_url.rstrip("/")
+        self.runtime_url = self.settings.base_url.rstrip("/")
         self.control_url = self.settings.control_url.rstrip("/")
 
     def __repr__(self) -> str:
         return f"<BedrockProvider {self.name!r} region={self.region!r}>"
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ hooks
 
-    async def _http(self, model: str) -> httpx.AsyncClient:
-        """The pooled client, built at the first request, when the region, the key
-        or the credential chain are read."""
-        if self._client is not None:
-            return self._client
-        settings = self.settings
-        if settings.api_key_env:
-            self._bearer = settings.api_key(provider=self.name, model=model)
-        if self.region is None:
-            needs_region = not (self.base_url and self.control_url and self._bearer)
-            if needs_region:
-                self.region = await asyncio.to_thread(
-                    resolve_region, settings.region, settings.profile
-                )
-        if self.region is None and not (self.base_url and self._bearer):
-            raise errors.ConfigError(
-                f'no AWS region for {self.where}: set region = "us-east-1" (say), '
-                "AWS_REGION, or a region in the AWS profile"
-            )
-        if not self.base_url:
-            self.base_url = f"https://bedrock-runtime.{self.region}.amazonaws.com"
-        if not self.control_url:
-            self.control_url = f"https://bedrock.{self.region}.amazonaws.com"
-        if self._bearer is None:
-            self._signer = AwsSigner(
-                provider=self.name, region=self.region or "", profile=settings.profile
-            )
-        self._client = make_client(
-            settings,
-            base_url=self.base_url,
-            headers={"user-agent": USER_AGENT},
-            transport=self._transport,
-        )
-        return self._client
+    def base_url(self) -> str:
+        return self.runtime_url
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        model: str,
-        body: Mapping[str, Any] | None = None,
-        accept: str = "application/json",
-    ) -> httpx.Response:
-        """Build, sign and send a request; the open response once its status is a
-        success (the caller reads and closes it), else the kernel error for it."""
-        client = await self._http(model)
-        content = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
-        headers = {"accept": accept}
-        if body is not None:
-            headers["content-type"] = "application/json"
-        request = client.build_request(method, url, content=content, headers=headers)
-        if self._bearer is not None:
-            request.headers["authorization"] = f"Bearer {self._bearer}"
-        elif self._signer is not None:
-            signed = await self._signer.sign(
-                method, str(request.url), headers, content, model=model
-            )
-            request.headers.update(signed)
-        log.debug("llmkernel.bedrock.request.sent", provider=self.name, model=model, url=url)
-        return await send(
-            client,
-            request,
-            provider=self.name,
-            model=model,
-            error_for=lambda response, raw: self._failed(response, raw, model),
-        )
+    def default_headers(self) -> dict[str, str]:
+        return {"user-agent": USER_AGENT}
 
-    def _failed(self, response: httpx.Response, raw: bytes, model: str) -> errors.ProviderError:
+    def error_for_response(
+        self, response: httpx.Response, body: bytes, model: str
+    ) -> errors.ProviderError:
+        # redacted before the message is cut to length: a cut could split a secret
+        text = redact(body.decode("utf-8", "replace"), self.secrets(response.request.headers))
         error = error_for(
-            response.status_code,
-            raw.decode("utf-8", "replace"),
-            dict(response.headers),
-            provider=self.name,
-            model=model,
+            response.status_code, text, headers_of(response), provider=self.name, model=model
         )
         log.debug(
             "llmkernel.bedrock.request.failed",
@@ -156,169 +102,195 @@ class BedrockProvider(Provider):
         )
         return error
 
-    async def _json(self, response: httpx.Response, model: str) -> Any:
-        return await read_json(
-            response,
+    def malformed(
+        self, what: str, *, model: str, response: httpx.Response | None = None
+    ) -> errors.MalformedResponseError:
+        return malformed(
+            what,
             provider=self.name,
             model=model,
-            malformed=lambda snippet: malformed(
-                f"the body is not JSON: {snippet!r}",
-                provider=self.name,
-                model=model,
-                status=response.status_code,
-                rid=request_id(response.headers),
-            ),
+            status=response.status_code if response is not None else None,
+            rid=request_id(response.headers) if response is not None else None,
         )
 
-    def _timeout(self, model: str, what: str, seconds: float) -> errors.TimeoutError:
-        return errors.TimeoutError(
-            f"{what} within the {seconds:g}s timeout", provider=self.name, model=model
-        )
+    # ------------------------------------------------------------------ secrets
+
+    def secrets(self, sent: Mapping[str, str] | None = None) -> Secrets:
+        """The values to redact: the API key and configured headers' secrets, the
+        signing credentials, and the secret header values ``sent``."""
+        found = self._secrets
+        if self._signer is not None and self._signer.secrets:
+            found = collect_secrets(None, extra=(*found, *self._signer.secrets))
+        if sent is not None:
+            found = collect_secrets(None, sent, extra=found)
+        return found
+
+    def scrub(
+        self, error: errors.ProviderError, sent: Mapping[str, str] | None = None
+    ) -> errors.ProviderError:
+        """Remove the secrets from ``error``'s message, code and headers, in place."""
+        return scrub(error, self.secrets(sent))
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets())
+
+    # ------------------------------------------------------------------ sending
+
+    async def _prepare(self, model: str) -> None:
+        """At the first request: the API key, else the region and the credential
+        chain; the endpoints that follow from the region."""
+        if self._ready:
+            return
+        bearer = self.api_key(model) if self.settings.api_key_env else None
+        if self.region is None and not (self.runtime_url and self.control_url and bearer):
+            self.region = await asyncio.to_thread(
+                resolve_region, self.settings.region, self.settings.profile
+            )
+        if self.region is None and not (self.runtime_url and bearer):
+            raise errors.ConfigError(
+                f'no AWS region for {self.where}: set region = "us-east-1" (say), '
+                "AWS_REGION, or a region in the AWS profile"
+            )
+        if not self.runtime_url:
+            self.runtime_url = f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        if not self.control_url:
+            self.control_url = f"https://bedrock.{self.region}.amazonaws.com"
+        if bearer is None:
+            self._signer = AwsSigner(
+                provider=self.name, region=self.region or "", profile=self.settings.profile
+            )
+        self._ready = True
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        model: str,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Encode the body, sign the request (SigV4, unless a bearer key is in the
+        client's headers) and send it; ``path`` may be a whole URL (the control
+        plane). The open response when its status is 2xx, else the kernel error,
+        its secrets scrubbed."""
+        await self._prepare(model)
+        client = self.client(model)
+        content = jsonlib.dumps(json, separators=(",", ":")).encode() if json is not None else b""
+        sent = {"accept": "application/json", **(headers or {})}
+        if json is not None:
+            sent["content-type"] = "application/json"
+        request = client.build_request(method, path, content=content, headers=sent, params=params)
+        if self._signer is not None:
+            signed = await self._signer.sign(method, str(request.url), sent, content, model=model)
+            request.headers.update(signed)
+        log.debug("llmkernel.bedrock.request.sent", provider=self.name, model=model, path=path)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.RequestError as exc:
+            raise self.error_for_transport(exc, model) from exc
+        if response.is_success:
+            return response
+        body = await self.read_body(response, model)
+        error = self.error_for_response(response, body, model)
+        error.headers = headers_of(response)
+        raise self.scrub(error, request.headers)
 
     # ------------------------------------------------------------------ chat
 
-    async def chat(self, request: ChatRequest) -> Response:
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._chat(request)
-        except TimeoutError:
-            raise self._timeout(
-                request.model, "no complete answer", self.settings.timeout
-            ) from None
-
-    async def _chat(self, request: ChatRequest) -> Response:
+    async def send_chat(self, request: ChatRequest) -> Response:
         model = request.model
         body = convert.build_converse_body(request, self.settings, provider=self.name)
-        response = await self._request(
-            "POST", model_path(model, "converse"), model=model, body=body
+        data, response = await self.send_json(
+            "POST", model_path(model, "converse"), model=model, json=body
         )
-        data = await self._json(response, model)
-        headers = dict(response.headers)
+        headers = headers_of(response)
         try:
             return parse_converse(
                 data, request.response_format, model=model, headers=headers, id=request_id(headers)
             )
         except Malformed as exc:
-            raise malformed(
-                str(exc),
-                provider=self.name,
-                model=model,
-                status=response.status_code,
-                rid=request_id(response.headers),
-            ) from None
+            raise self.malformed(str(exc), model=model, response=response) from None
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Events as the frames arrive; ``first_token_timeout`` bounds the wait for
-        the first event and ``timeout`` the whole stream (the reads only)."""
-        settings = self.settings
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.timeout
-        first_deadline = deadline
-        if settings.first_token_timeout is not None:
-            first_deadline = min(deadline, loop.time() + settings.first_token_timeout)
-        inner = self._stream(request)
-        first = True
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(first_deadline if first else deadline):
-                        event = await anext(inner)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    if first and first_deadline < deadline:
-                        raise self._timeout(
-                            request.model, "no first event", settings.first_token_timeout or 0.0
-                        ) from None
-                    raise self._timeout(
-                        request.model, "the stream did not finish", settings.timeout
-                    ) from None
-                first = False
-                yield event
-        finally:
-            await inner.aclose()
-
-    async def _stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         model = request.model
         body = convert.build_converse_body(request, self.settings, provider=self.name)
-        response = await self._request(
+        response = await self.send(
             "POST",
             model_path(model, "converse-stream"),
             model=model,
-            body=body,
-            accept=EVENT_STREAM,
+            json=body,
+            headers={"accept": EVENT_STREAM},
         )
         try:
-            headers = dict(response.headers)
-            rid = request_id(headers)
-            media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if media_type != EVENT_STREAM:
-                raw = await response.aread()
-                error = error_for(
-                    200, raw.decode("utf-8", "replace"), headers, provider=self.name, model=model
-                )
-                if error.code:  # a JSON error body with a 200 (a proxy)
-                    raise error
-                snippet = " ".join(raw.decode("utf-8", "replace").split())[:_SNIPPET]
-                raise malformed(
-                    f"expected {EVENT_STREAM}, got {media_type or 'no content type'}: {snippet!r}",
-                    provider=self.name,
-                    model=model,
-                    status=response.status_code,
-                    rid=rid,
-                )
-            decoder = EventStreamDecoder()
-            parser = StreamParser(provider=self.name, model=model, headers=headers)
-            chunks = response.aiter_bytes()
-            try:
-                async for chunk in chunks:
-                    try:
-                        frames = decoder.feed(chunk)
-                    except EventStreamError as exc:
-                        raise malformed(
-                            str(exc), provider=self.name, model=model, status=200, rid=rid
-                        ) from None
-                    for frame in frames:
-                        for event in parser.feed(frame):
-                            yield event
-            except httpx.RequestError as exc:
-                error = error_for_transport(exc, provider=self.name, model=model)
-                error.request_id = rid
-                if decoder.pending:
-                    error.message = (
-                        f"the stream was cut off mid-frame ({decoder.pending} bytes of an "
-                        f"unfinished event-stream frame): {error.message}"
-                    )
-                elif parser.stop_reason is None:
-                    error.message = (
-                        f"the stream was cut off before its messageStop event: {error.message}"
-                    )
-                raise error from exc
-            finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
-            if decoder.pending:
-                raise errors.NetworkError(
-                    f"the stream was cut off mid-frame ({decoder.pending} bytes of an "
-                    "unfinished event-stream frame)",
-                    provider=self.name,
-                    model=model,
-                    request_id=rid,
-                )
-            for event in parser.end():
+            async for event in self._read_stream(response, model):
                 yield event
+        except errors.ProviderError as exc:
+            self.scrub(exc, response.request.headers)
+            raise
         finally:
             await response.aclose()
 
+    async def _read_stream(
+        self, response: httpx.Response, model: str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        headers = headers_of(response)
+        rid = request_id(headers)
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != EVENT_STREAM:
+            raw = await self.read_body(response, model)
+            text = redact(raw.decode("utf-8", "replace"), self.secrets(response.request.headers))
+            error = error_for(200, text, headers, provider=self.name, model=model)
+            if error.code:  # a JSON error body with a 200 (a proxy)
+                raise error
+            snippet = " ".join(text.split())[:_SNIPPET]
+            raise self.malformed(
+                f"expected {EVENT_STREAM}, got {media_type or 'no content type'}: {snippet!r}",
+                model=model,
+                response=response,
+            )
+        decoder = EventStreamDecoder()
+        parser = StreamParser(provider=self.name, model=model, headers=headers)
+        chunks = response.aiter_bytes()
+        try:
+            async for chunk in chunks:
+                try:
+                    frames = decoder.feed(chunk)
+                except EventStreamError as exc:
+                    raise self.malformed(str(exc), model=model, response=response) from None
+                for frame in frames:
+                    for event in parser.feed(frame):
+                        yield event
+        except httpx.RequestError as exc:
+            error = self.error_for_transport(exc, model)
+            error.request_id = rid
+            if decoder.pending:
+                error.message = (
+                    f"the stream was cut off mid-frame ({decoder.pending} bytes of an "
+                    f"unfinished event-stream frame): {error.message}"
+                )
+            elif parser.stop_reason is None:
+                error.message = (
+                    f"the stream was cut off before its messageStop event: {error.message}"
+                )
+            raise error from exc
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        if decoder.pending:
+            raise errors.NetworkError(
+                f"the stream was cut off mid-frame ({decoder.pending} bytes of an "
+                "unfinished event-stream frame)",
+                provider=self.name,
+                model=model,
+                request_id=rid,
+            )
+        for event in parser.end():
+            yield event
+
     # ------------------------------------------------------------------ embeddings
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._embed(request)
-        except TimeoutError:
-            raise self._timeout(request.model, "no embeddings", self.settings.timeout) from None
-
-    async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+    async def send_embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         model = request.model
         family = convert.embedding_family(model)
         if family is None:
@@ -344,9 +316,8 @@ class BedrockProvider(Provider):
                 if family == "titan"
                 else convert.cohere_embed_body(request, batch, self.settings)
             )
-            response = await self._request("POST", path, model=model, body=body)
-            data = await self._json(response, model)
-            headers = dict(response.headers)
+            data, response = await self.send_json("POST", path, model=model, json=body)
+            headers = headers_of(response)
             got, tokens = self._vectors(data, family, len(batch), model)
             vectors.extend(got)
             counted = headers.get("x-amzn-bedrock-input-token-count")
@@ -386,50 +357,22 @@ class BedrockProvider(Provider):
 
     # ------------------------------------------------------------------ models
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def fetch_models(self) -> list[ModelInfo]:
         """The foundation models of the region (``GET /foundation-models`` on the
         Bedrock control plane)."""
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                await self._http("")
-                response = await self._request(
-                    "GET", f"{self.control_url}/foundation-models", model=""
-                )
-                data = await self._json(response, "")
-        except TimeoutError:
-            raise self._timeout("", "no model list", self.settings.timeout) from None
+        await self._prepare("")
+        data, response = await self.send_json(
+            "GET", f"{self.control_url}/foundation-models", model=""
+        )
         models = model_list(data, self.name)
         if models is None:
-            raise malformed(
-                'expected {"modelSummaries": [...]} listing the models',
-                provider=self.name,
-                model="",
-                status=response.status_code,
-                rid=request_id(response.headers),
+            raise self.malformed(
+                'expected {"modelSummaries": [...]} listing the models', model="", response=response
             )
         return models
-
-    async def health(self) -> Health:
-        started = time.perf_counter()
-        try:
-            models = await self.list_models()
-        except Exception as exc:  # a health check reports, never raises
-            return Health(
-                ok=False,
-                latency=time.perf_counter() - started,
-                detail=f"{type(exc).__name__}: {exc}",
-            )
-        return Health(
-            ok=True, latency=time.perf_counter() - started, detail=f"{len(models)} models listed"
-        )
 
     def declared_models(self) -> list[str]:
         return list(self.settings.models)
 
     def capabilities(self, model: str) -> Capabilities | None:
         return capabilities_for(model)
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()

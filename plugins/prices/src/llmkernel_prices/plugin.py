@@ -22,8 +22,16 @@ __all__ = ["price_model"]
 
 # provider type -> shipped table, for the native provider plugins
 _NATIVE = {"anthropic": "anthropic", "gemini": "gemini"}
-# OpenAI-compatible presets with a shipped table
-_PRESET_TABLES = {"openai": "openai", "deepseek": "deepseek"}
+# OpenAI-compatible presets with a shipped table. OpenRouter has none: its prices are
+# per routed model and change constantly, so its models stay unpriced unless the
+# config's [prices] table names them.
+_PRESET_TABLES = {
+    "openai": "openai",
+    "deepseek": "deepseek",
+    "groq": "groq",
+    "together": "together",
+    "mistral": "mistral",
+}
 _OPENAI_HOST = "https://api.openai.com"
 
 _warned: set[tuple[str, str]] = set()
@@ -88,10 +96,13 @@ def _warn_once(provider_type: str, model: str) -> None:
 
 @hookimpl(trylast=True)
 def price_model(
-    kernel: Kernel, provider_type: str, model: str, candidate: Any = None
+    kernel: Kernel, provider_type: str, model: str, candidate: Any
 ) -> TieredPrice | ModelPrice | None:
     """The shipped price of ``model``; ``None`` (unpriced) when it is not known. With
-    the ``candidate``, an OpenAI-compatible instance is priced by its own preset."""
+    the ``candidate``, an OpenAI-compatible instance is priced by its own preset.
+
+    ``candidate`` has no default on purpose: pluggy passes only the arguments an
+    implementation requires, so a default would mean it is never given."""
     from llmkernel_prices.table import load_table, local_rule
 
     price: TieredPrice | ModelPrice | None

@@ -26,7 +26,7 @@ from llmkernel_prices.price import Tier, TieredPrice
 
 __all__ = ["PriceTable", "load_table", "lookup"]
 
-PROVIDER_FILES = ("openai", "anthropic", "gemini", "deepseek")
+PROVIDER_FILES = ("openai", "anthropic", "gemini", "deepseek", "groq", "together", "mistral")
 _RATE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "reasoning")
 # -2024-08-06, -20250929, @20240620 (Vertex style)
 _DATE_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|[-@]\d{8})$")
@@ -135,8 +135,8 @@ def _read(name: str) -> Any:
 
 @cache
 def load_table(provider: str) -> PriceTable:
-    """The shipped table of ``provider`` (``openai``, ``anthropic``, ``gemini``,
-    ``deepseek``); read once per process."""
+    """The shipped table of ``provider`` (one of :data:`PROVIDER_FILES`); read once
+    per process."""
     if provider not in PROVIDER_FILES:
         raise KeyError(f"no shipped price table for {provider!r}; known: {PROVIDER_FILES}")
     return parse_table(_read(provider), provider)
