@@ -95,8 +95,34 @@ def typing(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
-def benchmarks(session: nox.Session) -> None:
-    """Speed against baselines in the same run; see docs/performance.md."""
-    session.install("./core", *[f"./{_path(p)}" for p in PACKAGES if p != "core"])
-    session.run("python", "tests/benchmarks/bench_import.py")
-    session.run("python", "tests/benchmarks/bench_overhead.py", *session.posargs)
+def bench(session: nox.Session) -> None:
+    """Every speed figure against baselines in the same run, beside LiteLLM; one table
+    and .bench/results.json. ``uvx nox -s bench -- --quick``; see docs/performance.md."""
+    # editable, so a merge of main is measured without reinstalling
+    session.install("-e", "./core", *[a for p in PACKAGES[1:] for a in ("-e", f"./{_path(p)}")])
+    session.install(
+        "litellm[proxy]", "openai", "aiohttp", "httpx-aiohttp", "pyinstrument", "py-spy"
+    )
+    # imports are timed in an environment with llmkernel's packages only: LiteLLM's
+    # proxy extra brings rich and click, which `import httpx` then loads too
+    clean = ROOT / ".bench" / "clean-venv"
+    session.run("uv", "venv", "-q", "--allow-existing", "-p", "3.11", str(clean), external=True)
+    session.run(
+        "uv",
+        "pip",
+        "install",
+        "-q",
+        "-p",
+        str(clean / "bin" / "python"),
+        "-e",
+        "./core",
+        *[a for p in PACKAGES[1:] for a in ("-e", f"./{_path(p)}")],
+        external=True,
+    )
+    session.run(
+        "python",
+        "tests/benchmarks/run.py",
+        "--clean-python",
+        str(clean / "bin" / "python"),
+        *session.posargs,
+    )
