@@ -126,11 +126,11 @@ class Gateway:
         from llmkernel.kernel import Kernel
         from llmkernel_gateway.handoff import require_budgets_plugin, with_key_budgets
         from llmkernel_gateway.metrics import Metrics
-        from llmkernel_gateway.transport import TransportPlugin
+        from llmkernel_gateway.transport import HttpxTransportPlugin
 
         plugins = list(self._plugins)
-        if self.settings.transport == "aiohttp":
-            plugins.append(TransportPlugin())
+        if self.settings.transport == "httpx":
+            plugins.append(HttpxTransportPlugin())
         keys = self.settings.key_list()
         self.kernel = Kernel(with_key_budgets(self.config, keys), plugins=plugins)
         try:

@@ -1,54 +1,32 @@
-"""Providers on aiohttp inside the gateway.
+"""The providers' HTTP transport inside the gateway.
 
-httpx's own async pool loses most of its throughput at 50 concurrent requests
-(docs/performance.md); aiohttp's connector does not. The kernel lets a plugin choose
-each provider's transport (``provide_transport``): the gateway registers this plugin
-in its own kernel only, so the library elsewhere keeps httpx's default. All
-providers share one ``aiohttp.ClientSession`` (one connection pool), created on the
-serving loop the first time a provider is built.
+The kernel's own default (``llmkernel.http.AiohttpTransport``: aiohttp's connector,
+requests handed straight to it) holds up under concurrency, so ``transport =
+"aiohttp"`` (the default) adds nothing. ``transport = "httpx"`` puts every provider
+on httpx's own pool instead, through ``provide_transport``, registered in the
+gateway's kernel only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmkernel import hookimpl
 
 if TYPE_CHECKING:
     import httpx
 
-# Generous: the gateway multiplexes many clients onto few upstreams.
-CONNECTIONS = 1024
-KEEPALIVE_SECONDS = 30.0
 
-
-class TransportPlugin:
-    """Registered by :class:`~llmkernel_gateway.app.Gateway` in its kernel."""
+class HttpxTransportPlugin:
+    """Registered by :class:`~llmkernel_gateway.app.Gateway` for ``transport = "httpx"``."""
 
     __llmkernel_name__ = "gateway-transport"
 
-    def __init__(self) -> None:
-        self._session: Any = None
-
-    def _get_session(self) -> Any:
-        import aiohttp
-        import httpx
-
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=CONNECTIONS,
-                keepalive_timeout=KEEPALIVE_SECONDS,
-                ssl=httpx.create_ssl_context(),
-                ttl_dns_cache=300,
-            )
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        return self._session
-
     @hookimpl
     def provide_transport(self, provider: str) -> httpx.AsyncBaseTransport:
-        from httpx_aiohttp import AiohttpTransport
+        import httpx
 
-        return AiohttpTransport(client=self._get_session)
+        return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1024))
 
 
-__all__ = ["TransportPlugin"]
+__all__ = ["HttpxTransportPlugin"]
