@@ -188,15 +188,18 @@ class BudgetStore:
         """Hold the actual ``cost`` until the ledger records the call; drop the
         reservation when the attempt cost nothing (or is unpriced)."""
         with self.ledger.lock, self.ledger.transaction() as conn:
-            if cost is None or cost <= 0:
-                conn.execute(
-                    "DELETE FROM budget_reservations WHERE reservation = ?", (reservation,)
-                )
-            else:
-                conn.execute(
-                    "UPDATE budget_reservations SET amount = ?, settled = 1 WHERE reservation = ?",
-                    (format(cost, "f"), reservation),
-                )
+            self.settle_in(conn, reservation, cost)
+
+    def settle_in(self, conn: sqlite3.Connection, reservation: str, cost: Decimal | None) -> None:
+        """:meth:`settle` inside the caller's transaction (the ledger writer's batch,
+        so a settlement and the call's row share one commit)."""
+        if cost is None or cost <= 0:
+            conn.execute("DELETE FROM budget_reservations WHERE reservation = ?", (reservation,))
+        else:
+            conn.execute(
+                "UPDATE budget_reservations SET amount = ?, settled = 1 WHERE reservation = ?",
+                (format(cost, "f"), reservation),
+            )
 
     def spent(
         self, limit: Limit, scope: Scope | None = None, *, now: float | None = None
