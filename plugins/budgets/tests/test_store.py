@@ -151,6 +151,25 @@ def test_stale_reservations_expire(tmp_path: Path) -> None:
     assert store.reserve("next", "r2", SCOPE, Decimal("1"), now=NOW + 61)
 
 
+def test_expired_reservations_ignored_at_once_deleted_once_a_minute(tmp_path: Path) -> None:
+    limit = total(Decimal("1"))
+    store = budgets(tmp_path / "b.db", limit, reservation_ttl=10)
+
+    def rows() -> int:
+        return int(
+            store.ledger.conn.execute("SELECT count(*) FROM budget_reservations").fetchone()[0]
+        )
+
+    store.reserve("crashed", "r1", SCOPE, Decimal("1"), now=NOW)
+    assert store.reserve("next", "r2", SCOPE, Decimal("1"), now=NOW + 11)  # r1 expired
+    assert rows() == 2  # not deleted yet: the last purge was 11 s ago
+    assert store.reserved(limit, now=NOW + 11) == Decimal("1")
+    with pytest.raises(BudgetExceededError):
+        store.reserve("third", "r3", SCOPE, Decimal("0.5"), now=NOW + 12)
+    assert store.reserve("later", "r4", SCOPE, Decimal("1"), now=NOW + 61)
+    assert rows() == 1  # the purge of the next minute deleted both expired ones
+
+
 def test_unpriced_refused_unless_allowed(tmp_path: Path) -> None:
     store = budgets(tmp_path / "b.db", total(Decimal("1")))
     with pytest.raises(BudgetExceededError, match="unpriced"):

@@ -25,6 +25,7 @@ from llmkernel.types import (
     ToolCallDelta,
     Usage,
     UsageEvent,
+    replace,
 )
 from llmkernel_cache import codec, plugin
 from llmkernel_cache.cache import ResponseCache
@@ -368,6 +369,39 @@ def test_codec_round_trip() -> None:
         Decimal("0.000123"),
     )
     assert back.headers == {}
+    # what the memory LRU keeps without the round trip is the same value
+    kept = codec.kept(replace(original, latency=1.5, attempts=3, cached=True))
+    assert kept == back
+    assert codec.kept(replace(original, parsed=object())).parsed is None
+
+
+async def test_a_memory_hit_equals_a_sqlite_hit(tmp_path: Path) -> None:
+    cache = ResponseCache(CacheSettings(enabled=True, path=str(tmp_path / "c.db")))
+    fresh = replace(response("x"), headers={"x-request-id": "1"}, latency=0.2, attempts=2)
+    await cache.store(request("hi"), fresh)
+    await cache.aflush()
+    from_memory = await cache.lookup(request("hi"))
+    cache.memory.clear()
+    from_sqlite = await cache.lookup(request("hi"))
+    assert from_memory is not None and from_memory == from_sqlite
+    assert from_memory.headers == {} and from_memory.attempts == 1
+    await cache.aclose()
+
+
+async def test_a_reused_request_object_is_keyed_afresh_each_call(tmp_path: Path) -> None:
+    cache = ResponseCache(CacheSettings(enabled=True, path=""))
+    asked = request("hi", seed=1)
+    assert await cache.lookup(asked) is None
+    await cache.store(asked, response("seed one"))  # the key of its lookup
+    hit = await cache.lookup(asked)
+    assert hit is not None and hit.text == "seed one"
+    asked.options["seed"] = 2  # the owner changes its options dict between calls
+    assert await cache.lookup(asked) is None
+    await cache.store(asked, response("seed two"))
+    again = await cache.lookup(request("hi", seed=2))
+    assert again is not None and again.text == "seed two"
+    first = await cache.lookup(request("hi", seed=1))
+    assert first is not None and first.text == "seed one"
 
 
 # ---------------------------------------------------------------------- concurrency

@@ -115,6 +115,48 @@ def test_listener_runs_in_the_transaction_and_after_commit(tmp_path: Path) -> No
     assert committed == [2]
 
 
+def test_rows_and_sql_tasks_of_one_drain_commit_once_in_order(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.db")
+    store.add_migrations([(1000, ["CREATE TABLE log (what TEXT)"])])
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    writer = LedgerWriter(store)
+
+    def task(i: int) -> object:
+        def run(conn: sqlite3.Connection) -> None:
+            seen = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+            conn.execute("INSERT INTO log VALUES (?)", (f"task{i} after {seen} rows",))
+
+        return run
+
+    def failing(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO log VALUES ('rolled back')")
+        raise RuntimeError("boom")
+
+    with store.lock:  # the writer waits: everything below queues up behind row 0
+        writer.offer(row(0))
+        for i in range(1, 21):
+            writer.offer(row(i))
+            writer.submit_sql(task(i))  # type: ignore[arg-type]
+        writer.submit_sql(failing)
+    assert writer.flush()
+    commits = [s for s in statements if s.strip().upper() == "COMMIT"]
+    assert 1 <= len(commits) <= 2  # row 0 alone at most, then one for the burst
+    logged = [r[0] for r in store.conn.execute("SELECT what FROM log ORDER BY rowid")]
+    assert logged == [f"task{i} after {i + 1} rows" for i in range(1, 21)]
+    assert store.count() == 21 and writer.written == 21 and writer.failed == 0
+    writer.close()
+
+
+def test_sql_task_after_close_runs_in_its_own_transaction(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "l.db")
+    writer = LedgerWriter(store)
+    writer.offer(row(1))
+    writer.close()
+    writer.submit_sql(lambda conn: conn.execute("DELETE FROM requests"))
+    assert store.count() == 0
+
+
 def test_export_csv_and_json_keep_money_exact(tmp_path: Path) -> None:
     store = LedgerStore(tmp_path / "l.db")
     store.write([row(1, cost=Decimal("0.000000075"))])

@@ -4,7 +4,8 @@
 so the event loop never waits on SQLite; a refusal is a
 :class:`~llmkernel.errors.BudgetExceededError` (a ``RefusedError``), so the kernel
 moves on to the next candidate or raises it when none is left. ``release`` hands the
-settlement to the ledger's writer thread, in order with the call's ledger row.
+settlement to the ledger's writer thread, in order with the call's ledger row and in
+the same transaction (one commit for both).
 """
 
 from __future__ import annotations
@@ -60,4 +61,4 @@ class BudgetGate:
             return
         cost = getattr(outcome, "cost", None)
         store = self.store
-        self.writer.submit(lambda: store.settle(reservation, cost))
+        self.writer.submit_sql(lambda conn: store.settle_in(conn, reservation, cost))

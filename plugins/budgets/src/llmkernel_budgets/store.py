@@ -11,7 +11,8 @@ Correct by construction:
 - The spend counters are updated only by a ledger listener, inside the transaction
   that inserts the call's row, which also removes the call's reservations. So the
   ledger's settled costs and the budgets' spend are always equal, for every period.
-- Reservations of a crashed process expire after ``reservation_ttl`` seconds.
+- Reservations of a crashed process expire after ``reservation_ttl`` seconds: sums
+  ignore them from then on, and a reservation deletes them at most once a minute.
 - Alerts are recorded in a table with ``(counter, threshold)`` as the primary key:
   once per threshold per period, whichever process crosses it.
 """
@@ -33,7 +34,10 @@ from llmkernel_budgets.limits import Limit, Scope, seconds_to_next_period
 if TYPE_CHECKING:
     from llmkernel_ledger.store import LedgerRow, LedgerStore
 
-__all__ = ["MIGRATIONS", "Alert", "BudgetStore"]
+__all__ = ["MIGRATIONS", "PURGE_EVERY", "Alert", "BudgetStore"]
+
+#: seconds between two deletions of expired reservations by one store
+PURGE_EVERY = 60.0
 
 MIGRATIONS = (
     (
@@ -87,10 +91,19 @@ class Alert:
         }
 
 
-def _sum(conn: sqlite3.Connection, counter: str) -> Decimal:
-    value = conn.execute(
-        "SELECT decimal_sum(amount) FROM budget_reservations WHERE counter = ?", (counter,)
-    ).fetchone()[0]
+def _sum(conn: sqlite3.Connection, counter: str, since: float | None = None) -> Decimal:
+    """Live reservations of ``counter``: those created at or after ``since`` (older
+    ones are expired, whether or not a purge has deleted them yet)."""
+    if since is None:
+        value = conn.execute(
+            "SELECT decimal_sum(amount) FROM budget_reservations WHERE counter = ?", (counter,)
+        ).fetchone()[0]
+    else:
+        value = conn.execute(
+            "SELECT decimal_sum(amount) FROM budget_reservations "
+            "WHERE counter = ? AND created >= ?",
+            (counter, since),
+        ).fetchone()[0]
     return Decimal(value) if value is not None else Decimal(0)
 
 
@@ -120,6 +133,9 @@ class BudgetStore:
         self.on_alert = on_alert
         ledger.add_migrations(MIGRATIONS)
         ledger.add_listener(self._on_rows)
+        # expired reservations are ignored by every sum at once, and deleted at most
+        # once per PURGE_EVERY seconds (not in every reservation's transaction)
+        self._purged = float("-inf")
 
     def applicable(self, scope: Scope) -> list[Limit]:
         return [limit for limit in self.limits if limit.applies(scope)]
@@ -153,16 +169,16 @@ class BudgetStore:
                 provider=scope.provider or "",
                 model=scope.model or "",
             )
+        live_since = now - self.reservation_ttl
         with self.ledger.lock, self.ledger.transaction() as conn:
-            conn.execute(
-                "DELETE FROM budget_reservations WHERE created < ?",
-                (now - self.reservation_ttl,),
-            )
+            if abs(now - self._purged) >= PURGE_EVERY:
+                conn.execute("DELETE FROM budget_reservations WHERE created < ?", (live_since,))
+                self._purged = now
             counters = []
             for limit in limits:
                 counter = limit.counter(scope, now, self.tz)
                 spent = _spent(conn, counter)
-                reserved = _sum(conn, counter)
+                reserved = _sum(conn, counter, live_since)
                 if spent + reserved + worst > limit.amount:
                     raise BudgetExceededError(
                         f"budget {limit.name!r} ({limit.period}) would be exceeded: "
@@ -188,15 +204,18 @@ class BudgetStore:
         """Hold the actual ``cost`` until the ledger records the call; drop the
         reservation when the attempt cost nothing (or is unpriced)."""
         with self.ledger.lock, self.ledger.transaction() as conn:
-            if cost is None or cost <= 0:
-                conn.execute(
-                    "DELETE FROM budget_reservations WHERE reservation = ?", (reservation,)
-                )
-            else:
-                conn.execute(
-                    "UPDATE budget_reservations SET amount = ?, settled = 1 WHERE reservation = ?",
-                    (format(cost, "f"), reservation),
-                )
+            self.settle_in(conn, reservation, cost)
+
+    def settle_in(self, conn: sqlite3.Connection, reservation: str, cost: Decimal | None) -> None:
+        """:meth:`settle` inside the caller's transaction (the ledger writer's batch,
+        so a settlement and the call's row share one commit)."""
+        if cost is None or cost <= 0:
+            conn.execute("DELETE FROM budget_reservations WHERE reservation = ?", (reservation,))
+        else:
+            conn.execute(
+                "UPDATE budget_reservations SET amount = ?, settled = 1 WHERE reservation = ?",
+                (format(cost, "f"), reservation),
+            )
 
     def spent(
         self, limit: Limit, scope: Scope | None = None, *, now: float | None = None
@@ -213,7 +232,7 @@ class BudgetStore:
         now = time.time() if now is None else now
         counter = limit.counter(scope or Scope(), now, self.tz)
         with self.ledger.lock:
-            return _sum(self.ledger.conn, counter)
+            return _sum(self.ledger.conn, counter, now - self.reservation_ttl)
 
     def _on_rows(
         self, conn: sqlite3.Connection, rows: Sequence[LedgerRow]

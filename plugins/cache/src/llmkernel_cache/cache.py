@@ -12,6 +12,7 @@ import concurrent.futures
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -104,6 +105,8 @@ class ResponseCache:
         self.errors = 0
         self._totals = Totals()
         self._closed = False
+        # (namespace, key) by request identity, from a lookup to the same call's store
+        self._keys: dict[int, tuple[weakref.ref[ChatRequest], str, str]] = {}
 
     def __repr__(self) -> str:
         return f"<ResponseCache path={self.settings.resolved_path!r}>"
@@ -136,6 +139,29 @@ class ResponseCache:
         namespace = namespace_for(request, self.settings.namespace)
         return namespace, request_key(request, namespace)
 
+    def _remember(self, request: ChatRequest) -> tuple[str, str]:
+        """:meth:`where`, kept for the ``store`` of the same call: the kernel looks
+        up and then stores the same request object, so a call computes its key
+        once. Always computed afresh here (a request's options are a dict its
+        owner may change between two calls)."""
+        found = self.where(request)
+        ident = id(request)
+        keys = self._keys
+
+        def forget(_: object, ident: int = ident) -> None:
+            keys.pop(ident, None)
+
+        keys[ident] = (weakref.ref(request, forget), *found)
+        return found
+
+    def _recall(self, request: ChatRequest) -> tuple[str, str]:
+        """The key :meth:`_remember` kept for this very request object (used once),
+        else :meth:`where`."""
+        known = self._keys.pop(id(request), None)
+        if known is not None and known[0]() is request:
+            return known[1], known[2]
+        return self.where(request)
+
     # ------------------------------------------------------------------ the kernel's calls
 
     async def lookup(self, request: ChatRequest) -> Response | None:
@@ -143,10 +169,11 @@ class ResponseCache:
         if self._ttl(request) is None:
             self._count("bypassed")
             return None
-        namespace, key = self.where(request)
+        namespace, key = self._remember(request)
         now = self.clock()
         response = self.memory.get(namespace, key, now)
         if response is not None:
+            self._keys.pop(id(request), None)  # no store follows a hit
             self._count("hits", "memory_hits")
             return replace(response, cost=_ZERO)
         if self._store is not None or self._store_factory is not None:
@@ -156,6 +183,7 @@ class ResponseCache:
                 self._failed("lookup", exc)
                 entry = None
             if entry is not None:
+                self._keys.pop(id(request), None)
                 response = codec.loads(entry.body)
                 self.memory.put(namespace, key, response, entry.size, entry.expires)
                 self._count("hits")
@@ -173,12 +201,12 @@ class ResponseCache:
             self.settings.store_truncated and response.finish_reason == "length"
         ):
             return
-        namespace, key = self.where(request)
+        namespace, key = self._recall(request)
         body = codec.dumps(response)
         size = len(body.encode())
         now = self.clock()
         expires = now + ttl if ttl > 0 else 0.0
-        self.memory.put(namespace, key, codec.loads(body), size, expires)
+        self.memory.put(namespace, key, codec.kept(response), size, expires)
         self._count("stores")
         if self._store is None and self._store_factory is None:
             return

@@ -21,9 +21,10 @@ from llmkernel.types import (
     TextPart,
     ToolCall,
     Usage,
+    replace,
 )
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "kept", "loads"]
 
 _VERSION = 1
 
@@ -97,6 +98,20 @@ def dumps(response: Response) -> str:
         "cost": None if response.cost is None else str(response.cost),
     }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def kept(response: Response) -> Response:
+    """What :func:`loads` of :func:`dumps` gives back, without the round trip: the
+    same frozen parts, with what the store does not keep (headers, latency,
+    attempts, a non-JSON ``parsed``) reset. The memory LRU holds this."""
+    return replace(
+        response,
+        parsed=_json_or_none(response.parsed),
+        latency=0.0,
+        attempts=1,
+        cached=False,
+        headers={},
+    )
 
 
 def loads(text: str) -> Response:

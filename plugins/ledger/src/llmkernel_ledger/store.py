@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
+from llmkernel import log
+
 if TYPE_CHECKING:
     import sqlite_utils
 
@@ -31,6 +33,7 @@ __all__ = [
     "LedgerRow",
     "LedgerStore",
     "RowListener",
+    "SqlTask",
     "connect",
     "period_keys",
 ]
@@ -160,6 +163,27 @@ class LedgerRow:
         return data
 
 
+# A task the writer runs inside its batch's transaction (budgets settle this way).
+SqlTask = Callable[[sqlite3.Connection], object]
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+
+
+def _run_in_savepoint(conn: sqlite3.Connection, task: SqlTask) -> None:
+    conn.execute("SAVEPOINT ledger_task")
+    try:
+        task(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO ledger_task")
+        conn.execute("RELEASE ledger_task")
+        log.error("llmkernel.ledger.task_failed", error=f"{type(exc).__name__}: {exc}")
+    else:
+        conn.execute("RELEASE ledger_task")
+
+
 # A listener runs inside the write transaction for the rows it inserted (never for
 # a duplicate); it may write its own tables and returns callables to run after the
 # commit (alerts, say).
@@ -250,22 +274,47 @@ class LedgerStore:
         """Insert ``rows`` in one transaction (duplicates by ``request_id`` ignored),
         run listeners in it, then their after-commit callables. Returns how many
         rows were new."""
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        sql = f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+        return self.write_batch(rows)
+
+    def write_batch(self, items: Sequence[LedgerRow | SqlTask]) -> int:
+        """Rows and :data:`SqlTask` s, in order, in ONE transaction (group commit).
+
+        Rows are inserted (duplicates by ``request_id`` ignored) and the listeners
+        see the new rows before the next task runs, so the order of effects is the
+        order of ``items``. Each task runs in a savepoint: one that raises is
+        rolled back alone and logged, the rest of the batch commits. A row that
+        cannot be inserted (or a listener that raises) rolls back the whole batch.
+        Returns how many rows were new."""
         after: list[Callable[[], None]] = []
+        inserted_total = 0
         with self.lock, self.transaction() as conn:
-            inserted = []
-            for row in rows:
-                values = row.values(self.tz)
-                cursor = conn.execute(sql, [values[c] for c in COLUMNS])
-                if cursor.rowcount == 1:
-                    inserted.append(row)
+            inserted: list[LedgerRow] = []
+            for item in items:
+                if isinstance(item, LedgerRow):
+                    values = item.values(self.tz)
+                    cursor = conn.execute(_INSERT, [values[c] for c in COLUMNS])
+                    if cursor.rowcount == 1:
+                        inserted.append(item)
+                    continue
+                if inserted:
+                    inserted_total += len(inserted)
+                    after.extend(self._notify(conn, inserted))
+                    inserted = []
+                _run_in_savepoint(conn, item)
             if inserted:
-                for listener in self.listeners:
-                    after.extend(listener(conn, inserted))
+                inserted_total += len(inserted)
+                after.extend(self._notify(conn, inserted))
         for callback in after:
             callback()
-        return len(inserted)
+        return inserted_total
+
+    def _notify(
+        self, conn: sqlite3.Connection, rows: Sequence[LedgerRow]
+    ) -> list[Callable[[], None]]:
+        after: list[Callable[[], None]] = []
+        for listener in self.listeners:
+            after.extend(listener(conn, rows))
+        return after
 
     # ------------------------------------------------------------------ reading
 

@@ -1,7 +1,9 @@
 """The ledger's writer: a thread and a queue, so recording never blocks the loop.
 
 ``offer(row)`` is a non-blocking ``put``; the thread drains the queue in batches,
-each batch one transaction. ``flush()`` waits until everything offered so far is
+each batch one transaction (group commit): the rows and the SQL tasks
+(``submit_sql``, budgets' settlements) of one drain commit together, in order, so a
+burst costs one ``COMMIT``. ``flush()`` waits until everything offered so far is
 committed; ``close()`` flushes and stops the thread (``Kernel.aclose`` calls it).
 """
 
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 from llmkernel import log
 
 if TYPE_CHECKING:
-    from llmkernel_ledger.store import LedgerRow, LedgerStore
+    from llmkernel_ledger.store import LedgerRow, LedgerStore, SqlTask
 
 __all__ = ["LedgerWriter"]
 
@@ -28,6 +30,13 @@ class _Flush:
 
 
 _STOP = object()
+
+
+class _Sql:
+    __slots__ = ("task",)
+
+    def __init__(self, task: SqlTask) -> None:
+        self.task = task
 
 
 class LedgerWriter:
@@ -69,6 +78,23 @@ class LedgerWriter:
         self._ensure_started()
         self.queue.put(task)
 
+    def submit_sql(self, task: SqlTask) -> None:
+        """Run ``task(conn)`` on the writer thread INSIDE the transaction of the rows
+        offered around it, in order with them (budgets settle reservations this way,
+        so a call's settlement and row cost one commit); never blocks. A task that
+        raises is rolled back alone (a savepoint) and logged."""
+        if self._closed:
+            self._run_sql_now(task)
+            return
+        self._ensure_started()
+        self.queue.put(_Sql(task))
+
+    def _run_sql_now(self, task: SqlTask) -> None:
+        try:
+            self.store.write_batch([task])
+        except Exception as exc:
+            log.error("llmkernel.ledger.task_failed", error=f"{type(exc).__name__}: {exc}")
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every row offered before this call is committed."""
         if self._thread is None:
@@ -98,22 +124,32 @@ class LedgerWriter:
                     items.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            rows: list[LedgerRow] = []
+            # rows and SQL tasks go into one transaction; a flush marker waits for
+            # it, a plain callable runs after it (in order)
+            batch: list[LedgerRow | SqlTask] = []
+            rows = 0
+            flushes: list[_Flush] = []
             for item in items:
                 if isinstance(item, LedgerRow):
-                    rows.append(item)
-                    continue
-                if rows:
-                    self._write(rows)
-                    rows = []
-                if isinstance(item, _Flush):
-                    item.done.set()
+                    batch.append(item)
+                    rows += 1
+                elif isinstance(item, _Sql):
+                    batch.append(item.task)
+                elif isinstance(item, _Flush):
+                    flushes.append(item)
                 elif item is _STOP:
                     stop = True
                 elif callable(item):
+                    self._commit(batch, rows, flushes)
+                    batch, rows, flushes = [], 0, []
                     self._run_task(item)
-            if rows:
-                self._write(rows)
+            self._commit(batch, rows, flushes)
+
+    def _commit(self, batch: list[LedgerRow | SqlTask], rows: int, flushes: list[_Flush]) -> None:
+        if batch:
+            self._write(batch, rows)
+        for marker in flushes:
+            marker.done.set()
 
     def _run_task(self, task: Callable[[], object]) -> None:
         try:
@@ -121,13 +157,13 @@ class LedgerWriter:
         except Exception as exc:
             log.error("llmkernel.ledger.task_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _write(self, rows: list[LedgerRow]) -> None:
+    def _write(self, batch: list[LedgerRow | SqlTask], rows: int) -> None:
         try:
-            self.written += self.store.write(rows)
+            self.written += self.store.write_batch(batch)
         except Exception as exc:  # a full disk or a locked file must not kill the thread
-            self.failed += len(rows)
+            self.failed += rows
             log.error(
                 "llmkernel.ledger.write_failed",
-                rows=len(rows),
+                rows=rows,
                 error=f"{type(exc).__name__}: {exc}",
             )
