@@ -138,7 +138,8 @@ def count_tokens(
     """Count the input tokens of ``request`` for a model (firstresult).
 
     ``request`` is a ``ChatRequest`` (messages and tools) or an
-    ``EmbeddingRequest`` (its ``inputs``).
+    ``EmbeddingRequest`` (its ``inputs``); its ``model`` is as the caller asked
+    (an alias, say): count for ``model``.
 
     Return a :class:`~llmkernel.types.TokenCount` with ``exact=False`` and a
     ``method`` when estimating. The kernel's own estimate (about four characters a

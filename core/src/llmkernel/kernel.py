@@ -712,15 +712,13 @@ class Kernel:
     def count_request_tokens(
         self, request: ChatRequest | EmbeddingRequest, candidate: Candidate
     ) -> TokenCount:
-        """``count_tokens`` hooks for ``request`` routed to ``candidate``."""
-        from llmkernel.types import replace
-
-        routed = replace(request, model=candidate.model)
+        """``count_tokens`` hooks for ``request`` on ``candidate`` (the model to count
+        for is the ``model`` argument; ``request.model`` stays as asked)."""
         result, plugin = first_result(
             self.plugin_manager,
             "count_tokens",
             kernel=self,
-            request=routed,
+            request=request,
             provider_type=candidate.provider_type,
             model=candidate.model,
         )

@@ -163,3 +163,14 @@ def test_healthy_reads_breaker_and_recent_failures():
     assert routing.healthy(A, recent=30)  # long ago: try it again
     routing.attempt_ended(A, status="ok", latency=0.1)
     assert routing.healthy(A)
+
+
+def test_the_token_ceiling_bounds_a_count_from_above() -> None:
+    from llmkernel.testing.scripted import make_kernel
+    from llmkernel_routing.state import token_ceiling
+
+    kernel = make_kernel(["x"])
+    text = "naïve café " * 50
+    request = kernel.build_request("a/m1", [{"role": "user", "content": text}])
+    estimate = kernel.count_request_tokens(request, kernel.candidates_for("a/m1")[0]).tokens
+    assert token_ceiling(request) >= len(text.encode("utf-8")) >= estimate

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 import weakref
@@ -42,6 +43,32 @@ class HealthResult:
     detail: str
     at: float  # monotonic
     latency: float = 0.0
+
+
+#: Tokens an image can take at most (high detail, large images), per provider docs.
+_IMAGE_TOKENS_MAX = 6400
+#: Message framing (role markers, separators) at most, per message.
+_MESSAGE_TOKENS_MAX = 16
+
+
+def token_ceiling(request: Any) -> int:
+    """An upper bound of a chat request's input tokens without a tokenizer: a token
+    is at least one UTF-8 byte of text (images and framing counted generously)."""
+    total = 0
+    for message in request.messages:
+        total += _MESSAGE_TOKENS_MAX
+        for part in message.content:
+            text = getattr(part, "text", None)
+            if isinstance(text, str):
+                total += len(text.encode("utf-8"))
+            else:
+                total += _IMAGE_TOKENS_MAX
+        for call in message.tool_calls:
+            total += len(call.name) + len(call.arguments_json.encode("utf-8")) + 8
+    for tool in request.tools:
+        total += len(tool.name) + len(tool.description.encode("utf-8")) + 16
+        total += len(json.dumps(tool.parameters, ensure_ascii=False).encode("utf-8"))
+    return total
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -243,9 +270,11 @@ class Routing:
                 continue
             window = capabilities.context_window if capabilities is not None else None
             if settings.context_window and window:
-                prompt = ctx.input_tokens(candidate)
                 asked = getattr(request, "max_tokens", None)
                 output = asked if asked is not None else settings.reserve_output
+                if token_ceiling(request) + output <= window:
+                    continue  # fits even at a byte a token: no need to count
+                prompt = ctx.input_tokens(candidate)
                 if prompt + output > window:
                     skipped(candidate, "context_window")
                     drops.append(
