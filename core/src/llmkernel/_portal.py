@@ -44,17 +44,47 @@ _PORTALS: weakref.WeakSet[Portal] = weakref.WeakSet()
 _ABANDONED: list[asyncio.AbstractEventLoop] = []  # a parent's loops, kept from gc in a child
 
 
+class _Done:
+    """A one-shot event that Ctrl-C cannot break. ``threading.Event.wait`` can be
+    interrupted while it holds its condition's lock, and a second wait (or the loop
+    thread's ``set``) then deadlocks on it; a bare lock's ``acquire`` is atomic."""
+
+    __slots__ = ("_flag", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._flag = False
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            with contextlib.suppress(RuntimeError):  # set twice: already released
+                self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            self._lock.release()
+        return self._flag
+
+
 class _Call:
     """One sync call waiting for its task on the loop."""
 
-    __slots__ = ("closed", "done", "error", "result", "task")
+    __slots__ = ("cancelled", "closed", "done", "error", "result", "task")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = _Done()
         self.task: asyncio.Task[Any] | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.closed = False
+        self.cancelled = False  # the caller went away (Ctrl-C) before it started
 
     def finish(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -131,7 +161,7 @@ class Portal:
             self._calls.add(call)
 
         def begin() -> None:
-            if call.closed:  # stop() came first
+            if call.closed or call.cancelled:  # stop() or the caller's Ctrl-C came first
                 coro.close()
                 call.abandon()
                 return
@@ -145,11 +175,15 @@ class Portal:
             except RuntimeError:  # the loop closed between the lock and here
                 coro.close()
                 raise _closed_error() from None
+            except BaseException:
+                # Ctrl-C while handing the call over: queued or not, it must not run on
+                self._cancel(call, loop, coro)
+                raise
             try:
                 call.done.wait()
             except BaseException:
                 # Ctrl-C or any exception raised into this thread: stop the coroutine
-                self._cancel(call, loop)
+                self._cancel(call, loop, coro)
                 raise
         finally:
             with self._lock:
@@ -159,10 +193,19 @@ class Portal:
             raise error
         return call.result  # type: ignore[no-any-return]
 
-    def _cancel(self, call: _Call, loop: asyncio.AbstractEventLoop) -> None:
+    def _cancel(
+        self, call: _Call, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
+    ) -> None:
+        call.cancelled = True
+
         def cancel() -> None:
+            # runs after begin() if begin() was queued (FIFO): either the task exists,
+            # or begin() saw ``cancelled`` and abandoned the call, or it never queued
             if call.task is not None:
                 call.task.cancel()
+            elif not call.done.is_set():
+                coro.close()
+                call.abandon()
 
         try:
             loop.call_soon_threadsafe(cancel)

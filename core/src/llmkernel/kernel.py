@@ -33,6 +33,7 @@ from llmkernel.plugins import (
     BUILTIN,
     PluginStatus,
     call_each_strict,
+    call_impl,
     first_result,
     known_names,
     load_plugins,
@@ -131,16 +132,7 @@ class Kernel:
         self.strategies = StrategyRegistry()
         for impl in reversed(self.hook.register_strategies.get_hookimpls()):
             self.strategies.plugin = impl.plugin_name
-            args = {"kernel": self, "registry": self.strategies}
-            try:
-                impl.function(*[args[a] for a in impl.argnames])
-            except LLMKernelError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in register_strategies: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+            call_impl(impl, "register_strategies", {"kernel": self, "registry": self.strategies})
         call_each_strict(self.plugin_manager, "configure", kernel=self, config=self.config)
         routing = self.config.routing
         for name in routing.settings:
@@ -157,15 +149,7 @@ class Kernel:
         """Every non-None answer of a provider hook, checked for ``methods``."""
         found = []
         for impl in reversed(getattr(self.hook, hook).get_hookimpls()):
-            args = {"kernel": self}
-            try:
-                answer = impl.function(*[args[a] for a in impl.argnames])
-            except LLMKernelError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
-                ) from exc
+            answer = call_impl(impl, hook, {"kernel": self})
             if answer is None:
                 continue
             missing = [m for m in methods if not callable(getattr(answer, m, None))]

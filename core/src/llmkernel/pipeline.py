@@ -36,7 +36,6 @@ from llmkernel.context import Attempt, Decision, Drop, Outcome, RequestContext
 from llmkernel.errors import (
     AllCandidatesFailedError,
     AuthenticationError,
-    LLMKernelError,
     NoCandidateLeftError,
     NoProviderError,
     PluginError,
@@ -44,7 +43,7 @@ from llmkernel.errors import (
     RefusedError,
 )
 from llmkernel.errors import TimeoutError as ProviderTimeoutError
-from llmkernel.plugins import call_each
+from llmkernel.plugins import call_each, call_impl
 from llmkernel.routing import Candidate
 from llmkernel.streaming import ResponseBuilder
 from llmkernel.types import (
@@ -154,15 +153,7 @@ def _filter(kernel: Kernel, ctx: RequestContext, candidates: list[Candidate]) ->
         if not left:
             break
         args = {"kernel": kernel, "ctx": ctx, "candidates": list(left)}
-        try:
-            drops: Any = impl.function(*[args[a] for a in impl.argnames])
-        except LLMKernelError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} failed in filter_candidates: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        drops: Any = call_impl(impl, "filter_candidates", args)
         for drop in drops or ():
             if not isinstance(drop, Drop):
                 raise PluginError(

@@ -228,37 +228,34 @@ def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
             )
 
 
+def call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
+    """One implementation, with the arguments it names. A kernel error passes
+    through; any other exception becomes a :class:`PluginError` naming the plugin."""
+    from llmkernel.errors import LLMKernelError, PluginError
+
+    try:
+        return impl.function(*[kwargs[arg] for arg in impl.argnames])
+    except LLMKernelError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def call_each_strict(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
     """Call every implementation in pluggy's order; a kernel error passes through, any
     other exception becomes a :class:`PluginError` naming the plugin."""
-    from llmkernel.errors import LLMKernelError, PluginError
-
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
-        try:
-            impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except LLMKernelError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
-            ) from exc
+        call_impl(impl, hook, kwargs)
 
 
 def first_result(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
     """A firstresult hook called by hand, so the plugin that answered is known:
     ``(answer, plugin name)``, or ``(None, None)``. A kernel error passes through;
     any other exception becomes a :class:`PluginError` naming the plugin."""
-    from llmkernel.errors import LLMKernelError, PluginError
-
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
-        try:
-            answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except LLMKernelError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
-            ) from exc
+        answer = call_impl(impl, hook, kwargs)
         if answer is not None:
             return answer, impl.plugin_name
     return None, None
