@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,14 +26,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=None, help="max_tokens for --send")
     parser.add_argument("--json", action="store_true", help="print kernel.stats() as JSON")
     parser.add_argument(
+        "--url",
+        default=None,
+        help="a running gateway's address (http://host:port): show its statistics",
+    )
+    parser.add_argument(
+        "--key-env",
+        default="LLMKERNEL_GATEWAY_KEY",
+        help="environment variable holding the gateway's admin key (for --url)",
+    )
+    parser.add_argument(
         "--timeline", action="store_true", help="also print the per-minute timeline"
     )
 
 
 def run(args: argparse.Namespace, kernel: Any) -> int:
     out = sys.stdout
+    if args.url:
+        remote = gateway_stats(args.url, os.environ.get(args.key_env, ""))
+        if args.json:
+            out.write(json.dumps(remote, indent=2, default=str) + "\n")
+        else:
+            write_table(remote, out, timeline=False)
+        return 0
     summary = send(kernel, args) if args.send > 0 else None
-    stats = kernel.stats() if hasattr(kernel, "stats") else _own_stats(kernel)
+    stats: Mapping[str, Any] = kernel.stats() if hasattr(kernel, "stats") else _own_stats(kernel)
     if args.json:
         if summary is not None:
             stats = {**stats, "sent": summary}
@@ -92,6 +110,31 @@ _COLUMNS = (
     ("COST", "cost"),
     ("BREAKER", "breaker"),
 )
+
+
+def gateway_stats(url: str, key: str) -> dict[str, Any]:
+    """A running gateway's per-deployment statistics (its ``/status.json``, behind
+    an admin key), in ``kernel.stats()``'s shape."""
+    import httpx
+
+    from llmkernel.errors import ConfigError
+
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/status.json", headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot reach the gateway at {url}: {type(exc).__name__}") from None
+    if response.status_code in (401, 403):
+        raise ConfigError(
+            f"the gateway at {url} refused the key (status {response.status_code}): put an "
+            "admin key in $LLMKERNEL_GATEWAY_KEY or name the variable with --key-env"
+        )
+    response.raise_for_status()
+    deployments = response.json().get("deployments", {})
+    # a row carries the kernel's own figures (routing's) under "kernel" when present
+    return {
+        "deployments": {name: dict(row.get("kernel") or row) for name, row in deployments.items()}
+    }
 
 
 def rows(stats: Mapping[str, Any]) -> list[dict[str, str]]:
