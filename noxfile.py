@@ -29,8 +29,8 @@ def _path(package: str) -> str:
 
 
 def _local_deps(package: str) -> list[str]:
-    """The package and the workspace packages it depends on (they are not on PyPI),
-    recursively, as local paths."""
+    """The package (with its ``test`` extra, if it has one) and the workspace packages
+    it and that extra depend on (they are not on PyPI), recursively, as local paths."""
     import re
     import tomllib
 
@@ -40,18 +40,26 @@ def _local_deps(package: str) -> list[str]:
         by_dist[meta["project"]["name"]] = name
     found: list[str] = []
 
-    def walk(name: str) -> None:
+    def walk(name: str, extras: bool = False) -> None:
         if name in found:
             return
         found.append(name)
         meta = tomllib.loads((ROOT / _path(name) / "pyproject.toml").read_text())
-        for dep in meta["project"].get("dependencies", []):
+        deps = list(meta["project"].get("dependencies", []))
+        if extras:
+            deps += meta["project"].get("optional-dependencies", {}).get("test", [])
+        for dep in deps:
             dist = re.split(r"[\s\[<>=!~;]", dep, maxsplit=1)[0]
             if dist in by_dist:
                 walk(by_dist[dist])
 
-    walk(package)
-    return [f"./{_path(name)}" for name in ["core", *(n for n in found if n != "core")]]
+    walk(package, extras=True)
+    meta = tomllib.loads((ROOT / _path(package) / "pyproject.toml").read_text())
+    has_test = "test" in meta["project"].get("optional-dependencies", {})
+    paths = [f"./{_path(name)}" for name in ["core", *(n for n in found if n != "core")]]
+    if has_test and package != "core":
+        paths = [f"./{_path(package)}[test]" if p == f"./{_path(package)}" else p for p in paths]
+    return paths
 
 
 @nox.session(python="3.11")
