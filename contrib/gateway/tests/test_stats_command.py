@@ -23,9 +23,16 @@ def test_stats_of_a_running_gateway(tmp_path: Path) -> None:
         for _ in range(3):
             sdk.chat.completions.create(model="mock/echo", messages=HI)
         command = [sys.executable, "-m", "llmkernel.cli", "stats", "--url", server.url]
-        table = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        table = subprocess.run(
+            command, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=60
+        )
         as_json = subprocess.run(
-            [*command, "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+            [*command, "--json"],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
         )
     finally:
         server.stop()

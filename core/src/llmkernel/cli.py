@@ -277,6 +277,7 @@ def _diagnostic_kernel(path: str | None) -> tuple[Kernel, dict[str, str]]:
 
 
 def _plugin_problem(name: str, statuses: Sequence[PluginStatus], config: Config) -> str | None:
+    """``llmkernel.plugins.unavailable_reason``, imported when needed (--help stays fast)."""
     from llmkernel.plugins import unavailable_reason
 
     return unavailable_reason(name, statuses, config)

@@ -58,6 +58,7 @@ from llmkernel.types import (
     Tool,
     ToolChoice,
     Usage,
+    replace,
 )
 
 T = TypeVar("T")
@@ -209,8 +210,6 @@ class Kernel:
 
     def routed(self, request: Any, model: str) -> Any:
         """``request`` as a provider receives it: its model id, claimed options gone."""
-        from llmkernel.types import replace
-
         claimed = self.claimed_options
         if claimed and request.options and not claimed.isdisjoint(request.options):
             options = {k: v for k, v in request.options.items() if k not in claimed}
@@ -509,7 +508,7 @@ class Kernel:
     def _bind_loop(self) -> None:
         """A kernel's HTTP clients belong to the loop that first used it."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        if self._loop is not loop:  # the common case costs this one comparison
             if self._loop is not None and not self._loop.is_closed():
                 raise LLMKernelError(
                     "a Kernel is bound to the event loop it first ran on; create one per "
@@ -528,8 +527,7 @@ class Kernel:
         """Send a chat request; see :meth:`build_request` for the arguments.
         ``timeout`` bounds the whole call (every attempt and wait)."""
         request = self.build_request(model, messages, **kwargs)
-        if self._loop is not asyncio.get_running_loop():
-            self._bind_loop()
+        self._bind_loop()
         return await pipeline.run_chat(self, self.new_context("chat", request, timeout))
 
     def chat(
@@ -543,8 +541,7 @@ class Kernel:
 
     async def run_chat(self, request: ChatRequest, timeout: float | None = None) -> Response:
         """The pipeline for a request already built (the gateway's way in)."""
-        if self._loop is not asyncio.get_running_loop():
-            self._bind_loop()
+        self._bind_loop()
         return await pipeline.run_chat(self, self.new_context("chat", request, timeout))
 
     def astream(
@@ -613,8 +610,7 @@ class Kernel:
     ) -> EmbeddingResponse:
         """Embed one text or many; one vector per input, in order."""
         request = self.build_embedding_request(model, input, **kwargs)
-        if self._loop is not asyncio.get_running_loop():
-            self._bind_loop()
+        self._bind_loop()
         return await pipeline.run_embed(self, self.new_context("embed", request, timeout))
 
     def embed(
@@ -845,9 +841,7 @@ class AsyncChatStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
-        kernel = self._kernel
-        if kernel._loop is not asyncio.get_running_loop():
-            kernel._bind_loop()
+        self._kernel._bind_loop()
         return await anext(self._events)
 
     async def aclose(self) -> None:

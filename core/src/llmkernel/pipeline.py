@@ -327,26 +327,24 @@ async def _try_candidate(
     routed = kernel.routed(ctx.request, candidate.model)
     last: list[Attempt] = []
 
-    async def attempt() -> tuple[T, AttemptEnd]:
-        number = last[-1].number + 1 if last else 1
+    def next_attempt() -> Attempt:
         current = Attempt(
             candidate=candidate,
-            number=number,
+            number=len(last) + 1,
             index=len(ctx.attempts) + 1,
             request=routed,
             stream=stream,
         )
         last.append(current)
         ctx.attempts.append(current)
-        return await run_attempt(kernel, ctx, current, call, queue)
+        return current
 
-    first_attempt = Attempt(
-        candidate=candidate, number=1, index=len(ctx.attempts) + 1, request=routed, stream=stream
-    )
-    last.append(first_attempt)
-    ctx.attempts.append(first_attempt)
+    async def attempt() -> tuple[T, AttemptEnd]:
+        return await run_attempt(kernel, ctx, next_attempt(), call, queue)
+
     try:
-        return await run_attempt(kernel, ctx, first_attempt, call, queue)
+        # the first attempt awaited directly: no coroutine of its own on the hot path
+        return await run_attempt(kernel, ctx, next_attempt(), call, queue)
     except RefusedError as exc:
         raise _refused(ctx, candidate, exc) from None
     except ProviderError as exc:

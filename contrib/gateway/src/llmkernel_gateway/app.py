@@ -26,7 +26,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkernel import log
 from llmkernel.config import Config
@@ -53,6 +53,9 @@ _JSON = (b"content-type", b"application/json")
 # The kernel's own deadline (the call's ``timeout``) ends a slow call with a
 # TimeoutError naming the provider; the gateway's guard fires only if it did not.
 _SLACK = 1.0
+
+
+C = TypeVar("C")  # a parsed call: wire.ChatCall or wire.EmbedCall
 
 
 class ClientGone(Exception):
@@ -300,17 +303,8 @@ class Gateway:
             return
         key, data = begun
         route = "stream" if data.get("stream") is True else "chat"
-        try:
-            call = wire.chat_call(data)
-        except wire.BadRequest as exc:
-            failure = failures.bad_request(exc.message, exc.param)
-            self._done(rid, route, key, started, failure=failure, model=_str(data.get("model")))
-            await self._fail(send, failure, rid)
-            return
-        if key is not None and not key.allows(call.model):
-            failure = failures.forbidden(f"key {key.name!r} may not use model {call.model!r}")
-            self._done(rid, route, key, started, failure=failure, model=call.model)
-            await self._fail(send, failure, rid)
+        call = await self._parse(wire.chat_call, data, key, route, send, rid, started)
+        if call is None:
             return
         metadata = key.request_metadata() if key is not None else {}
         if call.stream:
@@ -475,6 +469,33 @@ class Gateway:
 
     # ------------------------------------------------------------------ embeddings
 
+    async def _parse(
+        self,
+        read: Callable[[Any], C],
+        data: Any,
+        key: Any,
+        route: str,
+        send: Send,
+        rid: str,
+        started: float,
+    ) -> C | None:
+        """The call in the body, if it is well formed and the key may use its model;
+        else the failure is answered and logged, and ``None`` returned."""
+        try:
+            call = read(data)
+        except wire.BadRequest as exc:
+            failure = failures.bad_request(exc.message, exc.param)
+            self._done(rid, route, key, started, failure=failure, model=_str(data.get("model")))
+            await self._fail(send, failure, rid)
+            return None
+        model: str = getattr(call, "model")  # noqa: B009  (both call types have one)
+        if key is not None and not key.allows(model):
+            failure = failures.forbidden(f"key {key.name!r} may not use model {model!r}")
+            self._done(rid, route, key, started, failure=failure, model=model)
+            await self._fail(send, failure, rid)
+            return None
+        return call
+
     async def _embeddings(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
     ) -> None:
@@ -483,17 +504,8 @@ class Gateway:
             return
         key, data = begun
         route = "embeddings"
-        try:
-            call = wire.embed_call(data)
-        except wire.BadRequest as exc:
-            failure = failures.bad_request(exc.message, exc.param)
-            self._done(rid, route, key, started, failure=failure, model=_str(data.get("model")))
-            await self._fail(send, failure, rid)
-            return
-        if key is not None and not key.allows(call.model):
-            failure = failures.forbidden(f"key {key.name!r} may not use model {call.model!r}")
-            self._done(rid, route, key, started, failure=failure, model=call.model)
-            await self._fail(send, failure, rid)
+        call = await self._parse(wire.embed_call, data, key, route, send, rid, started)
+        if call is None:
             return
         kernel = self.kernel
         assert kernel is not None, "the gateway's lifespan did not run"

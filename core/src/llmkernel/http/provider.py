@@ -38,8 +38,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
@@ -73,6 +73,8 @@ _CONTENT = (TextDelta, ReasoningDelta, ToolCallDelta)
 _URL_CACHE_SIZE = 256
 #: The longest a health check waits.
 HEALTH_TIMEOUT = 30.0
+
+T = TypeVar("T")
 
 
 def headers_of(response: httpx.Response) -> dict[str, str]:
@@ -321,20 +323,23 @@ class HTTPProvider(Provider):
 
     # ------------------------------------------------------------ the Provider API
 
-    async def chat(self, request: ChatRequest) -> Response:
+    async def _timed(self, awaitable: Awaitable[T], model: str, what: str) -> T:
+        """``awaitable`` within ``timeout``: our own expiry becomes the kernel's
+        ``TimeoutError`` (``no {what} within ...``); provider errors are scrubbed."""
         timeout = self.settings.timeout
         try:
             async with asyncio.timeout(timeout) as scope:
-                return await self.send_chat(request)
+                return await awaitable
         except TimeoutError:
             if not scope.expired():
                 raise
-            raise self.timed_out(
-                request.model, f"no complete answer within timeout={timeout:g}s"
-            ) from None
+            raise self.timed_out(model, f"no {what} within timeout={timeout:g}s") from None
         except errors.ProviderError as exc:
             self.scrub(exc)
             raise
+
+    async def chat(self, request: ChatRequest) -> Response:
+        return await self._timed(self.send_chat(request), request.model, "complete answer")
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Events as they arrive. ``first_token_timeout`` bounds the wait for the
@@ -374,19 +379,7 @@ class HTTPProvider(Provider):
             await events.aclose()
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        timeout = self.settings.timeout
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                return await self.send_embed(request)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            raise self.timed_out(
-                request.model, f"no embeddings within timeout={timeout:g}s"
-            ) from None
-        except errors.ProviderError as exc:
-            self.scrub(exc)
-            raise
+        return await self._timed(self.send_embed(request), request.model, "embeddings")
 
     async def list_models(self) -> list[ModelInfo]:
         timeout = self.settings.timeout
