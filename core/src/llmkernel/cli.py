@@ -38,6 +38,13 @@ def _configure_logging(verbosity: int) -> None:
         logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),  # stderr as of now
         cache_logger_on_first_use=False,
     )
+    # the CLI is the application: it chooses stamina's instrumentation. The kernel logs
+    # each retry itself (llmkernel.retry.scheduled, info: shown with -v); stamina's own
+    # structlog hook would print every retry as a warning (a batch with failures
+    # floods the terminal)
+    from stamina import instrumentation
+
+    instrumentation.set_on_retry_hooks([])
 
 
 def build_parser() -> argparse.ArgumentParser:
