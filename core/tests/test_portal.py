@@ -79,19 +79,13 @@ def test_an_exception_in_the_caller_cancels_the_coroutine(alarm: None) -> None:
         with pytest.raises(Interrupted):
             portal.call(slow())
         assert seen == ["cancelled", "cleaned up"]
-        assert not asyncio.run_coroutine_threadsafe(_pending(), _loop(portal)).result(5)
+        assert not portal.call(_pending())
     finally:
         portal.stop()
 
 
 async def _pending() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-
-
-def _loop(portal: Portal) -> asyncio.AbstractEventLoop:
-    loop = portal._loop
-    assert loop is not None
-    return loop
 
 
 def test_closing_from_another_thread_fails_the_running_call_clearly() -> None:
@@ -450,3 +444,216 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition never became true")
         time.sleep(0.01)
+
+
+# ------------------------------------------------------- who runs the loop, and when
+
+
+def test_a_sync_call_runs_the_loop_in_the_calling_thread() -> None:
+    portal = Portal()
+
+    async def where() -> threading.Thread:
+        return threading.current_thread()
+
+    try:
+        assert portal.call(where()) is threading.current_thread()
+        seen: list[threading.Thread] = []
+        worker = threading.Thread(target=lambda: seen.append(portal.call(where())))
+        worker.start()
+        worker.join(10)
+        assert seen == [worker]  # the same loop, run by whichever thread calls
+        assert threading.active_count() == 1 + _other_threads()
+    finally:
+        portal.stop()
+
+
+def _other_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t is not threading.current_thread())
+
+
+def test_concurrent_sync_calls_from_many_threads_all_finish() -> None:
+    portal = Portal()
+    loops: set[int] = set()
+
+    async def work(i: int) -> int:
+        loops.add(id(asyncio.get_running_loop()))
+        await asyncio.sleep(0.001 * (i % 3))
+        return i
+
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def caller(base: int) -> None:
+        for i in range(base, base + 25):
+            value = portal.call(work(i))
+            with lock:
+                results.append(value)
+
+    threads = [threading.Thread(target=caller, args=(n * 100,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not any(t.is_alive() for t in threads)
+        assert sorted(results) == sorted(n * 100 + i for n in range(8) for i in range(25))
+        assert len(loops) == 1  # one loop, so one pool of connections
+        _wait_for(lambda: portal._state is not None and portal._state.driver is None)
+    finally:
+        portal.stop()
+
+
+def test_a_task_left_running_keeps_running_between_calls() -> None:
+    """A plugin's background task (health checks) runs on between sync calls: a
+    daemon thread takes the loop over when the caller returns."""
+    portal = Portal()
+    ticked = threading.Event()
+
+    async def start() -> None:
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            ticked.set()
+
+        asyncio.get_running_loop().create_task(later())
+
+    try:
+        portal.call(start())
+        assert ticked.wait(10), "the task did not run after the call returned"
+        # once nothing is left, the daemon lets the loop go again
+        _wait_for(lambda: portal._state is not None and portal._state.driver is None)
+    finally:
+        portal.stop()
+
+
+def test_a_sync_call_inside_a_running_loop_is_served() -> None:
+    """Sync API called from async code (another loop runs in this thread): the call
+    is handed to a thread that runs the kernel's loop."""
+    kernel = make_kernel(["inside"])
+
+    async def app() -> str:
+        return kernel.chat(model="a/m1", messages="hi").text
+
+    try:
+        assert asyncio.run(app()) == "inside"
+    finally:
+        kernel.close()
+
+
+def test_ctrl_c_cancels_the_call_and_raises_keyboard_interrupt() -> None:
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is handled by something else here")
+    portal = Portal()
+    seen: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        finally:
+            await asyncio.sleep(0)
+            seen.append("cleaned up")
+
+    main = threading.main_thread().ident or 0
+    timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            portal.call(slow())
+        assert seen == ["cancelled", "cleaned up"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert not portal.call(_pending())
+    finally:
+        timer.cancel()
+        portal.stop()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between sync calls nobody runs the loop; the next call first lets it read the
+    server's FIN, so the pooled connection is dropped instead of failing the call."""
+    pytest.importorskip("llmkernel_openai")
+    import llmkernel._portal as portal_module
+    import llmkernel_openai.plugin
+
+    monkeypatch.setattr(portal_module, "_STALE", 0.05)
+    server = ClosingServer()
+    monkeypatch.setenv("LLMKERNEL_PORTAL_TEST_KEY", "sk-test")
+    kernel = Kernel.from_config(
+        {
+            "providers": {
+                "c": {
+                    "type": "openai",
+                    "base_url": f"http://127.0.0.1:{server.port}/v1",
+                    "api_key_env": "LLMKERNEL_PORTAL_TEST_KEY",
+                }
+            },
+            "retry": {"attempts": 1, "timeout": 10},
+        },
+        plugins=[llmkernel_openai.plugin],
+        entry_points=False,  # nothing that would retry a failed connection
+    )
+    try:
+        assert kernel.chat(model="c/gpt-4o-mini", messages="one").text == "ok"
+        assert server.closed_one.wait(10)
+        time.sleep(0.2)  # idle: the FIN waits in the socket, unread
+        assert kernel.chat(model="c/gpt-4o-mini", messages="two").text == "ok"
+        assert server.connections == 2
+    finally:
+        kernel.close()
+        server.close()
+
+
+class ClosingServer:
+    """Answers each request with keep-alive, then closes that connection at once
+    (as a server closes an idle keep-alive connection)."""
+
+    BODY = (
+        b'{"id":"c","object":"chat.completion","created":1,"model":"gpt-4o-mini",'
+        b'"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},'
+        b'"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+    )
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.closed_one = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"connection: keep-alive\r\ncontent-length: "
+                    + str(len(self.BODY)).encode()
+                    + b"\r\n\r\n"
+                    + self.BODY
+                )
+                time.sleep(0.02)
+            self.closed_one.set()
+
+    def close(self) -> None:
+        self.listener.close()

@@ -1,21 +1,32 @@
-"""Running the async implementation from sync code: one event loop in a daemon
-thread per kernel, so HTTP connections pooled on that loop are reused across calls
-and sync calls work even inside a thread that already runs a loop.
+"""Running the async implementation from sync code, on one event loop per kernel, so
+HTTP connections pooled on that loop are reused across calls.
+
+A sync call runs the kernel's loop **in the calling thread** when nobody else is
+running it (the common case: no thread hop, no wake-up of another thread). A call
+made while another thread runs the loop, or from a thread that runs an event loop of
+its own, is handed to the loop (``call_soon_threadsafe``) and waits; a daemon thread
+takes over running the loop when the thread that ran it returns while handed-over
+calls or other tasks (a plugin's background task, such as health checks) are still
+pending, and gives it back once nothing is left.
+
+Between sync calls the loop does not run unless such tasks exist: work posted to it
+meanwhile (a stream dropped without ``close()`` is finalized this way) runs at the
+next call, or at :meth:`Portal.stop` (``Kernel.close``, or interpreter exit).
 
 What the portal guarantees to a sync caller:
 
-- An exception raised in the calling thread while it waits (Ctrl-C's
-  ``KeyboardInterrupt``, a signal handler's exception, ``SystemExit``) cancels the
-  coroutine on the loop, waits a moment for it to unwind (so the upstream connection
-  is closed), then propagates.
-- :meth:`Portal.stop` from another thread makes every call still waiting fail with a
+- Ctrl-C (in the main thread) cancels the call's coroutine, lets it unwind (so the
+  upstream connection is closed), then raises ``KeyboardInterrupt``; a second Ctrl-C
+  stops waiting. Any other exception raised into the calling thread while it waits (a
+  signal handler's, ``SystemExit``) does the same and propagates.
+- :meth:`Portal.stop` from another thread makes every call still running fail with a
   clear :class:`~llmkernel.errors.LLMKernelError` instead of blocking forever.
 - Stopping cancels and awaits pending tasks, closes async generators and the default
   executor before closing the loop, so nothing is left to print "Task was destroyed
-  but it is pending!". Portals still running at interpreter exit are stopped too.
-- A child process made by ``os.fork`` starts with a fresh portal (the parent's loop
-  thread does not exist there); callbacks in :attr:`Portal.at_fork` run in the child
-  so the owner can drop state bound to the parent's loop (pooled connections).
+  but it is pending!". Portals still open at interpreter exit are stopped too.
+- A child process made by ``os.fork`` starts with a fresh loop (the parent's is not
+  usable there); callbacks in :attr:`Portal.at_fork` run in the child so the owner
+  can drop state bound to the parent's loop (pooled connections).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import signal
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -39,9 +51,15 @@ CLOSED_MESSAGE = "the kernel was closed (Kernel.close) while this call was runni
 # Seconds a cancelled call gets to unwind (close its connection) before the caller's
 # exception propagates, and that stop() gives pending tasks before cancelling them.
 _GRACE = 5.0
+# Seconds the daemon thread keeps the loop after the last handed-over call, for the next.
+_LINGER = 0.2
+# Seconds of idleness after which a call first lets the loop read what arrived
+# meanwhile (a pooled connection the server closed is then known closed, not reused).
+_STALE = 1.0
 
 _PORTALS: weakref.WeakSet[Portal] = weakref.WeakSet()
 _ABANDONED: list[asyncio.AbstractEventLoop] = []  # a parent's loops, kept from gc in a child
+_running_loop = asyncio._get_running_loop
 
 
 class _Done:
@@ -74,17 +92,18 @@ class _Done:
 
 
 class _Call:
-    """One sync call waiting for its task on the loop."""
+    """One sync call: its task on the loop, and how it ended."""
 
-    __slots__ = ("cancelled", "closed", "done", "error", "result", "task")
+    __slots__ = ("cancelled", "closed", "done", "error", "interrupted", "result", "task")
 
     def __init__(self) -> None:
         self.done = _Done()
         self.task: asyncio.Task[Any] | None = None
         self.result: Any = None
         self.error: BaseException | None = None
-        self.closed = False
+        self.closed = False  # stop() came
         self.cancelled = False  # the caller went away (Ctrl-C) before it started
+        self.interrupted = False  # Ctrl-C while the caller ran the loop
 
     def finish(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -102,6 +121,33 @@ class _Call:
             self.done.set()
 
 
+class _Loop:
+    """One event loop of a portal and who runs it."""
+
+    __slots__ = ("calls", "detached", "driver", "idle_since", "loop", "released", "wake")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.driver: threading.Thread | None = None  # the thread running the loop now
+        self.calls: set[_Call] = set()
+        self.wake: asyncio.Future[None] | None = None  # the daemon waits on it for work
+        self.idle_since = self.loop.time()
+        self.detached = False  # stop() took it: close it once nobody runs it
+        self.released = threading.Event()  # set when a detached loop is let go
+
+    def busy(self, me: asyncio.Task[Any] | None = None) -> bool:
+        """Calls handed over and not started, or tasks other than ``me`` pending."""
+        if any(c.task is None and not c.done.is_set() for c in self.calls):
+            return True
+        return any(t is not me for t in asyncio.all_tasks(self.loop))
+
+    def poke(self) -> None:
+        """On the loop: new work for the daemon."""
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+
 def _closed_error() -> BaseException:
     from llmkernel.errors import LLMKernelError
 
@@ -114,51 +160,120 @@ def _cancelled_error() -> BaseException:
     return LLMKernelError("the call was cancelled on the kernel's event loop")
 
 
+def _own_loop_error() -> BaseException:
+    from llmkernel.errors import LLMKernelError
+
+    return LLMKernelError(
+        "a sync kernel method was called from the kernel's own event loop "
+        "(inside an async callback): await the async method instead"
+    )
+
+
 class Portal:
-    """A private event loop in a daemon thread, started on first use."""
+    """The kernel's event loop for sync callers, created on first use."""
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._state: _Loop | None = None
         self._lock = threading.Lock()
-        self._calls: set[_Call] = set()
         #: called in a forked child, after the portal was reset
         self.at_fork: list[Callable[[], object]] = []
         _PORTALS.add(self)
 
-    def _start(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        thread = threading.Thread(target=run, name="llmkernel-sync", daemon=True)
-        thread.start()
-        ready.wait()
-        self._loop, self._thread = loop, thread
-        return loop
-
     @property
     def started(self) -> bool:
-        return self._loop is not None
+        return self._state is not None
+
+    @property
+    def _calls(self) -> set[_Call]:
+        state = self._state
+        return set() if state is None else state.calls
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the portal's loop and wait for its result."""
-        if self._thread is not None and threading.current_thread() is self._thread:
-            coro.close()
-            from llmkernel.errors import LLMKernelError
+        with self._lock:
+            state = self._state
+            if state is None:
+                state = self._state = _Loop()
+        return self._run(state, coro)
 
-            raise LLMKernelError(
-                "a sync kernel method was called from the kernel's own event loop "
-                "(inside an async callback): await the async method instead"
-            )
+    def _run(self, state: _Loop, coro: Coroutine[Any, Any, T]) -> T:
+        running = _running_loop()
+        if running is state.loop:
+            coro.close()
+            raise _own_loop_error()
         call = _Call()
         with self._lock:
-            loop = self._loop or self._start()
-            self._calls.add(call)
+            state.calls.add(call)
+            drive = state.driver is None and running is None
+            if drive:
+                state.driver = threading.current_thread()
+            elif state.driver is None:  # this thread runs a loop of its own
+                self._start_daemon(state)
+        try:
+            if drive:
+                self._drive(state, call, coro)
+            else:
+                self._hand_over(state, call, coro)
+        finally:
+            with self._lock:
+                state.calls.discard(call)
+        if call.error is not None:
+            error, call.error = call.error, None  # no reference cycle through the frame
+            raise error
+        return call.result  # type: ignore[no-any-return]
+
+    # ----------------------------------------------------- the caller runs the loop
+
+    def _drive(self, state: _Loop, call: _Call, coro: Coroutine[Any, Any, Any]) -> None:
+        loop = state.loop
+        if loop.time() - state.idle_since > _STALE:
+            coro = _after_pending_io(coro)
+        try:
+            task = call.task = loop.create_task(coro)
+        except BaseException:
+            coro.close()
+            self._let_go(state)
+            raise
+        sigint = _catch_sigint(loop, call, task)
+        try:
+            try:
+                loop.run_until_complete(task)
+            except BaseException as exc:
+                if not _raised_by(task, exc):  # raised into this thread: a signal
+                    if not task.done():  # handler's exception, a second Ctrl-C
+                        call.cancelled = True
+                        task.cancel()
+                        _unwind(loop, task)
+                    raise
+        finally:
+            if sigint is not None and signal.getsignal(signal.SIGINT) is sigint:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._let_go(state)
+        if task.cancelled():
+            if call.interrupted:
+                raise KeyboardInterrupt
+            call.error = _closed_error() if call.closed else _cancelled_error()
+        else:
+            call.error = task.exception()
+            if call.error is None:
+                call.result = task.result()
+        call.done.set()
+
+    def _let_go(self, state: _Loop) -> None:
+        """The driving thread returns: the daemon takes the loop if work is left."""
+        with self._lock:
+            if state.busy():
+                self._start_daemon(state)
+            else:
+                state.driver = None
+                state.idle_since = state.loop.time()
+                if state.detached:
+                    state.released.set()
+
+    # --------------------------------------------------- another thread runs the loop
+
+    def _hand_over(self, state: _Loop, call: _Call, coro: Coroutine[Any, Any, Any]) -> None:
+        loop = state.loop
 
         def begin() -> None:
             if call.closed or call.cancelled:  # stop() or the caller's Ctrl-C came first
@@ -168,30 +283,23 @@ class Portal:
             task = loop.create_task(coro)
             call.task = task
             task.add_done_callback(call.finish)
+            state.poke()
 
         try:
-            try:
-                loop.call_soon_threadsafe(begin)
-            except RuntimeError:  # the loop closed between the lock and here
-                coro.close()
-                raise _closed_error() from None
-            except BaseException:
-                # Ctrl-C while handing the call over: queued or not, it must not run on
-                self._cancel(call, loop, coro)
-                raise
-            try:
-                call.done.wait()
-            except BaseException:
-                # Ctrl-C or any exception raised into this thread: stop the coroutine
-                self._cancel(call, loop, coro)
-                raise
-        finally:
-            with self._lock:
-                self._calls.discard(call)
-        if call.error is not None:
-            error, call.error = call.error, None  # no reference cycle through the frame
-            raise error
-        return call.result  # type: ignore[no-any-return]
+            loop.call_soon_threadsafe(begin)
+        except RuntimeError:  # the loop closed between the lock and here
+            coro.close()
+            raise _closed_error() from None
+        except BaseException:
+            # Ctrl-C while handing the call over: queued or not, it must not run on
+            self._cancel(call, loop, coro)
+            raise
+        try:
+            call.done.wait()
+        except BaseException:
+            # Ctrl-C or any exception raised into this thread: stop the coroutine
+            self._cancel(call, loop, coro)
+            raise
 
     def _cancel(
         self, call: _Call, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
@@ -213,47 +321,73 @@ class Portal:
             return
         call.done.wait(_GRACE)  # let it unwind; a second Ctrl-C stops waiting
 
+    def _start_daemon(self, state: _Loop) -> None:
+        """With ``self._lock`` held: a daemon thread runs the loop until it is idle."""
+        thread = threading.Thread(
+            target=self._serve, args=(state,), name="llmkernel-sync", daemon=True
+        )
+        state.driver = thread
+        thread.start()
+
+    def _serve(self, state: _Loop) -> None:
+        loop = state.loop
+        while True:
+            try:
+                loop.run_until_complete(_until_idle(state))
+            except BaseException as exc:  # stop() cancels every task, this one too
+                if not isinstance(exc, asyncio.CancelledError):
+                    _report(exc)
+            with self._lock:
+                if state.busy() and not loop.is_closed():
+                    continue
+                state.driver = None
+                state.idle_since = loop.time()
+                if state.detached:
+                    state.released.set()
+                return
+
+    # ------------------------------------------------------------------- stopping
+
     def stop(self, final: Callable[[], Awaitable[object]] | None = None) -> None:
         """Cancel calls still running (their callers get :data:`CLOSED_MESSAGE`),
         close async generators (streams left open), await ``final()`` on the loop
         (``Kernel.aclose``: close the HTTP clients last), finish pending tasks, then
-        stop and close the loop. The next :meth:`call` starts a new loop."""
+        close the loop. The next :meth:`call` starts a new loop."""
         with self._lock:
-            loop, thread = self._loop, self._thread
-            if loop is None or thread is None:
+            state = self._state
+            if state is None:
                 return
-            if threading.current_thread() is thread:
+            if _running_loop() is state.loop:
                 from llmkernel.errors import LLMKernelError
 
                 raise LLMKernelError(
                     "Kernel.close() was called from the kernel's own event loop: "
                     "use `await kernel.aclose()` there"
                 )
-            self._loop = self._thread = None
-            calls = list(self._calls)
+            self._state = None
+            state.detached = True
+            calls = list(state.calls)
             for call in calls:
                 call.closed = True
         try:
-            done = asyncio.run_coroutine_threadsafe(_shutdown(calls, final), loop)
-            done.result(timeout=5 * _GRACE)
+            self._run(state, _shutdown(calls, final))
         except Exception as exc:
             _report(exc)
         finally:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=_GRACE)
-            if not thread.is_alive():
-                loop.close()
+            with self._lock:
+                if state.driver is None:
+                    state.released.set()
+            if state.released.wait(_GRACE):
+                state.loop.close()
             for call in calls:
                 call.abandon()
 
     def _forget(self) -> None:
-        """In a forked child: the loop thread exists only in the parent."""
-        if self._loop is not None:
-            _ABANDONED.append(self._loop)
-        self._loop = self._thread = None
+        """In a forked child: the loop (and any thread running it) is the parent's."""
+        if self._state is not None:
+            _ABANDONED.append(self._state.loop)
+        self._state = None
         self._lock = threading.Lock()
-        self._calls = set()
         for callback in self.at_fork:
             try:
                 callback()
@@ -261,10 +395,83 @@ class Portal:
                 _report(exc)
 
 
+def _catch_sigint(
+    loop: asyncio.AbstractEventLoop, call: _Call, task: asyncio.Task[Any]
+) -> Callable[..., None] | None:
+    """As ``asyncio.Runner`` does: in the main thread, the first Ctrl-C cancels the
+    task (it unwinds, then ``KeyboardInterrupt`` is raised), a second one interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if call.interrupted or task.done():
+            raise KeyboardInterrupt
+        call.interrupted = True
+        task.cancel()
+        loop.call_soon_threadsafe(lambda: None)  # wake the selector
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main interpreter
+        return None
+    return on_sigint
+
+
+def _raised_by(task: asyncio.Task[Any], exc: BaseException) -> bool:
+    """Whether ``exc``, out of ``run_until_complete(task)``, is the task's outcome."""
+    if not task.done():
+        return False
+    if task.cancelled():
+        return isinstance(exc, asyncio.CancelledError)
+    return task.exception() is exc
+
+
+def _unwind(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    """Run the loop until the cancelled ``task`` has unwound, at most the grace
+    period; a second interrupt stops waiting."""
+    with contextlib.suppress(BaseException):
+        loop.run_until_complete(asyncio.wait([task], timeout=_GRACE))
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" later
+
+
+async def _after_pending_io(coro: Coroutine[Any, Any, T]) -> T:
+    """Let the loop process what arrived while it was idle (two turns: the read, then
+    ``connection_lost``), then run ``coro``."""
+    try:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    except BaseException:
+        coro.close()
+        raise
+    return await coro
+
+
+async def _until_idle(state: _Loop) -> None:
+    """The daemon's watch: return once no handed-over call and no other task is
+    left, and none came for :data:`_LINGER` seconds."""
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    while True:
+        state.wake = wake = loop.create_future()
+        pending = [t for t in asyncio.all_tasks(loop) if t is not me]
+        if pending:
+            await asyncio.wait([*pending, wake], return_when=asyncio.FIRST_COMPLETED)
+            continue
+        if state.busy(me):  # a call handed over, its task not created yet
+            await asyncio.wait([wake], timeout=_LINGER)
+            continue
+        await asyncio.wait([wake], timeout=_LINGER)
+        if not wake.done():
+            return
+
+
 async def _shutdown(calls: list[_Call], final: Callable[[], Awaitable[object]] | None) -> None:
-    """What ``asyncio.run`` does at its end, on a loop that runs in another thread:
-    the calls still running are cancelled and given a grace period to unwind; open
-    async generators are closed; ``final`` runs; what is still pending is cancelled."""
+    """What ``asyncio.run`` does at its end: the calls still running are cancelled
+    and given a grace period to unwind; open async generators are closed; ``final``
+    runs; what is still pending is cancelled."""
     loop = asyncio.get_running_loop()
     for call in calls:
         if call.task is not None:

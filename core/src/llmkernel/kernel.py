@@ -5,8 +5,8 @@ module holds what is not a step: building requests from user input, resolving
 model strings into candidates, prices and token counts, plugin objects (gates,
 strategy, cache), statistics, and the lifecycle.
 
-The sync methods run the async ones on a private event loop thread (see
-``_portal.py``): one implementation, two faces.
+The sync methods run the async ones on the kernel's private event loop, in the
+calling thread (see ``_portal.py``): one implementation, two faces.
 """
 
 from __future__ import annotations
@@ -794,7 +794,7 @@ class Kernel:
                 )
 
     def close(self) -> None:
-        """Sync :meth:`aclose`; also stops the sync event loop thread."""
+        """Sync :meth:`aclose`; also closes the sync API's event loop."""
         if self._portal.started:
             self._portal.stop(final=self.aclose)
             return
