@@ -34,10 +34,24 @@ def invalid(field: str, problem: str) -> InvalidRequestError:
 def messages(value: Iterable[Message | Mapping[str, Any]] | str) -> tuple[Message, ...]:
     if isinstance(value, str):
         return (Message.user(value),)
-    result = tuple(message(m, f"messages[{i}]") for i, m in enumerate(value))
+    result = tuple(_plain(m) or message(m, f"messages[{i}]") for i, m in enumerate(value))
     if not result:
         raise invalid("messages", "at least one message is needed")
     return result
+
+
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+
+def _plain(value: object) -> Message | None:
+    """The common shape, ``{"role": ..., "content": "text"}``, without the general
+    checks (the same ``Message`` :func:`message` builds); ``None`` for anything else."""
+    if type(value) is dict and len(value) == 2:
+        text = value.get("content")
+        role = value.get("role")
+        if type(text) is str and role in _PLAIN_ROLES:
+            return Message(role=role, content=(TextPart(text=text),))
+    return None
 
 
 def message(value: Message | Mapping[str, Any], field: str = "message") -> Message:

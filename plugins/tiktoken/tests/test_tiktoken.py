@@ -240,3 +240,43 @@ def test_embedding_inputs_are_counted_exactly() -> None:
     count = counter.count(request, "openai", "text-embedding-3-small")
     assert count is not None and count.tokens == 1 + 2 and count.exact
     assert counter.count(request, "mock", "embed") is None
+
+
+def test_special_token_text_is_counted_as_text_never_refused() -> None:
+    """A prompt, a tool call or a tool may contain "<|endoftext|>": it is text the
+    user sent, counted as such (tiktoken's ``encode`` would raise on it)."""
+    base = small_encoding()
+    enc = tiktoken.Encoding(
+        name="o200k_base",
+        pat_str=PATTERN,
+        mergeable_ranks=base._mergeable_ranks,
+        special_tokens={"<|endoftext|>": base.n_vocab},
+    )
+    with pytest.raises(ValueError):
+        enc.encode("<|endoftext|>")
+    kernel = kernel_with(counter_with(enc))
+    messages = [
+        {"role": "user", "content": "say <|endoftext|>"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "echo", "arguments": '{"t": "<|endoftext|>"}'},
+                }
+            ],
+        },
+    ]
+    count = kernel.count_tokens("openai/gpt-4o", messages)
+    arguments = kernel.build_request("openai/gpt-4o", messages).messages[1].tool_calls[0]
+    assert "<|endoftext|>" in arguments.arguments_json
+    ordinary = enc.encode_ordinary
+    expected = (
+        3
+        + (3 + len(ordinary("user")) + len(ordinary("say <|endoftext|>")))
+        + (3 + len(ordinary("assistant")) + len(ordinary("echo")))
+        + len(ordinary(arguments.arguments_json))
+    )
+    assert count.tokens == expected

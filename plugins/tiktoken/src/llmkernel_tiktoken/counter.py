@@ -15,12 +15,13 @@ how it was made.
 from __future__ import annotations
 
 import base64
+import functools
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import attrs
 
-from llmkernel.types import ChatRequest, ImagePart, ReasoningPart, TextPart, TokenCount
+from llmkernel.types import ChatRequest, ImagePart, ReasoningPart, Role, TextPart, TokenCount
 
 if TYPE_CHECKING:
     import tiktoken
@@ -115,7 +116,7 @@ def _tools_tokens(request: ChatRequest, encoding: tiktoken.Encoding, k: ToolCons
     total = 0
     for tool in request.tools:
         total += k.func_init
-        total += len(encoding.encode(f"{tool.name}:{_strip_period(tool.description)}"))
+        total += len(encoding.encode_ordinary(f"{tool.name}:{_strip_period(tool.description)}"))
         properties = tool.parameters.get("properties") or {}
         if properties:
             total += k.prop_init
@@ -125,28 +126,35 @@ def _tools_tokens(request: ChatRequest, encoding: tiktoken.Encoding, k: ToolCons
                 if enum:
                     total += k.enum_init
                     for item in enum:
-                        total += k.enum_item + len(encoding.encode(str(item)))
+                        total += k.enum_item + len(encoding.encode_ordinary(str(item)))
                 p_type = schema.get("type", "") if isinstance(schema, dict) else ""
                 p_desc = schema.get("description", "") if isinstance(schema, dict) else ""
                 line = f"{key}:{p_type}:{_strip_period(str(p_desc))}"
-                total += len(encoding.encode(line))
+                total += len(encoding.encode_ordinary(line))
     return total + k.func_end
+
+
+@functools.lru_cache(maxsize=32)
+def _role_tokens(encoding: tiktoken.Encoding) -> dict[str, int]:
+    """Each role's tokens in ``encoding`` (the roles are a fixed set)."""
+    return {role: len(encoding.encode_ordinary(role)) for role in get_args(Role)}
 
 
 def count_chat(
     request: ChatRequest, encoding: tiktoken.Encoding, *, tools: ToolConstants
 ) -> TokenCount:
     """The input tokens of ``request`` with ``encoding`` and the chat overhead."""
-    encode = encoding.encode
+    encode = encoding.encode_ordinary  # text as text: special tokens are not parsed
+    roles = _role_tokens(encoding)
     exact = True
     total = REPLY_PRIMING
     for message in request.messages:
-        total += TOKENS_PER_MESSAGE + len(encode(message.role))
+        total += TOKENS_PER_MESSAGE + roles[message.role]
         if message.name:
             total += TOKENS_PER_NAME + len(encode(message.name))
         for part in message.content:
             if isinstance(part, TextPart):
-                total += len(encode(part.text, disallowed_special=()))
+                total += len(encode(part.text))
             elif isinstance(part, ImagePart):
                 total += image_tokens(part)
                 exact = False
@@ -196,7 +204,7 @@ def estimate_chat(
     four characters a token; plus the chat overhead and OpenAI's image rule."""
     text, images = request_text(request)
     if encoding is not None:
-        tokens = len(encoding.encode(text, disallowed_special=()))
+        tokens = len(encoding.encode_ordinary(text))
         how = f"{encoding.name} tokens"
     else:
         tokens = -(-len(text) // 4)

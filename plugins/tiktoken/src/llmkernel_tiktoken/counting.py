@@ -54,7 +54,7 @@ class TokenCounter:
             if name is not None:
                 self._warn_missing(name)
             return None
-        tokens = sum(len(encoding.encode(text, disallowed_special=())) for text in request.inputs)
+        tokens = sum(len(encoding.encode_ordinary(text)) for text in request.inputs)
         return TokenCount(tokens=tokens, exact=True, method=f"tiktoken {encoding.name}")
 
     def _warn_missing(self, name: str) -> None:
