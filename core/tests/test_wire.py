@@ -3,6 +3,7 @@ the fake server."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import time
@@ -471,6 +472,36 @@ async def test_first_token_timeout_waits_for_content_not_metadata(
             async for event in provider.stream(request):  # type: ignore[attr-defined]
                 seen.append(event.type)
         assert seen == ["metadata", "metadata"]  # metadata arrived; content did not
+        await provider.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_deadline_passed_while_the_consumer_held_an_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The consumer's time is not the server's: events already received are still
+    delivered after the deadline, but a read that has to wait then fails at once."""
+    from llmkernel.testing.fake_server import Pause
+    from llmkernel.types import ChatRequest, Message
+
+    monkeypatch.setenv("WIRE_TEST_KEY", "sk-wire-SECRET-1234")
+    with FakeServer() as server:
+        server.expect(
+            "POST",
+            "/stream",
+            FakeResponse.ndjson([{"meta": "m1"}, {"meta": "m2"}, Pause(3.0), {"text": "late"}]),
+        )
+        provider = _base_provider(server, first_token_timeout=1.0)
+        request = ChatRequest(model="m", messages=(Message.user("hi"),))
+        import aiohttp  # noqa: F401  (imported at the first request: not timed here)
+
+        seen = []
+        with pytest.raises(errors.TimeoutError, match="first_token_timeout"):
+            async for event in provider.stream(request):  # type: ignore[attr-defined]
+                seen.append(event.type)
+                if len(seen) == 1:
+                    await asyncio.sleep(1.2)  # past the deadline, no read waiting
+        # m2 was already received: delivered; "late" needed a wait: refused
+        assert seen == ["metadata", "metadata", "metadata"]
         await provider.aclose()  # type: ignore[attr-defined]
 
 

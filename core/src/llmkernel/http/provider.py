@@ -345,38 +345,65 @@ class HTTPProvider(Provider):
         """Events as they arrive. ``first_token_timeout`` bounds the wait for the
         first content event (text, reasoning or a tool call; not metadata or usage),
         ``timeout`` the whole stream; both apply to the reads only, never to the
-        time the consumer spends between events."""
+        time the consumer spends between events (after a deadline passed, events
+        already received are still delivered; a read that would wait fails).
+
+        One timer per phase, not one per event: it cancels the read in progress when
+        it fires, and does nothing while the consumer holds an event."""
         settings = self.settings
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
         now = loop.time()
         deadline = now + settings.timeout
         first_wait: float | None = settings.first_token_timeout
-        first_deadline = deadline if first_wait is None else min(deadline, now + first_wait)
-        limit = first_deadline
+        limit = deadline if first_wait is None else min(deadline, now + first_wait)
+        reading = fired = False
+
+        def expire(when: float) -> None:
+            nonlocal fired
+            if reading and not fired and when == limit:  # not a past phase's deadline
+                fired = True
+                task.cancel()
+
+        timer = loop.call_at(limit, expire, limit)
         events = self.stream_events(request)
         try:
             while True:
+                cancelling = task.cancelling()
+                reading = True
+                if loop.time() >= limit:  # passed while the consumer held the last event:
+                    loop.call_soon(expire, limit)  # only a read that has to wait fails
                 try:
-                    async with asyncio.timeout_at(limit) as scope:
-                        event = await anext(events)
+                    event = await anext(events)
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
-                    if not scope.expired():
-                        raise
-                    if limit < deadline:
-                        what = f"no first token within first_token_timeout={first_wait:g}s"
-                    else:
-                        what = f"the stream did not finish within timeout={settings.timeout:g}s"
-                    raise self.timed_out(request.model, what) from None
+                except asyncio.CancelledError:
+                    if fired and task.uncancel() <= cancelling:
+                        raise self._stream_timeout(request, limit < deadline, first_wait) from None
+                    raise
                 except errors.ProviderError as exc:
                     self.scrub(exc)
                     raise
-                if limit is not deadline and isinstance(event, _CONTENT):
+                finally:
+                    reading = False
+                if limit != deadline and isinstance(event, _CONTENT):
                     limit = deadline
+                    timer.cancel()
+                    timer = loop.call_at(limit, expire, limit)
                 yield event
         finally:
+            timer.cancel()
             await events.aclose()
+
+    def _stream_timeout(
+        self, request: ChatRequest, first: bool, first_wait: float | None
+    ) -> errors.TimeoutError:
+        if first:
+            what = f"no first token within first_token_timeout={first_wait:g}s"
+        else:
+            what = f"the stream did not finish within timeout={self.settings.timeout:g}s"
+        return self.timed_out(request.model, what)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         return await self._timed(self.send_embed(request), request.model, "embeddings")
