@@ -60,6 +60,16 @@ _STALE = 1.0
 _PORTALS: weakref.WeakSet[Portal] = weakref.WeakSet()
 _ABANDONED: list[asyncio.AbstractEventLoop] = []  # a parent's loops, kept from gc in a child
 _running_loop = asyncio._get_running_loop
+# signal's own functions without the wrappers that turn numbers into enums (a third
+# of the cost of a sync call that does nothing)
+_SIGINT = int(signal.SIGINT)
+try:
+    import _signal  # type: ignore[import-not-found]
+
+    _getsignal: Callable[..., Any] = _signal.getsignal
+    _setsignal: Callable[..., Any] = _signal.signal
+except ImportError:  # not CPython
+    _getsignal, _setsignal = signal.getsignal, signal.signal
 
 
 class _Done:
@@ -246,8 +256,8 @@ class Portal:
                         _unwind(loop, task)
                     raise
         finally:
-            if sigint is not None and signal.getsignal(signal.SIGINT) is sigint:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+            if sigint is not None and _getsignal(_SIGINT) is sigint:
+                _setsignal(_SIGINT, signal.default_int_handler)
             self._let_go(state)
         if task.cancelled():
             if call.interrupted:
@@ -402,7 +412,7 @@ def _catch_sigint(
     task (it unwinds, then ``KeyboardInterrupt`` is raised), a second one interrupts."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if _getsignal(_SIGINT) is not signal.default_int_handler:
         return None
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -413,7 +423,7 @@ def _catch_sigint(
         loop.call_soon_threadsafe(lambda: None)  # wake the selector
 
     try:
-        signal.signal(signal.SIGINT, on_sigint)
+        _setsignal(_SIGINT, on_sigint)
     except ValueError:  # not the main interpreter
         return None
     return on_sigint
