@@ -12,8 +12,7 @@ filtered categories).
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -21,32 +20,20 @@ import httpx
 
 from llmkernel import errors as kerrors
 from llmkernel import log
-from llmkernel.http import aiter_sse, headers_of, redact, request_id_from, scrub, snippet
+from llmkernel.http import redact, scrub
 from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
     EmbeddingRequest,
-    EmbeddingResponse,
-    FinishEvent,
-    MetadataEvent,
-    ReasoningDelta,
     Response,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    UsageEvent,
     replace,
 )
 from llmkernel_azure import errors as azure_errors
 from llmkernel_azure.auth import Credentials
 from llmkernel_azure.settings import AzureSettings
-from llmkernel_openai import convert, parse
-from llmkernel_openai import errors as wire
 from llmkernel_openai.models import capabilities_for
 from llmkernel_openai.provider import OpenAIProvider, Operation
-from llmkernel_openai.stream import StreamParser
 
 __all__ = ["AzureProvider"]
 
@@ -147,165 +134,26 @@ class AzureProvider(OpenAIProvider):
             method, path, model=model, json=json, params=params, headers=headers
         )
 
-    # ------------------------------------------------------------------ chat
+    # ------------------------------------------------------------------ answers
 
-    def _check(self, data: Any, response: httpx.Response, model: str) -> None:
-        """Raise the error an answer (or stream chunk) holds in an ``error`` object."""
-        if isinstance(data, Mapping) and data.get("error"):
-            info = wire.error_info(data) or wire.ErrorInfo(message="an error without details")
-            error = self.error_for_body(info, response, model)
-            error.headers = headers_of(response)
-            raise error
+    def parse_answer(self, data: Any, request: ChatRequest, response: httpx.Response) -> Response:
+        """OpenAI's answer; a refusal names the content filter's categories."""
+        answer = super().parse_answer(data, request, response)
+        refusal = answer.refusal or azure_errors.filter_summary(data)
+        return answer if refusal == answer.refusal else replace(answer, refusal=refusal)
 
-    def _parse(self, data: Any, request: ChatRequest, response: httpx.Response) -> Response:
-        """A whole answer, its refusal naming the content filter's categories."""
-        self._check(data, response, request.model)
-        try:
-            parsed = parse.parse_response(data, request.response_format)
-        except parse.Malformed as exc:
-            raise self.malformed(str(exc), model=request.model, response=response) from None
-        refusal = parsed.refusal or azure_errors.filter_summary(data)
-        return replace(parsed, refusal=refusal, headers=headers_of(response))
+    def stream_refusal(self, data: Any) -> str | None:
+        """The categories a chunk's ``content_filter_results`` filtered."""
+        return azure_errors.filter_summary(data)
 
-    async def send_chat(self, request: ChatRequest) -> Response:
-        model = request.model
-        body = self.chat_body(request, stream=False)
-        data, response = await self.send_json(
-            "POST", self.path("chat", model), model=model, json=body
-        )
-        return self._parse(data, request, response)
+    def request_id(self, headers: httpx.Headers) -> str | None:
+        return azure_errors.request_id(headers)
 
-    async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        """OpenAI's stream, read here rather than by the base class so that the
-        chunks' ``content_filter_results`` can name the filtered categories."""
-        model = request.model
-        response = await self.send(
-            "POST",
-            self.path("chat", model),
-            model=model,
-            json=self.chat_body(request, stream=True),
-            headers={"accept": "text/event-stream"},
-        )
-        try:
-            yield self.opened(response)
-            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media_type == "application/json":  # an error, or an answer that would not stream
-                raw = await self.read_body(response, model)
-                try:
-                    data = json.loads(raw)
-                except ValueError:
-                    raise self.malformed(
-                        f"the body is not JSON: {snippet(raw)!r}", model=model, response=response
-                    ) from None
-                for event in _replay(self._parse(data, request, response)):
-                    yield event
-                return
-            async for event in self._read_stream(response, model):
-                yield event
-        finally:
-            await response.aclose()
-
-    async def _read_stream(
-        self, response: httpx.Response, model: str
-    ) -> AsyncGenerator[StreamEvent, None]:
-        parser = StreamParser()
-        filtered: str | None = None
-        body_start: list[str] = []
-        done = saw_data = False
-
-        async def text() -> AsyncGenerator[str, None]:
-            kept = 0
-            async for piece in response.aiter_text():
-                if kept < 200:
-                    body_start.append(piece)
-                    kept += len(piece)
-                yield piece
-
-        chunks = text()
-        sse_events = aiter_sse(chunks)
-        try:
-            async for sse in sse_events:
-                payload = sse.data.strip()
-                if not payload:
-                    continue
-                saw_data = True
-                if payload == "[DONE]":
-                    done = True
-                    break
-                try:
-                    data = json.loads(payload)
-                except ValueError:
-                    raise self.malformed(
-                        f"a stream event is not JSON: {snippet(payload)!r}",
-                        model=model,
-                        response=response,
-                    ) from None
-                self._check(data, response, model)
-                filtered = filtered or azure_errors.filter_summary(data)
-                try:
-                    events = parser.feed(data)
-                except parse.Malformed as exc:
-                    raise self.malformed(str(exc), model=model, response=response) from None
-                for event in events:
-                    yield event
-        except httpx.RequestError as exc:
-            error = self.error_for_transport(exc, model)
-            error.request_id = azure_errors.request_id(response.headers)
-            raise error from exc
-        finally:
-            await sse_events.aclose()  # type: ignore[attr-defined]
-            await chunks.aclose()
-        if not done:
-            start = snippet("".join(body_start))
-            if not saw_data and start:
-                raise self.malformed(
-                    f"the body is not an event stream: {start!r}", model=model, response=response
-                )
-            raise kerrors.NetworkError(
-                "the stream was cut off before its end (no data: [DONE])",
-                provider=self.name,
-                model=model,
-                request_id=azure_errors.request_id(response.headers)
-                or request_id_from(response.headers),
-            )
-        if filtered and not parser.refusal:
-            yield MetadataEvent(refusal=filtered)
-        for event in parser.end():
-            yield event
-
-    # ------------------------------------------------------------------ embeddings
-
-    async def send_embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        """OpenAI's batching, with the deployment as the body's ``model``."""
-        model = request.model
-        size = self.settings.embedding_batch_size
-        inputs = list(request.inputs)
-        vectors: list[list[float]] = []
-        usage = Usage()
-        answered = ""
-        headers: dict[str, str] = {}
-        for start in range(0, len(inputs), size):
-            batch = inputs[start : start + size]
-            body = convert.embedding_body(request, batch)
-            body["model"] = self.deployment(model)
-            data, response = await self.send_json(
-                "POST", self.path("embeddings", model), model=model, json=body
-            )
-            self._check(data, response, model)
-            try:
-                got, used, answered = parse.embeddings(data, len(batch))
-            except parse.Malformed as exc:
-                raise self.malformed(str(exc), model=model, response=response) from None
-            vectors.extend(got)
-            usage = usage + used
-            headers = headers_of(response)
-        return EmbeddingResponse(
-            vectors=vectors,
-            model=answered or model,
-            provider=self.name,
-            usage=usage,
-            headers=headers,
-        )
+    def embedding_body(self, request: EmbeddingRequest, batch: list[str]) -> dict[str, Any]:
+        """OpenAI's body, with the deployment as its ``model``."""
+        body = super().embedding_body(request, batch)
+        body["model"] = self.deployment(request.model)
+        return body
 
     # ------------------------------------------------------------------ models
 
@@ -317,16 +165,3 @@ class AzureProvider(OpenAIProvider):
     def capabilities(self, model: str) -> Capabilities | None:
         """OpenAI's known capabilities for ``model``, or for the deployment's name."""
         return capabilities_for(model) or capabilities_for(self.deployment(model))
-
-
-def _replay(response: Response) -> Iterator[StreamEvent]:
-    """A whole answer as stream events (a server that would not stream)."""
-    yield MetadataEvent(id=response.id, model=response.model or None, refusal=response.refusal)
-    if response.reasoning:
-        yield ReasoningDelta(text=response.reasoning)
-    if response.text:
-        yield TextDelta(text=response.text)
-    for index, call in enumerate(response.tool_calls):
-        yield ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments_json)
-    yield UsageEvent(usage=response.usage)
-    yield FinishEvent(finish_reason=response.finish_reason)

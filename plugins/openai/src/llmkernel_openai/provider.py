@@ -150,16 +150,33 @@ class OpenAIProvider(HTTPProvider):
 
     # ------------------------------------------------------------------ chat
 
-    async def send_chat(self, request: ChatRequest) -> Response:
-        body = self.chat_body(request, stream=False)
-        data, response = await self._json(
-            "POST", self.path("chat", request.model), model=request.model, body=body
-        )
+    def parse_answer(self, data: Any, request: ChatRequest, response: httpx.Response) -> Response:
+        """A whole chat answer, decoded and checked for an ``error`` object."""
         try:
             answer = parse.parse_response(data, request.response_format)
         except parse.Malformed as exc:
             raise self.malformed(str(exc), model=request.model, response=response) from None
         return self.with_headers(answer, response)
+
+    def stream_refusal(self, data: Any) -> str | None:
+        """A refusal a stream chunk carries outside ``delta.refusal`` (none here;
+        Azure's content filter annotates chunks)."""
+        return None
+
+    def request_id(self, headers: httpx.Headers) -> str | None:
+        """The request id a failure reports, from the response headers."""
+        return request_id_from(headers)
+
+    def embedding_body(self, request: EmbeddingRequest, batch: list[str]) -> dict[str, Any]:
+        """The JSON body of one embeddings request (a batch of the inputs)."""
+        return convert.embedding_body(request, batch)
+
+    async def send_chat(self, request: ChatRequest) -> Response:
+        body = self.chat_body(request, stream=False)
+        data, response = await self._json(
+            "POST", self.path("chat", request.model), model=request.model, body=body
+        )
+        return self.parse_answer(data, request, response)
 
     async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         model = request.model
@@ -185,11 +202,7 @@ class OpenAIProvider(HTTPProvider):
                         f"the body is not JSON: {snippet(raw)!r}", model=model, response=response
                     ) from None
                 self._raise_body_error(data, response, model=model)
-                try:
-                    whole = parse.parse_response(data, request.response_format)
-                except parse.Malformed as exc:
-                    raise self.malformed(str(exc), model=model, response=response) from None
-                for event in _replay(whole):
+                for event in _replay(self.parse_answer(data, request, response)):
                     yield event
                 return
             async for event in self._read_stream(response, model):
@@ -202,6 +215,7 @@ class OpenAIProvider(HTTPProvider):
     ) -> AsyncGenerator[StreamEvent, None]:
         parser = StreamParser()
         body_start: list[str] = []
+        filtered: str | None = None
         done = saw_data = False
 
         async def text() -> AsyncGenerator[str, None]:
@@ -234,6 +248,7 @@ class OpenAIProvider(HTTPProvider):
                 if sse.event == "error" and not (isinstance(data, Mapping) and data.get("error")):
                     data = {"error": data}
                 self._raise_body_error(data, response, model=model)
+                filtered = filtered or self.stream_refusal(data)
                 try:
                     events = parser.feed(data)
                 except parse.Malformed as exc:
@@ -242,7 +257,7 @@ class OpenAIProvider(HTTPProvider):
                     yield event
         except httpx.RequestError as exc:
             error = self.error_for_transport(exc, model)
-            error.request_id = request_id_from(response.headers)
+            error.request_id = self.request_id(response.headers)
             raise error from exc
         finally:
             await sse_events.aclose()  # type: ignore[attr-defined]
@@ -257,8 +272,10 @@ class OpenAIProvider(HTTPProvider):
                 "the stream was cut off before its end (no data: [DONE])",
                 provider=self.name,
                 model=model,
-                request_id=request_id_from(response.headers),
+                request_id=self.request_id(response.headers),
             )
+        if filtered and not parser.refusal:
+            yield MetadataEvent(refusal=filtered)
         for event in parser.end():
             yield event
 
@@ -277,7 +294,7 @@ class OpenAIProvider(HTTPProvider):
                 "POST",
                 self.path("embeddings", request.model),
                 model=request.model,
-                body=convert.embedding_body(request, batch),
+                body=self.embedding_body(request, batch),
             )
             try:
                 got, used, model = parse.embeddings(data, len(batch))
