@@ -442,3 +442,48 @@ def test_a_key_over_its_request_rate_gets_429_with_retry_after(
     assert "2 requests per minute" in caught.value.message
     other = openai.OpenAI(base_url=f"{url}/v1", api_key=names["rich"], max_retries=0)
     other.chat.completions.create(model="mock/echo", messages=HI)  # other keys unaffected
+
+
+def test_a_keys_rate_limit_is_shared_by_every_worker(tmp_path: Path) -> None:
+    """Two limiters on one directory (two workers of ``serve --workers 2``) share
+    each key's bucket; without the directory each worker would admit the limit."""
+    from llmkernel_gateway.handoff import KeyLimiter
+    from llmkernel_gateway.settings import Key
+
+    keys = [
+        Key(name="k", digest="x", rate_limit={"requests_per_minute": 5}),
+        Key(name="free", digest="y"),
+    ]
+    first, second = KeyLimiter(keys, str(tmp_path)), KeyLimiter(keys, str(tmp_path))
+    admitted = [w is None for w in (first.take("k"), second.take("k"), first.take("k"))]
+    admitted += [second.take("k") is None, second.take("k") is None]
+    assert admitted == [True] * 5
+    waits = [first.take("k"), second.take("k")]
+    assert all(w is not None and 0 < w <= 12 for w in waits), waits
+    assert first.take("free") is None and second.take("free") is None
+    # a worker starting later joins the same buckets instead of refilling them
+    assert KeyLimiter(keys, str(tmp_path)).take("k") is not None
+
+
+def test_serve_with_two_workers_holds_a_keys_rate_limit_across_them(tmp_path: Path) -> None:
+    key = new_key()
+    config = (
+        '[providers.mock]\ntype = "mock"\n'
+        + key_table("limited", key)
+        + "rate_limit = { requests_per_minute = 4 }\n"
+    )
+    gateway = Gateway(config, tmp_path, workers=2)
+    try:
+        statuses = []
+        for _ in range(10):  # a new connection each: uvicorn spreads them over workers
+            with httpx.Client() as client:
+                answer = client.post(
+                    f"{gateway.url}/v1/chat/completions",
+                    headers={"authorization": f"Bearer {key}"},
+                    json={"model": "mock/echo", "messages": HI},
+                )
+            statuses.append(answer.status_code)
+        assert statuses.count(200) == 4, statuses
+        assert statuses.count(429) == 6, statuses
+    finally:
+        gateway.stop()

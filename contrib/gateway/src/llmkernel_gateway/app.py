@@ -32,7 +32,7 @@ from llmkernel import log
 from llmkernel.config import Config
 from llmkernel_gateway import failures, wire
 from llmkernel_gateway.failures import Failure
-from llmkernel_gateway.handoff import KeyLimiter
+from llmkernel_gateway.handoff import SHARED_DIR_ENV, KeyLimiter
 from llmkernel_gateway.keys import KeyRing
 from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
 from llmkernel_gateway.stats import Stats
@@ -75,7 +75,7 @@ class Gateway:
         self.config = config
         self.settings = settings or load_settings(config)
         self.keys = KeyRing(self.settings.key_list())
-        self.limiter = KeyLimiter(self.settings.key_list())
+        self.limiter = KeyLimiter(self.settings.key_list(), os.environ.get(SHARED_DIR_ENV))
         self._admins = any(k.admin for k in self.settings.key_list())
         self._plugins = list(plugins)
         self.kernel: Kernel | None = None

@@ -8,13 +8,18 @@ sent upstream. A budget on a key without that plugin installed is refused at
 startup: it would not be enforced.
 
 A key's ``rate_limit = { requests_per_minute = 60 }`` is enforced by the gateway
-itself, per worker process, before the kernel is called (a token bucket; 429 with
-``Retry-After``). Token-per-minute and provider-side limits belong to the
-ratelimit plugin's own ``[plugin.ratelimit]`` table (``per = ["key"]``).
+itself before the kernel is called (a token bucket; 429 with ``Retry-After``), shared
+by all workers of one ``llmkernel serve --workers N``. Token-per-minute and
+provider-side limits belong to the ratelimit plugin's own ``[plugin.ratelimit]``
+table (``per = ["key"]``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import mmap
+import os
+import struct
 import time
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
@@ -86,40 +91,81 @@ def require_budgets_plugin(keys: Iterable[Key], loaded: Iterable[str]) -> None:
         )
 
 
-@attrs.define
-class _Bucket:
-    capacity: float
-    rate: float  # tokens a second
-    tokens: float
-    stamp: float
+SHARED_DIR_ENV = "LLMKERNEL_GATEWAY_RUN_DIR"
+_SLOT = struct.Struct("dd")  # a bucket: tokens left, when they were counted (monotonic)
 
 
 class KeyLimiter:
-    """Requests per minute per key: a token bucket each, full at start."""
+    """Requests per minute per key: a token bucket each, full at start.
 
-    def __init__(self, keys: Iterable[Key]) -> None:
-        now = time.monotonic()
-        self._buckets: dict[str, _Bucket] = {}
+    With ``shared_dir`` (set by ``llmkernel serve --workers N`` for its workers) the
+    buckets live in one file there, mapped into every worker and updated under an
+    exclusive ``flock``: a key's limit holds across all workers, not per worker.
+    Without it they live in this process (one worker: one event loop, no lock)."""
+
+    def __init__(self, keys: Iterable[Key], shared_dir: str | None = None) -> None:
+        self._limits: dict[str, float] = {}
         for key in keys:
             rpm = key.rate_limit.get("requests_per_minute")
             if rpm:
-                capacity = float(rpm)
-                self._buckets[key.name] = _Bucket(
-                    capacity=capacity, rate=capacity / 60.0, tokens=capacity, stamp=now
-                )
+                self._limits[key.name] = float(rpm)
+        self._offsets = {name: i * _SLOT.size for i, name in enumerate(sorted(self._limits))}
+        size = max(1, len(self._offsets)) * _SLOT.size
+        self._fd: int | None = None
+        self._state: bytearray | mmap.mmap = bytearray(size)
+        if shared_dir is not None and self._limits:
+            self._fd, self._state = _shared(os.path.join(shared_dir, "key-buckets"), size)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            if self._fd is None or _fresh(self._state):
+                now = time.monotonic()
+                for name, offset in self._offsets.items():
+                    _SLOT.pack_into(self._state, offset, self._limits[name], now)
+        finally:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def take(self, key: str) -> float | None:
         """Take one request; ``None`` when allowed, else seconds until one is."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
+        limit = self._limits.get(key)
+        if limit is None:
             return None
-        now = time.monotonic()
-        bucket.tokens = min(bucket.capacity, bucket.tokens + (now - bucket.stamp) * bucket.rate)
-        bucket.stamp = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return None
-        return (1.0 - bucket.tokens) / bucket.rate
+        rate = limit / 60.0
+        offset = self._offsets[key]
+        state, fd = self._state, self._fd
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            left, stamp = _SLOT.unpack_from(state, offset)
+            now = time.monotonic()
+            tokens: float = min(limit, left + max(0.0, now - stamp) * rate)
+            if tokens >= 1.0:
+                _SLOT.pack_into(state, offset, tokens - 1.0, now)
+                return None
+            _SLOT.pack_into(state, offset, tokens, now)
+            return (1.0 - tokens) / rate
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _shared(path: str, size: int) -> tuple[int, mmap.mmap]:
+    """The buckets' file, at least ``size`` bytes (a new one is zeros), mapped."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return fd, mmap.mmap(fd, size)
+
+
+def _fresh(state: bytearray | mmap.mmap) -> bool:
+    """A file no worker has filled yet (every stamp is zero)."""
+    return all(
+        _SLOT.unpack_from(state, offset)[1] == 0.0 for offset in range(0, len(state), _SLOT.size)
+    )
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from typing import Any
 
 from llmkernel.config import Config
 from llmkernel.errors import ConfigError
+from llmkernel_gateway.handoff import SHARED_DIR_ENV
 from llmkernel_gateway.metrics import MULTIPROC_ENV
 from llmkernel_gateway.settings import GatewaySettings, load_settings
 
@@ -93,6 +94,7 @@ def serve(
         raise ConfigError("--workers needs a config file (pass --config PATH)")
     metrics_dir = tempfile.mkdtemp(prefix="llmkernel-gateway-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
+    os.environ[SHARED_DIR_ENV] = metrics_dir  # the workers' shared key buckets
     os.environ["LLMKERNEL_GATEWAY_CONFIG"] = os.path.abspath(config.source)
     try:
         uvicorn.run("llmkernel_gateway.app:create_app", factory=True, workers=workers, **common)
