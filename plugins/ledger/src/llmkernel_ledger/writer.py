@@ -97,7 +97,7 @@ class LedgerWriter:
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every row offered before this call is committed."""
-        if self._thread is None:
+        if self._thread is None or self._closed:  # close() flushed already
             return True
         marker = _Flush()
         self.queue.put(marker)
