@@ -133,12 +133,11 @@ _ZERO = Decimal(0)
 class _Slab:
     """This store's lease on one counter, held in memory. ``granted`` is the
     amount of its row in the database; of it, ``held`` covers calls in flight (their
-    worst cases), ``pending`` the actual costs of finished calls whose ledger rows are
-    not committed yet, ``committed`` the costs committed since the last lease (counted
-    in the spend AND still in the row: conservative until the next lease)."""
+    worst cases) and ``pending`` the actual costs of finished calls whose ledger rows
+    are not committed yet (the transaction that commits a row moves its cost from
+    the slab to the spend); the rest is free to hand out."""
 
     __slots__ = (
-        "committed",
         "counter",
         "granted",
         "held",
@@ -155,7 +154,6 @@ class _Slab:
         self.granted = _ZERO
         self.held = _ZERO
         self.pending = _ZERO
-        self.committed = _ZERO
         #: handed out from memory only before this (wall clock), well before expiry
         self.valid_until = float("-inf")
         self.renewed = float("-inf")
@@ -164,7 +162,7 @@ class _Slab:
 
     @property
     def free(self) -> Decimal:
-        return self.granted - self.held - self.pending - self.committed
+        return self.granted - self.held - self.pending
 
 
 @attrs.frozen(kw_only=True)
@@ -402,14 +400,18 @@ class BudgetStore:
             hold = self.take(pairs, worst, now)
             if hold is not None:
                 return hold
-            frozen: list[tuple[_Slab, Decimal, Decimal, Decimal]] = []
-            leased: list[tuple[_Slab, Decimal, Decimal, bool]] = []
+            frozen: list[tuple[_Slab, Decimal, Decimal]] = []
+            leased: list[tuple[_Slab, Decimal, bool]] = []
+            ready: list[_Slab] = []  # slabs that have it: taken in memory, not rewritten
             exact: list[str] = []
             try:
                 with self.ledger.transaction() as conn:
                     self._maybe_purge(conn, now)
                     for limit, counter in pairs:
-                        slab, committed, held, pending = self._freeze(limit, counter, frozen)
+                        if self._take_one(counter, worst, now):
+                            ready.append(self._slabs[counter])
+                            continue
+                        slab, held, pending = self._freeze(limit, counter, frozen)
                         need = held + pending
                         spent, others = self._check(
                             conn, limit, counter, scope, worst, now, exclude=self.owner, mine=need
@@ -418,10 +420,10 @@ class BudgetStore:
                         size = worst * self.slab
                         if self.slab > 0 and room >= 2 * size:
                             granted = need + worst + size
-                            leased.append((slab, granted, committed, True))
+                            leased.append((slab, granted, True))
                         else:  # near the limit: give the free part back, reserve exactly
                             granted = need
-                            leased.append((slab, granted, committed, False))
+                            leased.append((slab, granted, False))
                             exact.append(counter)
                         if granted > 0 or slab.granted > 0:
                             self._write_slab(conn, counter, granted, now)
@@ -429,12 +431,14 @@ class BudgetStore:
                         self._insert(conn, reservation, request_id, exact, worst, now)
             except BaseException:
                 self._thaw(frozen)
+                with self._lock:
+                    for slab in ready:
+                        slab.held -= worst
                 raise
-            taken = []
+            taken = ready
             with self._lock:
-                for slab, granted, committed, has_slab in leased:
+                for slab, granted, has_slab in leased:
                     slab.granted = granted
-                    slab.committed -= committed
                     slab.renewed = now
                     if granted > 0:
                         slab.valid_until = now + self.slab_ttl * 0.75
@@ -446,22 +450,31 @@ class BudgetStore:
             self._start_renewer()
         return Hold(worst=worst, slabs=tuple(taken), reservation=reservation if exact else None)
 
+    def _take_one(self, counter: str, worst: Decimal, now: float) -> bool:
+        with self._lock:
+            slab = self._slabs.get(counter)
+            if slab is None or now >= slab.valid_until or slab.free < worst:
+                return False
+            slab.held += worst
+            slab.used = True
+            return True
+
     def _freeze(
-        self, limit: Limit, counter: str, frozen: list[tuple[_Slab, Decimal, Decimal, Decimal]]
-    ) -> tuple[_Slab, Decimal, Decimal, Decimal]:
+        self, limit: Limit, counter: str, frozen: list[tuple[_Slab, Decimal, Decimal]]
+    ) -> tuple[_Slab, Decimal, Decimal]:
         """Stop handing out ``counter``'s slab while it is re-leased (its free part is
-        recomputed in the transaction): its (slab, committed, held, pending) now,
+        recomputed in the transaction): its (slab, held, pending) now,
         also appended to ``frozen`` (restored by :meth:`_thaw` on failure)."""
         with self._lock:
             slab = self._slabs.get(counter)
             if slab is None:
                 slab = self._slabs[counter] = _Slab(limit, counter)
-            state = (slab, slab.committed, slab.held, slab.pending)
+            state = (slab, slab.held, slab.pending)
             slab.valid_until = float("-inf")  # take() refuses it meanwhile
         frozen.append(state)
         return state
 
-    def _thaw(self, frozen: Sequence[tuple[_Slab, Decimal, Decimal, Decimal]]) -> None:
+    def _thaw(self, frozen: Sequence[tuple[_Slab, Decimal, Decimal]]) -> None:
         with self._lock:
             for slab, *_ in frozen:
                 if slab.granted > 0:
@@ -499,13 +512,18 @@ class BudgetStore:
                 assert cost is not None
                 self._pending.setdefault(request_id, []).extend((s, cost) for s in hold.slabs)
 
-    def _committed(self, request_ids: Sequence[str]) -> None:
-        """After the ledger's commit: those calls' costs are in the spend now."""
+    def _committed(
+        self, costs: Sequence[tuple[str, list[tuple[_Slab, Decimal]]]], moved: dict[_Slab, Decimal]
+    ) -> None:
+        """After the ledger's commit: those calls' costs are in the spend now, and
+        ``moved`` out of the slabs' rows."""
         with self._lock:
-            for request_id in request_ids:
-                for slab, cost in self._pending.pop(request_id, ()):
+            for request_id, entries in costs:
+                for slab, cost in entries:
                     slab.pending -= cost
-                    slab.committed += cost
+                self._pending.pop(request_id, None)
+            for slab, amount in moved.items():
+                slab.granted -= amount
 
     def renew(self, *, now: float | None = None) -> None:
         """Extend the slabs in use (one transaction) and return the idle ones: a slab
@@ -533,7 +551,7 @@ class BudgetStore:
         if not busy and not shrink:
             return
         with self.ledger.lock:
-            frozen: list[tuple[_Slab, Decimal, Decimal, Decimal]] = []
+            frozen: list[tuple[_Slab, Decimal, Decimal]] = []
             try:
                 with self.ledger.transaction() as conn:
                     for slab in busy:
@@ -543,7 +561,7 @@ class BudgetStore:
                             (now + self.slab_ttl, now, self.owner, slab.counter),
                         )
                     for slab in shrink:
-                        _, _, held, pending = self._freeze(slab.limit, slab.counter, frozen)
+                        _, held, pending = self._freeze(slab.limit, slab.counter, frozen)
                         self._write_slab(conn, slab.counter, held + pending, now)
             except BaseException:
                 self._thaw(frozen)
@@ -553,9 +571,8 @@ class BudgetStore:
                     slab.renewed = now
                     if slab.valid_until > float("-inf"):
                         slab.valid_until = now + self.slab_ttl * 0.75
-                for slab, committed, held, pending in frozen:
+                for slab, held, pending in frozen:
                     slab.granted = held + pending
-                    slab.committed -= committed
                     slab.renewed = now
                     if slab.granted > 0:
                         slab.valid_until = now + self.slab_ttl * 0.75
@@ -614,15 +631,46 @@ class BudgetStore:
         the ledger's transaction. A batch reads and writes each counter once."""
         alerts: list[tuple[str, Decimal, Alert | None]] = []
         totals: dict[str, Decimal] = {}
-        mine: list[str] = []
-        pending = self._pending
         conn.executemany(
             "DELETE FROM budget_reservations WHERE request_id = ?",
             [(row.request_id,) for row in rows],
         )
+        # calls of this store's slabs: the row's cost leaves the slab as it enters
+        # the spend, in this transaction
+        mine: list[tuple[str, list[tuple[_Slab, Decimal]]]] = []
+        moved: dict[_Slab, Decimal] = {}
+        if self._pending:
+            with self._lock:
+                for row in rows:
+                    entries = self._pending.get(row.request_id)
+                    if entries is not None:
+                        mine.append((row.request_id, list(entries)))
+                        charged = row.cost if row.cost is not None and row.cost > 0 else _ZERO
+                        sums: dict[_Slab, Decimal] = {}
+                        for slab, cost in entries:
+                            sums[slab] = sums.get(slab, _ZERO) + cost
+                        for slab, cost in sums.items():
+                            moved[slab] = moved.get(slab, _ZERO) + min(cost, charged)
+            for slab, amount in moved.items():
+                found = conn.execute(
+                    "SELECT amount FROM budget_reservations WHERE reservation = ? AND counter = ?",
+                    (self.owner, slab.counter),
+                ).fetchone()
+                if found is None:
+                    continue
+                left = Decimal(found[0]) - amount
+                if left > 0:
+                    conn.execute(
+                        "UPDATE budget_reservations SET amount = ? "
+                        "WHERE reservation = ? AND counter = ?",
+                        (format(left, "f"), self.owner, slab.counter),
+                    )
+                else:
+                    conn.execute(
+                        "DELETE FROM budget_reservations WHERE reservation = ? AND counter = ?",
+                        (self.owner, slab.counter),
+                    )
         for row in rows:
-            if row.request_id in pending:
-                mine.append(row.request_id)
             if row.cost is None or row.cost == 0:
                 continue
             scope = Scope(provider=row.provider, model=row.model, tenant=row.tenant, key=row.key)
@@ -660,7 +708,7 @@ class BudgetStore:
             )
         after_commit: list[Callable[[], None]] = []
         if mine:
-            after_commit.append(lambda: self._committed(mine))
+            after_commit.append(lambda: self._committed(mine, moved))
         if alerts:
             after_commit.append(lambda: self._alerts_committed(alerts))
         return after_commit
