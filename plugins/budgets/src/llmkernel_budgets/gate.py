@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from llmkernel_budgets.limits import Scope
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["STATE_KEY", "BudgetGate", "scope_of"]
 
 STATE_KEY = "llmkernel_budgets.reservation"
+_T = TypeVar("_T")
 
 
 def scope_of(ctx: Any, candidate: Any) -> Scope:
@@ -57,19 +59,47 @@ class BudgetGate:
             return
         worst = ctx.worst_case_cost(candidate)
         reservation = f"{ctx.id}:{attempt.index}"
+        request_id = str(ctx.id)
         if worst is None or store.slab <= 0:
-            reserved = await asyncio.to_thread(
-                store.reserve, reservation, str(ctx.id), scope, worst
+            reserved = await self._in_thread(
+                request_id,
+                reservation,
+                lambda: store.reserve(reservation, request_id, scope, worst),
             )
             if reserved:
                 attempt.state[STATE_KEY] = reservation
             return
         hold = store.take(pairs, worst, now)
         if hold is None:
-            hold = await asyncio.to_thread(
-                store.reserve_slow, reservation, str(ctx.id), scope, pairs, worst, now=now
+            hold = await self._in_thread(
+                request_id,
+                reservation,
+                lambda: store.reserve_slow(reservation, request_id, scope, pairs, worst, now=now),
             )
         attempt.state[STATE_KEY] = hold
+
+    async def _in_thread(self, request_id: str, reservation: str, fn: Callable[[], _T]) -> _T:
+        """``fn()`` in a thread. Cancelled meanwhile, the reservation it makes anyway
+        is released at once (costing nothing), never left held."""
+        future = asyncio.ensure_future(asyncio.to_thread(fn))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda f: self._abandon(f, request_id, reservation))
+            raise
+
+    def _abandon(self, future: asyncio.Future[Any], request_id: str, reservation: str) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        held = future.result()
+        if held is False:
+            return
+        if held is not True:
+            self.store.release(held, request_id, None)
+            if held.reservation is None:
+                return
+        store = self.store
+        self.writer.submit_sql(lambda conn: store.settle_in(conn, reservation, None))
 
     def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
         held: str | Hold | None = attempt.state.pop(STATE_KEY, None)
