@@ -47,7 +47,9 @@ class Ledger:
         if self._writer is None:
             from llmkernel_ledger.writer import LedgerWriter
 
-            self._writer = LedgerWriter(self.store, batch=self.settings.batch)
+            self._writer = LedgerWriter(
+                self.store, batch=self.settings.batch, linger=self.settings.linger
+            )
         return self._writer
 
     def close(self) -> None:
