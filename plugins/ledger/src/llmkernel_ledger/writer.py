@@ -16,7 +16,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmkernel import log
 
@@ -36,6 +36,16 @@ class _Flush:
 
 
 _STOP = object()
+
+
+class _Call:
+    """A finished call, turned into its row on the writer thread (off the loop)."""
+
+    __slots__ = ("ctx", "outcome")
+
+    def __init__(self, ctx: Any, outcome: Any) -> None:
+        self.ctx = ctx
+        self.outcome = outcome
 
 
 class _Sql:
@@ -88,6 +98,17 @@ class LedgerWriter:
         if self._thread is None:
             self._ensure_started()
         self._put(row)
+
+    def offer_call(self, ctx: Any, outcome: Any) -> None:
+        """Queue a finished call (the kernel's context and outcome); its row is built
+        on the writer thread (:func:`~llmkernel_ledger.record.row_from`), so the
+        caller pays an append. Never blocks."""
+        if self._closed:
+            log.warning("llmkernel.ledger.closed", request_id=str(ctx.id))
+            return
+        if self._thread is None:
+            self._ensure_started()
+        self._put(_Call(ctx, outcome))
 
     def submit(self, task: Callable[[], object]) -> None:
         """Run ``task`` on the writer thread, in order with the rows offered around
@@ -153,6 +174,7 @@ class LedgerWriter:
     def _drain(self, items: list[object]) -> bool:
         """Commit ``items`` (rows and SQL tasks in one transaction; a flush marker
         waits for it, a plain callable runs after it, in order). True at the stop."""
+        from llmkernel_ledger.record import row_from
         from llmkernel_ledger.store import LedgerRow
 
         stop = False
@@ -160,7 +182,16 @@ class LedgerWriter:
         rows = 0
         flushes: list[_Flush] = []
         for item in items:
-            if isinstance(item, LedgerRow):
+            if isinstance(item, _Call):
+                try:
+                    batch.append(row_from(item.ctx, item.outcome))
+                except Exception as exc:
+                    log.error(
+                        "llmkernel.ledger.record_failed", error=f"{type(exc).__name__}: {exc}"
+                    )
+                    continue
+                rows += 1
+            elif isinstance(item, LedgerRow):
                 batch.append(item)
                 rows += 1
             elif isinstance(item, _Sql):
