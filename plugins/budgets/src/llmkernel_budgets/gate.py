@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from llmkernel_ledger.record import key_label
+
 if TYPE_CHECKING:
     from llmkernel_budgets.limits import Scope
     from llmkernel_budgets.store import BudgetStore, Hold
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["STATE_KEY", "BudgetGate", "scope_of"]
 
 STATE_KEY = "llmkernel_budgets.reservation"
+_EMPTY: dict[str, str] = {}
 _T = TypeVar("_T")
 
 
@@ -52,9 +55,19 @@ class BudgetGate:
     async def acquire(self, ctx: Any, attempt: Any) -> None:
         store = self.store
         candidate = attempt.candidate
-        scope = scope_of(ctx, candidate)
+        metadata = getattr(ctx, "metadata", None) or _EMPTY
+        tenant = metadata.get("tenant")
+        key = metadata.get("key")
         now = time.time()
-        pairs = store.counters(scope, now)
+        scope, pairs = store.counters_of(
+            (
+                candidate.provider,
+                candidate.model,
+                None if tenant is None else str(tenant),
+                None if key is None else key_label(key),
+            ),
+            now,
+        )
         if not pairs:
             return
         worst = ctx.worst_case_cost(candidate)

@@ -209,7 +209,7 @@ class BudgetStore:
         self._slabs: dict[str, _Slab] = {}
         self._pending: dict[str, list[tuple[_Slab, Decimal]]] = {}
         self._counters: dict[
-            tuple[str | None, ...], tuple[float, float, tuple[tuple[Limit, str], ...]]
+            tuple[str | None, ...], tuple[float, float, Scope, tuple[tuple[Limit, str], ...]]
         ] = {}
         self._alerted: set[tuple[str, Decimal]] = set()
         self._renewer: threading.Thread | None = None
@@ -224,12 +224,20 @@ class BudgetStore:
         return [limit for limit in self.limits if limit.applies(scope)]
 
     def counters(self, scope: Scope, now: float) -> tuple[tuple[Limit, str], ...]:
-        """The applicable limits with their counters at ``now``, memoized per scope
-        until the first of their periods ends."""
-        key = (scope.provider, scope.model, scope.tenant, scope.key)
+        """The applicable limits with their counters at ``now``."""
+        return self.counters_of((scope.provider, scope.model, scope.tenant, scope.key), now)[1]
+
+    def counters_of(
+        self, key: tuple[str | None, str | None, str | None, str | None], now: float
+    ) -> tuple[Scope, tuple[tuple[Limit, str], ...]]:
+        """The scope of ``(provider, model, tenant, key)`` and its applicable limits
+        with their counters at ``now``, memoized until the first of their periods
+        ends."""
         found = self._counters.get(key)
         if found is not None and found[0] <= now < found[1]:
-            return found[2]
+            return found[2], found[3]
+        provider, model, tenant, label = key
+        scope = Scope(provider=provider, model=model, tenant=tenant, key=label)
         pairs = tuple(
             (limit, limit.counter(scope, now, self.tz)) for limit in self.applicable(scope)
         )
@@ -243,8 +251,8 @@ class BudgetStore:
         )
         if len(self._counters) > 10_000:
             self._counters.clear()
-        self._counters[key] = (now, until, pairs)
-        return pairs
+        self._counters[key] = (now, until, scope, pairs)
+        return scope, pairs
 
     # ---------------------------------------------------------------- exact reserve
 
