@@ -13,6 +13,14 @@ Correct by construction:
   ledger's settled costs and the budgets' spend are always equal, for every period.
 - Reservations of a crashed process expire after ``reservation_ttl`` seconds: sums
   ignore them from then on, and a reservation deletes them at most once a minute.
+- Slabs (``slab`` > 0): ``reserve_slow`` leases, in one such transaction, a row of
+  ``slab`` worst cases per counter owned by this store, checked like a reservation,
+  so other processes count it. ``take`` hands worst cases out of it in memory under
+  a lock; ``release`` gives the worst case back and holds the actual cost until the
+  ledger listener, in the transaction that adds it to the spend, takes it out of
+  the slab's row. Under two slabs from a limit, the slab shrinks to what is in
+  flight and the call reserves exactly. A slab row has its own ``expires``
+  (``slab_ttl``), renewed by a thread while in use; idle slabs are given back.
 - Alerts are recorded in a table with ``(counter, threshold)`` as the primary key:
   once per threshold per period, whichever process crosses it.
 """
