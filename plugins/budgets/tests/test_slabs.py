@@ -354,3 +354,25 @@ def test_many_threads_one_store_never_over(tmp_path: Path) -> None:
     assert store.ledger.total() == WORST * len(admitted) == store.spent(limit, now=NOW)
     store.return_slabs()
     assert store.reserved(limit, now=NOW) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_use_its_parents_slabs(tmp_path: Path) -> None:
+    limit = Limit(name="all", amount=Decimal("100"))
+    store = store_at(tmp_path / "b.db", limit, slab=5)
+    acquire(store, "r0")
+    parent_owner = store.owner
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it sees, then leave at once
+        ok = store.owner != parent_owner and store.take(store.counters(SCOPE, NOW), WORST, NOW)
+        os.write(write, b"clean" if ok is None else b"reused")
+        os._exit(0)
+    os.close(write)
+    try:
+        answer = os.read(read, 16)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert answer == b"clean"
+    assert store.take(store.counters(SCOPE, NOW), WORST, NOW) is not None  # the parent's own

@@ -451,7 +451,7 @@ class BudgetStore:
                     for slab in ready:
                         slab.held -= worst
                 raise
-            taken = ready
+            taken = list(ready)
             with self._lock:
                 for slab, granted, has_slab in leased:
                     slab.granted = granted
@@ -462,7 +462,7 @@ class BudgetStore:
                         slab.held += worst
                         slab.used = True
                         taken.append(slab)
-        if leased and self.slab > 0:
+        if len(taken) > len(ready):  # a slab was leased: keep it alive while in use
             self._start_renewer()
         return Hold(worst=worst, slabs=tuple(taken), reservation=reservation if exact else None)
 
