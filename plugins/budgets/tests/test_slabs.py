@@ -376,3 +376,17 @@ def test_a_forked_child_does_not_use_its_parents_slabs(tmp_path: Path) -> None:
         os.waitpid(pid, 0)
     assert answer == b"clean"
     assert store.take(store.counters(SCOPE, NOW), WORST, NOW) is not None  # the parent's own
+
+
+def test_free_calls_need_no_transaction_each(tmp_path: Path) -> None:
+    limit = Limit(name="all", amount=Decimal("1"))
+    store = store_at(tmp_path / "b.db", limit, slab=5)
+    statements: list[str] = []
+    store.ledger.conn.set_trace_callback(statements.append)
+    first = acquire(store, "r0", worst=Decimal(0))  # checked in one transaction
+    begins = sum(s.startswith("BEGIN") for s in statements)
+    assert begins == 1 and first.reservation is None
+    for i in range(1, 20):
+        assert acquire(store, f"r{i}", worst=Decimal(0)).reservation is None
+    assert sum(s.startswith("BEGIN") for s in statements) == begins
+    assert store.reserved(limit, now=NOW) == 0

@@ -456,7 +456,7 @@ class BudgetStore:
                 for slab, granted, has_slab in leased:
                     slab.granted = granted
                     slab.renewed = now
-                    if granted > 0:
+                    if granted > 0 or has_slab:  # (an empty slab serves free calls)
                         slab.valid_until = now + self.slab_ttl * 0.75
                     if has_slab:
                         slab.held += worst
