@@ -390,3 +390,22 @@ def test_free_calls_need_no_transaction_each(tmp_path: Path) -> None:
         assert acquire(store, f"r{i}", worst=Decimal(0)).reservation is None
     assert sum(s.startswith("BEGIN") for s in statements) == begins
     assert store.reserved(limit, now=NOW) == 0
+
+
+def test_an_overrun_never_uncovers_the_calls_in_flight(tmp_path: Path) -> None:
+    """A call that costs more than its worst case (an estimated input count) moves
+    its cost to the spend, but the slab keeps covering the calls still in flight."""
+    limit = Limit(name="all", amount=Decimal("100"))
+    store = store_at(tmp_path / "b.db", limit, slab=5)
+    overrun = acquire(store, "r0")
+    in_flight = [acquire(store, f"r{i}") for i in range(1, 4)]
+    assert rows(store) == [(store.owner, "all|total", Decimal("0.06"))]
+    finish(store, "r0", overrun, Decimal("0.5"))
+    assert store.spent(limit, now=NOW) == Decimal("0.5")
+    # three worst cases in flight stay reserved
+    assert rows(store) == [(store.owner, "all|total", Decimal("0.03"))]
+    for i, hold in enumerate(in_flight, 1):
+        finish(store, f"r{i}", hold, WORST)
+    assert store.spent(limit, now=NOW) == Decimal("0.53")
+    assert rows(store) == []
+    assert store.ledger.total() == Decimal("0.53")

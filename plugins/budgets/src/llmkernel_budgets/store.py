@@ -656,25 +656,35 @@ class BudgetStore:
         mine: list[tuple[str, list[tuple[_Slab, Decimal]]]] = []
         moved: dict[_Slab, Decimal] = {}
         if self._pending:
+            wanted: dict[_Slab, Decimal] = {}
+            floors: dict[_Slab, Decimal] = {}
             with self._lock:
                 for row in rows:
                     entries = self._pending.get(row.request_id)
-                    if entries is not None:
-                        mine.append((row.request_id, list(entries)))
-                        charged = row.cost if row.cost is not None and row.cost > 0 else _ZERO
-                        sums: dict[_Slab, Decimal] = {}
-                        for slab, cost in entries:
-                            sums[slab] = sums.get(slab, _ZERO) + cost
-                        for slab, cost in sums.items():
-                            moved[slab] = moved.get(slab, _ZERO) + min(cost, charged)
-            for slab, amount in moved.items():
+                    if entries is None:
+                        continue
+                    mine.append((row.request_id, list(entries)))
+                    charged = row.cost if row.cost is not None and row.cost > 0 else _ZERO
+                    sums: dict[_Slab, Decimal] = {}
+                    for slab, cost in entries:
+                        sums[slab] = sums.get(slab, _ZERO) + cost
+                    for slab, cost in sums.items():
+                        wanted[slab] = wanted.get(slab, _ZERO) + min(cost, charged)
+                        floors[slab] = floors.get(slab, slab.held + slab.pending) - cost
+            for slab, amount in wanted.items():
                 found = conn.execute(
                     "SELECT amount FROM budget_reservations WHERE reservation = ? AND counter = ?",
                     (self.owner, slab.counter),
                 ).fetchone()
                 if found is None:
                     continue
-                left = Decimal(found[0]) - amount
+                # the row keeps covering the calls in flight and the other pending
+                # costs, even when this cost overran its worst case
+                held = Decimal(found[0])
+                left = max(held - amount, floors[slab], _ZERO)
+                if left >= held:
+                    continue
+                moved[slab] = held - left
                 if left > 0:
                     conn.execute(
                         "UPDATE budget_reservations SET amount = ? "
