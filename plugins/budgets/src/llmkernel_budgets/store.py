@@ -513,20 +513,19 @@ class BudgetStore:
 
     def release(self, hold: Hold, request_id: str, cost: Decimal | None) -> None:
         """The attempt is over: its worst case goes back to the slabs, its actual
-        ``cost`` stays held there until the ledger commits the call's row."""
+        ``cost`` stays held there until the ledger commits the call's row (at most
+        the worst case: a cost over it, from an estimated input count, was never in
+        the slab, and taking it out would uncover the calls still in flight)."""
         if not hold.slabs:
             return
         worst = hold.worst
-        charged = cost is not None and cost > 0
+        share = min(cost, worst) if cost is not None and cost > 0 else _ZERO
         with self._lock:
             for slab in hold.slabs:
                 slab.held -= worst
-                if charged:
-                    assert cost is not None
-                    slab.pending += cost
-            if charged:
-                assert cost is not None
-                self._pending.setdefault(request_id, []).extend((s, cost) for s in hold.slabs)
+                slab.pending += share
+            if share > 0:
+                self._pending.setdefault(request_id, []).extend((s, share) for s in hold.slabs)
 
     def _committed(
         self, costs: Sequence[tuple[str, list[tuple[_Slab, Decimal]]]], moved: dict[_Slab, Decimal]
@@ -656,35 +655,25 @@ class BudgetStore:
         mine: list[tuple[str, list[tuple[_Slab, Decimal]]]] = []
         moved: dict[_Slab, Decimal] = {}
         if self._pending:
-            wanted: dict[_Slab, Decimal] = {}
-            floors: dict[_Slab, Decimal] = {}
             with self._lock:
                 for row in rows:
                     entries = self._pending.get(row.request_id)
-                    if entries is None:
-                        continue
-                    mine.append((row.request_id, list(entries)))
-                    charged = row.cost if row.cost is not None and row.cost > 0 else _ZERO
-                    sums: dict[_Slab, Decimal] = {}
-                    for slab, cost in entries:
-                        sums[slab] = sums.get(slab, _ZERO) + cost
-                    for slab, cost in sums.items():
-                        wanted[slab] = wanted.get(slab, _ZERO) + min(cost, charged)
-                        floors[slab] = floors.get(slab, slab.held + slab.pending) - cost
-            for slab, amount in wanted.items():
+                    if entries is not None:
+                        mine.append((row.request_id, list(entries)))
+                        charged = row.cost if row.cost is not None and row.cost > 0 else _ZERO
+                        sums: dict[_Slab, Decimal] = {}
+                        for slab, cost in entries:
+                            sums[slab] = sums.get(slab, _ZERO) + cost
+                        for slab, cost in sums.items():
+                            moved[slab] = moved.get(slab, _ZERO) + min(cost, charged)
+            for slab, amount in moved.items():
                 found = conn.execute(
                     "SELECT amount FROM budget_reservations WHERE reservation = ? AND counter = ?",
                     (self.owner, slab.counter),
                 ).fetchone()
                 if found is None:
                     continue
-                # the row keeps covering the calls in flight and the other pending
-                # costs, even when this cost overran its worst case
-                held = Decimal(found[0])
-                left = max(held - amount, floors[slab], _ZERO)
-                if left >= held:
-                    continue
-                moved[slab] = held - left
+                left = Decimal(found[0]) - amount
                 if left > 0:
                     conn.execute(
                         "UPDATE budget_reservations SET amount = ? "
