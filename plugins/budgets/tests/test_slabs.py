@@ -411,3 +411,64 @@ def test_an_overrun_never_uncovers_the_calls_in_flight(tmp_path: Path) -> None:
     assert store.ledger.total() == Decimal("0.53")
     store.return_slabs()
     assert rows(store) == []
+
+
+def test_threads_with_a_real_writer_never_pass_either_limit(tmp_path: Path) -> None:
+    """Calls on 30 threads, costs below their worst cases, rows committed by the
+    ledger's writer thread in groups (so costs stay pending a while): the total
+    and each tenant's spend stay within their limits."""
+    import random
+
+    from llmkernel_ledger.writer import LedgerWriter
+
+    total = Limit(name="all", amount=Decimal("1.3"))
+    tenants = Limit(name="t", amount=Decimal("0.75"), tenant="*")
+    store = store_at(tmp_path / "b.db", total, tenants, slab=5)
+    writer = LedgerWriter(store.ledger)
+    scopes = [Scope(provider="oa", model="gpt-4.1", tenant=t) for t in ("a", "b")]
+
+    def worker(w: int) -> None:
+        rng = random.Random(w)
+        for j in range(20):
+            request_id = f"{w}-{j}"
+            scope = rng.choice(scopes)
+            worst = Decimal(rng.randint(1, 20)) / 1000
+            now = time.time()
+            pairs = store.counters(scope, now)
+            try:
+                hold = store.take(pairs, worst, now) or store.reserve_slow(
+                    f"{request_id}:1", request_id, scope, pairs, worst, now=now
+                )
+            except BudgetExceededError:
+                continue
+            time.sleep(rng.random() * 0.002)
+            cost = worst * rng.randint(1, 10) / 10 if rng.random() < 0.8 else None
+            store.release(hold, request_id, cost)
+            if hold.reservation is not None:
+                writer.submit_sql(
+                    lambda conn, r=hold.reservation, c=cost: store.settle_in(conn, r, c)
+                )
+            writer.offer(
+                LedgerRow(
+                    request_id=request_id,
+                    ts=now,
+                    provider="oa",
+                    model="gpt-4.1",
+                    tenant=scope.tenant,
+                    cost=cost,
+                )
+            )
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    writer.close()
+    now = time.time()
+    assert store.ledger.total() == store.spent(total, now=now) <= total.amount
+    for scope in scopes:
+        assert store.spent(tenants, scope, now=now) <= tenants.amount
+    assert store.ledger.total() > total.amount * Decimal("0.9")  # the limit was reached
+    store.return_slabs()
+    assert store.reserved(total, now=now) == 0
