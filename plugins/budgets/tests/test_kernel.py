@@ -46,3 +46,64 @@ def test_budget_through_the_kernel(tmp_path: Path) -> None:
     statuses = {r["status"] for r in ledger.store.rows()}
     assert statuses == {"ok", "refused"}
     k.close()
+
+
+def kernel_at(path: Path, amount: str) -> Kernel:
+    return Kernel.from_config(
+        {
+            "providers": {"sim": {"type": "mock"}},
+            "prices": {"sim/priced": {"input": "1000", "output": "1000"}},
+            "plugin": {
+                "ledger": {"path": str(path)},
+                "budgets": {"limits": [{"name": "cap", "amount": amount}], "slab": 4},
+            },
+        }
+    )
+
+
+def test_two_kernels_on_one_file_share_a_limit(tmp_path: Path) -> None:
+    """Far from the limit each kernel reserves from its own slab in memory; together
+    they never pass the limit, and at close each gives its slab's unused part back."""
+    path = tmp_path / "l.db"
+    kernels = [kernel_at(path, "2"), kernel_at(path, "2")]
+    stores = [budgets_for(k) for k in kernels]
+    assert stores[0] is not None and stores[1] is not None
+    limit = stores[0].limits[0]
+    refused = 0
+    for _ in range(60):
+        for k in kernels:
+            try:
+                k.chat(model="sim/priced", messages="hello there", max_tokens=20)
+            except BudgetExceededError:
+                refused += 1
+    assert refused  # the limit was reached
+    for k in kernels:
+        ledger_for(k).writer.flush()
+    owners = {
+        row[0]
+        for row in ledger_for(kernels[0]).store.conn.execute(
+            "SELECT reservation FROM budget_reservations"
+        )
+    }
+    assert owners <= {stores[0].owner, stores[1].owner}
+    total = ledger_for(kernels[0]).store.total()
+    assert total == stores[0].spent(limit) <= Decimal("2")
+    for k in kernels:
+        k.close()
+    # the slabs' unused parts are back: nothing reserved, the spend is the ledger's
+    assert stores[0].reserved(limit) == 0
+    assert stores[0].spent(limit) == ledger_for(kernels[0]).store.total() == total
+
+
+def test_slab_returned_at_close(tmp_path: Path) -> None:
+    k = kernel_at(tmp_path / "l.db", "1000")
+    for _ in range(2):
+        k.chat(model="sim/priced", messages="hello there", max_tokens=20)
+    store = budgets_for(k)
+    assert store is not None
+    limit = store.limits[0]
+    ledger_for(k).writer.flush()
+    assert store.reserved(limit) > 0  # this process's slab, for other processes to see
+    k.close()
+    assert store.reserved(limit) == 0
+    assert store.spent(limit) == ledger_for(k).store.total() > 0

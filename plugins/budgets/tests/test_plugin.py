@@ -221,3 +221,35 @@ def test_webhook_receives_each_alert_once(tmp_path: Path) -> None:
         "spent": "0.95",
         "amount": "1",
     }
+
+
+def test_cancelled_while_leasing_holds_nothing(tmp_path: Path) -> None:
+    """A call cancelled while its slab is leased in a thread: the thread finishes the
+    lease, and the call's worst case goes straight back (it is never released)."""
+    k = kernel(tmp_path, limits=[{"name": "cap", "amount": "100"}], slab=5)
+    gate = gate_of(k)
+    store = budgets_plugin.budgets_for(k)
+    assert store is not None
+
+    async def main() -> None:
+        store.ledger.lock.acquire()  # the lease's thread waits for it
+        try:
+            task = asyncio.create_task(gate.acquire(Ctx(worst=Decimal("0.01")), Attempt()))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            store.ledger.lock.release()
+        for _ in range(1000):  # until the lease is done and the callback ran
+            slabs = list(store._slabs.values())
+            if slabs and slabs[0].granted > 0 and slabs[0].held == 0:
+                break
+            await asyncio.sleep(0.005)
+
+    asyncio.run(main())
+    limit = store.limits[0]
+    assert store.reserved(limit) == Decimal("0.06")  # the slab, nothing held in it
+    store.return_slabs()
+    assert store.reserved(limit) == 0
+    k.close()

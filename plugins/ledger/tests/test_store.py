@@ -19,7 +19,7 @@ import pytest
 
 from llmkernel_ledger.export import write_csv, write_json
 from llmkernel_ledger.record import key_label
-from llmkernel_ledger.store import LedgerRow, LedgerStore
+from llmkernel_ledger.store import COLUMNS, LedgerRow, LedgerStore
 from llmkernel_ledger.writer import LedgerWriter
 
 T0 = 1_764_460_800.0  # 2025-11-30T00:00:00Z
@@ -146,6 +146,36 @@ def test_rows_and_sql_tasks_of_one_drain_commit_once_in_order(tmp_path: Path) ->
     assert logged == [f"task{i} after {i + 1} rows" for i in range(1, 21)]
     assert store.count() == 21 and writer.written == 21 and writer.failed == 0
     writer.close()
+
+
+def test_a_burst_is_one_wake_up_and_one_commit(tmp_path: Path) -> None:
+    """Woken by the first row, the writer lingers: the rest of the burst (offered
+    with no wake-up) commits in the same transaction."""
+    store = LedgerStore(tmp_path / "l.db")
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    writer = LedgerWriter(store, linger=0.5)
+    for i in range(50):
+        writer.offer(row(i))
+    assert writer.flush()
+    commits = [s for s in statements if s.strip().upper() == "COMMIT"]
+    assert len(commits) == 1 and store.count() == 50 == writer.written
+    writer.close()
+
+
+def test_row_values_match_columns_across_days(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    store = LedgerStore(tmp_path / "l.db", timezone="Europe/Paris")
+    # 22:59:59 and 23:00:00 UTC on 2025-11-30: the second is the 1st of December in Paris
+    late, midnight = 1_764_543_599.0, 1_764_543_600.0
+    store.write([row(1, ts=late), row(2, ts=midnight), row(3, ts=late - 10)])
+    days = [(r["request_id"], r["day"]) for r in store.db["requests"].rows]
+    assert days == [("r1", "2025-11-30"), ("r2", "2025-12-01"), ("r3", "2025-11-30")]
+    values = row(4, ts=midnight).values(paris)
+    assert values["month"] == "2025-12" and values["cost"] == "0.000035"
+    assert list(values) == list(COLUMNS)
 
 
 def test_sql_task_after_close_runs_in_its_own_transaction(tmp_path: Path) -> None:

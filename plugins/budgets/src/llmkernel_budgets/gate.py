@@ -1,26 +1,36 @@
 """The budget gate: reserve the worst case before an attempt, settle after.
 
-``acquire`` runs the reservation (one ``BEGIN IMMEDIATE`` transaction) in a thread,
-so the event loop never waits on SQLite; a refusal is a
-:class:`~llmkernel.errors.BudgetExceededError` (a ``RefusedError``), so the kernel
-moves on to the next candidate or raises it when none is left. ``release`` hands the
-settlement to the ledger's writer thread, in order with the call's ledger row and in
-the same transaction (one commit for both).
+With slabs (the default), ``acquire`` takes the worst case from this process's slab
+of every applicable limit, in memory: no thread, no SQLite. Only when a slab is
+short (or due for renewal, or the limit is near) does it go to a thread for one
+``BEGIN IMMEDIATE`` transaction that leases a new slab or reserves this call exactly.
+A refusal is a :class:`~llmkernel.errors.BudgetExceededError` (a ``RefusedError``),
+so the kernel moves on to the next candidate or raises it when none is left.
+``release`` gives the worst case back to the slab and holds the actual cost there
+until the ledger commits the call's row (whose transaction counts the spend); an
+exact reservation is settled on the ledger's writer thread, in the transaction of
+the rows around it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llmkernel_ledger.record import key_label
 
 if TYPE_CHECKING:
     from llmkernel_budgets.limits import Scope
-    from llmkernel_budgets.store import BudgetStore
+    from llmkernel_budgets.store import BudgetStore, Hold
     from llmkernel_ledger.writer import LedgerWriter
 
 __all__ = ["STATE_KEY", "BudgetGate", "scope_of"]
 
 STATE_KEY = "llmkernel_budgets.reservation"
+_EMPTY: dict[str, str] = {}
+_T = TypeVar("_T")
 
 
 def scope_of(ctx: Any, candidate: Any) -> Scope:
@@ -43,22 +53,87 @@ class BudgetGate:
         self.writer = writer
 
     async def acquire(self, ctx: Any, attempt: Any) -> None:
+        store = self.store
         candidate = attempt.candidate
-        scope = scope_of(ctx, candidate)
-        if not self.store.applicable(scope):
+        metadata = getattr(ctx, "metadata", None) or _EMPTY
+        tenant = metadata.get("tenant")
+        key = metadata.get("key")
+        now = time.time()
+        scope, pairs = store.counters_of(
+            (
+                candidate.provider,
+                candidate.model,
+                None if tenant is None else str(tenant),
+                None if key is None else key_label(key),
+            ),
+            now,
+        )
+        if not pairs:
             return
         worst = ctx.worst_case_cost(candidate)
         reservation = f"{ctx.id}:{attempt.index}"
-        reserved = await asyncio.to_thread(
-            self.store.reserve, reservation, str(ctx.id), scope, worst
-        )
-        if reserved:
-            attempt.state[STATE_KEY] = reservation
+        request_id = str(ctx.id)
+        if worst is None or store.slab <= 0:
+            reserved = await self._in_thread(
+                request_id,
+                reservation,
+                lambda: store.reserve(reservation, request_id, scope, worst),
+            )
+            if reserved:
+                attempt.state[STATE_KEY] = reservation
+            return
+        hold = store.take(pairs, worst, now)
+        if hold is None:
+            hold = await self._in_thread(
+                request_id,
+                reservation,
+                lambda: store.reserve_slow(reservation, request_id, scope, pairs, worst, now=now),
+            )
+        attempt.state[STATE_KEY] = hold
+
+    async def _in_thread(self, request_id: str, reservation: str, fn: Callable[[], _T]) -> _T:
+        """``fn()`` in a thread. Cancelled meanwhile, the reservation it makes anyway
+        is released at once (costing nothing), never left held."""
+        future = asyncio.ensure_future(asyncio.to_thread(fn))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda f: self._abandon(f, request_id, reservation))
+            raise
+
+    def _abandon(self, future: asyncio.Future[Any], request_id: str, reservation: str) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        held = future.result()
+        if held is False:
+            return
+        if held is not True:
+            self.store.release(held, request_id, None)
+            if held.reservation is None:
+                return
+        store = self.store
+        self.writer.submit_sql(lambda conn: store.settle_in(conn, reservation, None))
 
     def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
-        reservation = attempt.state.pop(STATE_KEY, None)
-        if reservation is None:
+        held: str | Hold | None = attempt.state.pop(STATE_KEY, None)
+        if held is None:
             return
         cost = getattr(outcome, "cost", None)
         store = self.store
+        if isinstance(held, str):
+            reservation = held
+        else:
+            store.release(held, str(ctx.id), cost)
+            if held.reservation is None:
+                return
+            reservation = held.reservation
         self.writer.submit_sql(lambda conn: store.settle_in(conn, reservation, cost))
+
+    async def aclose(self) -> None:
+        """Return the unused part of this process's slabs (after the ledger has
+        committed what is queued, so pending costs are in the spend), in a thread."""
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self.writer.flush()
+        self.store.return_slabs()

@@ -59,18 +59,7 @@ def configure(kernel: Kernel, config: Config) -> None:
             timeout=settings.webhook_timeout,
             attempts=settings.webhook_attempts,
         )
-        add_closer = getattr(kernel, "add_closer", None)
-        if add_closer is not None:
-            hook = webhook
-
-            def close() -> None:
-                # the ledger's last rows may cross thresholds: flush it first,
-                # whatever order the kernel runs closers in
-                ledger.close()
-                hook.close()
-
-            add_closer(close)
-    _stores[kernel] = BudgetStore(
+    store = _stores[kernel] = BudgetStore(
         ledger.store,
         limits,
         timezone=settings.timezone,
@@ -78,7 +67,24 @@ def configure(kernel: Kernel, config: Config) -> None:
         thresholds=settings.thresholds(),
         allow_unpriced=settings.allow_unpriced,
         on_alert=AlertSink(kernel, webhook),
+        slab=settings.slab,
+        slab_ttl=settings.slab_ttl,
     )
+    add_closer = getattr(kernel, "add_closer", None)
+    if add_closer is not None:
+        hook = webhook
+
+        def close() -> None:
+            # the ledger's queued rows settle pending costs and may cross thresholds:
+            # flush it first (whatever order the kernel runs closers in), then give
+            # this process's unused slabs back
+            ledger.writer.flush()
+            store.return_slabs()
+            ledger.close()
+            if hook is not None:
+                hook.close()
+
+        add_closer(close)
 
 
 @hookimpl

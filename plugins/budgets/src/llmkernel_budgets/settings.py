@@ -53,7 +53,9 @@ class BudgetSettings:
     seconds before a crashed process's reservation expires; ``alerts`` thresholds
     (fractions of a limit); ``allow_unpriced`` lets unpriced models through a budget;
     ``webhook`` (URL) gets each alert as a JSON POST, ``webhook_timeout`` seconds,
-    ``webhook_attempts`` tries."""
+    ``webhook_attempts`` tries; ``slab`` worst cases leased at once per limit and
+    process (``0``: one SQLite reservation per call), for ``slab_ttl`` seconds
+    (renewed while in use, so a crashed process's slab expires)."""
 
     limits: list[LimitSettings] = attrs.field(factory=list)
     timezone: str = attrs.field(default="UTC")
@@ -63,6 +65,8 @@ class BudgetSettings:
     webhook: str | None = None
     webhook_timeout: float = 5.0
     webhook_attempts: int = 3
+    slab: int = attrs.field(default=50)
+    slab_ttl: float = attrs.field(default=60.0)
 
     @timezone.validator
     def _known_zone(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -83,6 +87,16 @@ class BudgetSettings:
     def _ttl(self, attribute: attrs.Attribute[float], value: float) -> None:
         if value <= 0:
             raise ValueError(f"reservation_ttl must be positive, not {value}")
+
+    @slab.validator
+    def _slab(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 0:
+            raise ValueError(f"slab must be 0 (off) or a positive multiple, not {value}")
+
+    @slab_ttl.validator
+    def _slab_ttl(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value < 1:
+            raise ValueError(f"slab_ttl must be at least 1 second, not {value}")
 
     def build_limits(self) -> list[Limit]:
         limits = [item.limit(i) for i, item in enumerate(self.limits)]

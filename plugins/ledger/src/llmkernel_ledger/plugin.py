@@ -47,7 +47,9 @@ class Ledger:
         if self._writer is None:
             from llmkernel_ledger.writer import LedgerWriter
 
-            self._writer = LedgerWriter(self.store, batch=self.settings.batch)
+            self._writer = LedgerWriter(
+                self.store, batch=self.settings.batch, linger=self.settings.linger
+            )
         return self._writer
 
     def close(self) -> None:
@@ -86,14 +88,13 @@ def configure(kernel: Kernel, config: Config) -> None:
 
 @hookimpl
 def on_request_end(kernel: Kernel, ctx: Any, outcome: Any) -> None:
-    """Queue the call's row; never raises into the caller's request."""
+    """Queue the call (its row is built on the writer thread); never raises into
+    the caller's request."""
     ledger = _ledgers.get(kernel)
     if ledger is None:
         return
-    from llmkernel_ledger.record import row_from
-
     try:
-        ledger.writer.offer(row_from(ctx, outcome))
+        ledger.writer.offer_call(ctx, outcome)
     except Exception as exc:
         log.error("llmkernel.ledger.record_failed", error=f"{type(exc).__name__}: {exc}")
 

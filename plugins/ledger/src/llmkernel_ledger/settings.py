@@ -19,11 +19,13 @@ def default_path() -> str:
 @attrs.frozen(kw_only=True)
 class LedgerSettings:
     """``path`` of the SQLite file; ``timezone`` (IANA name) of the calendar days and
-    months in summaries; ``batch`` rows at most per transaction."""
+    months in summaries; ``batch`` rows at most per transaction; ``linger`` seconds
+    the writer waits, once woken, for more rows to commit with (group commit)."""
 
     path: str = attrs.field(factory=default_path)
     timezone: str = attrs.field(default="UTC")
     batch: int = attrs.field(default=500)
+    linger: float = attrs.field(default=0.005)
 
     @timezone.validator
     def _known_zone(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -33,6 +35,11 @@ class LedgerSettings:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone {value!r} is not a known IANA time zone") from None
+
+    @linger.validator
+    def _linger(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not 0 <= value <= 1:
+            raise ValueError(f"linger must be between 0 and 1 second, not {value}")
 
     @batch.validator
     def _positive(self, attribute: attrs.Attribute[int], value: int) -> None:

@@ -155,12 +155,58 @@ class LedgerRow:
     metadata: str | None = None
 
     def values(self, tz: ZoneInfo) -> dict[str, Any]:
-        day, month = period_keys(self.ts, tz)
-        data = attrs.asdict(self)
-        data["day"], data["month"] = day, month
-        data["cost"] = None if self.cost is None else format(self.cost, "f")
-        data["cached"] = int(self.cached)
-        return data
+        return dict(zip(COLUMNS, self.params(tz), strict=True))
+
+    def params(self, tz: ZoneInfo, periods: _Periods | None = None) -> tuple[Any, ...]:
+        """The row's values in :data:`COLUMNS` order (``periods`` memoizes the
+        calendar day and month of nearby timestamps)."""
+        day, month = (periods or _Periods(tz)).keys(self.ts)
+        return (
+            self.request_id,
+            self.ts,
+            day,
+            month,
+            self.kind,
+            self.status,
+            self.error_kind,
+            self.tenant,
+            self.key,
+            self.provider,
+            self.provider_type,
+            self.model,
+            self.input_tokens,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+            None if self.cost is None else format(self.cost, "f"),
+            self.latency,
+            self.first_event_latency,
+            self.attempts,
+            int(self.cached),
+            self.metadata,
+        )
+
+
+class _Periods:
+    """:func:`period_keys` for a run of timestamps, recomputed only when ``ts`` leaves
+    the quarter hour of the last one: every zone's offset (and so its local midnight)
+    is a whole number of quarter hours, so a quarter hour never spans two days."""
+
+    __slots__ = ("last", "quarter", "tz")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.quarter = -1.0
+        self.last = ("", "")
+
+    def keys(self, ts: float) -> tuple[str, str]:
+        quarter = ts // 900
+        if quarter != self.quarter:
+            self.last = period_keys(ts, self.tz)
+            self.quarter = quarter
+        return self.last
 
 
 # A task the writer runs inside its batch's transaction (budgets settle this way).
@@ -229,6 +275,7 @@ class LedgerStore:
         self.conn = connect(self.path)
         self.lock = threading.RLock()
         self.listeners: list[RowListener] = []
+        self._periods = _Periods(self.tz)
         self.migrations: list[tuple[int, tuple[str, ...]]] = list(MIGRATIONS)
         self.migrate()
 
@@ -287,12 +334,12 @@ class LedgerStore:
         Returns how many rows were new."""
         after: list[Callable[[], None]] = []
         inserted_total = 0
+        periods = self._periods
         with self.lock, self.transaction() as conn:
             inserted: list[LedgerRow] = []
             for item in items:
                 if isinstance(item, LedgerRow):
-                    values = item.values(self.tz)
-                    cursor = conn.execute(_INSERT, [values[c] for c in COLUMNS])
+                    cursor = conn.execute(_INSERT, item.params(self.tz, periods))
                     if cursor.rowcount == 1:
                         inserted.append(item)
                     continue
