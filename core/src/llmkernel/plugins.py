@@ -231,13 +231,13 @@ def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
 def call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
     """One implementation, with the arguments it names. A kernel error passes
     through; any other exception becomes a :class:`PluginError` naming the plugin."""
-    from llmkernel.errors import LLMKernelError, PluginError
-
     try:
         return impl.function(*[kwargs[arg] for arg in impl.argnames])
-    except LLMKernelError:
-        raise
     except Exception as exc:
+        from llmkernel.errors import LLMKernelError, PluginError
+
+        if isinstance(exc, LLMKernelError):
+            raise
         raise PluginError(
             f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
         ) from exc
