@@ -100,17 +100,21 @@ def dumps(response: Response) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def kept(response: Response) -> Response:
+def kept(response: Response, **changes: Any) -> Response:
     """What :func:`loads` of :func:`dumps` gives back, without the round trip: the
     same frozen parts, with what the store does not keep (headers, latency,
-    attempts, a non-JSON ``parsed``) reset. The memory LRU holds this."""
+    attempts, a non-JSON ``parsed``) reset, and ``changes`` applied (the cache's
+    memory LRU holds this with ``cost=0``, ready to be a hit)."""
     return replace(
         response,
-        parsed=_json_or_none(response.parsed),
-        latency=0.0,
-        attempts=1,
-        cached=False,
-        headers={},
+        **{
+            "parsed": _json_or_none(response.parsed),
+            "latency": 0.0,
+            "attempts": 1,
+            "cached": False,
+            "headers": {},
+            **changes,
+        },
     )
 
 
