@@ -57,7 +57,14 @@ def _load_part(data: dict[str, Any]) -> Part:
     return ImagePart(**data)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+# one encoder, made once (json.dumps with options builds one per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json_or_none(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     try:
         json.dumps(value)
     except (TypeError, ValueError):
@@ -97,7 +104,7 @@ def dumps(response: Response) -> str:
         "parsed": _json_or_none(response.parsed),
         "cost": None if response.cost is None else str(response.cost),
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(data)
 
 
 def kept(response: Response, **changes: Any) -> Response:
