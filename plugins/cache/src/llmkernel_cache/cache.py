@@ -124,6 +124,7 @@ class ResponseCache:
         self._mark: KeyMark | None = None
         self._synced = -math.inf  # timer() when the scan behind _known started
         self._syncing = False
+        self._sync_due = False
         self._rebuild = False
         # writes queued for the worker (one transaction per drain) and their keys
         # until written: a key is in _unwritten or, once written, in _known
@@ -203,7 +204,10 @@ class ResponseCache:
         if self._store is not None or self._store_factory is not None:
             if self._may_have(key):
                 try:
-                    entry = await self._run(lambda store: store.get(namespace, key, now), False)
+                    read = self._start(lambda store: store.get(namespace, key, now))
+                    if self._sync_due:
+                        self._sync_soon()
+                    entry = await read
                 except Exception as exc:
                     self._failed("lookup", exc)
                     entry = None
@@ -389,8 +393,12 @@ class ResponseCache:
         return result
 
     async def _run(self, fn: Callable[[Store], T], refresh: bool = True) -> T:
+        return await self._start(fn, refresh)
+
+    def _start(self, fn: Callable[[Store], T], refresh: bool = False) -> asyncio.Future[T]:
+        """``fn`` queued on the worker now; its result to await."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker(), self._in_worker, fn, refresh)
+        return loop.run_in_executor(self._worker(), self._in_worker, fn, refresh)
 
     def _call(self, fn: Callable[[Store], T]) -> T:
         return self._worker().submit(self._in_worker, fn, True).result()
@@ -412,10 +420,14 @@ class ResponseCache:
         if not self._scannable or refresh <= 0:
             return True
         age = self.timer() - self._synced
-        if age > refresh / 2 or self._known is None:
-            self._sync_soon()
+        due = age > refresh / 2 or self._known is None
         if age > refresh:
+            # the caller reads the store: it queues the refresh after its read, so
+            # its read does not wait for a first (whole) scan
+            self._sync_due = due
             return True
+        if due:
+            self._sync_soon()
         # in this order: the worker adds a written key to the filter before it
         # leaves _unwritten, and a rebuilt filter is read from the store after it
         if key in self._unwritten:
@@ -428,6 +440,7 @@ class ResponseCache:
         if self._syncing:
             return
         self._syncing = True
+        self._sync_due = False
         future = self._worker().submit(self._sync)
         self._pending.add(future)  # aflush waits for it too
         future.add_done_callback(self._synced_done)
