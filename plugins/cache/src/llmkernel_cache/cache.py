@@ -141,7 +141,15 @@ class ResponseCache:
         """The entry lifetime for ``request`` (``0`` for no expiry), or ``None`` when
         the request is not to be cached at all."""
         settings = self.settings
-        if not settings.enabled or not _switch(_control(request, CACHE_OPTION)):
+        if not settings.enabled:
+            return None
+        if not request.options and not request.metadata and not settings.models:
+            # no per-request or per-model control: the table's policy
+            temperature = request.temperature
+            if temperature and temperature > 0 and not settings.temperature_above_zero:
+                return None
+            return settings.ttl
+        if not _switch(_control(request, CACHE_OPTION)):
             return None
         model = settings.models.get(request.model)
         if model is not None and model.enabled is False:

@@ -148,6 +148,9 @@ def _plain_number(value: Any) -> str | None:
     return None
 
 
+_BARE_TAIL = "[],null,null,null,null,null,[],null,{}]"
+
+
 def _plain_tail(request: ChatRequest, options: Mapping[str, Any]) -> str | None:
     """The JSON of everything after the messages when it is plain (no tools, tool
     choice, response format, reasoning or options; numbers and stop strings), the
@@ -160,6 +163,13 @@ def _plain_tail(request: ChatRequest, options: Mapping[str, Any]) -> str | None:
         or request.reasoning is not None
     ):
         return None
+    if (
+        request.temperature is None
+        and request.top_p is None
+        and request.max_tokens is None
+        and request.stop == ()
+    ):
+        return _BARE_TAIL  # messages and nothing else
     temperature = request.temperature
     temperature = None if temperature is None else float(temperature)
     top_p = request.top_p
