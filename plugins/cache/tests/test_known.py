@@ -264,3 +264,50 @@ async def test_another_process_s_answer_is_found_after_a_refresh(
         hit = await cache.lookup(request(text))
         assert hit is not None and hit.text == text
     await cache.aclose()
+
+
+def stored(path: Path) -> set[str]:
+    """The answers' texts in the file, read through another connection."""
+    import json
+    import sqlite3
+
+    if not path.exists():
+        return set()
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        bodies = [body for (body,) in db.execute("SELECT body FROM responses")]
+    except sqlite3.OperationalError:  # not set up yet
+        return set()
+    finally:
+        db.close()
+    return {json.loads(body)["message"]["content"][0]["text"] for body in bodies}
+
+
+def test_writes_wait_a_moment_and_are_never_lost_with_their_loop(tmp_path: Path) -> None:
+    """Stores share a drain a few milliseconds later; a loop that ends before that
+    does not lose them: the next store (once the drain is overdue) or close writes
+    them."""
+    import asyncio
+
+    path = tmp_path / "c.db"
+    timer = Timer()
+    cache = cache_on(path, timer)
+
+    async def store(text: str) -> None:
+        await cache.store(request(text), answer(text))
+
+    asyncio.run(store("first"))  # its loop closes before the write is handed over
+    timer.now += 2.0  # that drain is overdue
+
+    async def second() -> None:
+        await store("second")
+        for _ in range(500):  # bounded: the drain comes after a few milliseconds
+            await asyncio.sleep(0.01)
+            if stored(path) == {"first", "second"}:
+                return
+
+    asyncio.run(second())
+    assert stored(path) == {"first", "second"}
+    asyncio.run(store("third"))
+    cache.close()  # writes what is queued
+    assert stored(path) == {"first", "second", "third"}

@@ -32,6 +32,11 @@ from llmkernel_cache.store import Entry, KeyMark, MemoryLRU, SQLiteStore, Store,
 __all__ = ["ResponseCache"]
 
 T = TypeVar("T")
+#: Seconds a store waits before its write is handed to the worker, so the stores of
+#: several calls share one wake of the worker thread and one transaction.
+_WRITE_DELAY = 0.01
+#: A drain asked this long ago that has not started (its loop stopped) is redone.
+_STALE_DRAIN = 1.0
 _ZERO = Decimal(0)
 _STORED_FINISH = frozenset({"stop", "tool_calls"})
 
@@ -130,6 +135,7 @@ class ResponseCache:
         # until written: a key is in _unwritten or, once written, in _known
         self._queue: collections.deque[Entry] = collections.deque()  # atomic ends
         self._draining = False
+        self._drain_asked = -math.inf
         self._unwritten: set[str] = set()
 
     def __repr__(self) -> str:
@@ -212,6 +218,8 @@ class ResponseCache:
         if self._store is not None or self._store_factory is not None:
             if self._may_have(key):
                 try:
+                    if self._queue:  # this process's unwritten answers first
+                        self._drain_now()
                     read = self._start(lambda store: store.get(namespace, key, now))
                     if self._sync_due:
                         self._sync_soon()
@@ -262,8 +270,27 @@ class ResponseCache:
                 expires=expires,
             )
         )
-        if not self._draining:
-            self._draining = True
+        self._drain_later()
+
+    def _drain_later(self) -> None:
+        """Have the queued writes written ``_WRITE_DELAY`` seconds from now, so the
+        stores of several calls share one wake of the worker and one transaction.
+        A drain that should have started long ago (its loop stopped before the
+        timer) is started at once."""
+        if self._draining and self.timer() - self._drain_asked < _STALE_DRAIN:
+            return
+        self._draining = True
+        self._drain_asked = self.timer()
+        try:
+            asyncio.get_running_loop().call_later(_WRITE_DELAY, self._drain_now)
+        except RuntimeError:  # no running loop: at once
+            self._drain_now()
+
+    def _drain_now(self) -> None:
+        """Queue a drain on the worker now (reads queued after it see the writes);
+        nothing when nothing is queued (a timer after a flush, or after close)."""
+        self._draining = False  # before the look: a store after it asks again
+        if self._queue:
             self._submit(self._drain)
 
     # ------------------------------------------------------------------ management
@@ -335,12 +362,16 @@ class ResponseCache:
 
     async def aflush(self) -> None:
         """Wait for every pending write (tests, shutdown)."""
+        if self._queue:
+            self._drain_now()
         while self._pending:
             pending = list(self._pending)
             await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
 
     def flush(self) -> None:
         """Blocking :meth:`aflush`."""
+        if self._queue:
+            self._drain_now()
         while self._pending:
             concurrent.futures.wait(list(self._pending))
         if self._store is not None:
