@@ -311,3 +311,17 @@ def test_writes_wait_a_moment_and_are_never_lost_with_their_loop(tmp_path: Path)
     asyncio.run(store("third"))
     cache.close()  # writes what is queued
     assert stored(path) == {"first", "second", "third"}
+
+
+async def test_invalidate_and_clear_come_after_the_queued_writes(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    cache = cache_on(path, Timer())
+    await cache.store(request("gone"), answer("gone"))
+    assert await cache.ainvalidate(request("gone"))  # the write is still queued
+    await cache.store(request("cleared"), answer("cleared"))
+    assert await cache.aclear() == 1
+    await cache.aflush()
+    assert stored(path) == set()
+    assert await cache.lookup(request("gone")) is None
+    assert await cache.lookup(request("cleared")) is None
+    await cache.aclose()

@@ -218,8 +218,6 @@ class ResponseCache:
         if self._store is not None or self._store_factory is not None:
             if self._may_have(key):
                 try:
-                    if self._queue:  # this process's unwritten answers first
-                        self._drain_now()
                     read = self._start(lambda store: store.get(namespace, key, now))
                     if self._sync_due:
                         self._sync_soon()
@@ -435,11 +433,16 @@ class ResponseCache:
         return await self._start(fn, refresh)
 
     def _start(self, fn: Callable[[Store], T], refresh: bool = False) -> asyncio.Future[T]:
-        """``fn`` queued on the worker now; its result to await."""
+        """``fn`` queued on the worker now, after this process's queued writes (a
+        read finds them, a delete or clear removes them); its result to await."""
+        if self._queue:
+            self._drain_now()
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._worker(), self._in_worker, fn, refresh)
 
     def _call(self, fn: Callable[[Store], T]) -> T:
+        if self._queue:
+            self._drain_now()
         return self._worker().submit(self._in_worker, fn, True).result()
 
     def _submit(self, fn: Callable[[Store], Any]) -> None:

@@ -424,7 +424,9 @@ _states: weakref.WeakKeyDictionary[Any, Routing] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
 
 
-_last: tuple[weakref.ref[Any], Routing] | None = None  # the kernel asked last, and its state
+# the kernel asked last and its state, both held weakly (a state kept alive here
+# could keep its kernel alive through a health-check task)
+_last: tuple[weakref.ref[Any], weakref.ref[Routing]] | None = None
 
 
 def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing:
@@ -433,7 +435,9 @@ def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing
     global _last
     last = _last
     if settings is None and last is not None and last[0]() is kernel:
-        return last[1]  # every hook of every call asks: no weak reference made
+        known = last[1]()
+        if known is not None:
+            return known  # every hook of every call asks: no weak reference made
     state = _states.get(kernel)
     if state is None or settings is not None:
         with _states_lock:
@@ -444,7 +448,7 @@ def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing
                 state.settings = settings  # the same object: strategies keep reading it
                 for breaker in state.breakers.values():
                     breaker.settings = settings.breaker
-    _last = (weakref.ref(kernel), state)
+    _last = (weakref.ref(kernel), weakref.ref(state))
     return state
 
 
