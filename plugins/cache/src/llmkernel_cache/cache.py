@@ -83,6 +83,8 @@ class ResponseCache:
     ``lookup``/``store`` are what the kernel calls. ``ainvalidate``/``aclear`` (and
     the blocking ``invalidate``/``clear`` for scripts and the CLI) remove entries;
     ``stats()`` counts hits and misses of this process and the store's size.
+    ``clock`` (epoch seconds) dates entries and their expiry; ``timer`` (monotonic
+    seconds) times the freshness of what is known of the store's keys.
     """
 
     def __init__(
