@@ -143,3 +143,46 @@ def test_tenants_get_their_own_namespace_and_key() -> None:
     assert namespace_for(build(), "tenant") == "default"
     assert namespace_for(a, "shared") == namespace_for(b, "shared") == "shared"
     assert namespace_for(build(cache_namespace="x", metadata={"tenant": "a"}), "tenant") == "x"
+
+
+def _generic(request: ChatRequest) -> str:
+    """The canonical form written out in full through json: what the key was
+    before the direct writer for plain requests, so keys on disk stay valid."""
+    import json
+
+    messages = [
+        [m.role, [["t", p.text] for p in m.content], [], None, None] for m in request.messages
+    ]
+    t, p = request.temperature, request.top_p
+    data = [
+        request.model,
+        messages,
+        [],
+        None,
+        None,
+        None if t is None else float(t),
+        None if p is None else float(p),
+        request.max_tokens,
+        list(request.stop),
+        None,
+        {},
+    ]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"messages": [{"role": "user", "content": 'quote " back \\ new\nline é 日本 \u2028'}]},
+        {"messages": [{"role": "user", "content": "control \x00\x1f and a lone \ud83d"}]},
+        {"model": "ünï/cödé"},
+        {"temperature": 0, "top_p": 1, "max_tokens": 7},
+        {"temperature": 1e-7, "top_p": 0.95},
+        {"stop": ["\n", "END", ""]},
+        {"cache_ttl": 5, "api_key": "sk-x"},  # not in the key: still the plain form
+    ],
+)
+def test_plain_requests_keep_the_generic_canonical_form(change: dict[str, Any]) -> None:
+    request = build(**change)
+    assert canonical(request) == _generic(request)

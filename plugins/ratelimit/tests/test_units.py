@@ -107,6 +107,29 @@ def test_openai_headers() -> None:
     assert facts.tokens.reset == pytest.approx(360.0)
 
 
+def test_the_quick_header_test_agrees_with_the_parser() -> None:
+    """``has_rate_headers`` (skips parsing a response without rate-limit headers)
+    is true for every header name the parser reads a remaining count from."""
+    from llmkernel_ratelimit.headers import has_rate_headers
+
+    class Probed(dict[str, str]):
+        names: list[str] = []
+
+        def __contains__(self, name: object) -> bool:
+            self.names.append(str(name))
+            return super().__contains__(name)
+
+    probed = Probed()
+    parse_headers(probed, now_epoch=0.0)
+    assert probed.names
+    for name in probed.names:
+        headers = {name: "5"}
+        assert bool(parse_headers(headers, now_epoch=0.0)) == has_rate_headers(headers), name
+        assert has_rate_headers(headers)
+    plain = {"content-type": "application/json", "x-request-id": "r1"}
+    assert not has_rate_headers(plain) and not parse_headers(plain, now_epoch=0.0)
+
+
 def test_anthropic_headers() -> None:
     from datetime import datetime
 
@@ -240,6 +263,16 @@ def test_rules_match_by_instance_or_type_and_split_by_dimension() -> None:
     ]
     tokens = g.claims(GPT, {"tenant": "t1"}, 100, 50)[1]
     assert tokens.amount == 150 and tokens.limit == 1000
+
+
+def test_fixed_claims_are_per_deployment() -> None:
+    """Request claims keyed by nothing per call are made once per deployment."""
+    g = RateLimitGate(
+        RateLimitSettings(limits={"*": LimitRule(requests_per_minute=10, per=["model"])})
+    )
+    for _ in range(2):
+        assert [c.key for c in g.claims(GPT, {}, 1, 1)] == ["*|model=openai/gpt-4o|requests"]
+        assert [c.key for c in g.claims(MINI, {}, 1, 1)] == ["*|model=openai/gpt-4o-mini|requests"]
 
 
 async def test_gate_reserves_then_corrects_by_usage() -> None:

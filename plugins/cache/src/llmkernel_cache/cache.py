@@ -1,13 +1,17 @@
 """The response cache the kernel asks before routing and tells after a fresh answer.
 
-A lookup looks in the in-process LRU, then in the persistent store on the cache's
-worker thread (never on the event loop). A store puts the answer in memory at once
-and hands the write to the worker, so a miss pays nothing for persistence.
+A lookup looks in the in-process LRU, then, only when the key may be in the
+persistent store (:class:`~llmkernel_cache.known.KeyFilter`, kept fresh within
+``key_refresh`` seconds), in the store on the cache's worker thread (never on the
+event loop). A store puts the answer in memory at once and queues the write for
+the worker, which writes what is queued in one transaction, so a miss pays nothing
+for persistence and never waits on a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import math
 import threading
@@ -21,12 +25,18 @@ from llmkernel import log
 from llmkernel.types import ChatRequest, Response, replace
 from llmkernel_cache import codec
 from llmkernel_cache.key import CACHE_OPTION, TTL_OPTION, namespace_for, request_key
+from llmkernel_cache.known import KeyFilter
 from llmkernel_cache.settings import CacheSettings
-from llmkernel_cache.store import Entry, MemoryLRU, SQLiteStore, Store, Totals
+from llmkernel_cache.store import Entry, KeyMark, MemoryLRU, SQLiteStore, Store, Totals
 
 __all__ = ["ResponseCache"]
 
 T = TypeVar("T")
+#: Seconds a store waits before its write is handed to the worker, so the stores of
+#: several calls share one wake of the worker thread and one transaction.
+_WRITE_DELAY = 0.01
+#: A drain asked this long ago that has not started (its loop stopped) is redone.
+_STALE_DRAIN = 1.0
 _ZERO = Decimal(0)
 _STORED_FINISH = frozenset({"stop", "tool_calls"})
 
@@ -73,6 +83,8 @@ class ResponseCache:
     ``lookup``/``store`` are what the kernel calls. ``ainvalidate``/``aclear`` (and
     the blocking ``invalidate``/``clear`` for scripts and the CLI) remove entries;
     ``stats()`` counts hits and misses of this process and the store's size.
+    ``clock`` (epoch seconds) dates entries and their expiry; ``timer`` (monotonic
+    seconds) times the freshness of what is known of the store's keys.
     """
 
     def __init__(
@@ -81,9 +93,11 @@ class ResponseCache:
         *,
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock = clock  # epoch seconds: expiry
+        self.timer = timer  # monotonic seconds: freshness of the key filter
         self.memory = MemoryLRU(
             max_entries=settings.memory_entries, max_bytes=settings.memory_bytes
         )
@@ -100,6 +114,7 @@ class ResponseCache:
         self.hits = 0
         self.memory_hits = 0
         self.misses = 0
+        self.misses_in_memory = 0  # misses settled without asking the store
         self.bypassed = 0
         self.stores = 0
         self.errors = 0
@@ -107,6 +122,23 @@ class ResponseCache:
         self._closed = False
         # (namespace, key) by request identity, from a lookup to the same call's store
         self._keys: dict[int, tuple[weakref.ref[ChatRequest], str, str]] = {}
+        # what the store may hold, known without a hop (see _may_have): written by
+        # the worker only; the loop reads it
+        self._scannable = (store is None and self._store_factory is not None) or (
+            store is not None and hasattr(store, "scan_keys")
+        )
+        self._known: KeyFilter | None = None
+        self._mark: KeyMark | None = None
+        self._synced = -math.inf  # timer() when the scan behind _known started
+        self._syncing = False
+        self._sync_due = False
+        self._rebuild = False
+        # writes queued for the worker (one transaction per drain) and their keys
+        # until written: a key is in _unwritten or, once written, in _known
+        self._queue: collections.deque[Entry] = collections.deque()  # atomic ends
+        self._draining = False
+        self._drain_asked = -math.inf
+        self._unwritten: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<ResponseCache path={self.settings.resolved_path!r}>"
@@ -117,7 +149,15 @@ class ResponseCache:
         """The entry lifetime for ``request`` (``0`` for no expiry), or ``None`` when
         the request is not to be cached at all."""
         settings = self.settings
-        if not settings.enabled or not _switch(_control(request, CACHE_OPTION)):
+        if not settings.enabled:
+            return None
+        if not request.options and not request.metadata and not settings.models:
+            # no per-request or per-model control: the table's policy
+            temperature = request.temperature
+            if temperature and temperature > 0 and not settings.temperature_above_zero:
+                return None
+            return settings.ttl
+        if not _switch(_control(request, CACHE_OPTION)):
             return None
         model = settings.models.get(request.model)
         if model is not None and model.enabled is False:
@@ -139,20 +179,18 @@ class ResponseCache:
         namespace = namespace_for(request, self.settings.namespace)
         return namespace, request_key(request, namespace)
 
-    def _remember(self, request: ChatRequest) -> tuple[str, str]:
-        """:meth:`where`, kept for the ``store`` of the same call: the kernel looks
-        up and then stores the same request object, so a call computes its key
-        once. Always computed afresh here (a request's options are a dict its
-        owner may change between two calls)."""
-        found = self.where(request)
+    def _remember(self, request: ChatRequest, namespace: str, key: str) -> None:
+        """Keep the key of a missed lookup for the ``store`` of the same call: the
+        kernel looks up and then stores the same request object, so a call
+        computes its key once. A lookup always computes it afresh (a request's
+        options are a dict its owner may change between two calls)."""
         ident = id(request)
         keys = self._keys
 
         def forget(_: object, ident: int = ident) -> None:
             keys.pop(ident, None)
 
-        keys[ident] = (weakref.ref(request, forget), *found)
-        return found
+        keys[ident] = (weakref.ref(request, forget), namespace, key)
 
     def _recall(self, request: ChatRequest) -> tuple[str, str]:
         """The key :meth:`_remember` kept for this very request object (used once),
@@ -169,25 +207,35 @@ class ResponseCache:
         if self._ttl(request) is None:
             self._count("bypassed")
             return None
-        namespace, key = self._remember(request)
+        namespace, key = self.where(request)
         now = self.clock()
         response = self.memory.get(namespace, key, now)
-        if response is not None:
-            self._keys.pop(id(request), None)  # no store follows a hit
-            self._count("hits", "memory_hits")
-            return replace(response, cost=_ZERO)
+        if response is not None:  # held ready: cost 0, nothing the store drops
+            if self._keys:
+                self._keys.pop(id(request), None)  # a key an earlier miss kept is stale
+            with self._lock:
+                self.hits += 1
+                self.memory_hits += 1
+            return response
         if self._store is not None or self._store_factory is not None:
-            try:
-                entry = await self._run(lambda store: store.get(namespace, key, now), False)
-            except Exception as exc:
-                self._failed("lookup", exc)
-                entry = None
-            if entry is not None:
-                self._keys.pop(id(request), None)
-                response = codec.loads(entry.body)
-                self.memory.put(namespace, key, response, entry.size, entry.expires)
-                self._count("hits")
-                return replace(response, cost=_ZERO)
+            if self._may_have(key):
+                try:
+                    read = self._start(lambda store: store.get(namespace, key, now))
+                    if self._sync_due:
+                        self._sync_soon()
+                    entry = await read
+                except Exception as exc:
+                    self._failed("lookup", exc)
+                    entry = None
+                if entry is not None:
+                    response = codec.loads(entry.body)
+                    response = replace(response, cost=_ZERO)
+                    self.memory.put(namespace, key, response, entry.size, entry.expires)
+                    self._count("hits")
+                    return response
+            else:
+                self._count("misses_in_memory")
+        self._remember(request, namespace, key)  # for the store of the same call
         self._count("misses")
         return None
 
@@ -206,20 +254,44 @@ class ResponseCache:
         size = len(body.encode())
         now = self.clock()
         expires = now + ttl if ttl > 0 else 0.0
-        self.memory.put(namespace, key, codec.kept(response), size, expires)
+        self.memory.put(namespace, key, codec.kept(response, cost=_ZERO), size, expires)
         self._count("stores")
         if self._store is None and self._store_factory is None:
             return
-        entry = Entry(
-            namespace=namespace,
-            key=key,
-            body=body,
-            size=size,
-            model=request.model,
-            created=now,
-            expires=expires,
+        self._unwritten.add(key)
+        self._queue.append(
+            Entry(
+                namespace=namespace,
+                key=key,
+                body=body,
+                size=size,
+                model=request.model,
+                created=now,
+                expires=expires,
+            )
         )
-        self._submit(lambda store: store.put(entry))
+        self._drain_later()
+
+    def _drain_later(self) -> None:
+        """Have the queued writes written ``_WRITE_DELAY`` seconds from now, so the
+        stores of several calls share one wake of the worker and one transaction.
+        A drain that should have started long ago (its loop stopped before the
+        timer) is started at once."""
+        if self._draining and self.timer() - self._drain_asked < _STALE_DRAIN:
+            return
+        self._draining = True
+        self._drain_asked = self.timer()
+        try:
+            asyncio.get_running_loop().call_later(_WRITE_DELAY, self._drain_now)
+        except RuntimeError:  # no running loop: at once
+            self._drain_now()
+
+    def _drain_now(self) -> None:
+        """Queue a drain on the worker now (reads queued after it see the writes);
+        nothing when nothing is queued (a timer after a flush, or after close)."""
+        self._draining = False  # before the look: a store after it asks again
+        if self._queue:
+            self._submit(self._drain)
 
     # ------------------------------------------------------------------ management
 
@@ -243,15 +315,23 @@ class ResponseCache:
         """Remove every entry, or those of ``namespace``; how many were stored."""
         in_memory = self.memory.clear(namespace)
         if self._has_store:
-            return await self._run(lambda store: store.clear(namespace))
+            return await self._run(self._clear_store(namespace))
         return in_memory
 
     def clear(self, namespace: str | None = None) -> int:
         """Blocking :meth:`aclear`, for code outside an event loop."""
         in_memory = self.memory.clear(namespace)
         if self._has_store:
-            return self._call(lambda store: store.clear(namespace))
+            return self._call(self._clear_store(namespace))
         return in_memory
+
+    def _clear_store(self, namespace: str | None) -> Callable[[Store], int]:
+        def clear(store: Store) -> int:
+            removed = store.clear(namespace)
+            self._rebuild = True  # the filter's bits for them only cost hops: drop them
+            return removed
+
+        return clear
 
     def namespaces(self) -> dict[str, Totals]:
         """Entries and bytes per namespace in the store (blocking)."""
@@ -267,6 +347,7 @@ class ResponseCache:
             "hits": self.hits,
             "memory_hits": self.memory_hits,
             "misses": self.misses,
+            "misses_in_memory": self.misses_in_memory,
             "bypassed": self.bypassed,
             "hit_rate": round(self.hits / lookups, 4) if lookups else 0.0,
             "stores": self.stores,
@@ -281,12 +362,16 @@ class ResponseCache:
 
     async def aflush(self) -> None:
         """Wait for every pending write (tests, shutdown)."""
+        if self._queue:
+            self._drain_now()
         while self._pending:
             pending = list(self._pending)
             await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
 
     def flush(self) -> None:
         """Blocking :meth:`aflush`."""
+        if self._queue:
+            self._drain_now()
         while self._pending:
             concurrent.futures.wait(list(self._pending))
         if self._store is not None:
@@ -334,6 +419,7 @@ class ResponseCache:
         return self._store
 
     def _close_store(self) -> None:
+        self._closed = True
         if self._store is not None and self._store_factory is not None:
             self._store.close()
             self._store = None
@@ -346,16 +432,119 @@ class ResponseCache:
         return result
 
     async def _run(self, fn: Callable[[Store], T], refresh: bool = True) -> T:
+        return await self._start(fn, refresh)
+
+    def _start(self, fn: Callable[[Store], T], refresh: bool = False) -> asyncio.Future[T]:
+        """``fn`` queued on the worker now, after this process's queued writes (a
+        read finds them, a delete or clear removes them); its result to await."""
+        if self._queue:
+            self._drain_now()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker(), self._in_worker, fn, refresh)
+        return loop.run_in_executor(self._worker(), self._in_worker, fn, refresh)
 
     def _call(self, fn: Callable[[Store], T]) -> T:
+        if self._queue:
+            self._drain_now()
         return self._worker().submit(self._in_worker, fn, True).result()
 
     def _submit(self, fn: Callable[[Store], Any]) -> None:
         future = self._worker().submit(self._in_worker, fn, True)
         self._pending.add(future)
         future.add_done_callback(self._written)
+
+    # ------------------------------------------------------------------ what the store holds
+
+    def _may_have(self, key: str) -> bool:
+        """Whether the store may hold ``key``: ``False`` settles a memory miss
+        without a thread hop. Certain only for a filter at most ``key_refresh``
+        seconds old (keys this process stores are known at once: queued, then in
+        the filter); anything else asks the store. Schedules a refresh of the
+        filter in the background once it is half that old."""
+        refresh = self.settings.key_refresh
+        if not self._scannable or refresh <= 0:
+            return True
+        age = self.timer() - self._synced
+        due = age > refresh / 2 or self._known is None
+        if age > refresh:
+            # the caller reads the store: it queues the refresh after its read, so
+            # its read does not wait for a first (whole) scan
+            self._sync_due = due
+            return True
+        if due:
+            self._sync_soon()
+        # in this order: the worker adds a written key to the filter before it
+        # leaves _unwritten, and a rebuilt filter is read from the store after it
+        if key in self._unwritten:
+            return True
+        known = self._known
+        return known is None or key in known
+
+    def _sync_soon(self) -> None:
+        """Queue one refresh of the key filter on the worker (none if one is queued)."""
+        if self._syncing:
+            return
+        self._syncing = True
+        self._sync_due = False
+        future = self._worker().submit(self._sync)
+        self._pending.add(future)  # aflush waits for it too
+        future.add_done_callback(self._synced_done)
+
+    def _sync(self) -> None:
+        """On the worker: read the keys other connections wrote since the last
+        scan (every key the first time, after a ``clear`` or once the filter is
+        full) into the filter."""
+        started = self.timer()
+        try:
+            if self._closed:
+                return  # never reopen a store the cache closed for a scan
+            store = self._open()
+            scan = getattr(store, "scan_keys", None)
+            if scan is None:
+                return
+            known = self._known
+            rebuild = known is None or known.full or self._rebuild
+            self._rebuild = False
+            mark, keys, whole = scan(None if rebuild else self._mark)
+            if whole or known is None:
+                known = KeyFilter(max(1, self.settings.max_entries))
+                known.update(keys)
+                self._known = known
+            else:
+                known.update(keys)
+            self._mark = mark
+            self._synced = started
+        finally:
+            self._syncing = False
+
+    def _synced_done(self, future: concurrent.futures.Future[Any]) -> None:
+        self._pending.discard(future)
+        exc = future.exception()
+        if exc is not None:
+            self._failed("key_scan", exc)
+
+    def _drain(self, store: Store) -> None:
+        """On the worker: write every queued entry in one transaction."""
+        self._draining = False  # a store from now on queues another drain
+        queue, batch = self._queue, []
+        while queue:
+            batch.append(queue.popleft())
+        if not batch:
+            return
+        try:
+            put_many = getattr(store, "put_many", None)
+            if put_many is not None:
+                put_many(batch)
+            else:
+                for entry in batch:
+                    store.put(entry)
+            known = self._known
+            if known is not None:
+                for entry in batch:
+                    known.add(entry.key)
+        finally:
+            unwritten = self._unwritten
+            for entry in batch:
+                unwritten.discard(entry.key)
 
     def _written(self, future: concurrent.futures.Future[Any]) -> None:
         self._pending.discard(future)

@@ -57,7 +57,14 @@ def _load_part(data: dict[str, Any]) -> Part:
     return ImagePart(**data)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+# one encoder, made once (json.dumps with options builds one per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json_or_none(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     try:
         json.dumps(value)
     except (TypeError, ValueError):
@@ -97,20 +104,24 @@ def dumps(response: Response) -> str:
         "parsed": _json_or_none(response.parsed),
         "cost": None if response.cost is None else str(response.cost),
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(data)
 
 
-def kept(response: Response) -> Response:
+def kept(response: Response, **changes: Any) -> Response:
     """What :func:`loads` of :func:`dumps` gives back, without the round trip: the
     same frozen parts, with what the store does not keep (headers, latency,
-    attempts, a non-JSON ``parsed``) reset. The memory LRU holds this."""
+    attempts, a non-JSON ``parsed``) reset, and ``changes`` applied (the cache's
+    memory LRU holds this with ``cost=0``, ready to be a hit)."""
     return replace(
         response,
-        parsed=_json_or_none(response.parsed),
-        latency=0.0,
-        attempts=1,
-        cached=False,
-        headers={},
+        **{
+            "parsed": _json_or_none(response.parsed),
+            "latency": 0.0,
+            "attempts": 1,
+            "cached": False,
+            "headers": {},
+            **changes,
+        },
     )
 
 

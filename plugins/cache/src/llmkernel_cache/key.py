@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -89,6 +90,8 @@ def _default(value: Any) -> Any:
 
 # one encoder, made once: json.dumps with options builds a new one every call
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default)
+# how that encoder writes a string (ensure_ascii=False)
+_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _part(part: Part) -> list[Any]:
@@ -115,6 +118,79 @@ def _number(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _plain_messages(messages: Sequence[Message]) -> str | None:
+    """The JSON of messages made of text parts only (the common case), written
+    directly: the same text :func:`canonical` gives them through the encoder, without
+    building the nested lists first. ``None`` when a message has anything else."""
+    out = []
+    for m in messages:
+        if m.tool_calls or m.tool_call_id is not None or m.name is not None:
+            return None
+        texts = []
+        for p in m.content:
+            if type(p) is not TextPart:
+                return None
+            texts.append('["t",' + _string(p.text) + "]")
+        out.append("[" + _string(m.role) + ",[" + ",".join(texts) + "],[],null,null]")
+    return ",".join(out)
+
+
+def _plain_number(value: Any) -> str | None:
+    """How the encoder writes ``None``, an int or a finite float; ``None`` for
+    anything else."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
+
+
+_BARE_TAIL = "[],null,null,null,null,null,[],null,{}]"
+
+
+def _plain_tail(request: ChatRequest, options: Mapping[str, Any]) -> str | None:
+    """The JSON of everything after the messages when it is plain (no tools, tool
+    choice, response format, reasoning or options; numbers and stop strings), the
+    same text the encoder writes; else ``None``."""
+    if (
+        request.tools
+        or options
+        or request.tool_choice is not None
+        or request.response_format is not None
+        or request.reasoning is not None
+    ):
+        return None
+    if (
+        request.temperature is None
+        and request.top_p is None
+        and request.max_tokens is None
+        and request.stop == ()
+    ):
+        return _BARE_TAIL  # messages and nothing else
+    temperature = request.temperature
+    temperature = None if temperature is None else float(temperature)
+    top_p = request.top_p
+    top_p = None if top_p is None else float(top_p)
+    t, p, n = (
+        _plain_number(temperature),
+        _plain_number(top_p),
+        _plain_number(request.max_tokens),
+    )
+    if t is None or p is None or n is None:
+        return None
+    stop = request.stop
+    if stop is None:
+        stops = "null"
+    elif isinstance(stop, (tuple, list)) and all(type(s) is str for s in stop):
+        stops = "[" + ",".join([_string(s) for s in stop]) + "]"
+    else:
+        return None
+    return "[],null,null," + t + "," + p + "," + n + "," + stops + ",null,{}]"
+
+
 def canonical(request: ChatRequest) -> str:
     """The canonical JSON text of what changes ``request``'s answer."""
     options = request.options
@@ -124,23 +200,30 @@ def canonical(request: ChatRequest) -> str:
             for k in sorted(options)
             if k not in REQUEST_OPTIONS and not is_secret_name(k)
         }
+    model = request.model
+    plain = _plain_messages(request.messages) if type(model) is str else None
+    if plain is not None:
+        tail = _plain_tail(request, options)
+        if tail is not None:  # the common case, written without the encoder
+            return "[" + _string(model) + ",[" + plain + "]," + tail
     choice = request.tool_choice
     fmt = request.response_format
     reasoning = request.reasoning
-    data = [
-        request.model,
-        [_message(m) for m in request.messages],
-        [[t.name, t.description, t.parameters, t.strict] for t in request.tools],
-        None if choice is None else [choice.mode, choice.name],
-        None if fmt is None else [fmt.type, fmt.schema, fmt.name, fmt.strict],
-        _number(request.temperature),
-        _number(request.top_p),
-        request.max_tokens,
-        request.stop,
-        None if reasoning is None else [reasoning.effort, reasoning.budget_tokens],
-        options,
-    ]
-    return _ENCODER.encode(data)
+    return _ENCODER.encode(
+        [
+            model,
+            [_message(m) for m in request.messages],
+            [[t.name, t.description, t.parameters, t.strict] for t in request.tools],
+            None if choice is None else [choice.mode, choice.name],
+            None if fmt is None else [fmt.type, fmt.schema, fmt.name, fmt.strict],
+            _number(request.temperature),
+            _number(request.top_p),
+            request.max_tokens,
+            request.stop,
+            None if reasoning is None else [reasoning.effort, reasoning.budget_tokens],
+            options,
+        ]
+    )
 
 
 def request_key(request: ChatRequest, namespace: str) -> str:

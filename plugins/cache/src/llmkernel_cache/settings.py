@@ -37,6 +37,12 @@ class CacheSettings:
     ``ttl = 0`` keeps entries until evicted. ``path = ""`` keeps the cache in memory
     only (no SQLite). ``namespace = "tenant"`` gives each ``metadata["tenant"]`` its
     own entries; ``"shared"`` shares them across tenants.
+
+    ``key_refresh`` (seconds) bounds how stale this process's view of the keys in
+    SQLite may be: a lookup that misses memory skips SQLite when the key is
+    certainly not there, and that certainty covers every answer another process
+    stored at least ``key_refresh`` seconds before the lookup (older views make the
+    lookup ask SQLite). ``0`` asks SQLite on every memory miss.
     """
 
     enabled: bool = False
@@ -49,6 +55,7 @@ class CacheSettings:
     namespace: Literal["tenant", "shared"] = "tenant"
     temperature_above_zero: bool = False
     store_truncated: bool = False
+    key_refresh: float = 1.0
     models: dict[str, ModelCacheSettings] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -58,6 +65,7 @@ class CacheSettings:
             (self.max_bytes, "max_bytes"),
             (self.memory_entries, "memory_entries"),
             (self.memory_bytes, "memory_bytes"),
+            (self.key_refresh, "key_refresh"),
         ):
             if value < 0:
                 raise ValueError(f"{key} must not be negative")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from llmkernel.types import Response
 
-__all__ = ["Entry", "MemoryLRU", "SQLiteStore", "Store", "Totals"]
+__all__ = ["Entry", "KeyMark", "MemoryLRU", "SQLiteStore", "Store", "Totals"]
 
 
 @attrs.frozen(kw_only=True)
@@ -37,6 +37,16 @@ class Entry:
 
     def expired(self, now: float) -> bool:
         return 0 < self.expires <= now
+
+
+@attrs.frozen(kw_only=True)
+class KeyMark:
+    """How far :meth:`SQLiteStore.scan_keys` has read: the connection's
+    ``data_version`` and the last row seen (its rowid and key)."""
+
+    version: int
+    rowid: int
+    key: str
 
 
 @attrs.frozen(kw_only=True)
@@ -274,7 +284,14 @@ class SQLiteStore:
             )
 
     def put(self, entry: Entry) -> None:
-        now = entry.created or time.time()
+        self.put_many([entry])
+
+    def put_many(self, entries: Sequence[Entry]) -> None:
+        """Insert or replace ``entries`` in one transaction, then delete expired rows
+        and evict down to the limits once."""
+        if not entries:
+            return
+        now = max(entry.created for entry in entries) or time.time()
         touched, self._touched = self._touched, {}
         with self._write():
             if touched:
@@ -283,26 +300,68 @@ class SQLiteStore:
                     "WHERE namespace = ? AND key = ?",
                     [(t, ns, k) for (ns, k), t in touched.items()],
                 )
-            self._conn.execute(
+            self._conn.executemany(
                 "INSERT INTO responses "
                 "(namespace, key, model, created, expires, last_used, size, body) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET model = excluded.model, "
                 "created = excluded.created, expires = excluded.expires, "
                 "last_used = excluded.last_used, size = excluded.size, body = excluded.body",
-                (
-                    entry.namespace,
-                    entry.key,
-                    entry.model,
-                    entry.created or now,
-                    entry.expires,
-                    now,
-                    entry.size,
-                    entry.body,
-                ),
+                [
+                    (
+                        entry.namespace,
+                        entry.key,
+                        entry.model,
+                        entry.created or now,
+                        entry.expires,
+                        entry.created or now,
+                        entry.size,
+                        entry.body,
+                    )
+                    for entry in entries
+                ],
             )
             self._conn.execute("DELETE FROM responses WHERE expires > 0 AND expires <= ?", (now,))
             self._evict()
+
+    def scan_keys(self, mark: KeyMark | None) -> tuple[KeyMark, list[str], bool]:
+        """The keys written since ``mark`` (by any connection), for the cache's
+        :class:`~llmkernel_cache.known.KeyFilter`: ``(new mark, keys, whole)``.
+
+        ``whole`` is true when ``keys`` is every key in the store (no mark yet, or
+        the rows the mark points at are gone, so rowids may have been reused).
+        Cheap when nothing changed: ``PRAGMA data_version`` says whether another
+        connection committed since the mark (this connection's own writes are
+        known to the cache already)."""
+        conn = self._conn
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if mark is not None and mark.version == version:
+            return mark, [], False
+        conn.execute("BEGIN")  # one snapshot for the check and the read
+        try:
+            after = 0
+            if mark is not None and mark.rowid > 0:
+                row = conn.execute(
+                    "SELECT key FROM responses WHERE rowid = ?", (mark.rowid,)
+                ).fetchone()
+                # rows are only added past the largest rowid while that row lives
+                if row is not None and row[0] == mark.key:
+                    after = mark.rowid
+            rows = conn.execute(
+                "SELECT rowid, key FROM responses WHERE rowid > ? ORDER BY rowid", (after,)
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        # (a mark at rowid 0 was an empty store: every row now is new, none is lost)
+        whole = mark is None or after != mark.rowid
+        if rows:
+            rowid, key = rows[-1]
+        elif whole:
+            rowid, key = 0, ""
+        else:
+            assert mark is not None
+            rowid, key = mark.rowid, mark.key
+        return KeyMark(version=version, rowid=rowid, key=key), [k for _, k in rows], whole
 
     def _evict(self) -> None:
         entries, size = self._conn.execute(

@@ -15,8 +15,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from llmkernel.errors import RateLimitError, RefusedError
-from llmkernel_ratelimit.headers import parse_headers
+from llmkernel_ratelimit.headers import has_rate_headers, parse_headers
 from llmkernel_ratelimit.limiter import Limiter, NoRoom
 from llmkernel_ratelimit.settings import LimitRule, RateLimitSettings
 from llmkernel_ratelimit.store import Claim, LimitStore, MemoryStore, Ticket
@@ -26,14 +28,36 @@ __all__ = ["RateLimitGate"]
 _STATE = "llmkernel_ratelimit"
 _LEARNED_WINDOW = 60.0
 _NEVER = 0.0
+_INF = float("inf")
 
 
 def _pattern(text: str) -> str:
     return text if "/" in text else f"{text}/*"
 
 
+@attrs.frozen(kw_only=True)
+class _Plan:
+    """What the configured rules ask of one deployment, worked out once: the rules
+    that match it, whether any limits tokens, and the request claims whose key
+    depends on nothing per call (reused as they are)."""
+
+    rules: tuple[tuple[str, LimitRule], ...]
+    tokens: bool
+    fixed_requests: tuple[Claim | None, ...]  # per rule; None: keyed per call
+
+
+def _value(dimension: str, candidate: Any, metadata: Mapping[str, Any]) -> str:
+    if dimension == "provider":
+        return str(candidate.provider)
+    if dimension == "model":
+        return str(candidate.qualified)
+    return str(metadata.get(dimension) or "")
+
+
 class RateLimitGate:
     """Limits requests and tokens per window, per provider, model, tenant and key."""
+
+    _PLANS_MAX = 4096  # deployments remembered (a config names a bounded set)
 
     def __init__(
         self,
@@ -47,6 +71,7 @@ class RateLimitGate:
         self.limiter = Limiter(self.store, clock=clock)
         self.clock = clock
         self._rules = [(_pattern(p), p, rule) for p, rule in settings.limits.items()]
+        self._plans: dict[tuple[str, str, str], _Plan] = {}
         self._learned: dict[str, set[str]] = {}  # deployment -> learned kinds
         self.refused = 0
         self.waited = 0
@@ -56,28 +81,68 @@ class RateLimitGate:
 
     # ------------------------------------------------------------------ claims
 
-    def _rules_for(self, candidate: Any) -> list[tuple[str, LimitRule]]:
-        names = (candidate.qualified, f"{candidate.provider_type}/{candidate.model}")
-        return [
-            (name, rule)
-            for pattern, name, rule in self._rules
-            if any(fnmatch.fnmatchcase(n, pattern) for n in names)
-        ]
+    def _rules_for(self, candidate: Any) -> tuple[tuple[str, LimitRule], ...]:
+        return self._plan(candidate).rules
+
+    def _plan(self, candidate: Any) -> _Plan:
+        ident = (candidate.provider, candidate.model, candidate.provider_type)
+        plan = self._plans.get(ident)
+        if plan is None:
+            names = (candidate.qualified, f"{candidate.provider_type}/{candidate.model}")
+            rules = tuple(
+                (name, rule)
+                for pattern, name, rule in self._rules
+                if any(fnmatch.fnmatchcase(n, pattern) for n in names)
+            )
+            fixed: list[Claim | None] = []
+            for name, rule in rules:
+                if rule.requests_per_minute is None or any(
+                    d in ("tenant", "key") for d in rule.per
+                ):
+                    fixed.append(None)
+                    continue
+                base = name + "".join(f"|{d}={_value(d, candidate, {})}" for d in rule.per)
+                fixed.append(
+                    Claim(
+                        key=f"{base}|requests",
+                        limit=rule.amount(rule.requests_per_minute),
+                        window=rule.window,
+                        amount=1.0,
+                    )
+                )
+            plan = _Plan(
+                rules=rules,
+                tokens=any(r.tokens_per_minute is not None for _, r in rules),
+                fixed_requests=tuple(fixed),
+            )
+            if len(self._plans) >= self._PLANS_MAX:
+                self._plans.clear()
+            self._plans[ident] = plan
+        return plan
 
     def claims(
         self, candidate: Any, metadata: Mapping[str, Any], input_tokens: int, output_tokens: int
     ) -> list[Claim]:
         """The claims one attempt makes: a request and its tokens in each bucket."""
+        return self._claims(self._plan(candidate), candidate, metadata, input_tokens, output_tokens)
+
+    def _claims(
+        self,
+        plan: _Plan,
+        candidate: Any,
+        metadata: Mapping[str, Any],
+        input_tokens: int,
+        output_tokens: int,
+    ) -> list[Claim]:
         claims = []
-        for name, rule in self._rules_for(candidate):
-            values = {
-                "provider": candidate.provider,
-                "model": candidate.qualified,
-                "tenant": str(metadata.get("tenant") or ""),
-                "key": str(metadata.get("key") or ""),
-            }
-            base = name + "".join(f"|{d}={values[d]}" for d in rule.per)
-            if rule.requests_per_minute is not None:
+        for (name, rule), fixed in zip(plan.rules, plan.fixed_requests, strict=True):
+            if fixed is not None and rule.tokens_per_minute is None:
+                claims.append(fixed)  # the common case: nothing to build
+                continue
+            base = name + "".join(f"|{d}={_value(d, candidate, metadata)}" for d in rule.per)
+            if fixed is not None:
+                claims.append(fixed)
+            elif rule.requests_per_minute is not None:
                 claims.append(
                     Claim(
                         key=f"{base}|requests",
@@ -95,26 +160,29 @@ class RateLimitGate:
                         amount=float(input_tokens + output_tokens),
                     )
                 )
-        deployment = candidate.qualified
-        for kind in sorted(self._learned.get(deployment, ())):
-            amount = {
-                "requests": 1.0,
-                "tokens": float(input_tokens + output_tokens),
-                "input_tokens": float(input_tokens),
-                "output_tokens": float(output_tokens),
-            }[kind]
-            claims.append(
-                Claim(
-                    key=f"learned|{deployment}|{kind}",
-                    limit=float("inf"),  # the observed limit is kept by the store
-                    window=_LEARNED_WINDOW,
-                    amount=amount,
+        if self._learned:
+            deployment = candidate.qualified
+            for kind in sorted(self._learned.get(deployment, ())):
+                if kind == "requests":
+                    amount = 1.0
+                elif kind == "tokens":
+                    amount = float(input_tokens + output_tokens)
+                elif kind == "input_tokens":
+                    amount = float(input_tokens)
+                else:
+                    amount = float(output_tokens)
+                claims.append(
+                    Claim(
+                        key=f"learned|{deployment}|{kind}",
+                        limit=_INF,  # the observed limit is kept by the store
+                        window=_LEARNED_WINDOW,
+                        amount=amount,
+                    )
                 )
-            )
         return claims
 
     def _needs_tokens(self, candidate: Any) -> bool:
-        if any(r.tokens_per_minute is not None for _, r in self._rules_for(candidate)):
+        if self._plan(candidate).tokens:
             return True
         return bool(self._learned.get(candidate.qualified, set()) - {"requests"})
 
@@ -122,22 +190,29 @@ class RateLimitGate:
 
     async def acquire(self, ctx: Any, attempt: Any) -> None:
         candidate = attempt.candidate
-        if not self._rules_for(candidate) and candidate.qualified not in self._learned:
+        plan = self._plan(candidate)
+        learned = self._learned.get(candidate.qualified) if self._learned else None
+        if not plan.rules and learned is None:
             return
         input_tokens = output_tokens = 0
-        if self._needs_tokens(candidate):
+        if plan.tokens or (learned and (len(learned) > 1 or "requests" not in learned)):
             input_tokens = int(ctx.input_tokens(candidate))
             output_tokens = int(ctx.max_output_tokens(candidate))
-        claims = self.claims(candidate, ctx.metadata, input_tokens, output_tokens)
+        claims = self._claims(plan, candidate, ctx.metadata, input_tokens, output_tokens)
         if not claims:
             return
+        limiter = self.limiter
+        first = limiter.try_take(claims)  # room now, nobody waiting: no coroutine
         try:
-            ticket = await self.limiter.take(
-                claims, ctx.deadline, wait=self.settings.mode == "wait"
-            )
+            if isinstance(first, Ticket):
+                ticket = first
+            else:
+                ticket = await limiter.take(
+                    claims, ctx.deadline, wait=self.settings.mode == "wait", first=first
+                )
         except NoRoom as exc:
             self.refused += 1
-            retry_after = None if exc.retry_after == float("inf") else round(exc.retry_after, 3)
+            retry_after = None if exc.retry_after == _INF else round(exc.retry_after, 3)
             why = (
                 "a request larger than the limit"
                 if retry_after is None
@@ -160,7 +235,9 @@ class RateLimitGate:
             ticket, claims, input_tokens = held
             self._correct(ticket, claims, input_tokens, outcome)
         if self.settings.learn_from_headers:
-            self.learn(attempt.candidate, getattr(outcome, "headers", None) or {})
+            headers = getattr(outcome, "headers", None)
+            if headers and has_rate_headers(headers):
+                self.learn(attempt.candidate, headers)
         error = getattr(outcome, "error", None)
         if isinstance(error, RateLimitError):
             self.back_off(attempt.candidate, error.retry_after)
@@ -173,22 +250,24 @@ class RateLimitGate:
         usage = getattr(outcome, "usage", None)
         amounts: dict[str, float] = {}
         for claim in claims:
-            kind = claim.key.rsplit("|", 1)[1]
+            key = claim.key
             if status == "refused":
-                amounts[claim.key] = 0.0  # never sent: everything back
-            elif kind == "requests":
+                amounts[key] = 0.0  # never sent: everything back
                 continue
-            elif usage is not None:
-                amounts[claim.key] = float(
-                    {
-                        "tokens": usage.input_tokens + usage.output_tokens,
-                        "input_tokens": usage.input_tokens,
-                        "output_tokens": usage.output_tokens,
-                    }[kind]
-                )
+            if key.endswith("|requests"):
+                continue
+            kind = key[key.rfind("|") + 1 :]
+            if usage is not None:
+                if kind == "tokens":
+                    amounts[key] = float(usage.input_tokens + usage.output_tokens)
+                elif kind == "input_tokens":
+                    amounts[key] = float(usage.input_tokens)
+                else:
+                    amounts[key] = float(usage.output_tokens)
             else:  # sent but no usage known: keep the input, return the output
-                amounts[claim.key] = float(input_tokens if kind != "output_tokens" else 0)
-        self.store.correct(ticket, amounts)
+                amounts[key] = float(input_tokens if kind != "output_tokens" else 0)
+        if amounts:
+            self.store.correct(ticket, amounts)
 
     # ------------------------------------------------------------------ learning
 

@@ -20,7 +20,13 @@ from datetime import datetime
 
 import attrs
 
-__all__ = ["Allowance", "RateLimitHeaders", "parse_duration", "parse_headers"]
+__all__ = [
+    "Allowance",
+    "RateLimitHeaders",
+    "has_rate_headers",
+    "parse_duration",
+    "parse_headers",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -94,6 +100,22 @@ def _allowance(limit: str | None, remaining: str | None, reset: float | None) ->
     if left is None:
         return None
     return Allowance(limit=_int(limit), remaining=left, reset=reset)
+
+
+_REMAINING = (
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-remaining",
+)
+
+
+def has_rate_headers(headers: Mapping[str, str]) -> bool:
+    """Whether ``headers`` say anything :func:`parse_headers` reads (a cheap test
+    for the common response without them)."""
+    return any(name in headers for name in _REMAINING)
 
 
 def parse_headers(headers: Mapping[str, str], now_epoch: float) -> RateLimitHeaders:

@@ -60,17 +60,29 @@ class Limiter:
     def try_take(self, claims: Sequence[Claim]) -> Ticket | float:
         """Take at once when nobody waits ahead; else the estimated wait."""
         with self._lock:
-            if any(self._queues.get(c.key) for c in claims):
+            queues = self._queues
+            if queues and any(queues.get(c.key) for c in claims):
                 return max(self.store.wait_for(claims, self.clock()), 1e-3)
             return self.store.take(claims, self.clock())
 
-    async def take(self, claims: Sequence[Claim], deadline: float, *, wait: bool) -> Ticket:
+    async def take(
+        self,
+        claims: Sequence[Claim],
+        deadline: float,
+        *,
+        wait: bool,
+        first: float | None = None,
+    ) -> Ticket:
         """Take ``claims``; in wait mode queue until they fit or ``deadline``
-        (monotonic) passes. Raises :class:`NoRoom` with the estimated wait."""
+        (monotonic) passes. Raises :class:`NoRoom` with the estimated wait.
+        ``first`` is the wait :meth:`try_take` just answered, when the caller
+        tried it already."""
         keys = [c.key for c in claims]
-        first = self.try_take(claims)
-        if isinstance(first, Ticket):
-            return first
+        if first is None:
+            got = self.try_take(claims)
+            if isinstance(got, Ticket):
+                return got
+            first = got
         now = self.clock()
         if not wait or math.isinf(first) or now + first > deadline:
             raise NoRoom(first, keys)
@@ -108,6 +120,10 @@ class Limiter:
 
     def notify(self, keys: Sequence[str] | None = None) -> None:
         """Room may have changed on ``keys`` (all when ``None``): wake the heads."""
+        if not self._queues:
+            # nobody waits; one who queues after this look tries the store itself
+            # (after queueing), so it sees the room made before this call
+            return
         with self._lock:
             queues = (
                 self._queues.values()

@@ -22,6 +22,8 @@ import attrs
 
 __all__ = ["Claim", "LimitStore", "MemoryStore", "Ticket", "WindowState"]
 
+_INF = float("inf")
+
 
 @attrs.frozen(kw_only=True)
 class Claim:
@@ -142,9 +144,11 @@ class MemoryStore:
         window = self._windows.get(claim.key)
         if window is None:
             window = self._windows[claim.key] = _Window(limit=claim.limit, window=claim.window)
-        elif claim.limit != float("inf"):  # inf: keep the limit the store learned
+        elif claim.limit != _INF:  # inf: keep the limit the store learned
             window.limit, window.window = claim.limit, claim.window
-        window.expire(now)
+        slots = window.slots
+        if slots and slots[0].at <= now - window.window:
+            window.expire(now)
         return window
 
     def take(self, claims: Sequence[Claim], now: float) -> Ticket | float:
@@ -152,19 +156,28 @@ class MemoryStore:
             self._takes += 1
             if self._takes % self.SWEEP_EVERY == 0:
                 self._sweep(now)
-            windows = [self._window(c, now) for c in claims]
-            wait = max(
-                (w.wait_for(c.amount, now) for w, c in zip(windows, claims, strict=True)),
-                default=0.0,
-            )
+            windows = []
+            wait = 0.0
+            for claim in claims:
+                window = self._window(claim, now)
+                windows.append(window)
+                amount = claim.amount
+                if (
+                    window.used + amount <= window.limit
+                    and amount <= window.limit
+                    and window.blocked_until <= now
+                ):
+                    continue  # fits now: what wait_for would say, without the call
+                wait = max(wait, window.wait_for(amount, now))
             if wait > 0:
                 return wait
             ticket = Ticket()
+            held = ticket.slots
             for window, claim in zip(windows, claims, strict=True):
                 slot = _Slot(at=now, amount=claim.amount)
                 window.slots.append(slot)
                 window.used += claim.amount
-                ticket.slots.append((claim.key, slot))
+                held.append((claim.key, slot))
             return ticket
 
     def wait_for(self, claims: Sequence[Claim], now: float) -> float:

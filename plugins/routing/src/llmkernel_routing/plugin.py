@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from llmkernel.cli_registry import CommandRegistry
 
 NAME = "routing"
+_routing_for: Any = None  # llmkernel_routing.state.routing_for, imported on first use
+
+
+def _routing(kernel: Any) -> Any:
+    global _routing_for
+    if _routing_for is None:
+        from llmkernel_routing.state import routing_for
+
+        _routing_for = routing_for
+    return _routing_for(kernel)
 
 
 @hookimpl
@@ -30,9 +40,7 @@ def configure(kernel: Any, config: Any) -> None:
 
 @hookimpl
 def filter_candidates(kernel: Any, ctx: Any, candidates: Iterable[Any]) -> list[Any] | None:
-    from llmkernel_routing.state import routing_for
-
-    reasons = routing_for(kernel).drop_reasons(ctx, candidates)
+    reasons = _routing(kernel).drop_reasons(ctx, candidates)
     if not reasons:
         return None
     from llmkernel.context import Drop
@@ -50,11 +58,9 @@ def provide_gate(kernel: Any) -> Any:
 
 @hookimpl
 def on_attempt_end(kernel: Any, ctx: Any, attempt: Any, outcome: Any) -> None:
-    from llmkernel_routing.state import routing_for
-
     error = outcome.error
     usage = outcome.usage
-    routing_for(kernel).attempt_ended(
+    _routing(kernel).attempt_ended(
         attempt.candidate,
         status=outcome.status,
         stream=bool(attempt.stream),
@@ -70,12 +76,12 @@ def on_attempt_end(kernel: Any, ctx: Any, attempt: Any, outcome: Any) -> None:
 
 @hookimpl
 def on_request_end(kernel: Any, ctx: Any, outcome: Any) -> None:
-    from llmkernel_routing.state import routing_for
-
     error = outcome.error
-    attempts = list(getattr(ctx, "attempts", ()) or ())
+    attempts = getattr(ctx, "attempts", None) or ()
+    if not isinstance(attempts, (list, tuple)):
+        attempts = list(attempts)
     first = attempts[0].candidate if attempts else None
-    routing_for(kernel).calls.record(
+    _routing(kernel).calls.record(
         status=outcome.status,
         kind=str(getattr(error, "kind", "") or type(error).__name__) if error is not None else "",
         cached=bool(outcome.cached),

@@ -53,13 +53,19 @@ class Sketch:
         """Record one value (negative values count as zero)."""
         self.count += 1
         self.total += value
-        self.min = min(self.min, value)
-        self.max = max(self.max, value)
+        # comparisons, not min()/max(): the same results (NaN included) without two
+        # calls on every attempt's hot path
+        if value < self.min:  # noqa: PLR1730
+            self.min = value
+        if value > self.max:  # noqa: PLR1730
+            self.max = value
         if value <= self.min_value:
             self._zero += 1
             return
         key = math.ceil(math.log(value) / self._log_gamma)
-        key = max(key, self._floor)
+        floor = self._floor
+        if key < floor:  # noqa: PLR1730
+            key = floor
         buckets = self._buckets
         buckets[key] = buckets.get(key, 0) + 1
         if len(buckets) > self.max_buckets:

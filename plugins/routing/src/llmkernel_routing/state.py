@@ -51,6 +51,11 @@ _IMAGE_TOKENS_MAX = 6400
 _MESSAGE_TOKENS_MAX = 16
 
 
+def _utf8_length(text: str) -> int:
+    # ASCII text (a flag on the string, no scan): one byte a character, no copy
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def token_ceiling(request: Any) -> int:
     """An upper bound of a chat request's input tokens without a tokenizer: a token
     is at least one UTF-8 byte of text (images and framing counted generously)."""
@@ -60,7 +65,7 @@ def token_ceiling(request: Any) -> int:
         for part in message.content:
             text = getattr(part, "text", None)
             if isinstance(text, str):
-                total += len(text.encode("utf-8"))
+                total += _utf8_length(text)
             else:
                 total += _IMAGE_TOKENS_MAX
         for call in message.tool_calls:
@@ -130,8 +135,11 @@ class Routing:
         key = deployment_key(candidate)
         claim: Claim | Literal[False] = True
         if self.settings.breaker.enabled:
-            with self._lock:
-                claim = self.breaker_for(key).acquire(self.clock())
+            breaker = self.breakers.get(key)
+            # closed lets everything through and changes nothing: no lock needed
+            if breaker is None or breaker.state != "closed":
+                with self._lock:
+                    claim = self.breaker_for(key).acquire(self.clock())
         if claim is False:
             return None
         self.stats_for(key).in_flight += 1
@@ -226,57 +234,66 @@ class Routing:
     def drop_reasons(self, ctx: Any, candidates: Iterable[Any]) -> list[tuple[Any, str]]:
         """The candidates to drop before any strategy, each with its reason: an open
         breaker, a failed health check, a missing capability, a context window too
-        small for the counted prompt plus ``max_tokens``."""
+        small for the counted prompt plus ``max_tokens``.
+
+        The prompt is counted only when a byte a token (an upper bound of any
+        tokenizer's count, :func:`token_ceiling`) does not already fit the window."""
         settings = self.settings
         request = getattr(ctx, "request", None)
         kernel = getattr(ctx, "kernel", None)
         chat = getattr(ctx, "kind", "chat") in ("chat", "stream")
         needed = request_needs(request) if settings.capabilities and chat else ()
-        now = self.clock()
+        fit = kernel is not None and chat and bool(needed or settings.context_window)
+        breakers = self.breakers if settings.breaker.enabled else None
+        health = self.health
+        now: float | None = None
+        ceiling = -1  # counted once a call, when first needed
         drops: list[tuple[Any, str]] = []
-
-        def skipped(candidate: Any, why: str) -> None:
-            counts = self.stats_for(candidate).skipped
-            counts[why] = counts.get(why, 0) + 1
-
         for candidate in candidates:
-            key = deployment_key(candidate)
-            breaker = self.breakers.get(key)
-            if settings.breaker.enabled and breaker is not None:
-                with self._lock:
-                    available = breaker.available(now)
-                    state = breaker.current(now)
-                if not available:
-                    why = (
-                        "circuit breaker half-open, probe in flight"
-                        if state == "half_open"
-                        else f"circuit breaker open ({breaker.reason})"
-                    )
-                    skipped(candidate, "breaker")
-                    drops.append((candidate, why))
+            if breakers:
+                breaker = breakers.get(deployment_key(candidate))
+                if breaker is not None and breaker.state != "closed":
+                    if now is None:
+                        now = self.clock()
+                    with self._lock:
+                        available = breaker.available(now)
+                        state = breaker.current(now)
+                    if not available:
+                        why = (
+                            "circuit breaker half-open, probe in flight"
+                            if state == "half_open"
+                            else f"circuit breaker open ({breaker.reason})"
+                        )
+                        self._skipped(candidate, "breaker")
+                        drops.append((candidate, why))
+                        continue
+            if health:
+                check = health.get(candidate.provider)
+                if check is not None and not check.ok:
+                    self._skipped(candidate, "health")
+                    drops.append((candidate, f"health check failed: {check.detail}"))
                     continue
-            check = self.health.get(candidate.provider)
-            if check is not None and not check.ok:
-                skipped(candidate, "health")
-                drops.append((candidate, f"health check failed: {check.detail}"))
-                continue
-            if kernel is None or not chat or not (needed or settings.context_window):
+            if not fit:
                 continue
             capabilities = _capabilities(kernel, candidate)
-            lacks = missing(capabilities, needed)
+            if capabilities is None:
+                continue  # unknown: given the benefit of the doubt
+            lacks = missing(capabilities, needed) if needed else None
             if lacks:
-                skipped(candidate, "capability")
+                self._skipped(candidate, "capability")
                 drops.append((candidate, f"lacks {', '.join(lacks)}"))
                 continue
-            window = capabilities.context_window if capabilities is not None else None
+            window = capabilities.context_window
             if settings.context_window and window:
                 asked = getattr(request, "max_tokens", None)
                 output = asked if asked is not None else settings.reserve_output
-                if token_ceiling(request) + output <= window:
+                if ceiling < 0:
+                    ceiling = token_ceiling(request)
+                if ceiling + output <= window:
                     continue  # fits even at a byte a token: no need to count
                 prompt = ctx.input_tokens(candidate)
                 if prompt + output > window:
-                    skipped(candidate, "context_window")
+                    self._skipped(candidate, "context_window")
                     drops.append(
                         (
                             candidate,
@@ -287,6 +304,10 @@ class Routing:
         for candidate, reason in drops:
             log.debug("routing.dropped", deployment=deployment_key(candidate), reason=reason)
         return drops
+
+    def _skipped(self, candidate: Any, why: str) -> None:
+        counts = self.stats_for(candidate).skipped
+        counts[why] = counts.get(why, 0) + 1
 
     # ------------------------------------------------------------------ health
 
@@ -403,9 +424,20 @@ _states: weakref.WeakKeyDictionary[Any, Routing] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
 
 
+# the kernel asked last and its state, both held weakly (a state kept alive here
+# could keep its kernel alive through a health-check task)
+_last: tuple[weakref.ref[Any], weakref.ref[Routing]] | None = None
+
+
 def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing:
     """The routing state of ``kernel``, created on first use (with ``settings``, or
     the defaults). Strategies read live statistics from it."""
+    global _last
+    last = _last
+    if settings is None and last is not None and last[0]() is kernel:
+        known = last[1]()
+        if known is not None:
+            return known  # every hook of every call asks: no weak reference made
     state = _states.get(kernel)
     if state is None or settings is not None:
         with _states_lock:
@@ -416,11 +448,14 @@ def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing
                 state.settings = settings  # the same object: strategies keep reading it
                 for breaker in state.breakers.values():
                     breaker.settings = settings.breaker
+    _last = (weakref.ref(kernel), weakref.ref(state))
     return state
 
 
 def forget(kernel: Any) -> None:
+    global _last
     _states.pop(kernel, None)
+    _last = None
 
 
 __all__ = ["Claim", "HealthResult", "Routing", "deployment_key", "forget", "routing_for"]
