@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class Candidate:
     """One place a request can go: the provider instance ``provider`` (its name in
     config), its ``provider_type``, and the provider's ``model`` id. ``tags`` are
@@ -19,9 +19,11 @@ class Candidate:
     model: str
     provider_type: str = ""
     tags: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
+    #: ``provider/model``, made once (plugins read it several times a call)
+    qualified: str = attrs.field(init=False, eq=False, hash=False, repr=False)
 
-    @property
-    def qualified(self) -> str:
+    @qualified.default
+    def _qualified(self) -> str:
         return f"{self.provider}/{self.model}"
 
 
