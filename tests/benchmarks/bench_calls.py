@@ -37,6 +37,11 @@ else:
     litellm.suppress_debug_info = True
 
 
+#: a second bare httpx client, identical to the baseline: what the machine's noise
+#: alone adds to a client's p99 (the paired differences of two equal clients)
+CONTROL = "bare httpx, second client"
+
+
 def _messages(i: int) -> list[dict[str, str]]:
     # a new text every round: the full stack's cache always misses
     return [{"role": "user", "content": f"Say hello. {i}"}]
@@ -77,7 +82,22 @@ def per_call_sync(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
     def kfull() -> object:
         return full.chat(model="fast", messages=_messages(next(fresh))).text
 
-    calls: dict[str, Any] = {"bare httpx": bare, "kernel minimal": kmin, "kernel full": kfull}
+    control = httpx.Client(base_url=base, headers={"authorization": "Bearer sk-bench"})
+
+    def bare_again() -> object:
+        # the same request on a second, identical client: its added p99 is the noise
+        # of the machine, the floor under every other client's added p99
+        response = control.post(
+            "/chat/completions", json={**body, "messages": _messages(state["i"])}
+        )
+        return response.json()["choices"][0]["message"]["content"]
+
+    calls: dict[str, Any] = {
+        "bare httpx": bare,
+        CONTROL: bare_again,
+        "kernel minimal": kmin,
+        "kernel full": kfull,
+    }
     try:
         import openai
 
@@ -102,6 +122,7 @@ def per_call_sync(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         times = interleave_sync(calls, rounds, warmup=min(100, rounds // 4))
     finally:
         client.close()
+        control.close()
         minimal.close()
         full.close()
     return _summary(times, "bare httpx")
@@ -139,8 +160,17 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         )
         return response.json()["choices"][0]["message"]["content"]
 
+    control = httpx.AsyncClient(base_url=base, headers={"authorization": "Bearer sk-bench"})
+
+    async def bare_again() -> object:
+        response = await control.post(
+            "/chat/completions", json={"model": MODEL, "messages": _messages(state["i"])}
+        )
+        return response.json()["choices"][0]["message"]["content"]
+
     calls: dict[str, Any] = {
         "bare httpx": bare,
+        CONTROL: bare_again,
         "httpx over llmkernel AiohttpTransport": bare_ours,
         "kernel minimal": kmin,
         "kernel full": kfull,
@@ -164,6 +194,7 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         times = await interleave_async(calls, rounds, warmup=min(100, rounds // 4))
     finally:
         await client.aclose()
+        await control.aclose()
         await ours.aclose()
         await minimal.aclose()
         await full.aclose()

@@ -128,7 +128,19 @@ def rows(r: dict[str, Any]) -> list[Row]:
         lit = pc.get(lit_name, {})
         sdk = pc.get("openai SDK", {})
         m, f = pc["kernel minimal"], pc["kernel full"]
+        floor = pc.get("bare httpx, second client", {}).get("added_p99_us", 0.0)
         ours = pc.get("httpx over llmkernel AiohttpTransport")
+        if floor:
+            out.append(
+                (
+                    f"per call {kind}: a second, identical bare httpx client (noise floor)",
+                    f"p99 +{floor:.0f} us",
+                    f"bare httpx {bare:.0f} us",
+                    "",
+                    "",
+                    "",
+                )
+            )
         if ours:
             out.append(
                 (
@@ -153,11 +165,12 @@ def rows(r: dict[str, Any]) -> list[Row]:
         out.append(
             (
                 f"per call {kind}, full default stack",
-                f"{f['ratio']:.2f}x (+{f['added_median_us']:.0f} us, p99 +{f['added_p99_us']:.0f} us)",  # noqa: E501
+                f"{f['ratio']:.2f}x (+{f['added_median_us']:.0f} us, "
+                f"p99 +{f['added_p99_us']:.0f} us = floor +{f['added_p99_us'] - floor:.0f} us)",
                 f"bare httpx {bare:.0f} us",
                 "",
-                "<= 1.5x, p99 added < 1 ms",
-                _met(f["ratio"] <= 1.5 and f["added_p99_us"] < 1000),
+                "<= 1.5x, p99 added < 1 ms over the floor",
+                _met(f["ratio"] <= 1.5 and f["added_p99_us"] - floor < 1000),
             )
         )
     conc = calls.get("concurrency")
