@@ -122,6 +122,19 @@ async def scenario(name: str, base: str, calls: int, tmp: Path, profiler: Any) -
     await kernel.aclose()
 
 
+def sync_full(base: str, calls: int, tmp: Path, profiler: Any) -> None:
+    """``Kernel.chat`` through the full stack: the calling thread runs the loop."""
+    kernel = full_kernel(base, tmp)
+    fresh = itertools.count()
+    for _ in range(50):
+        kernel.chat(model="fast", messages=[{"role": "user", "content": f"hi {next(fresh)}"}])
+    profiler.start()
+    for _ in range(calls):
+        kernel.chat(model="fast", messages=[{"role": "user", "content": f"hi {next(fresh)}"}])
+    profiler.stop()
+    kernel.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario")
@@ -132,7 +145,10 @@ def main() -> None:
 
     profiler = Profiler(interval=0.0002, async_mode="disabled")
     with upstream() as base, tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(scenario(args.scenario, base, args.calls, Path(tmp), profiler))
+        if args.scenario == "sync-full":
+            sync_full(base, args.calls, Path(tmp), profiler)
+        else:
+            asyncio.run(scenario(args.scenario, base, args.calls, Path(tmp), profiler))
     print(profiler.output_text(unicode=False, color=False, show_all=False))
     if args.html:
         Path(args.html).write_text(profiler.output_html())
