@@ -17,7 +17,12 @@ from llmkernel.http.errors import (
 )
 from llmkernel.http.ndjson import aiter_ndjson
 from llmkernel.http.provider import HTTPProvider, headers_of
-from llmkernel.http.ratelimit import RateLimitInfo, parse_ratelimit_headers, parse_reset_duration
+from llmkernel.http.ratelimit import (
+    RateLimitInfo,
+    parse_ratelimit_headers,
+    parse_reset_duration,
+    parse_reset_time,
+)
 from llmkernel.http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
 from llmkernel.http.settings import HTTPSettings
 from llmkernel.http.sse import SSEDecoder, SSEEvent, aiter_sse
@@ -54,6 +59,7 @@ __all__ = [
     "parse_duration",
     "parse_ratelimit_headers",
     "parse_reset_duration",
+    "parse_reset_time",
     "parse_retry_after",
     "read_json",
     "redact",

@@ -27,9 +27,10 @@ from datetime import datetime
 
 import attrs
 
-__all__ = ["RateLimitInfo", "parse_ratelimit_headers", "parse_reset_duration"]
+__all__ = ["RateLimitInfo", "parse_ratelimit_headers", "parse_reset_duration", "parse_reset_time"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
 @attrs.frozen(kw_only=True)
@@ -55,8 +56,8 @@ class RateLimitInfo:
 
 
 def parse_reset_duration(value: str) -> float | None:
-    """OpenAI's reset duration (``"6m0s"``, ``"1s"``, ``"20ms"``, ``"1h2m3.5s"``, or
-    a bare number of seconds) in seconds; ``None`` when unreadable."""
+    """OpenAI's reset duration, Go-style (``"6m0s"``, ``"1s"``, ``"20ms"``,
+    ``"1h2m3.5s"``), or a bare number of seconds, in seconds; ``None`` when unreadable."""
     text = value.strip()
     if not text:
         return None
@@ -69,13 +70,14 @@ def parse_reset_duration(value: str) -> float | None:
         if match.start() != end:
             return None
         number, unit = float(match.group(1)), match.group(2)
-        total += number * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
+        total += number * _UNITS[unit]
         end = match.end()
     return total if end == len(text) and end else None
 
 
-def _reset_time(value: str, now: float) -> float | None:
-    """An RFC 3339 time (Anthropic) as seconds from ``now``; a duration also works."""
+def parse_reset_time(value: str, now: float) -> float | None:
+    """An RFC 3339 time (Anthropic's resets) as seconds from ``now`` (epoch seconds),
+    never negative; a duration also works; ``None`` when unreadable."""
     text = value.strip()
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -119,7 +121,7 @@ def parse_ratelimit_headers(
 
         def reset(kind: str) -> float | None:
             value = get(f"anthropic-ratelimit-{kind}-reset")
-            return _reset_time(value, moment) if value else None
+            return parse_reset_time(value, moment) if value else None
 
         return RateLimitInfo(
             requests_limit=_int(get("anthropic-ratelimit-requests-limit")),

@@ -14,11 +14,10 @@ lower case, as the kernel gives them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime
 
 import attrs
+
 
 __all__ = [
     "Allowance",
@@ -50,39 +49,13 @@ class RateLimitHeaders:
         return any((self.requests, self.tokens, self.input_tokens, self.output_tokens))
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
 def parse_duration(text: str) -> float | None:
     """A Go-style duration (``"6m0s"``, ``"1.5s"``, ``"20ms"``) or plain seconds, in
-    seconds; ``None`` when it is neither."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    total = 0.0
-    position = 0
-    for match in _DURATION.finditer(text):
-        if match.start() != position:
-            return None
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    return total if position == len(text) else None
+    seconds; ``None`` when it is neither (``llmkernel.http.parse_reset_duration``,
+    imported on first use: ``llmkernel.http`` imports httpx)."""
+    from llmkernel.http import parse_reset_duration
 
-
-def _reset_at(text: str, now_epoch: float) -> float | None:
-    """An RFC 3339 timestamp as seconds from ``now_epoch`` (never negative)."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return parse_duration(text)
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now_epoch)
+    return parse_reset_duration(text)
 
 
 def _int(value: str | None) -> int | None:
@@ -120,6 +93,8 @@ def has_rate_headers(headers: Mapping[str, str]) -> bool:
 
 def parse_headers(headers: Mapping[str, str], now_epoch: float) -> RateLimitHeaders:
     """The rate-limit facts in ``headers`` (lower-case names)."""
+    from llmkernel.http import parse_reset_duration, parse_reset_time
+
     found: dict[str, Allowance | None] = {}
     for kind in ("requests", "tokens"):
         if f"x-ratelimit-remaining-{kind}" in headers:
@@ -127,7 +102,7 @@ def parse_headers(headers: Mapping[str, str], now_epoch: float) -> RateLimitHead
             found[kind] = _allowance(
                 headers.get(f"x-ratelimit-limit-{kind}"),
                 headers.get(f"x-ratelimit-remaining-{kind}"),
-                parse_duration(reset_text) if reset_text else None,
+                parse_reset_duration(reset_text) if reset_text else None,
             )
     for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
         prefix = f"anthropic-ratelimit-{kind}"
@@ -136,6 +111,6 @@ def parse_headers(headers: Mapping[str, str], now_epoch: float) -> RateLimitHead
             found[kind.replace("-", "_")] = _allowance(
                 headers.get(f"{prefix}-limit"),
                 headers.get(f"{prefix}-remaining"),
-                _reset_at(reset_text, now_epoch) if reset_text else None,
+                parse_reset_time(reset_text, now_epoch) if reset_text else None,
             )
     return RateLimitHeaders(**found)
