@@ -18,7 +18,6 @@ from collections.abc import Mapping
 
 import attrs
 
-
 __all__ = [
     "Allowance",
     "RateLimitHeaders",
