@@ -225,8 +225,14 @@ class HTTPProvider(Provider):
             self._extensions = {"timeout": client.timeout.as_dict()}
             # send_json skips httpx's Request and Response objects (about a tenth of
             # a call to a fast upstream) when nothing needs them: the kernel's own
-            # transport, no query parameters, and no subclass reshaping send()
-            plain = type(self).send is HTTPProvider.send and not self.query_params()
+            # transport, no query parameters, and no subclass reshaping send() or
+            # read_body()
+            cls = type(self)
+            plain = (
+                cls.send is HTTPProvider.send
+                and cls.read_body is HTTPProvider.read_body
+                and not self.query_params()
+            )
             self._fast = transport if plain and type(transport) is AiohttpTransport else None
             self._fast_headers = _Headers(client.headers.multi_items())
             self._fast_json_headers = _Headers(self._fast_headers)
