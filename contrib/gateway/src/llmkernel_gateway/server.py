@@ -61,6 +61,8 @@ def serve(
     """Run the server until SIGTERM or SIGINT; returns the exit code."""
     import uvicorn
 
+    from llmkernel_gateway.protocol import CoalescingProtocol
+
     settings = load_settings(config)
     host = host or settings.host
     port = settings.port if port is None else port
@@ -71,7 +73,8 @@ def serve(
         "host": host,
         "port": port,
         "loop": _loop(),
-        "http": "httptools",
+        "http": CoalescingProtocol,  # httptools, a response's head and body in one write
+        "proxy_headers": False,  # nothing here reads the client's address
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",

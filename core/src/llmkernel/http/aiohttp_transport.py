@@ -18,7 +18,7 @@ import atexit
 import os
 import ssl
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -133,6 +133,50 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             },
         )
 
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        content: bytes | None,
+        timeouts: Mapping[str, float | None],
+    ) -> tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]:
+        """One request, its answer read whole, without httpx's ``Request`` and
+        ``Response`` objects (``HTTPProvider.send_json``'s fast path): the status, the
+        reason, the raw headers and the body still encoded. ``url`` is sent as it
+        is (already encoded); aiohttp adds ``Host`` and ``Content-Length``. Failures
+        are raised as httpx's exceptions, as by :meth:`handle_async_request`."""
+        import aiohttp
+        import yarl
+
+        session = self._session if self._session is not None else self._open()
+        connect = timeouts.get("connect")
+        pool = timeouts.get("pool")
+        try:
+            response = await session.request(
+                method,
+                yarl.URL(url, encoded=True),
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+                ssl=self._ssl() if url.startswith("https:") else True,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=None if pool is None or connect is None else pool + connect,
+                    sock_connect=connect,
+                    sock_read=timeouts.get("read"),
+                ),
+            )
+        except Exception as exc:
+            raise _mapped(exc, None, connecting=True) from exc
+        try:
+            body = await response.read()
+        except Exception as exc:
+            raise _mapped(exc, None, connecting=False) from exc
+        finally:
+            response.release()  # back to the pool when read whole, closed otherwise
+        return response.status, response.reason or "", response.raw_headers, body
+
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:
@@ -196,7 +240,7 @@ async def _stream_body(request: httpx.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _mapped(exc: Exception, request: httpx.Request, *, connecting: bool) -> Exception:
+def _mapped(exc: Exception, request: httpx.Request | None, *, connecting: bool) -> Exception:
     """httpx's exception for an aiohttp (or asyncio) failure; others unchanged."""
     import asyncio
 

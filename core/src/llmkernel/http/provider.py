@@ -38,12 +38,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import httpx
 
 from llmkernel import errors
+from llmkernel.http.aiohttp_transport import AiohttpTransport
 from llmkernel.http.client import default_transport, make_client
 from llmkernel.http.errors import error_for_transport, request_id_from
 from llmkernel.http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
@@ -105,6 +106,10 @@ class HTTPProvider(Provider):
         self._base = ""
         self._urls: dict[str, httpx.URL] = {}
         self._extensions: dict[str, Any] = {}
+        # send_json's fast path: the kernel's aiohttp transport, no httpx objects
+        self._fast: AiohttpTransport | None = None
+        self._fast_headers = _Headers()
+        self._fast_json_headers = _Headers()
 
     def load_settings(self, config: ProviderConfig) -> Any:
         """The instance's settings from its table; override to post-process them."""
@@ -218,6 +223,21 @@ class HTTPProvider(Provider):
             self._base = str(client.base_url).rstrip("/") + "/"
             self._urls = {}
             self._extensions = {"timeout": client.timeout.as_dict()}
+            # send_json skips httpx's Request and Response objects (about a tenth of
+            # a call to a fast upstream) when nothing needs them: the kernel's own
+            # transport, no query parameters, and no subclass reshaping send() or
+            # read_body()
+            cls = type(self)
+            plain = (
+                cls.send is HTTPProvider.send
+                and cls.read_body is HTTPProvider.read_body
+                and not self.query_params()
+            )
+            self._fast = transport if plain and type(transport) is AiohttpTransport else None
+            self._fast_headers = _Headers(client.headers.multi_items())
+            self._fast_json_headers = _Headers(self._fast_headers)
+            if "content-type" not in client.headers:
+                self._fast_json_headers.append(("content-type", "application/json"))
             self._client = client
         return self._client
 
@@ -303,8 +323,13 @@ class HTTPProvider(Provider):
         """:meth:`send`, then read the whole body and decode its JSON: ``(data,
         response)`` (the response is closed). A body that is not JSON raises
         :meth:`malformed` with its start."""
-        response = await self.send(method, path, model=model, json=json, params=params)
-        body = await self.read_body(response, model)
+        if self._client is None:
+            self.client(model)
+        if self._fast is not None and not params:
+            response, body = await self._send_fast(method, path, model, json)
+        else:
+            response = await self.send(method, path, model=model, json=json, params=params)
+            body = await self.read_body(response, model)
         try:
             return _loads(body), response
         except ValueError:
@@ -313,6 +338,49 @@ class HTTPProvider(Provider):
                 model=model,
                 response=response,
             ) from None
+
+    async def _send_fast(
+        self, method: str, path: str, model: str, json: Any
+    ) -> tuple[httpx.Response, bytes]:
+        """:meth:`send` then :meth:`read_body` over the kernel's aiohttp transport,
+        without httpx's request and client machinery; the same errors, the same
+        ``httpx.Response`` (headers, status, decoded content) for the caller."""
+        transport = self._fast
+        assert transport is not None
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self._base + path.lstrip("/"))
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[path] = url
+        if json is None:
+            content, headers = None, self._fast_headers
+        else:
+            content, headers = _dumps(json), self._fast_json_headers
+        try:
+            status, reason, raw, body = await transport.exchange(
+                method, str(url), headers, content, self._extensions["timeout"]
+            )
+        except httpx.RequestError as exc:
+            raise self.error_for_transport(exc, model) from exc
+        response = httpx.Response(
+            status,
+            headers=raw,
+            stream=_Body(body),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": reason.encode("ascii", "replace"),
+            },
+        )
+        try:
+            content_read = response.read()  # decodes a compressed body, as httpx does
+        except httpx.DecodingError as exc:
+            raise self.error_for_transport(exc, model) from exc
+        if response.is_success:
+            return response, content_read
+        response.request = httpx.Request(method, url, headers=headers, content=content)
+        error = self.error_for_response(response, content_read, model)
+        error.headers = headers_of(response)
+        raise self.scrub(error)
 
     def opened(self, response: httpx.Response) -> MetadataEvent:
         """The event a stream yields first: the response headers."""
@@ -460,3 +528,33 @@ class HTTPProvider(Provider):
 
 def _loads(body: bytes) -> Any:
     return json.loads(body)
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _dumps(value: Any) -> bytes:
+    """A JSON body as httpx's ``json=`` encodes it."""
+    return _encoder.encode(value).encode("utf-8")
+
+
+class _Headers(list[tuple[str, str]]):
+    """Request headers as sent (auth included): never shown in a repr."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} headers>"
+
+
+class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body already read whole."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
