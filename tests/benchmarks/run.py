@@ -31,8 +31,14 @@ def section(name: str, quick: bool, clean_python: str | None) -> dict[str, Any]:
     argv = [sys.executable, str(HERE / f"bench_{name}.py")] + (["--quick"] if quick else [])
     if name == "import" and clean_python:
         argv += ["--clean-python", clean_python]
+    # every process of the suite reads and writes compiled bytecode (as an installed
+    # package has it: pip compiles at install), in one cache of the suite's own, even
+    # where PYTHONDONTWRITEBYTECODE is set (as in this project's sessions): otherwise
+    # every start and import would be timed compiling every module
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(ROOT / ".bench" / "pycache")
     started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=HERE, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=HERE, check=False, env=env)
     took = time.perf_counter() - started
     if done.returncode != 0:
         return {"error": done.stderr[-3000:], "seconds": took}
