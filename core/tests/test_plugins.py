@@ -148,3 +148,55 @@ def test_plugin_commands_reach_the_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello world\n"
+
+
+def test_entry_points_are_read_as_importlib_metadata_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's own reader of entry points (no importlib.metadata at start):
+    the first distribution of a name on sys.path wins, egg-info counts, comments and
+    other groups are skipped, ``module:attr.path [extra]`` loads the attribute."""
+    import importlib.metadata
+
+    from llmkernel._entry_points import entry_points
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for site in (first, second):
+        site.mkdir()
+    (first / "lkt_pkg").mkdir()
+    (first / "lkt_pkg" / "__init__.py").write_text("class Holder:\n    thing = 42\n")
+    info = first / "LKT_Pkg-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: LKT-Pkg\nVersion: 2.0\n\nBody\n")
+    (info / "entry_points.txt").write_text(
+        "# a comment\n[console_scripts]\nx = lkt_pkg:main\n\n"
+        "[lkt.group]\nholder = lkt_pkg:Holder.thing [extra]\nmodule = lkt_pkg\n"
+    )
+    shadowed = second / "lkt_pkg-1.0.dist-info"  # same name, later on the path
+    shadowed.mkdir()
+    (shadowed / "METADATA").write_text("Metadata-Version: 2.1\nName: lkt-pkg\nVersion: 1.0\n")
+    (shadowed / "entry_points.txt").write_text("[lkt.group]\nold = lkt_pkg:gone\n")
+    egg = second / "lkt_egg.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: lkt-egg\nVersion: 0.3\n")
+    (egg / "entry_points.txt").write_text("[lkt.group]\negg = lkt_pkg\n")
+    monkeypatch.syspath_prepend(str(second))
+    monkeypatch.syspath_prepend(str(first))
+
+    ours = {(e.name, e.value, e.dist, e.version) for e in entry_points("lkt.group")}
+    theirs = {
+        (e.name, e.value, e.dist.name, e.dist.version)  # type: ignore[union-attr]
+        for e in importlib.metadata.entry_points(group="lkt.group")
+    }
+    assert (
+        ours
+        == theirs
+        == {
+            ("holder", "lkt_pkg:Holder.thing [extra]", "LKT-Pkg", "2.0"),
+            ("module", "lkt_pkg", "LKT-Pkg", "2.0"),
+            ("egg", "lkt_pkg", "lkt-egg", "0.3"),
+        }
+    )
+    loaded = {e.name: e.load() for e in entry_points("lkt.group")}
+    assert loaded["holder"] == 42
+    assert loaded["module"].__name__ == "lkt_pkg"

@@ -177,11 +177,10 @@ class Kernel:
             if name in known:
                 continue
             if not self._installed_names:
-                import importlib.metadata
-
+                from llmkernel._entry_points import entry_points
                 from llmkernel.plugins import ENTRY_POINT_GROUP
 
-                eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+                eps = entry_points(ENTRY_POINT_GROUP)
                 self._installed_names = {ep.name for ep in eps}
                 known = sorted({*known, *self._installed_names})
             if name in known:

@@ -8,7 +8,6 @@ the error, and skipped: the rest keep working.
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -77,12 +76,12 @@ def load_plugins(
     for plugin in extra:
         register(plugin, _name_of(plugin), None, None)
     if entry_points:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        from llmkernel._entry_points import entry_points as found
+
+        for ep in found(ENTRY_POINT_GROUP):
             if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
                 continue
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.name if dist is not None else None
-            version = dist.version if dist is not None else None
+            dist_name, version = ep.dist, ep.version
             if not _wanted(ep.name, settings):
                 pm.set_blocked(ep.name)
                 statuses.append(

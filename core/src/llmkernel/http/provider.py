@@ -108,6 +108,7 @@ class HTTPProvider(Provider):
         self._extensions: dict[str, Any] = {}
         # send_json's fast path: the kernel's aiohttp transport, no httpx objects
         self._fast: AiohttpTransport | None = None
+        self._per_request = False  # request_headers() is overridden
         self._fast_headers = _Headers()
         self._fast_json_headers = _Headers()
 
@@ -234,6 +235,7 @@ class HTTPProvider(Provider):
                 and not self.query_params()
             )
             self._fast = transport if plain and type(transport) is AiohttpTransport else None
+            self._per_request = cls.request_headers is not HTTPProvider.request_headers
             self._fast_headers = _Headers(client.headers.multi_items())
             self._fast_json_headers = _Headers(self._fast_headers)
             if "content-type" not in client.headers:
@@ -252,6 +254,12 @@ class HTTPProvider(Provider):
         """Remove secrets from ``error``'s message, code and headers, in place."""
         return scrub(error, self._secrets)
 
+    async def request_headers(self, model: str) -> Mapping[str, str] | None:
+        """Headers made for each request, on top of the client's (a bearer token
+        that expires, fetched or refreshed here); ``None`` for none. Override it
+        rather than :meth:`send`; secrets in them must be known to :meth:`redact`."""
+        return None
+
     async def send(
         self,
         method: str,
@@ -267,6 +275,10 @@ class HTTPProvider(Provider):
         the response and raises :meth:`error_for_response`'s error with the
         response headers; a transport failure raises :meth:`error_for_transport`'s."""
         client = self.client(model)
+        if self._per_request:
+            added = await self.request_headers(model)
+            if added:
+                headers = {**added, **(headers or {})}
         extra = self.query_params()
         if extra:
             params = {**extra, **(params or {})}
@@ -356,6 +368,13 @@ class HTTPProvider(Provider):
             content, headers = None, self._fast_headers
         else:
             content, headers = _dumps(json), self._fast_json_headers
+        if self._per_request:
+            added = await self.request_headers(model)
+            if added:
+                names = {name.lower() for name in added}
+                headers = _Headers(
+                    [(k, v) for k, v in headers if k.lower() not in names] + list(added.items())
+                )
         try:
             status, reason, raw, body = await transport.exchange(
                 method, str(url), headers, content, self._extensions["timeout"]

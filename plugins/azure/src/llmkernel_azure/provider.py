@@ -114,25 +114,10 @@ class AzureProvider(OpenAIProvider):
         """Removes the API key and the bearer tokens (current and recent)."""
         return scrub(super().scrub(error), self._credentials.secrets)
 
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        model: str,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """The base's send, with the bearer token (fetched or refreshed first) when
-        a token authenticates."""
-        auth = await self._credentials.headers(model)
-        if auth:
-            headers = {**auth, **(headers or {})}
-        log.debug("llmkernel.azure.request.sent", provider=self.name, model=model, path=path)
-        return await super().send(
-            method, path, model=model, json=json, params=params, headers=headers
-        )
+    async def request_headers(self, model: str) -> Mapping[str, str] | None:
+        """The bearer token (fetched or refreshed first) when a token authenticates."""
+        log.debug("llmkernel.azure.request.sent", provider=self.name, model=model)
+        return await self._credentials.headers(model)
 
     # ------------------------------------------------------------------ answers
 
