@@ -90,13 +90,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import aiohttp
         import yarl
 
         session = self._session if self._session is not None else self._open()
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        connect = timeouts.get("connect")
-        pool = timeouts.get("pool")
         data: Any
         try:
             data = request.content or None
@@ -113,12 +110,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=data,
                 allow_redirects=False,
                 ssl=self._ssl() if request.url.scheme == "https" else True,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=None if pool is None or connect is None else pool + connect,
-                    sock_connect=connect,
-                    sock_read=timeouts.get("read"),
-                ),
+                timeout=_client_timeout(timeouts),
             )
         except Exception as exc:
             raise _mapped(exc, request, connecting=True) from exc
@@ -146,12 +138,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         reason, the raw headers and the body still encoded. ``url`` is sent as it
         is (already encoded); aiohttp adds ``Host`` and ``Content-Length``. Failures
         are raised as httpx's exceptions, as by :meth:`handle_async_request`."""
-        import aiohttp
         import yarl
 
         session = self._session if self._session is not None else self._open()
-        connect = timeouts.get("connect")
-        pool = timeouts.get("pool")
         try:
             response = await session.request(
                 method,
@@ -160,12 +149,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=content,
                 allow_redirects=False,
                 ssl=self._ssl() if url.startswith("https:") else True,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=None if pool is None or connect is None else pool + connect,
-                    sock_connect=connect,
-                    sock_read=timeouts.get("read"),
-                ),
+                timeout=_client_timeout(timeouts),
             )
         except Exception as exc:
             raise _mapped(exc, None, connecting=True) from exc
@@ -264,3 +248,17 @@ def _mapped(exc: Exception, request: httpx.Request | None, *, connecting: bool) 
             return httpx.ConnectError(message, request=request)
         return httpx.ReadError(message, request=request)
     return exc
+
+
+def _client_timeout(timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's timeouts (``connect``, ``read``, ``pool``) as aiohttp's: waiting for a
+    pooled connection counts against ``connect``, no bound on the whole exchange."""
+    import aiohttp
+
+    connect, pool = timeouts.get("connect"), timeouts.get("pool")
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None if pool is None or connect is None else pool + connect,
+        sock_connect=connect,
+        sock_read=timeouts.get("read"),
+    )
