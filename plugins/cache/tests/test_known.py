@@ -325,3 +325,37 @@ async def test_invalidate_and_clear_come_after_the_queued_writes(tmp_path: Path)
     assert await cache.lookup(request("gone")) is None
     assert await cache.lookup(request("cleared")) is None
     await cache.aclose()
+
+
+def test_a_sync_program_that_never_closes_its_kernel_keeps_what_it_stored(
+    tmp_path: Path,
+) -> None:
+    """Sync calls run the kernel's loop only while they wait, so the delayed hand-over
+    of a write may never run before the program ends: the write is handed to the
+    worker at interpreter exit, before the worker is joined."""
+    path = tmp_path / "cache.db"
+    script = tmp_path / "store_and_exit.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import llmkernel_cache.plugin
+            from llmkernel import Kernel
+            from llmkernel.testing.scripted import ScriptedPlugin
+
+            kernel = Kernel.from_config(
+                {{
+                    "providers": {{"a": {{"type": "scripted"}}}},
+                    "plugin": {{"cache": {{"enabled": True, "path": {str(path)!r}}}}},
+                }},
+                plugins=[ScriptedPlugin(), llmkernel_cache.plugin],
+                entry_points=False,
+            )
+            print(kernel.chat(model="a/m1", messages="keep me").text)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(stored(path)) == 1, (done.stdout, done.stderr)

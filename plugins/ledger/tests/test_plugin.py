@@ -123,3 +123,45 @@ def test_bad_settings_name_the_key(tmp_path: Path) -> None:
         kernel(tmp_path, timezone="Nowhere/Else")
     with pytest.raises(ConfigError, match="pth"):
         kernel(tmp_path, pth="x")
+
+
+def test_a_program_that_never_closes_its_kernel_keeps_every_row(tmp_path: Path) -> None:
+    """The group commit waits ``linger`` seconds before it writes; a short script's
+    last calls come within that window of its exit. What is queued is committed at
+    interpreter exit, while the writer thread still runs."""
+    import sqlite3
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "ledger.db"
+    script = tmp_path / "calls_and_exit.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import llmkernel_ledger.plugin
+            from llmkernel import Kernel
+            from llmkernel.testing.scripted import ScriptedPlugin
+
+            kernel = Kernel.from_config(
+                {{
+                    "providers": {{"a": {{"type": "scripted"}}}},
+                    "plugin": {{"ledger": {{"path": {str(path)!r}, "linger": 1.0}}}},
+                }},
+                plugins=[ScriptedPlugin(), llmkernel_ledger.plugin],
+                entry_points=False,
+            )
+            for i in range(3):
+                kernel.chat(model="a/m1", messages=f"call {{i}}")
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM requests").fetchone() == (3,)
+    finally:
+        db.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import math
 import threading
 import time
@@ -407,6 +408,7 @@ class ResponseCache:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="llmkernel-cache"
                     )
+                    _flush_at_exit(self)
                 executor = self._executor
         return executor
 
@@ -560,3 +562,23 @@ class ResponseCache:
         with self._lock:
             for name in names:
                 setattr(self, name, getattr(self, name) + 1)
+
+
+def _flush_at_exit(cache: ResponseCache) -> None:
+    """Queued writes are handed to the worker when the interpreter exits, before the
+    workers of ``concurrent.futures`` are joined (``threading``'s exit hooks run
+    before ``atexit``'s, newest first): a program that never closes its kernel, or
+    whose loop stopped running before the delayed hand-over (sync calls run the
+    loop only while they wait), loses no answer it stored."""
+    ref = weakref.ref(cache)
+
+    def flush() -> None:
+        alive = ref()
+        if alive is not None and alive._queue and alive._executor is not None:
+            with contextlib.suppress(RuntimeError):  # the worker is already gone
+                alive._drain_now()
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+            register(flush)

@@ -13,8 +13,10 @@ process killed meanwhile loses only rows not yet committed, as before.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +85,7 @@ class LedgerWriter:
                 )
                 thread.start()
                 self._thread = thread
+                _flush_at_exit(self)
 
     def _put(self, item: object) -> None:
         self.items.append(item)
@@ -229,3 +232,21 @@ class LedgerWriter:
                 rows=rows,
                 error=f"{type(exc).__name__}: {exc}",
             )
+
+
+def _flush_at_exit(writer: LedgerWriter) -> None:
+    """Commit what is queued when the interpreter exits, while the (daemon) writer
+    thread still runs: ``threading``'s exit hooks run before daemon threads stop. A
+    program that never closes its kernel loses no row it offered (the group commit
+    waits ``linger`` seconds, longer than a short script's last calls)."""
+    ref = weakref.ref(writer)
+
+    def flush() -> None:
+        alive = ref()
+        if alive is not None and not alive.closed:
+            alive.flush(timeout=10.0)
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+            register(flush)
