@@ -147,7 +147,9 @@ class _Loop:
 
     def busy(self, me: asyncio.Task[Any] | None = None) -> bool:
         """Calls handed over and not started, or tasks other than ``me`` pending."""
-        if any(c.task is None and not c.done.is_set() for c in self.calls):
+        # tuple(): one step under the GIL, so another thread adding a call cannot
+        # change the set while it is read
+        if any(c.task is None and not c.done.is_set() for c in tuple(self.calls)):
             return True
         return any(t is not me for t in asyncio.all_tasks(self.loop))
 
