@@ -167,19 +167,10 @@ def test_a_forked_child_gets_a_working_portal() -> None:
     assert portal.call(where()) == os.getpid()
     forgotten: list[bool] = []
     portal.at_fork.append(lambda: forgotten.append(True))
-    pid = os.fork()
-    if pid == 0:  # the child: exit code says what happened
-        code = 3
-        try:
-            ok = portal.call(where()) == os.getpid() and forgotten == [True]
-            code = 0 if ok else 4
-        finally:
-            os._exit(code)
     try:
-        status = _wait_child(pid)
+        assert _in_child(lambda: portal.call(where()) == os.getpid() and forgotten == [True])
     finally:
         portal.stop()
-    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -187,18 +178,23 @@ def test_a_forked_child_gets_a_working_portal() -> None:
 def test_a_forked_child_can_use_the_kernel() -> None:
     kernel = make_kernel(["hello", "hello"])
     assert kernel.chat(model="a/m1", messages="hi").text == "hello"
+    try:
+        assert _in_child(lambda: kernel.chat(model="a/m1", messages="hi").text == "hello")
+    finally:
+        kernel.close()
+
+
+def _in_child(check: Callable[[], bool]) -> bool:
+    """Fork; the child runs ``check`` and exits 0 when it holds (3 when it raised, 4
+    when it was false); whether the child said so."""
     pid = os.fork()
     if pid == 0:
         code = 3
         try:
-            code = 0 if kernel.chat(model="a/m1", messages="hi").text == "hello" else 4
+            code = 0 if check() else 4
         finally:
             os._exit(code)
-    try:
-        status = _wait_child(pid)
-    finally:
-        kernel.close()
-    assert os.waitstatus_to_exitcode(status) == 0
+    return os.waitstatus_to_exitcode(_wait_child(pid)) == 0
 
 
 def _wait_child(pid: int) -> int:
@@ -421,18 +417,10 @@ def test_a_forked_child_can_call_an_http_provider(monkeypatch: pytest.MonkeyPatc
             }
         )
         assert kernel.chat(model="f/gpt-4o-mini", messages="hi").text == "ok"
-        pid = os.fork()
-        if pid == 0:
-            code = 3
-            try:
-                code = 0 if kernel.chat(model="f/gpt-4o-mini", messages="hi").text == "ok" else 4
-            finally:
-                os._exit(code)
         try:
-            status = _wait_child(pid)
+            assert _in_child(lambda: kernel.chat(model="f/gpt-4o-mini", messages="hi").text == "ok")
         finally:
             kernel.close()
-    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # ------------------------------------------------------------------------ helpers

@@ -261,15 +261,9 @@ class Portal:
             if sigint is not None and _getsignal(_SIGINT) is sigint:
                 _setsignal(_SIGINT, signal.default_int_handler)
             self._let_go(state)
-        if task.cancelled():
-            if call.interrupted:
-                raise KeyboardInterrupt
-            call.error = _closed_error() if call.closed else _cancelled_error()
-        else:
-            call.error = task.exception()
-            if call.error is None:
-                call.result = task.result()
-        call.done.set()
+        if task.cancelled() and call.interrupted:
+            raise KeyboardInterrupt
+        call.finish(task)
 
     def _let_go(self, state: _Loop) -> None:
         """The driving thread returns: the daemon takes the loop if work is left."""

@@ -282,12 +282,7 @@ class HTTPProvider(Provider):
         extra = self.query_params()
         if extra:
             params = {**extra, **(params or {})}
-        try:
-            url = self._urls[path]
-        except KeyError:
-            url = httpx.URL(self._base + path.lstrip("/"))
-            if len(self._urls) < _URL_CACHE_SIZE:
-                self._urls[path] = url
+        url = self._url(path)
         if headers:
             merged = client.headers.copy()
             merged.update(headers)
@@ -309,10 +304,24 @@ class HTTPProvider(Provider):
             raise self.error_for_transport(exc, model) from exc
         if response.is_success:
             return response
-        body = await self.read_body(response, model)
+        raise self._failed(response, await self.read_body(response, model), model)
+
+    def _url(self, path: str) -> httpx.URL:
+        """The URL of ``path`` under the base URL, built once per path (a bounded
+        number of them)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self._base + path.lstrip("/"))
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[path] = url
+        return url
+
+    def _failed(self, response: httpx.Response, body: bytes, model: str) -> errors.ProviderError:
+        """The error of an error answer: :meth:`error_for_response`'s, with the
+        response headers, scrubbed."""
         error = self.error_for_response(response, body, model)
         error.headers = headers_of(response)
-        raise self.scrub(error)
+        return self.scrub(error)
 
     async def read_body(self, response: httpx.Response, model: str) -> bytes:
         """The whole body; the response is closed whatever happens."""
@@ -359,11 +368,7 @@ class HTTPProvider(Provider):
         ``httpx.Response`` (headers, status, decoded content) for the caller."""
         transport = self._fast
         assert transport is not None
-        url = self._urls.get(path)
-        if url is None:
-            url = httpx.URL(self._base + path.lstrip("/"))
-            if len(self._urls) < _URL_CACHE_SIZE:
-                self._urls[path] = url
+        url = self._url(path)
         if json is None:
             content, headers = None, self._fast_headers
         else:
@@ -397,9 +402,7 @@ class HTTPProvider(Provider):
         if response.is_success:
             return response, content_read
         response.request = httpx.Request(method, url, headers=headers, content=content)
-        error = self.error_for_response(response, content_read, model)
-        error.headers = headers_of(response)
-        raise self.scrub(error)
+        raise self._failed(response, content_read, model)
 
     def opened(self, response: httpx.Response) -> MetadataEvent:
         """The event a stream yields first: the response headers."""

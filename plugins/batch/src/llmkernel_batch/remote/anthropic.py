@@ -21,7 +21,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmkernel.types import Usage
-from llmkernel_batch.remote.base import Endpoint, Http, Parsed, RemoteError, Status, jsonl
+from llmkernel_batch.remote.base import (
+    Endpoint,
+    Http,
+    Parsed,
+    RemoteError,
+    Status,
+    content_text,
+    jsonl,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -167,7 +175,7 @@ def params_from(body: Mapping[str, Any], model: str) -> dict[str, Any]:
         role = message.get("role")
         content = message.get("content")
         if role in ("system", "developer"):
-            system.append(_text(content))
+            system.append(content_text(content))
         elif role == "tool":
             add(
                 "user",
@@ -175,7 +183,7 @@ def params_from(body: Mapping[str, Any], model: str) -> dict[str, Any]:
                     {
                         "type": "tool_result",
                         "tool_use_id": message.get("tool_call_id"),
-                        "content": _text(content),
+                        "content": content_text(content),
                     }
                 ],
             )
@@ -230,16 +238,6 @@ def params_from(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     elif isinstance(choice, Mapping) and (choice.get("function") or {}).get("name"):
         params["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
     return params
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, Mapping) and "text" in p
-        )
-    return ""
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:

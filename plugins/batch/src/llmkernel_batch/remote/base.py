@@ -26,6 +26,7 @@ __all__ = [
     "RemoteError",
     "Status",
     "adapter_for",
+    "content_text",
     "error_kind_for_status",
     "jsonl",
 ]
@@ -194,6 +195,18 @@ class Http:
     async def aclose(self) -> None:
         if self._own:
             await self.client.aclose()
+
+
+def content_text(content: Any) -> str:
+    """The text of an OpenAI-style message ``content``: a string, or the ``text`` of
+    its parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", "")) for p in content if isinstance(p, Mapping) and "text" in p
+        )
+    return ""
 
 
 def _snippet(text: str) -> str:

@@ -25,6 +25,7 @@ from llmkernel_batch.remote.base import (
     Parsed,
     RemoteError,
     Status,
+    content_text,
     error_kind_for_status,
 )
 
@@ -196,15 +197,22 @@ def request_from(body: Mapping[str, Any]) -> dict[str, Any]:
         role = message.get("role")
         content = message.get("content")
         if role in ("system", "developer"):
-            system.append(_text(content))
+            system.append(content_text(content))
         elif role == "tool":
             name = names.get(str(message.get("tool_call_id")), "tool")
             add(
                 "user",
-                [{"functionResponse": {"name": name, "response": {"result": _text(content)}}}],
+                [
+                    {
+                        "functionResponse": {
+                            "name": name,
+                            "response": {"result": content_text(content)},
+                        }
+                    }
+                ],
             )
         elif role == "assistant":
-            parts: list[dict[str, Any]] = [{"text": t} for t in [_text(content)] if t]
+            parts: list[dict[str, Any]] = [{"text": t} for t in [content_text(content)] if t]
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 names[str(call.get("id"))] = str(function.get("name"))
@@ -247,16 +255,6 @@ def request_from(body: Mapping[str, Any]) -> dict[str, Any]:
             }
         ]
     return request
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, Mapping) and "text" in p
-        )
-    return ""
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
