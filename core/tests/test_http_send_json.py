@@ -92,6 +92,29 @@ async def test_a_compressed_answer_is_decoded() -> None:
         assert response.headers["content-encoding"] == "gzip"
 
 
+async def test_an_uncompressed_answer_is_a_read_response() -> None:
+    body = json.dumps({"text": "plain"}).encode()
+    with FakeServer() as server:
+        server.expect(
+            "POST",
+            "/v1/chat",
+            FakeResponse(
+                headers={"content-type": "application/json", "x-request-id": "r1"}, body=body
+            ),
+        )
+        provider = _provider(server)
+        try:
+            data, response = await provider.send_json("POST", "/chat", model="m", json={})
+        finally:
+            await provider.aclose()
+        assert data == {"text": "plain"}
+        assert response.content == body
+        assert response.read() == body  # already read: the same bytes again
+        assert response.json() == {"text": "plain"}
+        assert response.is_closed
+        assert response.headers["x-request-id"] == "r1"
+
+
 async def test_an_error_status_raises_the_providers_error_with_headers_and_body() -> None:
     with FakeServer() as server:
         server.expect(

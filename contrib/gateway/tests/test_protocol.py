@@ -47,7 +47,9 @@ class Transport(asyncio.Transport):
 async def _exchange(
     protocol_class: type[HttpToolsProtocol], app: Any, request: bytes = REQUEST
 ) -> Transport:
-    config = uvicorn.Config(app, http=protocol_class, lifespan="off", log_level="critical")
+    config = uvicorn.Config(
+        app, http=protocol_class, lifespan="off", log_level="critical", access_log=False
+    )
     config.load()
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = Transport()
@@ -112,6 +114,53 @@ async def test_connection_close_is_kept() -> None:
     assert len(transport.writes) == 1
     assert b"connection: close" in transport.writes[0]
     assert transport.closed
+
+
+async def _responded(scope: Any, receive: Any, send: Any) -> None:
+    """What the gateway's routes do: the whole answer through the cycle's respond()."""
+    cycle = send.__self__
+    assert cycle.respond(200, [(b"content-type", b"text/plain")], b"hello")
+
+
+async def test_respond_writes_the_same_bytes_as_the_asgi_messages_in_one_write() -> None:
+    messages = await _exchange(CoalescingProtocol, _whole)
+    direct = await _exchange(CoalescingProtocol, _responded)
+    assert len(direct.writes) == 1
+    assert _without_date(direct.writes[0]) == _without_date(messages.writes[0])
+    assert direct.closed == messages.closed
+
+
+async def test_respond_keeps_connection_close() -> None:
+    request = b"GET /x HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    transport = await _exchange(CoalescingProtocol, _responded, request)
+    assert b"connection: close\r\n" in transport.writes[0]
+    assert transport.closed
+
+
+async def test_respond_sends_no_body_to_head() -> None:
+    request = b"HEAD /x HTTP/1.1\r\nHost: test\r\n\r\n"
+    transport = await _exchange(CoalescingProtocol, _responded, request)
+    assert transport.writes[0].endswith(b"content-length: 5\r\n\r\n")
+
+
+async def test_respond_refuses_a_header_value_with_a_line_break() -> None:
+    async def injected(scope: Any, receive: Any, send: Any) -> None:
+        send.__self__.respond(200, [(b"x-llmkernel-model", b"m\r\nset-cookie: a=b")], b"")
+
+    transport = await _exchange(CoalescingProtocol, injected)
+    written = b"".join(transport.writes)
+    assert written.startswith(b"HTTP/1.1 500 ")
+    assert b"set-cookie" not in written
+
+
+async def test_respond_declines_after_the_response_started() -> None:
+    async def started(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        assert not send.__self__.respond(200, [], b"late")
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    transport = await _exchange(CoalescingProtocol, started)
+    assert b"".join(transport.writes).endswith(b"\r\n\r\n2\r\nok\r\n0\r\n\r\n")
 
 
 def _without_date(data: bytes) -> bytes:

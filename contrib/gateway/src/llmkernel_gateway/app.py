@@ -34,6 +34,7 @@ from llmkernel_gateway import failures, wire
 from llmkernel_gateway.failures import Failure
 from llmkernel_gateway.handoff import SHARED_DIR_ENV, KeyLimiter
 from llmkernel_gateway.keys import KeyRing
+from llmkernel_gateway.protocol import CoalescingCycle
 from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
 from llmkernel_gateway.stats import Stats
 
@@ -769,6 +770,9 @@ def _extension_headers(rid: str, response: Any) -> list[tuple[bytes, bytes]]:
 async def _respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
 ) -> None:
+    cycle = getattr(send, "__self__", None)  # on llmkernel serve's own protocol
+    if type(cycle) is CoalescingCycle and cycle.respond(status, headers, body):
+        return
     headers.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

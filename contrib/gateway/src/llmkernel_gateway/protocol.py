@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 
 class _Held:
@@ -68,6 +73,39 @@ class CoalescingCycle(RequestResponseCycle):
         real.write(head + b"".join(held.parts))
         if held.closing:
             real.close()
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """A whole response (``content-length`` is added) in one write, without the
+        ASGI messages: what ``send`` of a start and of one final body part does,
+        for the gateway's own headers (lower-case names). False when it cannot
+        (a response already started, writes paused, uvicorn's access log on): then
+        send the messages."""
+        if self.response_started or self.flow.write_paused or self.access_log:
+            return False
+        if self.disconnected:
+            return True
+        content = [STATUS_LINE[status]]
+        for name, value in self.default_headers:
+            content += (name.lower(), b": ", value, b"\r\n")
+        for name, value in headers:
+            if HEADER_VALUE_RE.search(value):
+                raise RuntimeError("Invalid HTTP header value.")
+            content += (name, b": ", value, b"\r\n")
+        content.append(b"content-length: %d\r\n" % len(body))
+        if not self.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if self.scope["method"] != "HEAD":
+            content.append(body)
+        self.response_started = True  # only now: a bad header above is still a 500
+        self.waiting_for_100_continue = False
+        self.transport.write(b"".join(content))
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
+        return True
 
     async def _captured(self, message: Any) -> bytes:
         real = self.transport

@@ -5,7 +5,9 @@ httpx's own async pool (httpcore) re-scans every connection on each request; at 
 concurrent callers on one core it spent 75% of the time there (docs/performance.md).
 aiohttp's pool does not, so this transport is the default for every provider client
 built by :func:`llmkernel.http.make_client`. Responses stream: each chunk is handed
-to httpx as soon as it arrives.
+to httpx as soon as it arrives. :meth:`AiohttpTransport.exchange` (answers read
+whole) goes over the kernel's own keep-alive connections instead
+(:mod:`llmkernel.http.connections`), unless a proxy is configured.
 
 aiohttp is imported when the first client is built, never by ``import llmkernel``.
 Failures are raised as httpx's exceptions (connect errors, read errors, timeouts), so
@@ -25,6 +27,8 @@ import httpx
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from llmkernel.http.connections import ConnectionPool
 
 __all__ = ["AiohttpTransport", "aiohttp_available"]
 
@@ -59,6 +63,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
         self._context: bool | ssl.SSLContext | None = None
+        self._pool: ConnectionPool | None = None
 
     def _ssl(self) -> bool | ssl.SSLContext:
         """The TLS context, made at the first https request: httpx's (certifi's
@@ -136,8 +141,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """One request, its answer read whole, without httpx's ``Request`` and
         ``Response`` objects (``HTTPProvider.send_json``'s fast path): the status, the
         reason, the raw headers and the body still encoded. ``url`` is sent as it
-        is (already encoded); aiohttp adds ``Host`` and ``Content-Length``. Failures
-        are raised as httpx's exceptions, as by :meth:`handle_async_request`."""
+        is (already encoded); ``Host`` and ``Content-Length`` are added. Failures
+        are raised as httpx's exceptions, as by :meth:`handle_async_request`.
+
+        The exchange goes over the kernel's own keep-alive connections
+        (:class:`~llmkernel.http.connections.ConnectionPool`), a third of aiohttp's
+        cost; through aiohttp when a proxy is configured in the environment."""
+        pool = self._pool
+        if pool is None and not _proxy_env():
+            from llmkernel.http.connections import ConnectionPool
+
+            pool = self._pool = ConnectionPool(
+                max_connections=self._max_connections,
+                keepalive_expiry=self._keepalive_expiry,
+                ssl_context=self._ssl,
+            )
+        if pool is not None:
+            return await pool.exchange(method, url, headers, content, timeouts)
         import yarl
 
         session = self._session if self._session is not None else self._open()
@@ -162,6 +182,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return response.status, response.reason or "", response.raw_headers, body
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
