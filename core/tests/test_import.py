@@ -37,3 +37,26 @@ def test_import_llmkernel_is_light() -> None:
 def test_building_a_kernel_with_every_plugin_imports_no_heavy_module() -> None:
     loaded = modules_after("from llmkernel import Kernel\nKernel.from_config({})")
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_building_a_kernel_does_not_import_asyncio() -> None:
+    # asyncio (with ssl, concurrent.futures, subprocess) costs about half of `import
+    # httpx`: it comes with the first call, not with the kernel
+    loaded = modules_after("from llmkernel import Kernel\nKernel.from_config({}).close()")
+    assert "asyncio" not in loaded and "concurrent" not in loaded
+
+
+def test_the_first_sync_call_still_works_after_a_light_start() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from llmkernel import Kernel\n"
+            "k = Kernel.from_config({'providers': {'m': {'type': 'mock'}}})\n"
+            "print(k.chat('m/echo', 'hi').text)\nk.close()",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "hi"

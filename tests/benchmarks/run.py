@@ -232,7 +232,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         c = loc["cache"]
         out.append(
             (
-                "cache hit, memory (achat)",
+                f"cache hit, memory (achat; bursts of {c.get('hits_per_sample', 1)})",
                 f"{c['memory_us']:.0f} us (p99 {c['memory_p99_us']:.0f})",
                 f"bare httpx call {c['bare_call_us']:.0f} us",
                 "",
@@ -242,7 +242,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         )
         out.append(
             (
-                "cache hit, SQLite (achat)",
+                f"cache hit, SQLite (achat; bursts of {c.get('hits_per_sample', 1)})",
                 f"{c['sqlite_us']:.0f} us (p99 {c['sqlite_p99_us']:.0f})",
                 f"bare httpx call {c['bare_call_us']:.0f} us",
                 "",

@@ -11,20 +11,20 @@ calling thread (see ``_portal.py``): one implementation, two faces.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
 import itertools
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from llmkernel import convert, pipeline
 from llmkernel._logging import log
-from llmkernel._portal import Portal
 from llmkernel.cache import Cache
 from llmkernel.config import DEFAULT_STRATEGY, OFFLINE_DEFAULT_MODEL, Config
 from llmkernel.context import RequestContext
@@ -61,6 +61,11 @@ from llmkernel.types import (
     replace,
 )
 
+if TYPE_CHECKING:
+    import asyncio
+
+    from llmkernel._portal import Portal
+
 T = TypeVar("T")
 _announced_default = False
 #: Request ids: random per process (unique across processes sharing a ledger), then
@@ -69,14 +74,20 @@ _ID_PREFIX = os.urandom(6).hex()
 _ids = itertools.count(1)
 
 
-def _new_id_prefix() -> None:
+#: every kernel, told in a forked child that the parent's loop and connections are not its
+_KERNELS: weakref.WeakSet[Kernel] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
     global _ID_PREFIX, _ids
     _ID_PREFIX = os.urandom(6).hex()
     _ids = itertools.count(1)
+    for kernel in list(_KERNELS):
+        kernel._after_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_id_prefix)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 #: Model strings remembered with their candidates (a gateway sees arbitrary ones).
 _RESOLVED_MAX = 1024
 #: Hooks the pipeline skips entirely while only the kernel implements them.
@@ -122,8 +133,7 @@ class Kernel:
         self._closers: list[Callable[[], Any]] = []
         self.claimed_options: frozenset[str] = frozenset()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._portal = Portal()
-        self._portal.at_fork.append(self._after_fork)
+        _KERNELS.add(self)
         #: hooks a plugin (not only the kernel) implements; the pipeline skips the rest
         self.hooked = frozenset(
             name
@@ -191,6 +201,14 @@ class Kernel:
                 f"{where} in {self.config.source} names plugin {name!r}, which is not "
                 f"installed (installed: {', '.join(known)}){hint}"
             )
+
+    @functools.cached_property
+    def _portal(self) -> Portal:
+        """Where sync calls run: made at the first (``llmkernel._portal`` and asyncio
+        are imported then, not by ``import llmkernel`` or ``from_config()``)."""
+        from llmkernel._portal import Portal
+
+        return Portal()
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's loop and pooled connections are not ours."""
@@ -506,6 +524,8 @@ class Kernel:
 
     def _bind_loop(self) -> None:
         """A kernel's HTTP clients belong to the loop that first used it."""
+        import asyncio  # not at import: `import llmkernel` and from_config() go without
+
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # the common case costs this one comparison
             if self._loop is not None and not self._loop.is_closed():
@@ -794,11 +814,13 @@ class Kernel:
 
     def close(self) -> None:
         """Sync :meth:`aclose`; also closes the sync API's event loop."""
-        if self._portal.started:
+        if "_portal" in self.__dict__ and self._portal.started:
             self._portal.stop(final=self.aclose)
             return
         if not self._providers:
             return
+        import asyncio
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:

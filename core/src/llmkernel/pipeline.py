@@ -24,7 +24,6 @@ A stream runs steps 1 to 6 only until its first visible event; its attempt ends
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import time
@@ -498,6 +497,8 @@ async def _bounded(
     own = provider.call_timeout
     if own is not None and own <= limit + (_TIMER_SLACK if limit == left else 0.0):
         return await awaitable  # the provider's own timeout bounds it: one timer, not two
+    import asyncio  # here: `import llmkernel` goes without it
+
     timer = asyncio.timeout(max(0.0, limit))
     try:
         async with timer:
@@ -528,7 +529,9 @@ def status_of(exc: BaseException) -> Any:
         return "refused"
     if isinstance(exc, GeneratorExit):
         return "abandoned"
-    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+    from asyncio import CancelledError
+
+    if isinstance(exc, CancelledError | KeyboardInterrupt | SystemExit):
         return "cancelled"
     return "error"
 

@@ -10,9 +10,7 @@ for persistence and never waits on a thread.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import math
 import threading
@@ -20,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkernel import log
 from llmkernel.types import ChatRequest, Response, replace
@@ -29,6 +27,10 @@ from llmkernel_cache.key import CACHE_OPTION, TTL_OPTION, namespace_for, request
 from llmkernel_cache.known import KeyFilter
 from llmkernel_cache.settings import CacheSettings
 from llmkernel_cache.store import Entry, KeyMark, MemoryLRU, SQLiteStore, Store, Totals
+
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
 
 __all__ = ["ResponseCache"]
 
@@ -278,6 +280,8 @@ class ResponseCache:
         stores of several calls share one wake of the worker and one transaction.
         A drain that should have started long ago (its loop stopped before the
         timer) is started at once."""
+        import asyncio
+
         if self._draining and self.timer() - self._drain_asked < _STALE_DRAIN:
             return
         self._draining = True
@@ -363,6 +367,8 @@ class ResponseCache:
 
     async def aflush(self) -> None:
         """Wait for every pending write (tests, shutdown)."""
+        import asyncio
+
         if self._queue:
             self._drain_now()
         while self._pending:
@@ -374,12 +380,16 @@ class ResponseCache:
         if self._queue:
             self._drain_now()
         while self._pending:
+            import concurrent.futures  # pending writes: the worker made, this imported
+
             concurrent.futures.wait(list(self._pending))
         if self._store is not None:
             self._call(lambda store: store.flush() if hasattr(store, "flush") else None)
 
     async def aclose(self) -> None:
         """Finish pending writes and close the store."""
+        import asyncio
+
         await self.aflush()
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close_store)
@@ -405,6 +415,8 @@ class ResponseCache:
         if executor is None:
             with self._lock:
                 if self._executor is None:
+                    import concurrent.futures  # at the first write: not at import
+
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="llmkernel-cache"
                     )
@@ -439,6 +451,8 @@ class ResponseCache:
     def _start(self, fn: Callable[[Store], T], refresh: bool = False) -> asyncio.Future[T]:
         """``fn`` queued on the worker now, after this process's queued writes (a
         read finds them, a delete or clear removes them); its result to await."""
+        import asyncio
+
         if self._queue:
             self._drain_now()
         loop = asyncio.get_running_loop()

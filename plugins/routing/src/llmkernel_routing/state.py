@@ -11,7 +11,6 @@ and read by strategy packages::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
@@ -19,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -28,6 +27,9 @@ from llmkernel_routing.breaker import Breaker, Verdict
 from llmkernel_routing.needs import missing, request_needs
 from llmkernel_routing.settings import RoutingSettings
 from llmkernel_routing.stats import CallTotals, DeploymentStats, Minute
+
+if TYPE_CHECKING:
+    import asyncio
 
 Claim = Literal[True, "probe"]
 
@@ -314,6 +316,8 @@ class Routing:
     def start_health_checks(self, kernel: Any) -> None:
         """Start the active health checks in the running loop, once (when
         ``health_interval`` is set)."""
+        import asyncio
+
         if self.settings.health_interval <= 0:
             return
         task = self._health_task
@@ -323,6 +327,8 @@ class Routing:
 
     async def check_health(self, kernel: Any) -> dict[str, HealthResult]:
         """One round of ``provider.health()`` over every configured provider."""
+        import asyncio
+
         providers: Mapping[str, Any] = kernel.providers()
         timeout = self.settings.health_timeout
 
@@ -351,6 +357,8 @@ class Routing:
         return dict(self.health)
 
     async def _health_loop(self, kernel: Any) -> None:
+        import asyncio
+
         while True:
             try:
                 await self.check_health(kernel)
@@ -359,6 +367,8 @@ class Routing:
             await asyncio.sleep(self.settings.health_interval)
 
     async def aclose(self) -> None:
+        import asyncio
+
         task, self._health_task = self._health_task, None
         if task is not None and not task.done():
             task.cancel()
