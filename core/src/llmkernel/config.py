@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -189,6 +188,8 @@ class Config:
             raise ConfigError(f"config file not found: {path}") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        import tomllib  # only for a file: a dict config goes without it
+
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

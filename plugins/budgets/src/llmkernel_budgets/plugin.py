@@ -30,12 +30,15 @@ def budgets_for(kernel: Kernel) -> BudgetStore | None:
 
 @hookimpl(trylast=True)  # after the ledger's configure
 def configure(kernel: Kernel, config: Config) -> None:
+    raw = config.plugin_settings("budgets")
+    if not raw:  # no table, no limits: nothing to load
+        return
     from llmkernel.errors import ConfigError
     from llmkernel.options import parse_options
     from llmkernel_budgets.settings import BudgetSettings
 
     where = config.where("plugin.budgets")
-    settings = parse_options(BudgetSettings, config.plugin_settings("budgets"), where=where)
+    settings = parse_options(BudgetSettings, raw, where=where)
     try:
         limits = settings.build_limits()
     except ValueError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from llmkernel.types import ChatRequest, ImagePart, Message, Part, ReasoningPart, TextPart
+from llmkernel_cache.settings import CACHE_OPTION, NAMESPACE_OPTION, REQUEST_OPTIONS, TTL_OPTION
 
 __all__ = [
     "CACHE_OPTION",
@@ -35,10 +36,6 @@ __all__ = [
     "request_key",
 ]
 
-CACHE_OPTION = "cache"  # options={"cache": False}: neither read nor write
-TTL_OPTION = "cache_ttl"  # options={"cache_ttl": 60}: keep this answer 60 s
-NAMESPACE_OPTION = "cache_namespace"  # options={"cache_namespace": "x"}: explicit namespace
-REQUEST_OPTIONS = frozenset({CACHE_OPTION, TTL_OPTION, NAMESPACE_OPTION})
 
 _SECRET_SUFFIXES = (
     "api_key",

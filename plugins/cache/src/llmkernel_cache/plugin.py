@@ -31,16 +31,17 @@ def cache_of(kernel: Kernel) -> ResponseCache | None:
 @hookimpl
 def configure(kernel: Kernel, config: Config) -> None:
     from llmkernel.options import parse_options
-    from llmkernel_cache.cache import ResponseCache
-    from llmkernel_cache.settings import CacheSettings
+    from llmkernel_cache.settings import REQUEST_OPTIONS, CacheSettings
 
     settings = parse_options(
         CacheSettings, config.plugin_settings(NAME), where=config.where(f"plugin.{NAME}")
     )
-    cache = ResponseCache(settings) if settings.enabled else None
-    _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose
-    from llmkernel_cache.key import REQUEST_OPTIONS
+    cache = None
+    if settings.enabled:  # the cache itself (and its key, sqlite) loads only then
+        from llmkernel_cache.cache import ResponseCache
 
+        cache = ResponseCache(settings)
+    _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose
     # cache=False, cache_ttl=..., cache_namespace=... are ours: never sent upstream
     kernel.claim_options(*REQUEST_OPTIONS)
 

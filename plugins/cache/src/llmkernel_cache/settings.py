@@ -9,7 +9,21 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["CacheSettings", "ModelCacheSettings", "default_path"]
+__all__ = [
+    "CACHE_OPTION",
+    "NAMESPACE_OPTION",
+    "REQUEST_OPTIONS",
+    "TTL_OPTION",
+    "CacheSettings",
+    "ModelCacheSettings",
+    "default_path",
+]
+
+# Request options the cache reads (claimed: never sent upstream)
+CACHE_OPTION = "cache"  # options={"cache": False}: neither read nor write
+TTL_OPTION = "cache_ttl"  # options={"cache_ttl": 60}: keep this answer 60 s
+NAMESPACE_OPTION = "cache_namespace"  # options={"cache_namespace": "x"}: explicit namespace
+REQUEST_OPTIONS = frozenset({CACHE_OPTION, TTL_OPTION, NAMESPACE_OPTION})
 
 
 def default_path(env: Mapping[str, str] | None = None) -> str:
