@@ -51,9 +51,13 @@ def test_the_first_sync_call_still_works_after_a_light_start() -> None:
         [
             sys.executable,
             "-c",
+            "import sys\n"
             "from llmkernel import Kernel\n"
-            "k = Kernel.from_config({'providers': {'m': {'type': 'mock'}}})\n"
-            "print(k.chat('m/echo', 'hi').text)\nk.close()",
+            "k = Kernel.from_config({})\n"
+            "assert 'asyncio' not in sys.modules\n"
+            "from llmkernel.testing.scripted import make_kernel\n"
+            "k = make_kernel(['hi'])\n"
+            "print(k.chat('a/m1', 'hello').text)\nk.close()",
         ],
         capture_output=True,
         text=True,
