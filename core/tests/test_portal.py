@@ -645,3 +645,27 @@ class ClosingServer:
 
     def close(self) -> None:
         self.listener.close()
+
+
+def test_first_sync_calls_from_two_threads_share_one_portal() -> None:
+    import threading
+
+    from llmkernel.testing.scripted import make_kernel
+
+    kernel = make_kernel(["one", "two", "three", "four"])
+    barrier = threading.Barrier(2)
+    texts: list[str] = []
+
+    def call() -> None:
+        barrier.wait()
+        texts.append(kernel.chat("a/m1", "hi").text)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    portal = kernel._portal
+    kernel.close()
+    assert sorted(texts) == ["one", "two"]
+    assert kernel.__dict__["_portal"] is portal

@@ -15,6 +15,7 @@ import functools
 import inspect
 import itertools
 import os
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -74,6 +75,7 @@ _ID_PREFIX = os.urandom(6).hex()
 _ids = itertools.count(1)
 
 
+_PORTAL_LOCK = threading.Lock()
 #: every kernel, told in a forked child that the parent's loop and connections are not its
 _KERNELS: weakref.WeakSet[Kernel] = weakref.WeakSet()
 
@@ -205,10 +207,15 @@ class Kernel:
     @functools.cached_property
     def _portal(self) -> Portal:
         """Where sync calls run: made at the first (``llmkernel._portal`` and asyncio
-        are imported then, not by ``import llmkernel`` or ``from_config()``)."""
-        from llmkernel._portal import Portal
+        are imported then, not by ``import llmkernel`` or ``from_config()``), once
+        even when two threads make their first sync call together."""
+        with _PORTAL_LOCK:
+            portal: Portal | None = self.__dict__.get("_portal")
+            if portal is None:
+                from llmkernel._portal import Portal
 
-        return Portal()
+                portal = self.__dict__["_portal"] = Portal()
+        return portal
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's loop and pooled connections are not ours."""
