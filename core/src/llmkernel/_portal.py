@@ -25,8 +25,8 @@ What the portal guarantees to a sync caller:
   executor before closing the loop, so nothing is left to print "Task was destroyed
   but it is pending!". Portals still open at interpreter exit are stopped too.
 - A child process made by ``os.fork`` starts with a fresh loop (the parent's is not
-  usable there); callbacks in :attr:`Portal.at_fork` run in the child so the owner
-  can drop state bound to the parent's loop (pooled connections).
+  usable there). The kernel drops its own state bound to the parent's loop (pooled
+  connections) through its own fork hook (``kernel.py``).
 """
 
 from __future__ import annotations
@@ -153,6 +153,13 @@ class _Loop:
             return True
         return any(t is not me for t in asyncio.all_tasks(self.loop))
 
+    def let_go(self) -> None:
+        """Nobody runs the loop now (call with the portal's lock held)."""
+        self.driver = None
+        self.idle_since = self.loop.time()
+        if self.detached:
+            self.released.set()
+
     def poke(self) -> None:
         """On the loop: new work for the daemon."""
         wake = self.wake
@@ -187,8 +194,6 @@ class Portal:
     def __init__(self) -> None:
         self._state: _Loop | None = None
         self._lock = threading.Lock()
-        #: called in a forked child, after the portal was reset
-        self.at_fork: list[Callable[[], object]] = []
         _PORTALS.add(self)
 
     @property
@@ -271,10 +276,7 @@ class Portal:
             if state.busy():
                 self._start_daemon(state)
             else:
-                state.driver = None
-                state.idle_since = state.loop.time()
-                if state.detached:
-                    state.released.set()
+                state.let_go()
 
     # --------------------------------------------------- another thread runs the loop
 
@@ -346,10 +348,7 @@ class Portal:
             with self._lock:
                 if state.busy() and not loop.is_closed():
                     continue
-                state.driver = None
-                state.idle_since = loop.time()
-                if state.detached:
-                    state.released.set()
+                state.let_go()
                 return
 
     # ------------------------------------------------------------------- stopping
@@ -394,11 +393,6 @@ class Portal:
             _ABANDONED.append(self._state.loop)
         self._state = None
         self._lock = threading.Lock()
-        for callback in self.at_fork:
-            try:
-                callback()
-            except Exception as exc:
-                _report(exc)
 
 
 def _catch_sigint(

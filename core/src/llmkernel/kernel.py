@@ -15,6 +15,7 @@ import functools
 import inspect
 import itertools
 import os
+import sys
 import threading
 import time
 import weakref
@@ -531,9 +532,9 @@ class Kernel:
 
     def _bind_loop(self) -> None:
         """A kernel's HTTP clients belong to the loop that first used it."""
-        import asyncio  # not at import: `import llmkernel` and from_config() go without
-
-        loop = asyncio.get_running_loop()
+        # asyncio is loaded (a loop is running), yet not imported here: `import
+        # llmkernel` and from_config() go without it, and an import per call costs more
+        loop = sys.modules["asyncio"].get_running_loop()
         if self._loop is not loop:  # the common case costs this one comparison
             if self._loop is not None and not self._loop.is_closed():
                 raise LLMKernelError(

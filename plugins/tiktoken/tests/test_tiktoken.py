@@ -80,6 +80,16 @@ def test_chat_count_is_exact_with_openai_overhead() -> None:
     assert count.exact and "o200k_base" in count.method
 
 
+def test_a_role_outside_the_known_set_is_counted_as_its_text() -> None:
+    enc = small_encoding()
+    request = ChatRequest(
+        model="gpt-4o",
+        messages=(Message(role="function", content=(TextPart(text="hello"),)),),  # type: ignore[arg-type]
+    )
+    count = count_chat(request, enc, tools=O200K_TOOLS)
+    assert count.tokens == 3 + 3 + len(enc.encode_ordinary("function")) + 1
+
+
 def test_a_name_costs_one_token_plus_itself() -> None:
     kernel = kernel_with(counter_with(small_encoding()))
     plain = kernel.count_tokens("openai/gpt-4o", [{"role": "user", "content": "hello"}])

@@ -7,11 +7,17 @@ answer, where one does. Here the head is held until the first
 right after the start, for streams too). On a loopback connection a write costs
 tens of microseconds, a noticeable share of the gateway's added latency.
 
+The gateway's whole answers go further: :meth:`CoalescingCycle.respond` writes the
+head and body in one write without ASGI messages at all (what ``send`` of a start and
+of one final body part would do); streams, and answers ``respond`` declines, take
+``send``.
+
 Everything else is uvicorn's: parsing, keep-alive, pipelining, flow control,
-``Content-Length`` checks, the shutdown. Only ``RequestResponseCycle.send`` is
-wrapped (it relies on the cycle's ``transport``, ``response_started`` and
-``disconnected`` attributes, uvicorn's since 0.13); the gateway's tests run every
-route through it.
+``Content-Length`` checks, the shutdown. ``RequestResponseCycle.send`` is wrapped and
+``respond`` added (they rely on the cycle's ``transport``, ``response_started``,
+``response_complete``, ``keep_alive``, ``flow``, ``message_event``, ``on_response``
+and ``disconnected``, uvicorn's since 0.13, and on its ``STATUS_LINE`` and
+``HEADER_VALUE_RE``); the gateway's tests run every route through them.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ class CoalescingCycle(RequestResponseCycle):
     async def send(self, message: Any) -> None:
         kind = message["type"]
         if kind == "http.response.start" and not self.response_started and not self.disconnected:
-            self._head = await self._captured(message)
+            self._head = b"".join((await self._captured(message)).parts)
             return
         head = self._head
         if head is None or kind != "http.response.body":
@@ -63,16 +69,10 @@ class CoalescingCycle(RequestResponseCycle):
         self._head = None
         if self.disconnected:
             return
-        real = self.transport
-        held = _Held(real)
-        self.transport = held  # type: ignore[assignment]
-        try:
-            await super().send(message)
-        finally:
-            self.transport = real
-        real.write(head + b"".join(held.parts))
+        held = await self._captured(message)
+        self.transport.write(head + b"".join(held.parts))
         if held.closing:
-            real.close()
+            self.transport.close()
 
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
         """A whole response (``content-length`` is added) in one write, without the
@@ -107,7 +107,8 @@ class CoalescingCycle(RequestResponseCycle):
         self.on_response()
         return True
 
-    async def _captured(self, message: Any) -> bytes:
+    async def _captured(self, message: Any) -> _Held:
+        """uvicorn's ``send`` of ``message``, its writes (and a close) held back."""
         real = self.transport
         held = _Held(real)
         self.transport = held  # type: ignore[assignment]
@@ -115,7 +116,7 @@ class CoalescingCycle(RequestResponseCycle):
             await super().send(message)
         finally:
             self.transport = real
-        return b"".join(held.parts)
+        return held
 
 
 class CoalescingProtocol(HttpToolsProtocol):

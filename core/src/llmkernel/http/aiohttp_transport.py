@@ -43,12 +43,15 @@ def aiohttp_available() -> bool:
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An ``httpx.AsyncBaseTransport`` sending through one ``aiohttp.ClientSession``.
+    """An ``httpx.AsyncBaseTransport`` sending through one ``aiohttp.ClientSession``,
+    and :meth:`exchange` (answers read whole) through the kernel's own
+    :class:`~llmkernel.http.connections.ConnectionPool`.
 
-    ``max_connections`` bounds the pool (0: no bound), ``keepalive_expiry`` is how
-    long an idle connection is kept. The session is created on the first request, on
-    the running loop, and closed by :meth:`aclose`. Redirects are never followed and
-    bodies are handed to httpx still encoded (httpx decodes them).
+    ``max_connections`` bounds each of the two pools (0: no bound), ``keepalive_expiry``
+    is how long an idle connection is kept. Both are created at their first request,
+    on the running loop, and closed by :meth:`aclose`. Whether a proxy is configured
+    in the environment is read once, at the first request. Redirects are never
+    followed and bodies are handed to httpx still encoded (httpx decodes them).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._context: bool | ssl.SSLContext | None = None
         self._pool: ConnectionPool | None = None
+        self._proxied: bool | None = None  # HTTP(S)_PROXY/ALL_PROXY set: aiohttp only
 
     def _ssl(self) -> bool | ssl.SSLContext:
         """The TLS context, made at the first https request: httpx's (certifi's
@@ -90,14 +94,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             # proxies from HTTP(S)_PROXY/NO_PROXY, as httpx does, when any is set
-            trust_env=_proxy_env(),
+            trust_env=self._proxy(),
         )
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import yarl
-
-        session = self._session if self._session is not None else self._open()
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         data: Any
         try:
@@ -105,20 +106,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except httpx.RequestNotRead:
             data = _stream_body(request)
             request.headers.pop("transfer-encoding", None)  # aiohttp chunks it itself
-        try:
-            response = await session.request(
-                request.method,
-                # exactly as httpx encoded it: a signed path (AWS SigV4) must not
-                # be re-quoted or unquoted on the way out
-                yarl.URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
-                data=data,
-                allow_redirects=False,
-                ssl=self._ssl() if request.url.scheme == "https" else True,
-                timeout=_client_timeout(timeouts),
-            )
-        except Exception as exc:
-            raise _mapped(exc, request, connecting=True) from exc
+        response = await self._request(
+            request.method, str(request.url), request.headers.multi_items(), data, timeouts, request
+        )
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
@@ -148,7 +138,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         (:class:`~llmkernel.http.connections.ConnectionPool`), a third of aiohttp's
         cost; through aiohttp when a proxy is configured in the environment."""
         pool = self._pool
-        if pool is None and not _proxy_env():
+        if pool is None and not self._proxy():
             from llmkernel.http.connections import ConnectionPool
 
             pool = self._pool = ConnectionPool(
@@ -158,21 +148,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         if pool is not None:
             return await pool.exchange(method, url, headers, content, timeouts)
-        import yarl
-
-        session = self._session if self._session is not None else self._open()
-        try:
-            response = await session.request(
-                method,
-                yarl.URL(url, encoded=True),
-                headers=headers,
-                data=content,
-                allow_redirects=False,
-                ssl=self._ssl() if url.startswith("https:") else True,
-                timeout=_client_timeout(timeouts),
-            )
-        except Exception as exc:
-            raise _mapped(exc, None, connecting=True) from exc
+        response = await self._request(method, url, headers, content, timeouts, None)
         try:
             body = await response.read()
         except Exception as exc:
@@ -180,6 +156,39 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         finally:
             response.release()  # back to the pool when read whole, closed otherwise
         return response.status, response.reason or "", response.raw_headers, body
+
+    def _proxy(self) -> bool:
+        if self._proxied is None:
+            self._proxied = _proxy_env()
+        return self._proxied
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Any,
+        data: Any,
+        timeouts: Mapping[str, float | None],
+        request: httpx.Request | None,
+    ) -> aiohttp.ClientResponse:
+        """aiohttp's request, its failure raised as httpx's exception."""
+        import yarl
+
+        session = self._session if self._session is not None else self._open()
+        try:
+            return await session.request(
+                method,
+                # exactly as httpx encoded it: a signed path (AWS SigV4) must not
+                # be re-quoted or unquoted on the way out
+                yarl.URL(url, encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                ssl=self._ssl() if url.startswith("https:") else True,
+                timeout=_client_timeout(timeouts),
+            )
+        except Exception as exc:
+            raise _mapped(exc, request, connecting=True) from exc
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -4,8 +4,10 @@ It holds the policy every HTTP adapter shares, written once:
 
 * settings parsed from ``[providers.NAME]`` (``settings_class``), unknown keys refused;
 * one pooled client per instance, built at the first request (when the API key is
-  read), on the transport from ``provide_transport`` or the default aiohttp one;
-  closed by :meth:`aclose`;
+  read), on the transport from ``provide_transport`` or the default one
+  (:class:`~llmkernel.http.AiohttpTransport`: streams over aiohttp, answers read whole
+  by :meth:`send_json` over the kernel's own connections,
+  :mod:`llmkernel.http.connections`); closed by :meth:`aclose`;
 * :meth:`send` and :meth:`send_json`: an error status becomes the provider's error
   (:meth:`error_for_response`), a transport failure the kernel's network or timeout
   error; every error carries the response ``headers``;
@@ -38,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -106,7 +108,8 @@ class HTTPProvider(Provider):
         self._base = ""
         self._urls: dict[str, httpx.URL] = {}
         self._extensions: dict[str, Any] = {}
-        # send_json's fast path: the kernel's aiohttp transport, no httpx objects
+        # send_json's fast path: AiohttpTransport.exchange (the kernel's own connections,
+        # llmkernel.http.connections; aiohttp behind a proxy), no httpx request objects
         self._fast: AiohttpTransport | None = None
         self._per_request = False  # request_headers() is overridden
         self._fast_headers = _Headers()
@@ -363,8 +366,9 @@ class HTTPProvider(Provider):
     async def _send_fast(
         self, method: str, path: str, model: str, json: Any
     ) -> tuple[httpx.Response, bytes]:
-        """:meth:`send` then :meth:`read_body` over the kernel's aiohttp transport,
-        without httpx's request and client machinery; the same errors, the same
+        """:meth:`send` then :meth:`read_body` through ``AiohttpTransport.exchange``
+        (the kernel's own keep-alive connections), without httpx's request and client
+        machinery; the same errors, the same
         ``httpx.Response`` (headers, status, decoded content) for the caller."""
         transport = self._fast
         assert transport is not None
@@ -389,7 +393,7 @@ class HTTPProvider(Provider):
         response = httpx.Response(
             status,
             headers=raw,
-            stream=_Body(body),
+            stream=httpx.ByteStream(body),
             extensions={
                 "http_version": b"HTTP/1.1",
                 "reason_phrase": reason.encode("ascii", "replace"),
@@ -579,18 +583,3 @@ class _Headers(list[tuple[str, str]]):
 
     def __repr__(self) -> str:
         return f"<{len(self)} headers>"
-
-
-class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body already read whole."""
-
-    __slots__ = ("_body",)
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self._body
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._body

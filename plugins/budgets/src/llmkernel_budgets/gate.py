@@ -22,29 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from llmkernel_ledger.record import key_label
 
 if TYPE_CHECKING:
-    from llmkernel_budgets.limits import Scope
     from llmkernel_budgets.store import BudgetStore, Hold
     from llmkernel_ledger.writer import LedgerWriter
 
-__all__ = ["STATE_KEY", "BudgetGate", "scope_of"]
+__all__ = ["STATE_KEY", "BudgetGate"]
 
 STATE_KEY = "llmkernel_budgets.reservation"
 _EMPTY: dict[str, str] = {}
 _T = TypeVar("_T")
-
-
-def scope_of(ctx: Any, candidate: Any) -> Scope:
-    from llmkernel_budgets.limits import Scope
-    from llmkernel_ledger.record import key_label
-
-    metadata = getattr(ctx, "metadata", None) or {}
-    tenant = metadata.get("tenant")
-    return Scope(
-        provider=candidate.provider,
-        model=candidate.model,
-        tenant=None if tenant is None else str(tenant),
-        key=key_label(metadata.get("key")),
-    )
 
 
 class BudgetGate:
@@ -64,7 +49,7 @@ class BudgetGate:
                 candidate.provider,
                 candidate.model,
                 None if tenant is None else str(tenant),
-                None if key is None else key_label(key),
+                key_label(key),
             ),
             now,
         )

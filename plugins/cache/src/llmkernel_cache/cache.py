@@ -282,10 +282,11 @@ class ResponseCache:
         timer) is started at once."""
         import asyncio
 
-        if self._draining and self.timer() - self._drain_asked < _STALE_DRAIN:
+        now = self.timer()
+        if self._draining and now - self._drain_asked < _STALE_DRAIN:
             return
         self._draining = True
-        self._drain_asked = self.timer()
+        self._drain_asked = now
         try:
             asyncio.get_running_loop().call_later(_WRITE_DELAY, self._drain_now)
         except RuntimeError:  # no running loop: at once
@@ -578,21 +579,30 @@ class ResponseCache:
                 setattr(self, name, getattr(self, name) + 1)
 
 
+#: caches with a worker, their queued writes handed over at interpreter exit (one hook)
+_HOOKED = False
+_LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
+
+
 def _flush_at_exit(cache: ResponseCache) -> None:
     """Queued writes are handed to the worker when the interpreter exits, before the
     workers of ``concurrent.futures`` are joined (``threading``'s exit hooks run
-    before ``atexit``'s, newest first): a program that never closes its kernel, or
-    whose loop stopped running before the delayed hand-over (sync calls run the
-    loop only while they wait), loses no answer it stored."""
-    ref = weakref.ref(cache)
+    newest first, before ``atexit``'s; this one is registered after
+    ``concurrent.futures``' own): a program that never closes its kernel, or whose
+    loop stopped running before the delayed hand-over (sync calls run the loop only
+    while they wait), loses no answer it stored."""
+    global _HOOKED
+    if not _HOOKED:
+        _HOOKED = True
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+                register(_drain_all)
+    _LIVE.add(cache)
 
-    def flush() -> None:
-        alive = ref()
-        if alive is not None and alive._queue and alive._executor is not None:
+
+def _drain_all() -> None:
+    for cache in list(_LIVE):
+        if cache._queue and cache._executor is not None:
             with contextlib.suppress(RuntimeError):  # the worker is already gone
-                alive._drain_now()
-
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
-            register(flush)
+                cache._drain_now()

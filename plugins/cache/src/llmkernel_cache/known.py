@@ -46,10 +46,6 @@ class KeyFilter:
         self._bits = bytearray(bits >> 3)
 
     @property
-    def nbytes(self) -> int:
-        return len(self._bits)
-
-    @property
     def full(self) -> bool:
         """Past twice its design size: rebuild it (false positives pass 3 %)."""
         return self.added > 2 * self.capacity

@@ -234,19 +234,27 @@ class LedgerWriter:
             )
 
 
+#: writers with a thread, flushed at interpreter exit (one hook for all of them)
+_HOOKED = False
+_LIVE: weakref.WeakSet[LedgerWriter] = weakref.WeakSet()
+
+
 def _flush_at_exit(writer: LedgerWriter) -> None:
     """Commit what is queued when the interpreter exits, while the (daemon) writer
     thread still runs: ``threading``'s exit hooks run before daemon threads stop. A
     program that never closes its kernel loses no row it offered (the group commit
     waits ``linger`` seconds, longer than a short script's last calls)."""
-    ref = weakref.ref(writer)
+    global _HOOKED
+    if not _HOOKED:
+        _HOOKED = True
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+                register(_flush_all)
+    _LIVE.add(writer)
 
-    def flush() -> None:
-        alive = ref()
-        if alive is not None and not alive.closed:
-            alive.flush(timeout=10.0)
 
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
-            register(flush)
+def _flush_all() -> None:
+    for writer in list(_LIVE):
+        if not writer.closed:
+            writer.flush(timeout=10.0)

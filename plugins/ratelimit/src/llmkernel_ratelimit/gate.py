@@ -81,9 +81,6 @@ class RateLimitGate:
 
     # ------------------------------------------------------------------ claims
 
-    def _rules_for(self, candidate: Any) -> tuple[tuple[str, LimitRule], ...]:
-        return self._plan(candidate).rules
-
     def _plan(self, candidate: Any) -> _Plan:
         ident = (candidate.provider, candidate.model, candidate.provider_type)
         plan = self._plans.get(ident)
@@ -102,14 +99,7 @@ class RateLimitGate:
                     fixed.append(None)
                     continue
                 base = name + "".join(f"|{d}={_value(d, candidate, {})}" for d in rule.per)
-                fixed.append(
-                    Claim(
-                        key=f"{base}|requests",
-                        limit=rule.amount(rule.requests_per_minute),
-                        window=rule.window,
-                        amount=1.0,
-                    )
-                )
+                fixed.append(_requests_claim(base, rule, rule.requests_per_minute))
             plan = _Plan(
                 rules=rules,
                 tokens=any(r.tokens_per_minute is not None for _, r in rules),
@@ -143,14 +133,7 @@ class RateLimitGate:
             if fixed is not None:
                 claims.append(fixed)
             elif rule.requests_per_minute is not None:
-                claims.append(
-                    Claim(
-                        key=f"{base}|requests",
-                        limit=rule.amount(rule.requests_per_minute),
-                        window=rule.window,
-                        amount=1.0,
-                    )
-                )
+                claims.append(_requests_claim(base, rule, rule.requests_per_minute))
             if rule.tokens_per_minute is not None:
                 claims.append(
                     Claim(
@@ -180,11 +163,6 @@ class RateLimitGate:
                     )
                 )
         return claims
-
-    def _needs_tokens(self, candidate: Any) -> bool:
-        if self._plan(candidate).tokens:
-            return True
-        return bool(self._learned.get(candidate.qualified, set()) - {"requests"})
 
     # ------------------------------------------------------------------ the gate
 
@@ -335,3 +313,10 @@ class RateLimitGate:
             },
             "deployments": deployments,
         }
+
+
+def _requests_claim(base: str, rule: LimitRule, per_minute: float) -> Claim:
+    """One request in ``rule``'s bucket ``base``."""
+    return Claim(
+        key=f"{base}|requests", limit=rule.amount(per_minute), window=rule.window, amount=1.0
+    )

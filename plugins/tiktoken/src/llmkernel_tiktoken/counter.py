@@ -149,7 +149,10 @@ def count_chat(
     exact = True
     total = REPLY_PRIMING
     for message in request.messages:
-        total += TOKENS_PER_MESSAGE + roles[message.role]
+        role = roles.get(message.role)
+        if role is None:  # a Message built directly may carry any role
+            role = len(encode(message.role))
+        total += TOKENS_PER_MESSAGE + role
         if message.name:
             total += TOKENS_PER_NAME + len(encode(message.name))
         for part in message.content:
