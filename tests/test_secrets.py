@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from llmkernel import Kernel, errors
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
 KEY = "sk-SECRET-must-never-show-9f8e7d6c5b4a"
 HTTP_TYPES = sorted(

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from llmkernel.cli import main
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 
 pytest.importorskip("llmkernel_mock")
 
@@ -301,6 +300,8 @@ def test_models_lists_every_installed_provider_without_mentioning_the_mock(
 
 def test_models_remote_asks_the_provider(tmp_path: Path) -> None:
     pytest.importorskip("llmkernel_openai")
+    fake = pytest.importorskip("llmkernel_http.testing.fake_server")
+    FakeServer, FakeResponse = fake.FakeServer, fake.FakeResponse
     with FakeServer() as server:
         server.expect(
             "GET",
@@ -359,6 +360,8 @@ def test_cli_streams_from_a_fake_openai_print_no_warning(tmp_path: Path) -> None
         _sse(choices=[], usage=usage),
         "data: [DONE]\n\n",
     ]
+    fake = pytest.importorskip("llmkernel_http.testing.fake_server")
+    FakeServer, FakeResponse = fake.FakeServer, fake.FakeResponse
     with FakeServer() as server:
         server.expect("POST", "/v1/chat/completions", FakeResponse.sse(pieces))
         (tmp_path / "llmkernel.toml").write_text(

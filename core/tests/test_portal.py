@@ -384,7 +384,7 @@ def test_close_under_an_http_call_fails_it_with_the_closed_error(
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_forked_child_can_call_an_http_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("llmkernel_openai")
-    from llmkernel.testing.fake_server import FakeResponse, FakeServer
+    from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
     body = {
         "id": "c",

@@ -148,7 +148,7 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
     async def kfull() -> object:
         return (await full.achat(model="fast", messages=_messages(next(fresh)))).text
 
-    from llmkernel.http.aiohttp_transport import AiohttpTransport
+    from llmkernel_http.aiohttp_transport import AiohttpTransport
 
     ours = httpx.AsyncClient(
         base_url=base, headers={"authorization": "Bearer sk-bench"}, transport=AiohttpTransport()
@@ -308,7 +308,7 @@ async def concurrency(
         )
     except ImportError:
         pass
-    from llmkernel.http.aiohttp_transport import AiohttpTransport as OurTransport
+    from llmkernel_http.aiohttp_transport import AiohttpTransport as OurTransport
 
     hx_ours = httpx.AsyncClient(headers=headers, transport=OurTransport())
     minimal, full = minimal_kernel(base), full_kernel(base, tmp)

@@ -32,7 +32,7 @@ import httpx
 from llmkernel import Kernel
 
 try:
-    from llmkernel.http.aiohttp_transport import AiohttpTransport
+    from llmkernel_http.aiohttp_transport import AiohttpTransport
 except ImportError:  # an older checkout, measured for a "before" figure
     AiohttpTransport = None  # type: ignore[assignment,misc]
 

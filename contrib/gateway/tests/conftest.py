@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 from llmkernel_gateway.keys import new_key, stored_hash
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 
 UPSTREAM_KEY_ENV = "GATEWAY_TEST_UPSTREAM_KEY"
 UPSTREAM_KEY = "sk-upstream-SECRET-0123456789"

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from llmkernel.testing.fake_server import FakeResponse, Pause
+from llmkernel_http.testing.fake_server import FakeResponse, Pause
 
 from .conftest import Gateway, Upstream
 from .test_sdk import client

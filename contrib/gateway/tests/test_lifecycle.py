@@ -24,9 +24,9 @@ import uvicorn
 from llmkernel import hookimpl
 from llmkernel.config import Config
 from llmkernel.errors import BudgetExceededError
-from llmkernel.testing.fake_server import FakeResponse, Pause
 from llmkernel_gateway.app import Gateway as GatewayApp
 from llmkernel_gateway.keys import digest, new_key
+from llmkernel_http.testing.fake_server import FakeResponse, Pause
 
 from .conftest import Gateway, Upstream, base_config, free_port, key_table, wait_healthy
 from .test_sdk import client, upstream_chunk

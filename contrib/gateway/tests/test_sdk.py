@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from llmkernel.testing.fake_server import FakeResponse
+from llmkernel_http.testing.fake_server import FakeResponse
 from llmkernel_mock.provider import _vector
 
 from .conftest import UPSTREAM_KEY, Gateway, Upstream

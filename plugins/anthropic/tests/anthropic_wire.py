@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Piece, RecordedRequest
 from llmkernel.types import Usage
 from llmkernel_anthropic.provider import AnthropicProvider
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Piece, RecordedRequest
 
 MODEL = "claude-sonnet-4-5-20250929"
 MSG_ID = "msg_01XFDUDYJgAACzvnptvVoYEL"

@@ -17,8 +17,8 @@ if _HERE not in sys.path:
 
 from anthropic_wire import API_KEY, Route, make_provider  # noqa: E402
 
-from llmkernel.testing.fake_server import FakeServer  # noqa: E402
 from llmkernel_anthropic.provider import AnthropicProvider  # noqa: E402
+from llmkernel_http.testing.fake_server import FakeServer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from anthropic_wire import (
 )
 
 from llmkernel import errors
-from llmkernel.testing.fake_server import FakeResponse, Pause
 from llmkernel.types import (
     ChatRequest,
     ImagePart,
@@ -34,6 +33,7 @@ from llmkernel.types import (
     Usage,
 )
 from llmkernel_anthropic.provider import AnthropicProvider
+from llmkernel_http.testing.fake_server import FakeResponse, Pause
 
 WEATHER = Tool(
     name="get_weather",

@@ -24,9 +24,9 @@ from anthropic_wire import (
 )
 
 import llmkernel_anthropic.plugin
-from llmkernel.testing.contract import ProviderContract
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import ToolCall, Usage
+from llmkernel_http.testing.contract import ProviderContract
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 MESSAGES = "/v1/messages"
 

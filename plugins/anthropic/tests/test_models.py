@@ -11,10 +11,10 @@ import llmkernel_anthropic.plugin
 from llmkernel import errors
 from llmkernel.kernel import Kernel
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel.types import Capabilities, EmbeddingRequest
 from llmkernel_anthropic.provider import AnthropicProvider
 from llmkernel_anthropic.settings import AnthropicSettings
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
 
 async def test_list_models_follows_pages(route: Route, provider: AnthropicProvider) -> None:

@@ -31,7 +31,6 @@ from anthropic_wire import (
 import llmkernel_anthropic.plugin
 from llmkernel import errors
 from llmkernel.kernel import Kernel
-from llmkernel.testing.fake_server import FakeResponse, Pause
 from llmkernel.types import (
     ChatRequest,
     FinishEvent,
@@ -50,6 +49,7 @@ from llmkernel.types import (
     UsageEvent,
 )
 from llmkernel_anthropic.provider import AnthropicProvider
+from llmkernel_http.testing.fake_server import FakeResponse, Pause
 
 SIG = "ErUBCkYIARgCIkACJWxzySUOJzOlZ8WFdgQSbeQA3H1i5rfkKLV9eC4HN6Jcnrlw1NcnPRIPaTs9jLF3rllsfoid"
 REDACTED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmkernel.testing.fake_server import FakeResponse, Gate, Piece
+from llmkernel_http.testing.fake_server import FakeResponse, Gate, Piece
 
 REQUEST_ID = "c0ffee00-1234-4abc-8def-0123456789ab"
 HEADERS = {

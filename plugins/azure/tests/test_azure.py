@@ -26,8 +26,8 @@ from azure_wire import (
 import llmkernel_azure.plugin
 from llmkernel import errors
 from llmkernel.kernel import Kernel
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel_azure.errors import AzureContentFilteredError
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
 HI = [{"role": "user", "content": "hi"}]
 CHAT = "/openai/v1/chat/completions"

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 from azure_wire import HEADERS, chunk, completion, error, prompt_filter_chunk, sse
 
 import llmkernel_azure.plugin
-from llmkernel.testing.contract import ProviderContract
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import ToolCall, Usage
+from llmkernel_http.testing.contract import ProviderContract
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     "authentication": (

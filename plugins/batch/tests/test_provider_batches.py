@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from llmkernel.cli import main
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 
 KEY = "sk-test-secret-0123456789"
 EXPIRED = "This request could not be executed before the completion window expired."

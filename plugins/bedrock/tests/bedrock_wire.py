@@ -14,7 +14,7 @@ import zlib
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from llmkernel.testing.fake_server import FakeResponse, Gate, Pause, Piece, RecordedRequest
+from llmkernel_http.testing.fake_server import FakeResponse, Gate, Pause, Piece, RecordedRequest
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

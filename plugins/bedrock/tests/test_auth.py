@@ -24,7 +24,7 @@ from bedrock_wire import (
 import llmkernel_bedrock.plugin
 from llmkernel import errors
 from llmkernel.kernel import Kernel
-from llmkernel.testing.fake_server import FakeServer
+from llmkernel_http.testing.fake_server import FakeServer
 
 HI = [{"role": "user", "content": "hi"}]
 

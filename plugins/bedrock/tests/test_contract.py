@@ -26,11 +26,11 @@ from bedrock_wire import (
 
 import llmkernel_bedrock.plugin
 from llmkernel import errors
-from llmkernel.http import REDACTED
 from llmkernel.kernel import Kernel
-from llmkernel.testing.contract import ProviderContract
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import ToolCall, Usage
+from llmkernel_http import REDACTED
+from llmkernel_http.testing.contract import ProviderContract
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 #: Temporary credentials' session token (the shape of an STS one).
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLE//contract-SESSION-TOKEN"

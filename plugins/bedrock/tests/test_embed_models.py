@@ -26,9 +26,9 @@ from bedrock_wire import (
 import llmkernel_bedrock.plugin
 from llmkernel import errors
 from llmkernel.kernel import Kernel
-from llmkernel.testing.fake_server import FakeServer, RecordedRequest
 from llmkernel.types import Usage
 from llmkernel_bedrock.models import base_model, capabilities_for
+from llmkernel_http.testing.fake_server import FakeServer, RecordedRequest
 
 
 def make(server: FakeServer, **options: Any) -> Kernel:

@@ -23,10 +23,10 @@ import stamina
 from llmkernel.config import Config
 from llmkernel.errors import BudgetExceededError, ConfigError
 from llmkernel.routing import Candidate
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel.types import Usage
 from llmkernel_budgets import plugin as budgets_plugin
 from llmkernel_budgets.gate import BudgetGate
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 from llmkernel_ledger import plugin as ledger_plugin
 
 CANDIDATE = Candidate(provider="sim", model="priced", provider_type="mock")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmkernel.testing.fake_server import FakeResponse, Gate, Pause
 from llmkernel.types import Usage
+from llmkernel_http.testing.fake_server import FakeResponse, Gate, Pause
 
 MODEL = "gemini-2.5-flash"
 API_KEY = "AIza-test-SECRET-9b8c7d6e5f"

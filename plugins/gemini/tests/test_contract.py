@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import gemini_wire as wire
 
 import llmkernel_gemini.plugin
-from llmkernel.testing.contract import ProviderContract
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import ToolCall, Usage
+from llmkernel_http.testing.contract import ProviderContract
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 
 class TestGeminiContract(ProviderContract):

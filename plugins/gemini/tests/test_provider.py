@@ -16,7 +16,6 @@ import llmkernel_gemini.plugin
 from llmkernel import errors
 from llmkernel.kernel import Kernel
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import (
     ChatRequest,
     EmbeddingRequest,
@@ -39,6 +38,7 @@ from llmkernel.types import (
     UsageEvent,
 )
 from llmkernel_gemini.provider import GeminiProvider
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 KEY_ENV = "LLMKERNEL_GEMINI_TEST_KEY"
 CHAT = wire.path()

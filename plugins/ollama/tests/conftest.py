@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmkernel.testing.fake_server import FakeServer
+from llmkernel_http.testing.fake_server import FakeServer
 
 _HERE = str(Path(__file__).parent)
 if _HERE not in sys.path:

@@ -8,7 +8,7 @@ import re
 import threading
 from typing import Any
 
-from llmkernel.testing.fake_server import FakeServer
+from llmkernel_http.testing.fake_server import FakeServer
 
 CREATED = "2025-05-27T22:54:57.641643Z"
 #: a 1x1 PNG, base64

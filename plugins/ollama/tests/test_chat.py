@@ -10,7 +10,6 @@ from ollama_wire import PNG, call, chunk, final
 
 from llmkernel import errors
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Pause
 from llmkernel.types import (
     ChatRequest,
     FinishEvent,
@@ -31,6 +30,7 @@ from llmkernel.types import (
     Usage,
     UsageEvent,
 )
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Pause
 from llmkernel_ollama.provider import OllamaProvider
 
 MODEL = "llama3.2"

@@ -9,9 +9,9 @@ import pytest
 from ollama_wire import call, chunk, close_later, final, pieces, tags
 
 import llmkernel_ollama.plugin
-from llmkernel.testing.contract import ProviderContract
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import ToolCall, Usage
+from llmkernel_http.testing.contract import ProviderContract
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 ERRORS = {
     "authentication": (401, "unauthorized"),

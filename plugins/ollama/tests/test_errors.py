@@ -10,8 +10,8 @@ import pytest
 
 from llmkernel import errors
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel.types import ChatRequest, Message
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 from llmkernel_ollama.provider import OllamaProvider
 
 MODEL = "llama3.2"

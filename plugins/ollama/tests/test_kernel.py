@@ -9,8 +9,8 @@ from ollama_wire import PNG, chunk, final
 
 import llmkernel_ollama.plugin
 from llmkernel.kernel import Kernel
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel.types import ReasoningPart, TextPart
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
 
 def kernel_for(server: FakeServer, **options: Any) -> Kernel:

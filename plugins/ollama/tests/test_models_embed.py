@@ -9,8 +9,8 @@ from ollama_wire import tags
 
 from llmkernel import errors
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 from llmkernel.types import Capabilities, EmbeddingRequest, Usage
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 from llmkernel_ollama import plugin
 from llmkernel_ollama.models import KNOWN_MODELS, base_name
 from llmkernel_ollama.provider import OllamaProvider

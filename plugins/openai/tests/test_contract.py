@@ -13,9 +13,9 @@ import re
 from typing import Any
 
 import llmkernel_openai.plugin
-from llmkernel.testing.contract import ProviderContract
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import ToolCall, Usage
+from llmkernel_http.testing.contract import ProviderContract
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 PATH = "/v1/chat/completions"
 MODEL = "gpt-4o-mini"

@@ -23,7 +23,6 @@ import llmkernel_openai.plugin
 from llmkernel import errors
 from llmkernel.kernel import Kernel
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, Pause
 from llmkernel.types import (
     ChatRequest,
     EmbeddingRequest,
@@ -39,6 +38,7 @@ from llmkernel.types import (
     ToolChoice,
     Usage,
 )
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, Pause
 from llmkernel_openai.provider import OpenAIProvider
 
 KEY = "sk-test-SECRET-0123456789abcdef"
@@ -1757,7 +1757,7 @@ async def test_headers_on_chat_and_embeddings(site: Site) -> None:
     )
     response = await chat(site.provider(), request())
     assert response.headers["x-ratelimit-remaining-requests"] == "41"
-    from llmkernel.http import parse_ratelimit_headers
+    from llmkernel_http import parse_ratelimit_headers
 
     assert parse_ratelimit_headers(response.headers).tokens_reset == 1.0
 

@@ -15,10 +15,10 @@ import pytest
 
 from llmkernel import Kernel, hookimpl
 from llmkernel.errors import RefusedError
-from llmkernel.http import error_for_status, parse_retry_after
 from llmkernel.provider import Provider, ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 from llmkernel.types import ChatRequest, Message, Response, TextPart, Usage
+from llmkernel_http import error_for_status, parse_retry_after
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 from llmkernel_ratelimit import plugin
 
 

@@ -1,6 +1,6 @@
 """A tiny HTTP provider for the routing tests: it speaks a small JSON protocol to
-``llmkernel.testing.fake_server.FakeServer`` through the kernel's shared HTTP helpers
-(``llmkernel.http``), so errors, timeouts, resets and cut streams are real ones and
+``llmkernel_http.testing.fake_server.FakeServer`` through the kernel's shared HTTP helpers
+(``llmkernel_http``), so errors, timeouts, resets and cut streams are real ones and
 every upstream attempt is counted at the server.
 
     POST /v1/chat  {"model", "prompt", "stream"}
@@ -23,20 +23,8 @@ import httpx
 from llmkernel import hookimpl
 from llmkernel.errors import ProviderError
 from llmkernel.errors import TimeoutError as ProviderTimeoutError
-from llmkernel.http import (
-    HTTPSettings,
-    aiter_sse,
-    error_for_status,
-    error_for_transport,
-    make_client,
-    parse_retry_after,
-    read_json,
-    request_id_from,
-    send,
-)
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
@@ -47,6 +35,18 @@ from llmkernel.types import (
     TextPart,
     Usage,
 )
+from llmkernel_http import (
+    HTTPSettings,
+    aiter_sse,
+    error_for_status,
+    error_for_transport,
+    make_client,
+    parse_retry_after,
+    read_json,
+    request_id_from,
+    send,
+)
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
 PATH = "/v1/chat"
 

@@ -27,7 +27,7 @@ import routing_wire as wire
 import llmkernel_routing.plugin
 from llmkernel import Kernel
 from llmkernel.errors import NetworkError
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 from llmkernel_routing import routing_for
 from llmkernel_routing.cli import write_table
 

@@ -11,8 +11,8 @@ import pytest
 from llmkernel import Kernel, hookimpl
 from llmkernel.errors import AuthenticationError, ConfigError
 from llmkernel.provider import Provider, ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
 from llmkernel.testing.scripted import ScriptedProvider
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 from llmkernel_tiktoken import acount_tokens, plugin
 
 

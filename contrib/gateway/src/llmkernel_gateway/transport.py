@@ -1,6 +1,6 @@
 """The providers' HTTP transport inside the gateway.
 
-The kernel's own default (``llmkernel.http.AiohttpTransport``: aiohttp's connector,
+The kernel's own default (``llmkernel_http.AiohttpTransport``: aiohttp's connector,
 requests handed straight to it) holds up under concurrency, so ``transport =
 "aiohttp"`` (the default) adds nothing. ``transport = "httpx"`` puts every provider
 on httpx's own pool instead, through ``provide_transport``, registered in the

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmkernel.errors import InvalidRequestError
-from llmkernel.http import split_data_url
 from llmkernel.types import (
     ChatRequest,
     ImagePart,
@@ -30,6 +29,7 @@ from llmkernel.types import (
     Tool,
     ToolChoice,
 )
+from llmkernel_http import split_data_url
 
 if TYPE_CHECKING:
     from llmkernel_anthropic.settings import AnthropicSettings

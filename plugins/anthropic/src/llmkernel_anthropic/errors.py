@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel import errors
-from llmkernel.http import error_for_status, error_in_stream, parse_retry_after, request_id_from
+from llmkernel_http import error_for_status, error_in_stream, parse_retry_after, request_id_from
 
 #: The HTTP status Anthropic documents for each error type; used for errors that
 #: arrive inside a 200 stream, where the HTTP status says nothing.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llmkernel.http import capabilities_by_prefix
 from llmkernel.types import Capabilities
+from llmkernel_http import capabilities_by_prefix
 
 _CONTEXT = 200_000
 

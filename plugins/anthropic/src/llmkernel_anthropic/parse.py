@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel.errors import MalformedResponseError
-from llmkernel.http import token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -18,6 +17,7 @@ from llmkernel.types import (
     ToolCall,
     Usage,
 )
+from llmkernel_http import token_count
 
 REFUSAL_MESSAGE = "the model declined to answer (stop_reason refusal)"
 

@@ -1,6 +1,6 @@
 """The Anthropic provider: the Messages API over httpx, with SSE streaming.
 
-Built on :class:`llmkernel.http.HTTPProvider` (client, timeouts, headers,
+Built on :class:`llmkernel_http.HTTPProvider` (client, timeouts, headers,
 redaction); this module holds what Anthropic's API makes different."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from llmkernel import errors
-from llmkernel.http import HTTPProvider, SSEDecoder, request_id_from, snippet
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
@@ -25,6 +24,7 @@ from llmkernel_anthropic.models import KNOWN_MODELS, capabilities_for
 from llmkernel_anthropic.parse import parse_response
 from llmkernel_anthropic.settings import AnthropicSettings
 from llmkernel_anthropic.stream import StreamParser
+from llmkernel_http import HTTPProvider, SSEDecoder, request_id_from, snippet
 
 MESSAGES_PATH = "/v1/messages"
 MODELS_PATH = "/v1/models"

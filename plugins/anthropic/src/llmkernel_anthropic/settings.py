@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from llmkernel.http import HTTPSettings
+from llmkernel_http import HTTPSettings
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_API_VERSION = "2023-06-01"

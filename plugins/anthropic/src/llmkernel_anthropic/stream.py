@@ -29,7 +29,7 @@ from llmkernel_anthropic.errors import error_from_event
 from llmkernel_anthropic.parse import finish_reason, merge_usage, parse_usage, refusal_text
 
 if TYPE_CHECKING:
-    from llmkernel.http import SSEEvent
+    from llmkernel_http import SSEEvent
 
 
 @attrs.define

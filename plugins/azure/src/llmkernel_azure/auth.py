@@ -12,8 +12,8 @@ from typing import Any
 import attrs
 
 from llmkernel import errors
-from llmkernel.http import Secrets, collect_secrets
 from llmkernel_azure.settings import AzureSettings
+from llmkernel_http import Secrets, collect_secrets
 
 __all__ = ["Credentials"]
 

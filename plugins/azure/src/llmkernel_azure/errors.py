@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel import errors
-from llmkernel.http import parse_retry_after, request_id_from
+from llmkernel_http import parse_retry_after, request_id_from
 from llmkernel_openai import errors as openai_errors
 
 __all__ = [

@@ -2,7 +2,7 @@
 through the v1 API or the dated deployment URLs.
 
 A subclass of llmkernel-openai's :class:`~llmkernel_openai.provider.OpenAIProvider`
-(itself on :class:`llmkernel.http.HTTPProvider`: client and transport, timeouts,
+(itself on :class:`llmkernel_http.HTTPProvider`: client and transport, timeouts,
 response headers, secret redaction, health): the bodies, answers, stream chunks and
 error bodies are OpenAI's. This module adds Azure's URLs (``path``, ``base_url``,
 ``query_params``), auth (``api-key``, or bearer tokens per request), deployment
@@ -20,7 +20,6 @@ import httpx
 
 from llmkernel import errors as kerrors
 from llmkernel import log
-from llmkernel.http import redact, scrub
 from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
@@ -32,6 +31,7 @@ from llmkernel.types import (
 from llmkernel_azure import errors as azure_errors
 from llmkernel_azure.auth import Credentials
 from llmkernel_azure.settings import AzureSettings
+from llmkernel_http import redact, scrub
 from llmkernel_openai.models import capabilities_for
 from llmkernel_openai.provider import OpenAIProvider, Operation
 

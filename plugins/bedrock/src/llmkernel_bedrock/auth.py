@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from llmkernel import errors
-from llmkernel.http import Secrets, collect_secrets
+from llmkernel_http import Secrets, collect_secrets
 
 __all__ = ["SIGNING_NAME", "AwsSigner", "resolve_region"]
 

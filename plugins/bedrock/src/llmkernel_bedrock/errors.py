@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel import errors
-from llmkernel.http import error_for_status, is_context_window_message, parse_retry_after
+from llmkernel_http import error_for_status, is_context_window_message, parse_retry_after
 
 __all__ = [
     "EXCEPTIONS",

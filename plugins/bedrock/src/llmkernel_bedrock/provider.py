@@ -2,7 +2,7 @@
 InvokeModel for Titan and Cohere embeddings, and the Bedrock control plane's
 ListFoundationModels, signed with SigV4 (or a Bedrock API key as a bearer token).
 
-Built on :class:`llmkernel.http.HTTPProvider` (pooled client on the aiohttp
+Built on :class:`llmkernel_http.HTTPProvider` (pooled client on the aiohttp
 transport, timeouts with the first-content rule, response headers, health, secret
 redaction). It overrides :meth:`BedrockProvider.send`: a SigV4 signature covers the
 exact bytes of the body and the URL sent, so the body is encoded and the request
@@ -25,7 +25,6 @@ from urllib.parse import quote
 import httpx
 
 from llmkernel import errors, log
-from llmkernel.http import HTTPProvider, Secrets, collect_secrets, headers_of, redact, scrub
 from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
@@ -45,6 +44,7 @@ from llmkernel_bedrock.models import capabilities_for, model_list
 from llmkernel_bedrock.parse import Malformed, count, parse_converse
 from llmkernel_bedrock.settings import BedrockSettings
 from llmkernel_bedrock.stream import StreamParser
+from llmkernel_http import HTTPProvider, Secrets, collect_secrets, headers_of, redact, scrub
 
 __all__ = ["EVENT_STREAM", "BedrockProvider"]
 

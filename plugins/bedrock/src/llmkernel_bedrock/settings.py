@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import attrs
 
-from llmkernel.http import HTTPSettings
+from llmkernel_http import HTTPSettings
 
 __all__ = ["BedrockSettings", "CachePoint"]
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel import errors
-from llmkernel.http import (
+from llmkernel_http import (
     error_for_status,
     parse_duration,
     parse_retry_after,

@@ -1,7 +1,7 @@
 """The Gemini provider: chat, streaming, embeddings and model listing over the
 Gemini API (``generativelanguage.googleapis.com``) with httpx, no SDK.
 
-Built on :class:`llmkernel.http.HTTPProvider` (client, timeouts, headers,
+Built on :class:`llmkernel_http.HTTPProvider` (client, timeouts, headers,
 redaction); this module holds what Gemini's API makes different."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import attrs
 import httpx
 
 from llmkernel import errors
-from llmkernel.http import HTTPProvider, aiter_sse, headers_of, request_id_from, snippet
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
@@ -30,6 +29,7 @@ from llmkernel_gemini.models import KNOWN_MODELS, bare_model_id, capabilities_fo
 from llmkernel_gemini.parse import Where, as_mapping, optional_list, parse_response
 from llmkernel_gemini.settings import GeminiSettings
 from llmkernel_gemini.stream import StreamParser
+from llmkernel_http import HTTPProvider, aiter_sse, headers_of, request_id_from, snippet
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Mapping, Sequence

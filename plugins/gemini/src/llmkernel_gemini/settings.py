@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from llmkernel.http import HTTPSettings
+from llmkernel_http import HTTPSettings
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_KEY_ENV = "GEMINI_API_KEY"

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmkernel.errors import MalformedResponseError
-from llmkernel.http import parse_arguments, token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -25,6 +24,7 @@ from llmkernel.types import (
     ToolCall,
     Usage,
 )
+from llmkernel_http import parse_arguments, token_count
 
 
 def malformed(problem: str, *, provider: str, model: str) -> MalformedResponseError:
@@ -35,7 +35,7 @@ def malformed(problem: str, *, provider: str, model: str) -> MalformedResponseEr
 
 def count(value: Any) -> int:
     """A token count, or 0 when absent (Ollama omits ``prompt_eval_count`` when the
-    whole prompt came from its cache): :func:`llmkernel.http.token_count`."""
+    whole prompt came from its cache): :func:`llmkernel_http.token_count`."""
     return token_count(value)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from llmkernel import errors
-from llmkernel.http import HTTPProvider, aiter_ndjson, headers_of, request_id_from
 from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
@@ -23,6 +22,7 @@ from llmkernel.types import (
     StreamEvent,
     Usage,
 )
+from llmkernel_http import HTTPProvider, aiter_ndjson, headers_of, request_id_from
 from llmkernel_ollama.convert import chat_body, plain
 from llmkernel_ollama.errors import error_for_response, error_in_body
 from llmkernel_ollama.models import capabilities_from_show, declared, known_capabilities

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from llmkernel.http import HTTPSettings
+from llmkernel_http import HTTPSettings
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from llmkernel import errors
-from llmkernel.http import error_for_status, error_in_stream, parse_retry_after, request_id_from
+from llmkernel_http import error_for_status, error_in_stream, parse_retry_after, request_id_from
 
 if TYPE_CHECKING:
     import httpx

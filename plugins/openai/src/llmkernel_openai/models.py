@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from llmkernel.http import capabilities_by_prefix
 from llmkernel.types import Capabilities
+from llmkernel_http import capabilities_by_prefix
 
 KNOWN_MODELS: dict[str, Capabilities] = {
     "gpt-4o": Capabilities(

@@ -8,8 +8,6 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from llmkernel.http import parse_arguments as shared_parse_arguments
-from llmkernel.http import token_count
 from llmkernel.types import (
     FinishReason,
     Message,
@@ -22,6 +20,8 @@ from llmkernel.types import (
     ToolCall,
     Usage,
 )
+from llmkernel_http import parse_arguments as shared_parse_arguments
+from llmkernel_http import token_count
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -87,7 +87,7 @@ def reasoning_text(obj: Mapping[str, Any]) -> str:
 
 
 def parse_arguments(raw: Any, name: str) -> dict[str, Any]:
-    """:func:`llmkernel.http.parse_arguments`, failing with :class:`Malformed`."""
+    """:func:`llmkernel_http.parse_arguments`, failing with :class:`Malformed`."""
     try:
         return shared_parse_arguments(raw, name=name)
     except ValueError as exc:

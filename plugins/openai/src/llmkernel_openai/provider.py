@@ -2,7 +2,7 @@
 and every server that speaks them (Groq, Together, DeepSeek, OpenRouter, Mistral,
 vLLM, LM Studio, llama.cpp...).
 
-Built on :class:`llmkernel.http.HTTPProvider` (client, timeouts, headers, redaction).
+Built on :class:`llmkernel_http.HTTPProvider` (client, timeouts, headers, redaction).
 A subclass for a server with other URLs or auth (Azure OpenAI) overrides the hooks:
 :meth:`~OpenAIProvider.base_url`, :meth:`~OpenAIProvider.auth_headers`,
 :meth:`~OpenAIProvider.query_params`, :meth:`~OpenAIProvider.path`,
@@ -21,7 +21,6 @@ import httpx
 
 from llmkernel import errors as kerrors
 from llmkernel import log
-from llmkernel.http import HTTPProvider, aiter_sse, headers_of, request_id_from, snippet
 from llmkernel.provider import ProviderConfig
 from llmkernel.types import (
     Capabilities,
@@ -39,6 +38,7 @@ from llmkernel.types import (
     Usage,
     UsageEvent,
 )
+from llmkernel_http import HTTPProvider, aiter_sse, headers_of, request_id_from, snippet
 from llmkernel_openai import convert, parse
 from llmkernel_openai import errors as wire
 from llmkernel_openai.models import KNOWN_MODELS, capabilities_for

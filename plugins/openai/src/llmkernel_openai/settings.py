@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from llmkernel.http import HTTPSettings
+from llmkernel_http import HTTPSettings
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"

@@ -50,9 +50,9 @@ class RateLimitHeaders:
 
 def parse_duration(text: str) -> float | None:
     """A Go-style duration (``"6m0s"``, ``"1.5s"``, ``"20ms"``) or plain seconds, in
-    seconds; ``None`` when it is neither (``llmkernel.http.parse_reset_duration``,
-    imported on first use: ``llmkernel.http`` imports httpx)."""
-    from llmkernel.http import parse_reset_duration
+    seconds; ``None`` when it is neither (``llmkernel_http.parse_reset_duration``,
+    imported on first use: ``llmkernel_http`` imports httpx)."""
+    from llmkernel_http import parse_reset_duration
 
     return parse_reset_duration(text)
 
@@ -92,7 +92,7 @@ def has_rate_headers(headers: Mapping[str, str]) -> bool:
 
 def parse_headers(headers: Mapping[str, str], now_epoch: float) -> RateLimitHeaders:
     """The rate-limit facts in ``headers`` (lower-case names)."""
-    from llmkernel.http import parse_reset_duration, parse_reset_time
+    from llmkernel_http import parse_reset_duration, parse_reset_time
 
     found: dict[str, Allowance | None] = {}
     for kind in ("requests", "tokens"):

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from llmkernel.http import error_for_status
 from llmkernel.types import ChatRequest, ImagePart, ReasoningPart, TextPart, TokenCount
+from llmkernel_http import error_for_status
 
 __all__ = ["anthropic_body", "count_anthropic", "count_gemini", "gemini_body"]
 
@@ -122,7 +122,7 @@ async def _post(
     try:
         response = await http.post(url, content=json.dumps(body), headers=headers)
     except httpx.HTTPError as exc:
-        from llmkernel.http import error_for_transport
+        from llmkernel_http import error_for_transport
 
         raise error_for_transport(exc, provider=provider, model=model) from exc
     finally:

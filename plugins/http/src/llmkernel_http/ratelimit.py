@@ -110,7 +110,7 @@ def parse_ratelimit_headers(
     moment = time.time() if now is None else now
     retry_after = None
     if get("retry-after"):
-        from llmkernel.http.errors import parse_retry_after
+        from llmkernel_http.errors import parse_retry_after
 
         retry_after = parse_retry_after(headers, now=moment)
     if any(name.startswith("anthropic-ratelimit-") for name in headers):

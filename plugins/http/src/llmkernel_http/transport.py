@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from llmkernel import errors
-from llmkernel.http.errors import error_for_transport, request_id_from
+from llmkernel_http.errors import error_for_transport, request_id_from
 
 #: Builds the provider's error for an error ``response`` from its body (already read,
 #: so ``response.text`` works too).

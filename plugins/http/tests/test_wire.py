@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from llmkernel import errors
-from llmkernel.http import (
+from llmkernel_http import (
     SSEDecoder,
     aiter_ndjson,
     aiter_sse,
@@ -23,7 +23,7 @@ from llmkernel.http import (
     read_json,
     send,
 )
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate
 
 
 def test_sse_any_line_ending_and_any_split() -> None:
@@ -296,7 +296,7 @@ async def test_read_json_of_a_body_that_is_not_json_is_malformed() -> None:
 
 
 def test_openai_rate_limit_headers() -> None:
-    from llmkernel.http import RateLimitInfo, parse_ratelimit_headers
+    from llmkernel_http import RateLimitInfo, parse_ratelimit_headers
 
     info = parse_ratelimit_headers(
         {
@@ -324,20 +324,20 @@ def test_openai_rate_limit_headers() -> None:
     [("1s", 1.0), ("20ms", 0.02), ("6m0s", 360.0), ("1h2m3.5s", 3723.5), ("0.5", 0.5)],
 )
 def test_reset_durations(text: str, seconds: float) -> None:
-    from llmkernel.http import parse_reset_duration
+    from llmkernel_http import parse_reset_duration
 
     assert parse_reset_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["", "soon", "5x", "1s2"])
 def test_unreadable_reset_durations(text: str) -> None:
-    from llmkernel.http import parse_reset_duration
+    from llmkernel_http import parse_reset_duration
 
     assert parse_reset_duration(text) is None
 
 
 def test_anthropic_rate_limit_headers() -> None:
-    from llmkernel.http import parse_ratelimit_headers
+    from llmkernel_http import parse_ratelimit_headers
 
     now = 1_700_000_000.0
     in_30s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 30))
@@ -362,7 +362,7 @@ def test_anthropic_rate_limit_headers() -> None:
 
 
 def test_anthropic_input_token_headers_when_no_combined_ones() -> None:
-    from llmkernel.http import parse_ratelimit_headers
+    from llmkernel_http import parse_ratelimit_headers
 
     info = parse_ratelimit_headers(
         {
@@ -374,7 +374,7 @@ def test_anthropic_input_token_headers_when_no_combined_ones() -> None:
 
 
 def test_no_rate_limit_headers() -> None:
-    from llmkernel.http import parse_ratelimit_headers
+    from llmkernel_http import parse_ratelimit_headers
 
     assert parse_ratelimit_headers({"content-type": "application/json"}).empty
 
@@ -383,7 +383,7 @@ def test_no_rate_limit_headers() -> None:
 
 
 def test_wire_readers() -> None:
-    from llmkernel.http import (
+    from llmkernel_http import (
         capabilities_by_prefix,
         parse_arguments,
         snippet,
@@ -409,7 +409,7 @@ def test_wire_readers() -> None:
 
 
 def test_error_in_stream_keeps_the_http_status() -> None:
-    from llmkernel.http import error_in_stream
+    from llmkernel_http import error_in_stream
 
     error = error_in_stream(529, "Overloaded", provider="p", error_type="overloaded_error")
     assert isinstance(error, errors.OverloadedError)
@@ -425,9 +425,9 @@ def _base_provider(server: FakeServer, **options: object) -> object:
     {"meta": ...} (metadata) or {"text": ...} (content)."""
     from collections.abc import AsyncGenerator
 
-    from llmkernel.http import HTTPProvider, aiter_ndjson
     from llmkernel.provider import ProviderConfig
     from llmkernel.types import ChatRequest, MetadataEvent, StreamEvent, TextDelta
+    from llmkernel_http import HTTPProvider, aiter_ndjson
 
     class LineProvider(HTTPProvider):
         async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
@@ -449,8 +449,8 @@ def _base_provider(server: FakeServer, **options: object) -> object:
 async def test_first_token_timeout_waits_for_content_not_metadata(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from llmkernel.testing.fake_server import Pause
     from llmkernel.types import ChatRequest, Message
+    from llmkernel_http.testing.fake_server import Pause
 
     monkeypatch.setenv("WIRE_TEST_KEY", "sk-wire-SECRET-1234")
     with FakeServer() as server:
@@ -480,8 +480,8 @@ async def test_a_deadline_passed_while_the_consumer_held_an_event(
 ) -> None:
     """The consumer's time is not the server's: events already received are still
     delivered after the deadline, but a read that has to wait then fails at once."""
-    from llmkernel.testing.fake_server import Pause
     from llmkernel.types import ChatRequest, Message
+    from llmkernel_http.testing.fake_server import Pause
 
     monkeypatch.setenv("WIRE_TEST_KEY", "sk-wire-SECRET-1234")
     with FakeServer() as server:
@@ -535,7 +535,7 @@ async def test_base_redacts_secrets_and_sets_headers(monkeypatch: pytest.MonkeyP
 
 
 async def test_aiohttp_transport_streams_and_maps_failures() -> None:
-    from llmkernel.http import AiohttpTransport
+    from llmkernel_http import AiohttpTransport
 
     gate = Gate()
     with FakeServer() as server:
@@ -556,7 +556,7 @@ async def test_aiohttp_transport_streams_and_maps_failures() -> None:
 
 
 def test_default_transport_is_aiohttp_unless_asked() -> None:
-    from llmkernel.http import AiohttpTransport, HTTPSettings, default_transport
+    from llmkernel_http import AiohttpTransport, HTTPSettings, default_transport
 
     assert isinstance(default_transport(HTTPSettings()), AiohttpTransport)
     assert default_transport(HTTPSettings(http_client="httpx")) is None
@@ -572,8 +572,8 @@ def test_a_kernel_never_closed_prints_no_unclosed_session_warning() -> None:
     script = textwrap.dedent(
         """
         import json, os
-        from llmkernel.http import AiohttpTransport
-        from llmkernel.testing.fake_server import FakeResponse, FakeServer
+        from llmkernel_http import AiohttpTransport
+        from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
         import asyncio, httpx
 
         server = FakeServer()
@@ -601,7 +601,7 @@ def test_a_kernel_never_closed_prints_no_unclosed_session_warning() -> None:
 
 
 def test_redaction_helpers_for_providers_off_the_base() -> None:
-    from llmkernel.http import REDACTED, collect_secrets, redact, scrub
+    from llmkernel_http import REDACTED, collect_secrets, redact, scrub
 
     secrets = collect_secrets(
         "sk-live-0123", {"Authorization": "Bearer tok-9876", "accept": "application/json"}

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 import pytest
 
 from llmkernel import errors
-from llmkernel.http import REDACTED
 from llmkernel.kernel import Kernel
-from llmkernel.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 from llmkernel.types import FinishEvent, ToolCall, Usage, UsageEvent
+from llmkernel_http import REDACTED
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, Gate, RecordedRequest
 
 ERROR_KINDS: dict[str, type[errors.ProviderError]] = {
     "authentication": errors.AuthenticationError,

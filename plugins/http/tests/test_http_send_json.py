@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from llmkernel import errors
-from llmkernel.http import HTTPProvider
 from llmkernel.provider import ProviderConfig
-from llmkernel.testing.fake_server import FakeResponse, FakeServer
+from llmkernel_http import HTTPProvider
+from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
 SECRET = "sk-send-json-SECRET-5678"
 

@@ -6,18 +6,18 @@ from collections.abc import Mapping
 
 import httpx
 
-from llmkernel.http.settings import HTTPSettings
+from llmkernel_http.settings import HTTPSettings
 
 __all__ = ["default_transport", "make_client"]
 
 
 def default_transport(settings: HTTPSettings) -> httpx.AsyncBaseTransport | None:
     """The transport a provider client gets when ``provide_transport`` gives none:
-    :class:`~llmkernel.http.aiohttp_transport.AiohttpTransport` (``http_client =
+    :class:`~llmkernel_http.aiohttp_transport.AiohttpTransport` (``http_client =
     "aiohttp"``, the default, when aiohttp is installed), else ``None`` for httpx's
     own pool (``http_client = "httpx"``)."""
     if settings.http_client == "aiohttp":
-        from llmkernel.http.aiohttp_transport import AiohttpTransport, aiohttp_available
+        from llmkernel_http.aiohttp_transport import AiohttpTransport, aiohttp_available
 
         if aiohttp_available():
             return AiohttpTransport(max_connections=settings.max_connections)

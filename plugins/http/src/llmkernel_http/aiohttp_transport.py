@@ -4,10 +4,10 @@ connection pool underneath.
 httpx's own async pool (httpcore) re-scans every connection on each request; at 50
 concurrent callers on one core it spent 75% of the time there (docs/performance.md).
 aiohttp's pool does not, so this transport is the default for every provider client
-built by :func:`llmkernel.http.make_client`. Responses stream: each chunk is handed
+built by :func:`llmkernel_http.make_client`. Responses stream: each chunk is handed
 to httpx as soon as it arrives. :meth:`AiohttpTransport.exchange` (answers read
 whole) goes over the kernel's own keep-alive connections instead
-(:mod:`llmkernel.http.connections`), unless a proxy is configured.
+(:mod:`llmkernel_http.connections`), unless a proxy is configured.
 
 aiohttp is imported when the first client is built, never by ``import llmkernel``.
 Failures are raised as httpx's exceptions (connect errors, read errors, timeouts), so
@@ -28,7 +28,7 @@ import httpx
 if TYPE_CHECKING:
     import aiohttp
 
-    from llmkernel.http.connections import ConnectionPool
+    from llmkernel_http.connections import ConnectionPool
 
 __all__ = ["AiohttpTransport", "aiohttp_available"]
 
@@ -45,7 +45,7 @@ def aiohttp_available() -> bool:
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` sending through one ``aiohttp.ClientSession``,
     and :meth:`exchange` (answers read whole) through the kernel's own
-    :class:`~llmkernel.http.connections.ConnectionPool`.
+    :class:`~llmkernel_http.connections.ConnectionPool`.
 
     ``max_connections`` bounds each of the two pools (0: no bound), ``keepalive_expiry``
     is how long an idle connection is kept. Both are created at their first request,
@@ -135,11 +135,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         are raised as httpx's exceptions, as by :meth:`handle_async_request`.
 
         The exchange goes over the kernel's own keep-alive connections
-        (:class:`~llmkernel.http.connections.ConnectionPool`), a third of aiohttp's
+        (:class:`~llmkernel_http.connections.ConnectionPool`), a third of aiohttp's
         cost; through aiohttp when a proxy is configured in the environment."""
         pool = self._pool
         if pool is None and not self._proxy():
-            from llmkernel.http.connections import ConnectionPool
+            from llmkernel_http.connections import ConnectionPool
 
             pool = self._pool = ConnectionPool(
                 max_connections=self._max_connections,

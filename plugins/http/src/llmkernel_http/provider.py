@@ -5,9 +5,9 @@ It holds the policy every HTTP adapter shares, written once:
 * settings parsed from ``[providers.NAME]`` (``settings_class``), unknown keys refused;
 * one pooled client per instance, built at the first request (when the API key is
   read), on the transport from ``provide_transport`` or the default one
-  (:class:`~llmkernel.http.AiohttpTransport`: streams over aiohttp, answers read whole
+  (:class:`~llmkernel_http.AiohttpTransport`: streams over aiohttp, answers read whole
   by :meth:`send_json` over the kernel's own connections,
-  :mod:`llmkernel.http.connections`); closed by :meth:`aclose`;
+  :mod:`llmkernel_http.connections`); closed by :meth:`aclose`;
 * :meth:`send` and :meth:`send_json`: an error status becomes the provider's error
   (:meth:`error_for_response`), a transport failure the kernel's network or timeout
   error; every error carries the response ``headers``;
@@ -46,12 +46,6 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from llmkernel import errors
-from llmkernel.http.aiohttp_transport import AiohttpTransport
-from llmkernel.http.client import default_transport, make_client
-from llmkernel.http.errors import error_for_transport, request_id_from
-from llmkernel.http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
-from llmkernel.http.settings import HTTPSettings
-from llmkernel.http.wire import snippet
 from llmkernel.options import parse_options
 from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.types import (
@@ -68,6 +62,12 @@ from llmkernel.types import (
     ToolCallDelta,
     replace,
 )
+from llmkernel_http.aiohttp_transport import AiohttpTransport
+from llmkernel_http.client import default_transport, make_client
+from llmkernel_http.errors import error_for_transport, request_id_from
+from llmkernel_http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
+from llmkernel_http.settings import HTTPSettings
+from llmkernel_http.wire import snippet
 
 __all__ = ["REDACTED", "HTTPProvider", "headers_of"]
 
@@ -109,7 +109,7 @@ class HTTPProvider(Provider):
         self._urls: dict[str, httpx.URL] = {}
         self._extensions: dict[str, Any] = {}
         # send_json's fast path: AiohttpTransport.exchange (the kernel's own connections,
-        # llmkernel.http.connections; aiohttp behind a proxy), no httpx request objects
+        # llmkernel_http.connections; aiohttp behind a proxy), no httpx request objects
         self._fast: AiohttpTransport | None = None
         self._per_request = False  # request_headers() is overridden
         self._fast_headers = _Headers()
@@ -148,7 +148,7 @@ class HTTPProvider(Provider):
     ) -> errors.ProviderError:
         """The kernel error for an HTTP error ``response`` whose ``body`` was read.
         Every adapter overrides this with its API's error body reader."""
-        from llmkernel.http.errors import error_for_status, parse_retry_after
+        from llmkernel_http.errors import error_for_status, parse_retry_after
 
         text = snippet(body, 300)
         return error_for_status(

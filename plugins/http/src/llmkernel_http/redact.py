@@ -1,7 +1,7 @@
 """Keeping secrets out of errors: the API key and auth header values a provider
 sends are replaced by ``[redacted]`` wherever an answer echoes them.
 
-:class:`~llmkernel.http.HTTPProvider` does this for its subclasses. A provider that
+:class:`~llmkernel_http.HTTPProvider` does this for its subclasses. A provider that
 does not stand on it (a signed-request API, say) uses the same three functions::
 
     secrets = collect_secrets(key, headers)      # when the client is built

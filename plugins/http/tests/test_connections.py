@@ -1,4 +1,4 @@
-"""The kernel's own keep-alive HTTP/1.1 connections (``llmkernel.http.connections``)
+"""The kernel's own keep-alive HTTP/1.1 connections (``llmkernel_http.connections``)
 against raw servers on 127.0.0.1 that send exact bytes: framing (Content-Length,
 chunked, the connection's end), keep-alive and its exceptions, malformed answers,
 timeouts, the bound on connections, cancellation, closing, TLS, and the public
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llmkernel.http.connections import ConnectionPool
+from llmkernel_http.connections import ConnectionPool
 
 T: dict[str, float | None] = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
