@@ -32,12 +32,9 @@ What the portal guarantees to a sync caller:
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import os
 import signal
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -57,7 +54,6 @@ _LINGER = 0.2
 # meanwhile (a pooled connection the server closed is then known closed, not reused).
 _STALE = 1.0
 
-_PORTALS: weakref.WeakSet[Portal] = weakref.WeakSet()
 _ABANDONED: list[asyncio.AbstractEventLoop] = []  # a parent's loops, kept from gc in a child
 _running_loop = asyncio._get_running_loop
 # signal's own functions without the wrappers that turn numbers into enums (a third
@@ -194,7 +190,6 @@ class Portal:
     def __init__(self) -> None:
         self._state: _Loop | None = None
         self._lock = threading.Lock()
-        _PORTALS.add(self)
 
     @property
     def started(self) -> bool:
@@ -387,7 +382,7 @@ class Portal:
             for call in calls:
                 call.abandon()
 
-    def _forget(self) -> None:
+    def forget(self) -> None:
         """In a forked child: the loop (and any thread running it) is the parent's."""
         if self._state is not None:
             _ABANDONED.append(self._state.loop)
@@ -504,18 +499,3 @@ def _report(exc: BaseException) -> None:
     from llmkernel._logging import log
 
     log.warning("llmkernel.portal.stop_failed", error=f"{type(exc).__name__}: {exc}")
-
-
-def _stop_all() -> None:
-    for portal in list(_PORTALS):
-        portal.stop()
-
-
-def _after_fork_in_child() -> None:
-    for portal in list(_PORTALS):
-        portal._forget()
-
-
-atexit.register(_stop_all)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

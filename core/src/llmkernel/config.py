@@ -42,7 +42,10 @@ _TOP_KEYS = (
     "models",
     "prices",
     "plugin",
+    "redis",
 )
+#: ``[redis] url`` from the environment (the ``llmkernel-redis`` plugin reads ``[redis]``)
+REDIS_URL_ENV = "LLMKERNEL_REDIS_URL"
 #: Error kinds ``[routing.fallback]`` takes a rule for (``ProviderError.kind``).
 ERROR_KINDS = (
     "authentication",
@@ -160,6 +163,9 @@ class Config:
     model_targets: Mapping[str, tuple[ModelTarget, ...]] = attrs.field(factory=dict)
     prices: Mapping[str, ModelPrice] = attrs.field(factory=dict)
     plugin: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: ``[redis]``: shared state for every stateful plugin, read and validated by the
+    #: ``llmkernel-redis`` plugin (``$LLMKERNEL_REDIS_URL`` sets ``url``); empty: off
+    redis: Mapping[str, Any] = attrs.field(factory=dict)
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:
         """The ``[plugin.<name>]`` table, empty when absent."""
@@ -237,6 +243,9 @@ class Config:
         for name, table in plugin_tables.items():
             if not isinstance(table, Mapping):
                 raise ConfigError(f"[plugin.{name}] in {source_name} must be a table")
+        redis = dict(_table(data, "redis", source_name))
+        if env.get(REDIS_URL_ENV):
+            redis["url"] = env[REDIS_URL_ENV]
         return cls(
             source=source_name,
             default_model=default_model,
@@ -248,6 +257,7 @@ class Config:
             model_targets=model_targets,
             prices=prices,
             plugin=plugin_tables,
+            redis=redis,
         )
 
 

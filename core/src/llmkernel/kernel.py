@@ -18,19 +18,17 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-
 from llmkernel import convert, pipeline
 from llmkernel._logging import log
 from llmkernel.cache import Cache
-from llmkernel.config import DEFAULT_STRATEGY, OFFLINE_DEFAULT_MODEL, Config
+from llmkernel.config import DEFAULT_STRATEGY, OFFLINE_DEFAULT_MODEL, REDIS_URL_ENV, Config
 from llmkernel.context import RequestContext
 from llmkernel.errors import ConfigError, LLMKernelError, NoProviderError, PluginError
+from llmkernel.lifecycle import Lifecycle
 from llmkernel.plugins import (
     BUILTIN,
     PluginStatus,
@@ -77,20 +75,15 @@ _ids = itertools.count(1)
 
 
 _PORTAL_LOCK = threading.Lock()
-#: every kernel, told in a forked child that the parent's loop and connections are not its
-_KERNELS: weakref.WeakSet[Kernel] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def _new_ids() -> None:
+    """Request ids of a forked child are its own."""
     global _ID_PREFIX, _ids
     _ID_PREFIX = os.urandom(6).hex()
     _ids = itertools.count(1)
-    for kernel in list(_KERNELS):
-        kernel._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 #: Model strings remembered with their candidates (a gateway sees arbitrary ones).
 _RESOLVED_MAX = 1024
 #: Hooks the pipeline skips entirely while only the kernel implements them.
@@ -133,10 +126,10 @@ class Kernel:
         self._unhealthy: dict[str, float] = {}
         self._prices: dict[tuple[str, str, str], Any] = {}
         self._capabilities: dict[Candidate, Capabilities | None] = {}
-        self._closers: list[Callable[[], Any]] = []
+        self.lifecycle = Lifecycle()
+        self.lifecycle.on_fork(self._after_fork)
         self.claimed_options: frozenset[str] = frozenset()
         self._loop: asyncio.AbstractEventLoop | None = None
-        _KERNELS.add(self)
         #: hooks a plugin (not only the kernel) implements; the pipeline skips the rest
         self.hooked = frozenset(
             name
@@ -186,6 +179,8 @@ class Kernel:
             *((n, "[plugins] disabled / LLMKERNEL_DISABLE_PLUGINS") for n in settings.disabled),
             *((n, "[plugins] enabled / LLMKERNEL_LOAD_PLUGINS") for n in settings.enabled),
         ]
+        if self.config.redis:
+            named.append(("redis", f"[redis] / {REDIS_URL_ENV} (shared state)"))
         for name, where in named:
             if name in known:
                 continue
@@ -216,10 +211,13 @@ class Kernel:
                 from llmkernel._portal import Portal
 
                 portal = self.__dict__["_portal"] = Portal()
+                self.lifecycle.on_exit(portal.stop)
+                self.lifecycle.on_fork(portal.forget)
         return portal
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's loop and pooled connections are not ours."""
+        _new_ids()
         self._loop = None
         self._providers.clear()
 
@@ -243,7 +241,18 @@ class Kernel:
 
     def add_closer(self, closer: Callable[[], Any]) -> None:
         """Run ``closer()`` (sync, or returning an awaitable) in :meth:`aclose`."""
-        self._closers.append(closer)
+        self.lifecycle.add_closer(closer)
+
+    def on_exit(self, hook: Callable[[], Any]) -> None:
+        """Run ``hook()`` (sync, quick, no executor) at interpreter exit if the kernel
+        was not closed: how a ledger commits what is queued when a script never
+        closes its kernel. See :mod:`llmkernel.lifecycle`."""
+        self.lifecycle.on_exit(hook)
+
+    def on_fork(self, hook: Callable[[], Any]) -> None:
+        """Run ``hook()`` in a child made by ``os.fork`` (drop the parent's threads,
+        connections and leases there)."""
+        self.lifecycle.on_fork(hook)
 
     def make_strategy(self, name: str, settings: Mapping[str, Any] | None = None) -> Any:
         """Build the strategy ``name`` (its settings default to ``[routing.<name>]``);
@@ -283,16 +292,17 @@ class Kernel:
             return existing
         section = self.config.providers.get(name)
         if section is not None:
-            config = ProviderConfig(
-                name=name, type=section.type, options=section.options, where=section.where
-            )
+            ptype, options, where = section.type, section.options, section.where
         else:
-            config = ProviderConfig(
-                name=name, type=name, options={}, where=f"[providers.{name}] (defaults)"
-            )
-        transport = self.hook.provide_transport(kernel=self, provider=name)
-        if transport is not None:
-            config = attrs.evolve(config, transport=transport)
+            ptype, options, where = name, {}, f"[providers.{name}] (defaults)"
+        config = ProviderConfig(
+            name=name,
+            type=ptype,
+            options=options,
+            where=where,
+            transport=self.hook.provide_transport(kernel=self, provider=name),
+            lifecycle=self.lifecycle,
+        )
         provider, plugin = first_result(
             self.plugin_manager, "provide_chat", kernel=self, config=config
         )
@@ -800,32 +810,50 @@ class Kernel:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def aclose(self) -> None:
-        """Close every provider's HTTP client (a provider opens a new one if used
-        again), then the plugins' objects (``aclose()`` of the cache, gates and
-        strategy) and closers (:meth:`add_closer`), each failure logged."""
-        owned: list[tuple[str, Any]] = [(p.name, p.aclose) for p in self._providers.values()]
+    def _closing(self) -> list[tuple[str, Callable[[], Any]]]:
+        """What closing runs, in order: providers, plugin objects, then closers."""
+        owned: list[tuple[str, Callable[[], Any]]] = [
+            (p.name, p.aclose) for p in self._providers.values()
+        ]
         for thing in (self.cache, *self.gates, self.strategy):
             close = getattr(thing, "aclose", None)
             if callable(close):
                 owned.append((type(thing).__name__, close))
-        owned.extend((getattr(c, "__qualname__", "closer"), c) for c in reversed(self._closers))
-        for name, close in owned:
+        owned.extend(
+            (getattr(c, "__qualname__", "closer"), c) for c in reversed(self.lifecycle.closers)
+        )
+        return owned
+
+    async def aclose(self) -> None:
+        """Close every provider's HTTP client (a provider opens a new one if used
+        again), then the plugins' objects (``aclose()`` of the cache, gates and
+        strategy) and closers (:meth:`add_closer`), each failure logged."""
+        for name, close in self._closing():
             try:
                 result = close()
                 if inspect.isawaitable(result):
                     await result
             except Exception as exc:
-                log.warning(
-                    "llmkernel.close_failed", what=name, error=f"{type(exc).__name__}: {exc}"
-                )
+                _close_failed(name, exc)
+        self.lifecycle.closed = True
 
     def close(self) -> None:
         """Sync :meth:`aclose`; also closes the sync API's event loop."""
         if "_portal" in self.__dict__ and self._portal.started:
             self._portal.stop(final=self.aclose)
             return
-        if not self._providers:
+        if self._loop is None:
+            # nothing ever ran on a loop: nothing is bound to one, so the sync closers
+            # run here without asyncio, and an async aclose has nothing to release
+            for name, close in self._closing():
+                try:
+                    result = close()
+                except Exception as exc:
+                    _close_failed(name, exc)
+                    continue
+                if inspect.iscoroutine(result):
+                    result.close()
+            self.lifecycle.closed = True
             return
         import asyncio
 
@@ -932,6 +960,10 @@ class ChatStream:
             pass
         assert self.response is not None
         return self.response
+
+
+def _close_failed(name: str, exc: Exception) -> None:
+    log.warning("llmkernel.close_failed", what=name, error=f"{type(exc).__name__}: {exc}")
 
 
 def _merge(into: dict[str, Any], part: Mapping[str, Any]) -> None:

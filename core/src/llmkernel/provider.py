@@ -26,7 +26,7 @@ from llmkernel.types import (
 )
 
 if TYPE_CHECKING:
-    import httpx
+    from llmkernel.lifecycle import Lifecycle
 
 
 @attrs.frozen(kw_only=True)
@@ -35,14 +35,17 @@ class ProviderConfig:
 
     ``options`` is the rest of the table, for the plugin to read with
     :func:`llmkernel.options.parse_options`. ``where`` names the table and file for
-    error messages. ``transport`` (if set) is the httpx transport to build clients on.
+    error messages. ``transport`` (if set) is the transport an HTTP provider builds its
+    client on (from the ``provide_transport`` hook); ``lifecycle`` is the kernel's
+    :class:`~llmkernel.lifecycle.Lifecycle`, for exit and fork hooks.
     """
 
     name: str
     type: str
     options: Mapping[str, Any] = attrs.field(factory=dict)
     where: str = ""
-    transport: httpx.AsyncBaseTransport | None = None
+    transport: Any = None
+    lifecycle: Lifecycle | None = None
 
 
 class Provider:
