@@ -57,7 +57,10 @@ def test_a_full_file_loads(tmp_path: Path) -> None:
     # the mock may not be (core's own tests run with core alone)
     runnable = Config.load(write(tmp_path, GOOD.replace('disabled = ["mock"]', "")))
     kernel = Kernel(runnable, plugins=[ScriptedPlugin()], entry_points=False)
-    assert [c.qualified for c in kernel.resolve("fast")] == ["groq/llama-3.3-70b", "local/small"]
+    assert [c.qualified for c in kernel.models.resolve("fast")] == [
+        "groq/llama-3.3-70b",
+        "local/small",
+    ]
     with kernel:
         response = kernel.chat(messages="hi")  # default_model = the "fast" group
     assert response.provider == "groq"

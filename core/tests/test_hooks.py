@@ -84,7 +84,7 @@ def test_hook_provide_transport() -> None:
 
 def test_hook_provide_chat() -> None:
     kernel = make_kernel(["hello from a"])
-    assert kernel.provider_plugins["a"] == "scripted"
+    assert kernel.models.provider_plugins["a"] == "scripted"
     assert kernel.chat(model="a/m1", messages="hi").text == "hello from a"
     kernel.close()
 
@@ -104,7 +104,10 @@ def test_hook_price_model() -> None:
         assert kernel.chat(model="a/m1", messages="hi").cost == Decimal(10 * 2 + 3 * 4) / 10**6
         # config [prices] beat plugins
         assert kernel.chat(model="b/m1", messages="hi").cost == Decimal(10 + 1) / 10**6
-        assert kernel.price(Candidate(provider="a", model="m2", provider_type="scripted")) is None
+        assert (
+            kernel.models.price(Candidate(provider="a", model="m2", provider_type="scripted"))
+            is None
+        )
 
 
 def test_hook_count_tokens() -> None:
@@ -528,7 +531,7 @@ def test_closers_and_plugin_objects_are_closed_with_the_kernel() -> None:
 
         @hookimpl
         def configure(self, kernel: Kernel) -> None:
-            kernel.add_closer(lambda: closed.append("closer"))
+            kernel.lifecycle.add_closer(lambda: closed.append("closer"))
 
     with make_kernel(["ok"], plugins=(Plugin(),)) as kernel:
         kernel.chat(model="a/m1", messages="hi")
@@ -541,7 +544,7 @@ def test_claimed_options_reach_plugins_but_not_providers() -> None:
     class Plugin:
         @hookimpl
         def configure(self, kernel: Kernel) -> None:
-            kernel.claim_options("cache_ttl")
+            kernel.models.claim_options("cache_ttl")
 
         @hookimpl
         def on_request(self, request: ChatRequest) -> None:

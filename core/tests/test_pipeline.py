@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from llmkernel import errors
+from llmkernel import errors, hookimpl
 from llmkernel.testing.scripted import Slow, err, make_kernel, scripted
 
 
@@ -64,9 +64,10 @@ async def test_fallback_to_the_next_candidate(cls: type[errors.ProviderError]) -
     assert response.text == "from b"
     assert response.provider == "b"
     tries_on_a = len(scripted(kernel, "a").requests)
-    # a timeout moves on at once while another candidate waits (a hung candidate
-    # must not eat the deadline); other retryable kinds are retried first
-    retried = cls.default_retryable and cls is not errors.TimeoutError
+    # a timeout or a rate limit moves on at once while another candidate waits (a hung
+    # candidate must not eat the deadline, a 429's Retry-After is not waited out on the
+    # same deployment); other retryable kinds are retried first
+    retried = cls.default_retryable and cls not in (errors.TimeoutError, errors.RateLimitError)
     assert tries_on_a == (2 if retried else 1)
     assert response.attempts == tries_on_a + 1
 
@@ -220,9 +221,37 @@ async def test_count_tokens_and_estimate_cost() -> None:
     estimate = kernel.estimate_cost("a/m1", "hello world, this is a test", output_tokens=100)
     assert estimate.typical == Decimal(count.tokens + 100) / 10**6
     assert estimate.max_output_tokens == 4096  # the scripted model declares no maximum
-    assert estimate.worst == Decimal(count.tokens + 4096) / 10**6
+    # the count is an estimate, so the worst case bounds the input by its bytes (27)
+    # and the message's framing (16): no tokenizer makes more tokens than bytes
+    bound = len(b"hello world, this is a test") + 16
+    assert estimate.worst == Decimal(bound + 4096) / 10**6
     capped = kernel.estimate_cost("a/m1", "hello world, this is a test", max_tokens=50)
-    assert capped.worst == Decimal(count.tokens + 50) / 10**6 and capped.typical_output_tokens == 12
+    assert capped.worst == Decimal(bound + 50) / 10**6 and capped.typical_output_tokens == 12
+
+
+def test_an_estimated_input_is_bounded_by_its_bytes_and_an_exact_one_is_not() -> None:
+    from llmkernel import RequestContext
+    from llmkernel.types import TokenCount
+
+    text = "naïve café, 東京 " * 20  # multibyte: more bytes than characters
+    kernel = make_kernel(["x"])
+    request = kernel.build_request("a/m1", text)
+    candidate = kernel.models.resolve("a/m1")[0]
+    ctx = RequestContext.new(kernel, "chat", request)
+    assert not ctx.token_count(candidate).exact
+    assert ctx.input_tokens_bound(candidate) == len(text.encode()) + 16
+    assert ctx.input_tokens_bound(candidate) > ctx.input_tokens(candidate)
+
+    class Exact:
+        __llmkernel_name__ = "exact"
+
+        @hookimpl
+        def count_tokens(self) -> TokenCount:
+            return TokenCount(tokens=7, exact=True, method="test")
+
+    exact = make_kernel(["x"], plugins=(Exact(),))
+    ctx = RequestContext.new(exact, "chat", request)
+    assert ctx.input_tokens_bound(exact.models.resolve("a/m1")[0]) == 7
 
 
 async def test_the_worst_case_bills_output_as_reasoning_and_marked_input_as_1h_writes() -> None:
@@ -237,10 +266,11 @@ async def test_the_worst_case_bills_output_as_reasoning_and_marked_input_as_1h_w
     }
     kernel = make_kernel(["x"], prices=prices)
     plain = kernel.estimate_cost("a/m1", "hi", max_tokens=10)
-    assert plain.worst == Decimal(plain.input_tokens * 1 + 10 * 5) / 10**6
+    bound = len(b"hi") + 16  # an estimated count is bounded by bytes and framing
+    assert plain.worst == Decimal(bound * 1 + 10 * 5) / 10**6
     marked = [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
     cached = kernel.estimate_cost("a/m1", [{"role": "user", "content": marked}], max_tokens=10)
-    assert cached.worst == Decimal(cached.input_tokens * 2 + 10 * 5) / 10**6
+    assert cached.worst == Decimal(bound * 2 + 10 * 5) / 10**6
 
 
 async def test_a_stream_failing_after_only_hidden_events_still_falls_back() -> None:

@@ -246,6 +246,9 @@ def test_an_interrupt_closes_the_upstream_connection(
 
     def interrupt() -> None:
         if server.got_request.wait(10):
+            # the client's last write has reached the server, but its thread may not
+            # have left that write yet: let it reach the wait for the answer
+            time.sleep(0.3)
             signal.pthread_kill(main, signal.SIGALRM)
 
     threading.Thread(target=interrupt, daemon=True).start()
@@ -325,6 +328,14 @@ class HeldServer:
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(body) < length:  # the whole request: the client now only waits
+                body += conn.recv(65536)
             self.got_request.set()
             conn.settimeout(20)
             try:

@@ -29,10 +29,10 @@ def test_exit_hooks_run_at_exit_newest_first_when_the_kernel_is_not_closed() -> 
         """
         from llmkernel import Kernel
         kernel = Kernel.from_config({}, entry_points=False)
-        kernel.on_exit(lambda: print("first", flush=True))
-        kernel.on_exit(lambda: print("second", flush=True))
+        kernel.lifecycle.on_exit(lambda: print("first", flush=True))
+        kernel.lifecycle.on_exit(lambda: print("second", flush=True))
         def broken(): raise RuntimeError("boom")
-        kernel.on_exit(broken)
+        kernel.lifecycle.on_exit(broken)
         print("end", flush=True)
         """
     )
@@ -44,8 +44,8 @@ def test_a_closed_kernel_runs_no_exit_hook() -> None:
         """
         from llmkernel import Kernel
         kernel = Kernel.from_config({}, entry_points=False)
-        kernel.on_exit(lambda: print("exit hook", flush=True))
-        kernel.add_closer(lambda: print("closer", flush=True))
+        kernel.lifecycle.on_exit(lambda: print("exit hook", flush=True))
+        kernel.lifecycle.add_closer(lambda: print("closer", flush=True))
         kernel.close()
         print("end", flush=True)
         """
@@ -60,7 +60,7 @@ def test_fork_hooks_run_in_the_child_only() -> None:
         import os
         from llmkernel import Kernel
         kernel = Kernel.from_config({}, entry_points=False)
-        kernel.on_fork(lambda: print("child", os.getpid() != parent, flush=True))
+        kernel.lifecycle.on_fork(lambda: print("child", os.getpid() != parent, flush=True))
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:

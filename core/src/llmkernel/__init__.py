@@ -14,110 +14,95 @@ that needs only ``hookimpl`` never imports the pipeline.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmkernel.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_EXPORTS: dict[str, str] = {
-    "Attempt": "llmkernel.context",
-    "Decision": "llmkernel.context",
-    "Drop": "llmkernel.context",
-    "Gate": "llmkernel.context",
-    "Outcome": "llmkernel.context",
-    "RequestContext": "llmkernel.context",
-    "Strategy": "llmkernel.context",
-    "BudgetExceededError": "llmkernel.errors",
-    "RefusedError": "llmkernel.errors",
-    "hookspec": "llmkernel.hookspecs",
-    "StrategyRegistry": "llmkernel.strategies",
-    "Config": "llmkernel.config",
-    "log": "llmkernel._logging",
-    "AllCandidatesFailedError": "llmkernel.errors",
-    "AuthenticationError": "llmkernel.errors",
-    "ConfigError": "llmkernel.errors",
-    "ContentFilteredError": "llmkernel.errors",
-    "ContextWindowExceededError": "llmkernel.errors",
-    "InvalidRequestError": "llmkernel.errors",
-    "LLMKernelError": "llmkernel.errors",
-    "MalformedResponseError": "llmkernel.errors",
-    "ModelNotFoundError": "llmkernel.errors",
-    "NetworkError": "llmkernel.errors",
-    "NoCandidateLeftError": "llmkernel.errors",
-    "NoProviderError": "llmkernel.errors",
-    "OverloadedError": "llmkernel.errors",
-    "PermissionDeniedError": "llmkernel.errors",
-    "PluginError": "llmkernel.errors",
-    "ProviderError": "llmkernel.errors",
-    "QuotaExceededError": "llmkernel.errors",
-    "RateLimitError": "llmkernel.errors",
-    "ServerError": "llmkernel.errors",
-    "TimeoutError": "llmkernel.errors",
-    "hookimpl": "llmkernel.hookspecs",
-    "AsyncChatStream": "llmkernel.kernel",
-    "ChatStream": "llmkernel.kernel",
-    "Kernel": "llmkernel.kernel",
-    "Provider": "llmkernel.provider",
-    "ProviderConfig": "llmkernel.provider",
-    "Candidate": "llmkernel.routing",
-    "Capabilities": "llmkernel.types",
-    "ChatRequest": "llmkernel.types",
-    "CostEstimate": "llmkernel.types",
-    "EmbeddingRequest": "llmkernel.types",
-    "EmbeddingResponse": "llmkernel.types",
-    "ErrorEvent": "llmkernel.types",
-    "FinishEvent": "llmkernel.types",
-    "Health": "llmkernel.types",
-    "ImagePart": "llmkernel.types",
-    "Message": "llmkernel.types",
-    "MetadataEvent": "llmkernel.types",
-    "ModelInfo": "llmkernel.types",
-    "ModelPrice": "llmkernel.types",
-    "Reasoning": "llmkernel.types",
-    "ReasoningDelta": "llmkernel.types",
-    "ReasoningPart": "llmkernel.types",
-    "Response": "llmkernel.types",
-    "ResponseFormat": "llmkernel.types",
-    "StreamEvent": "llmkernel.types",
-    "TextDelta": "llmkernel.types",
-    "TextPart": "llmkernel.types",
-    "TokenCount": "llmkernel.types",
-    "Tool": "llmkernel.types",
-    "ToolCall": "llmkernel.types",
-    "ToolCallDelta": "llmkernel.types",
-    "ToolChoice": "llmkernel.types",
-    "Usage": "llmkernel.types",
-    "UsageEvent": "llmkernel.types",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llmkernel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel._logging": ["log"],
+        "llmkernel.config": ["Config"],
+        "llmkernel.context": [
+            "Attempt",
+            "Decision",
+            "Drop",
+            "Gate",
+            "Outcome",
+            "RequestContext",
+            "Strategy",
+        ],
+        "llmkernel.errors": [
+            "AllCandidatesFailedError",
+            "AuthenticationError",
+            "BudgetExceededError",
+            "ConfigError",
+            "ContentFilteredError",
+            "ContextWindowExceededError",
+            "InvalidRequestError",
+            "LLMKernelError",
+            "MalformedResponseError",
+            "ModelNotFoundError",
+            "NetworkError",
+            "NoCandidateLeftError",
+            "NoProviderError",
+            "OverloadedError",
+            "PermissionDeniedError",
+            "PluginError",
+            "ProviderError",
+            "QuotaExceededError",
+            "RateLimitError",
+            "RefusedError",
+            "ServerError",
+            "TimeoutError",
+        ],
+        "llmkernel.hookspecs": ["hookimpl", "hookspec"],
+        "llmkernel.kernel": ["Kernel"],
+        "llmkernel.lifecycle": ["Lifecycle"],
+        "llmkernel.models": ["Models"],
+        "llmkernel.provider": ["Provider", "ProviderConfig"],
+        "llmkernel.routing": ["Candidate"],
+        "llmkernel.strategies": ["StrategyRegistry"],
+        "llmkernel.streams": ["AsyncChatStream", "ChatStream"],
+        "llmkernel.types": [
+            "Capabilities",
+            "ChatRequest",
+            "CostEstimate",
+            "EmbeddingRequest",
+            "EmbeddingResponse",
+            "ErrorEvent",
+            "FinishEvent",
+            "Health",
+            "ImagePart",
+            "Message",
+            "MetadataEvent",
+            "ModelInfo",
+            "ModelPrice",
+            "Reasoning",
+            "ReasoningDelta",
+            "ReasoningPart",
+            "Response",
+            "ResponseFormat",
+            "StreamEvent",
+            "TextDelta",
+            "TextPart",
+            "TokenCount",
+            "Tool",
+            "ToolCall",
+            "ToolCallDelta",
+            "ToolChoice",
+            "Usage",
+            "UsageEvent",
+        ],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel._logging import log
-    from llmkernel.config import (
-        Config,
-    )
-    from llmkernel.context import (
-        Attempt,
-        Decision,
-        Drop,
-        Gate,
-        Outcome,
-        RequestContext,
-        Strategy,
-    )
+    from llmkernel.config import Config
+    from llmkernel.context import Attempt, Decision, Drop, Gate, Outcome, RequestContext, Strategy
     from llmkernel.errors import (
         AllCandidatesFailedError,
         AuthenticationError,
@@ -142,23 +127,14 @@ if TYPE_CHECKING:
         ServerError,
         TimeoutError,
     )
-    from llmkernel.hookspecs import (
-        hookimpl,
-        hookspec,
-    )
-    from llmkernel.kernel import (
-        AsyncChatStream,
-        ChatStream,
-        Kernel,
-    )
-    from llmkernel.provider import (
-        Provider,
-        ProviderConfig,
-    )
-    from llmkernel.routing import (
-        Candidate,
-    )
+    from llmkernel.hookspecs import hookimpl, hookspec
+    from llmkernel.kernel import Kernel
+    from llmkernel.lifecycle import Lifecycle
+    from llmkernel.models import Models
+    from llmkernel.provider import Provider, ProviderConfig
+    from llmkernel.routing import Candidate
     from llmkernel.strategies import StrategyRegistry
+    from llmkernel.streams import AsyncChatStream, ChatStream
     from llmkernel.types import (
         Capabilities,
         ChatRequest,
@@ -217,12 +193,14 @@ __all__ = [
     "InvalidRequestError",
     "Kernel",
     "LLMKernelError",
+    "Lifecycle",
     "MalformedResponseError",
     "Message",
     "MetadataEvent",
     "ModelInfo",
     "ModelNotFoundError",
     "ModelPrice",
+    "Models",
     "NetworkError",
     "NoCandidateLeftError",
     "NoProviderError",

@@ -55,17 +55,14 @@ _LINGER = 0.2
 _STALE = 1.0
 
 _ABANDONED: list[asyncio.AbstractEventLoop] = []  # a parent's loops, kept from gc in a child
-_running_loop = asyncio._get_running_loop
-# signal's own functions without the wrappers that turn numbers into enums (a third
-# of the cost of a sync call that does nothing)
-_SIGINT = int(signal.SIGINT)
-try:
-    import _signal  # type: ignore[import-not-found]
 
-    _getsignal: Callable[..., Any] = _signal.getsignal
-    _setsignal: Callable[..., Any] = _signal.signal
-except ImportError:  # not CPython
-    _getsignal, _setsignal = signal.getsignal, signal.signal
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running in this thread, or ``None`` (asyncio's public API)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Done:
@@ -130,22 +127,34 @@ class _Call:
 class _Loop:
     """One event loop of a portal and who runs it."""
 
-    __slots__ = ("calls", "detached", "driver", "idle_since", "loop", "released", "wake")
+    __slots__ = (
+        "calls",
+        "detached",
+        "driver",
+        "idle_since",
+        "loop",
+        "released",
+        "wake",
+        "watch",
+    )
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.driver: threading.Thread | None = None  # the thread running the loop now
         self.calls: set[_Call] = set()
         self.wake: asyncio.Future[None] | None = None  # the daemon waits on it for work
+        self.watch: asyncio.Task[Any] | None = None  # the daemon's own task
         self.idle_since = self.loop.time()
         self.detached = False  # stop() took it: close it once nobody runs it
         self.released = threading.Event()  # set when a detached loop is let go
 
-    def busy(self, me: asyncio.Task[Any] | None = None) -> bool:
-        """Calls handed over and not started, or tasks other than ``me`` pending."""
+    def busy(self, me: asyncio.Task[Any] | None = None, own: _Call | None = None) -> bool:
+        """Calls other than ``own`` not finished (handed over and not started, or
+        whose task ended but whose done callback still waits in the loop's queue), or
+        tasks other than ``me`` pending."""
         # tuple(): one step under the GIL, so another thread adding a call cannot
         # change the set while it is read
-        if any(c.task is None and not c.done.is_set() for c in tuple(self.calls)):
+        if any(c is not own and not c.done.is_set() for c in tuple(self.calls)):
             return True
         return any(t is not me for t in asyncio.all_tasks(self.loop))
 
@@ -200,15 +209,16 @@ class Portal:
         state = self._state
         return set() if state is None else state.calls
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the portal's loop and wait for its result."""
-        with self._lock:
-            state = self._state
-            if state is None:
-                state = self._state = _Loop()
-        return self._run(state, coro)
-
-    def _run(self, state: _Loop, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], state: _Loop | None = None) -> T:
+        """Run ``coro`` on the portal's loop (or the detached loop ``state`` that
+        :meth:`stop` finishes) and wait for its result: in this thread when nobody
+        runs the loop (written out here, one frame: the common case), else handed to
+        the thread that does."""
+        if state is None:
+            with self._lock:
+                state = self._state
+                if state is None:
+                    state = self._state = _Loop()
         running = _running_loop()
         if running is state.loop:
             coro.close()
@@ -222,10 +232,36 @@ class Portal:
             elif state.driver is None:  # this thread runs a loop of its own
                 self._start_daemon(state)
         try:
-            if drive:
-                self._drive(state, call, coro)
-            else:
+            if not drive:
                 self._hand_over(state, call, coro)
+            else:
+                loop = state.loop
+                if loop.time() - state.idle_since > _STALE:
+                    coro = _after_pending_io(coro)
+                try:
+                    task = call.task = loop.create_task(coro)
+                except BaseException:
+                    coro.close()
+                    self._let_go(state, call)
+                    raise
+                sigint = _catch_sigint(loop, call, task)
+                try:
+                    try:
+                        loop.run_until_complete(task)
+                    except BaseException as exc:
+                        if not _raised_by(task, exc):  # raised into this thread: a signal
+                            if not task.done():  # handler's exception, a second Ctrl-C
+                                call.cancelled = True
+                                task.cancel()
+                                _unwind(loop, task)
+                            raise
+                finally:
+                    if sigint is not None and signal.getsignal(signal.SIGINT) is sigint:
+                        signal.signal(signal.SIGINT, signal.default_int_handler)
+                    self._let_go(state, call)
+                if task.cancelled() and call.interrupted:
+                    raise KeyboardInterrupt
+                call.finish(task)
         finally:
             with self._lock:
                 state.calls.discard(call)
@@ -234,41 +270,10 @@ class Portal:
             raise error
         return call.result  # type: ignore[no-any-return]
 
-    # ----------------------------------------------------- the caller runs the loop
-
-    def _drive(self, state: _Loop, call: _Call, coro: Coroutine[Any, Any, Any]) -> None:
-        loop = state.loop
-        if loop.time() - state.idle_since > _STALE:
-            coro = _after_pending_io(coro)
-        try:
-            task = call.task = loop.create_task(coro)
-        except BaseException:
-            coro.close()
-            self._let_go(state)
-            raise
-        sigint = _catch_sigint(loop, call, task)
-        try:
-            try:
-                loop.run_until_complete(task)
-            except BaseException as exc:
-                if not _raised_by(task, exc):  # raised into this thread: a signal
-                    if not task.done():  # handler's exception, a second Ctrl-C
-                        call.cancelled = True
-                        task.cancel()
-                        _unwind(loop, task)
-                    raise
-        finally:
-            if sigint is not None and _getsignal(_SIGINT) is sigint:
-                _setsignal(_SIGINT, signal.default_int_handler)
-            self._let_go(state)
-        if task.cancelled() and call.interrupted:
-            raise KeyboardInterrupt
-        call.finish(task)
-
-    def _let_go(self, state: _Loop) -> None:
+    def _let_go(self, state: _Loop, own: _Call) -> None:
         """The driving thread returns: the daemon takes the loop if work is left."""
         with self._lock:
-            if state.busy():
+            if state.busy(own=own):
                 self._start_daemon(state)
             else:
                 state.let_go()
@@ -370,7 +375,7 @@ class Portal:
             for call in calls:
                 call.closed = True
         try:
-            self._run(state, _shutdown(calls, final))
+            self.call(_shutdown(state, calls, final), state)
         except Exception as exc:
             _report(exc)
         finally:
@@ -397,7 +402,7 @@ def _catch_sigint(
     task (it unwinds, then ``KeyboardInterrupt`` is raised), a second one interrupts."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    if _getsignal(_SIGINT) is not signal.default_int_handler:
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return None
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -408,7 +413,7 @@ def _catch_sigint(
         loop.call_soon_threadsafe(lambda: None)  # wake the selector
 
     try:
-        _setsignal(_SIGINT, on_sigint)
+        signal.signal(signal.SIGINT, on_sigint)
     except ValueError:  # not the main interpreter
         return None
     return on_sigint
@@ -448,7 +453,7 @@ async def _until_idle(state: _Loop) -> None:
     """The daemon's watch: return once no handed-over call and no other task is
     left, and none came for :data:`_LINGER` seconds."""
     loop = asyncio.get_running_loop()
-    me = asyncio.current_task()
+    me = state.watch = asyncio.current_task()
     while True:
         state.wake = wake = loop.create_future()
         pending = [t for t in asyncio.all_tasks(loop) if t is not me]
@@ -463,7 +468,9 @@ async def _until_idle(state: _Loop) -> None:
             return
 
 
-async def _shutdown(calls: list[_Call], final: Callable[[], Awaitable[object]] | None) -> None:
+async def _shutdown(
+    state: _Loop, calls: list[_Call], final: Callable[[], Awaitable[object]] | None
+) -> None:
     """What ``asyncio.run`` does at its end: the calls still running are cancelled
     and given a grace period to unwind; open async generators are closed; ``final``
     runs; what is still pending is cancelled."""
@@ -471,22 +478,24 @@ async def _shutdown(calls: list[_Call], final: Callable[[], Awaitable[object]] |
     for call in calls:
         if call.task is not None:
             call.task.cancel()
-    await _settle(loop, cancel=False)
+    await _settle(state, cancel=False)
     await loop.shutdown_asyncgens()
     if final is not None:
         try:
             await final()
         except Exception as exc:
             _report(exc)
-    await _settle(loop, cancel=False)
-    await _settle(loop, cancel=True)
+    await _settle(state, cancel=False)
+    await _settle(state, cancel=True)
     await loop.shutdown_default_executor()
 
 
-async def _settle(loop: asyncio.AbstractEventLoop, *, cancel: bool) -> None:
-    """Wait (at most the grace period) for every other task, cancelling them first
-    when ``cancel``."""
-    pending = {t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()}
+async def _settle(state: _Loop, *, cancel: bool) -> None:
+    """Wait (at most the grace period) for every other task but the daemon's own
+    watch (which ends by itself once nothing is left), cancelling them first when
+    ``cancel``."""
+    me = asyncio.current_task()
+    pending = {t for t in asyncio.all_tasks(state.loop) if t is not me and t is not state.watch}
     if not pending:
         return
     if cancel:

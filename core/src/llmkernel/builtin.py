@@ -47,7 +47,8 @@ def decide(
 ) -> Decision:
     """``[routing.fallback]``: the rule for the error's kind (default: ``retry`` a
     retryable error, ``next`` for one worth another candidate, else ``raise``; a
-    timeout moves on at once while other candidates wait), attempts per candidate
+    timeout or a rate limit moves on at once while other candidates wait, rather than
+    waiting out a ``Retry-After`` on the same deployment), attempts per candidate
     (default ``[retry] attempts``) and in all; a context-window error goes only to
     candidates whose known window is larger (unknown windows are kept)."""
     from llmkernel.context import Decision, Drop
@@ -58,7 +59,7 @@ def decide(
     rule = fallback.rules.get(kind)
     if rule is None:
         retryable = bool(getattr(error, "retryable", False))
-        if kind == "timeout" and remaining:
+        if kind in ("timeout", "rate_limit") and remaining:
             rule = "next"
         elif retryable:
             rule = "retry"
@@ -75,10 +76,10 @@ def decide(
         return Decision(action="retry", wait=wait)
     drops: tuple[Drop, ...] = ()
     if isinstance(error, ContextWindowExceededError):
-        caps = kernel.capabilities(attempt.candidate)
+        caps = kernel.models.capabilities(attempt.candidate)
         window = caps.context_window if caps is not None else None
         for candidate in remaining:
-            other = kernel.capabilities(candidate)
+            other = kernel.models.capabilities(candidate)
             size = other.context_window if other is not None else None
             if window is not None and size is not None and size <= window:
                 reason = (

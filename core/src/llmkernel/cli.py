@@ -265,10 +265,11 @@ def _diagnostic_kernel(path: str | None) -> tuple[Kernel, dict[str, str]]:
     from llmkernel.config import Config
     from llmkernel.errors import LLMKernelError
     from llmkernel.kernel import Kernel
+    from llmkernel.models import Models
 
     problems: dict[str, str] = {}
 
-    class DiagnosticKernel(Kernel):
+    class DiagnosticModels(Models):
         def provider(self, name: str) -> Provider:
             try:
                 return super().provider(name)
@@ -276,9 +277,12 @@ def _diagnostic_kernel(path: str | None) -> tuple[Kernel, dict[str, str]]:
                 if name not in self.config.providers:
                     raise
                 ptype = self.config.providers[name].type
-                why = _plugin_problem(ptype, self.plugins, self.config)
+                why = _plugin_problem(ptype, self._kernel.plugins, self.config)
                 problems[name] = why or (str(exc).splitlines()[0] if str(exc) else repr(exc))
                 return None  # type: ignore[return-value]  # skipped by providers()
+
+    class DiagnosticKernel(Kernel):
+        models_class = DiagnosticModels
 
     return DiagnosticKernel(Config.load(path)), problems
 
@@ -480,7 +484,7 @@ def _models(
             add(name, section.type, "-", "unavailable", problems[name])
             continue
         usable[name] = provider = kernel.provider(name)
-        add(name, provider.type, kernel.provider_plugins.get(name, "?"), "configured", None)
+        add(name, provider.type, kernel.models.provider_plugins.get(name, "?"), "configured", None)
     for status in sorted(kernel.plugins, key=lambda p: p.name):
         name = status.name
         if name in config.providers or (wanted and name not in wanted):
@@ -500,7 +504,7 @@ def _models(
         except LLMKernelError as exc:  # its defaults are not enough (an endpoint...)
             add(name, name, name, "needs config", str(exc).splitlines()[0])
             continue
-        add(name, provider.type, kernel.provider_plugins.get(name, name), "installed", None)
+        add(name, provider.type, kernel.models.provider_plugins.get(name, name), "installed", None)
     if args.remote:
         rows = _remote_models(kernel, rows, usable)
     aliases = {name: list(targets) for name, targets in sorted(config.models.items())}

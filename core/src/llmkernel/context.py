@@ -21,6 +21,8 @@ call.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -48,6 +50,22 @@ Action: TypeAlias = Literal["retry", "next", "raise"]
 #: Output tokens assumed for a worst case when neither the request (``max_tokens``)
 #: nor the model's declared capabilities say how many it may write.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
+#: The most input tokens one image can cost at any provider we know (OpenAI's
+#: patch-based models at high detail, Anthropic's ~1,600): an upper bound, used when a
+#: count is an estimate.
+IMAGE_TOKENS_BOUND = 6000
+
+#: Request ids: random per process (unique across processes sharing a ledger), then
+#: a counter (cheap per call).
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
+def new_ids() -> None:
+    """Request ids of a forked child are its own (the kernel calls this after fork)."""
+    global _ID_PREFIX, _ids
+    _ID_PREFIX = os.urandom(6).hex()
+    _ids = itertools.count(1)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -142,6 +160,32 @@ class RequestContext:
     state: dict[str, Any] = attrs.field(factory=dict, repr=False)
     _tokens: dict[Candidate, TokenCount] = attrs.field(factory=dict, repr=False, init=False)
 
+    @classmethod
+    def new(
+        cls,
+        kernel: Kernel,
+        kind: CallKind,
+        request: ChatRequest | EmbeddingRequest,
+        timeout: float | None = None,
+    ) -> RequestContext:
+        """The context of one call; ``timeout`` (seconds) bounds the whole call,
+        default ``[retry] timeout``."""
+        if timeout is None:
+            timeout = kernel.config.retry.timeout
+        elif isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            from llmkernel.convert import invalid
+
+            raise invalid("timeout", f"must be a positive number of seconds, not {timeout!r}")
+        now = time.monotonic()
+        return cls(
+            id=f"req_{_ID_PREFIX}{next(_ids):x}",
+            kind=kind,
+            kernel=kernel,
+            request=request,
+            started=now,
+            deadline=now + timeout,
+        )
+
     @property
     def metadata(self) -> Mapping[str, str]:
         """Who is asking: ``tenant``, ``key`` and whatever the application adds."""
@@ -156,9 +200,7 @@ class RequestContext:
         counted once per call. An embedding request counts its inputs."""
         count = self._tokens.get(candidate)
         if count is None:
-            count = self._tokens[candidate] = self.kernel.count_request_tokens(
-                self.request, candidate
-            )
+            count = self._tokens[candidate] = self.kernel.models.count(self.request, candidate)
         return count
 
     def input_tokens(self, candidate: Candidate) -> int:
@@ -167,7 +209,7 @@ class RequestContext:
     def price(self, candidate: Candidate) -> Any:
         """The candidate's price object (``cost(usage) -> Decimal``), or ``None``
         when the model is unpriced."""
-        return self.kernel.price(candidate)
+        return self.kernel.models.price(candidate)
 
     def max_output_tokens(self, candidate: Candidate) -> int:
         """The most output tokens this call may produce on ``candidate``: the
@@ -177,18 +219,28 @@ class RequestContext:
             return 0
         if self.request.max_tokens is not None:
             return self.request.max_tokens
-        caps = self.kernel.capabilities(candidate)
+        caps = self.kernel.models.capabilities(candidate)
         if caps is not None and caps.max_output_tokens:
             return caps.max_output_tokens
         return DEFAULT_MAX_OUTPUT_TOKENS
 
+    def input_tokens_bound(self, candidate: Candidate) -> int:
+        """The most input tokens this request can be billed on ``candidate``: an exact
+        count as it is; an estimate raised to the request's UTF-8 byte length (no
+        tokenizer makes more tokens than bytes), plus a bound per image."""
+        count = self.token_count(candidate)
+        if count.exact:
+            return count.tokens
+        return max(count.tokens, _byte_bound(self.request))
+
     def worst_case_cost(self, candidate: Candidate) -> Decimal | None:
-        """The most this call can cost on ``candidate``: counted input plus
-        :meth:`max_output_tokens`, at the model's price; ``None`` when unpriced."""
+        """The most this call can cost on ``candidate``: :meth:`input_tokens_bound`
+        plus :meth:`max_output_tokens`, at the model's price, billed the dearest way;
+        ``None`` when unpriced."""
         price = self.price(candidate)
         if price is None:
             return None
-        tokens_in = self.input_tokens(candidate)
+        tokens_in = self.input_tokens_bound(candidate)
         tokens_out = self.max_output_tokens(candidate)
         # the dearest way these tokens can be billed: output as reasoning where that
         # costs more, input written to the prompt cache (1-hour writes) where the
@@ -213,6 +265,35 @@ class RequestContext:
 
     def __repr__(self) -> str:
         return f"<RequestContext {self.id} {self.kind} {self.request.model!r}>"
+
+
+def _byte_bound(request: ChatRequest | EmbeddingRequest) -> int:
+    """Every byte the request sends as text (a token is at least one byte), with room
+    for the framing providers add per message and tool, and the most any image costs."""
+    import json
+
+    if isinstance(request, EmbeddingRequest):
+        return sum(len(text.encode()) + 8 for text in request.inputs)
+    from llmkernel.types import ImagePart, TextPart
+
+    total = 0
+    for message in request.messages:
+        total += 16  # role and the message's special tokens
+        for part in message.content:
+            if isinstance(part, TextPart):
+                total += len(part.text.encode())
+            elif isinstance(part, ImagePart):
+                total += IMAGE_TOKENS_BOUND
+            else:
+                total += len(repr(part).encode())
+        for call in message.tool_calls:
+            total += 16 + len(call.name.encode()) + len(call.arguments_json.encode())
+    for tool in request.tools:
+        total += 64 + len(tool.name.encode()) + len(tool.description.encode())
+        total += len(json.dumps(tool.parameters).encode())
+    if request.response_format is not None:
+        total += 64 + len(json.dumps(request.response_format.schema or {}).encode())
+    return total
 
 
 def _asks_for_caching(request: ChatRequest | EmbeddingRequest) -> bool:
@@ -248,6 +329,7 @@ class Strategy(Protocol):
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "IMAGE_TOKENS_BOUND",
     "Attempt",
     "Decision",
     "Drop",

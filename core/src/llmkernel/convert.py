@@ -9,6 +9,8 @@ from typing import Any
 
 from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
+    ChatRequest,
+    EmbeddingRequest,
     ImagePart,
     Message,
     Part,
@@ -405,3 +407,88 @@ def extras(extra: Mapping[str, Any], known: Sequence[str] = CHAT_FIELDS) -> dict
                 "options={...})",
             )
     return dict(extra)
+
+
+# the builders below take arguments named like these functions
+_options, _metadata, _response_format, _reasoning = options, metadata, response_format, reasoning
+
+
+def chat_request(
+    model: Any,
+    messages: Any,
+    *,
+    tools: Any = None,
+    tool_choice: Any = None,
+    max_tokens: Any = None,
+    temperature: Any = None,
+    top_p: Any = None,
+    stop: Any = None,
+    response_format: Any = None,
+    reasoning: Any = None,
+    user: Any = None,
+    metadata: Any = None,
+    options: Any = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ChatRequest:
+    """User input checked and built into a :class:`ChatRequest` (``Kernel.build_request``)."""
+    if not isinstance(model, str) or not model:
+        raise invalid(
+            "model", f'must be a non-empty "provider/model" string or alias, not {model!r}'
+        )
+    offered = tool_list(tools) if tools is not None else ()
+    return ChatRequest(
+        model=model,
+        messages=message_list(messages),
+        tools=offered,
+        tool_choice=(
+            checked_tool_choice(tool_choice, offered) if tool_choice is not None else None
+        ),
+        max_tokens=positive_int(max_tokens, "max_tokens") if max_tokens is not None else None,
+        temperature=(
+            number(temperature, "temperature", 0.0, 2.0) if temperature is not None else None
+        ),
+        top_p=number(top_p, "top_p", 0.0, 1.0) if top_p is not None else None,
+        stop=stops(stop) if stop is not None else (),
+        response_format=_response_format(response_format),
+        reasoning=_reasoning(reasoning),
+        user=text_or_none(user, "user"),
+        options=(
+            {**_options(options), **extras(extra or {})} if options is not None or extra else {}
+        ),
+        metadata=_metadata(metadata) if metadata else {},
+    )
+
+
+def embedding_request(
+    model: Any,
+    input: Any = (),
+    *,
+    dimensions: Any = None,
+    metadata: Any = None,
+    options: Any = None,
+    **extra: Any,
+) -> EmbeddingRequest:
+    """User input checked and built into an :class:`EmbeddingRequest`."""
+    if model is None or model == "":
+        raise invalid("model", "an embedding model is required (provider/model)")
+    if not isinstance(model, str):
+        raise invalid("model", f'must be a "provider/model" string, not {model!r}')
+    if input is None or not isinstance(input, str | Iterable):
+        raise invalid("input", f"must be a text or a list of texts, not {input!r}")
+    inputs = (input,) if isinstance(input, str) else tuple(input)
+    if not inputs:
+        raise invalid("input", "at least one text to embed is needed")
+    for index, text in enumerate(inputs):
+        if not isinstance(text, str):
+            raise invalid(f"input[{index}]", f"must be a string, not {text!r}")
+    if dimensions is not None and (
+        isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
+    ):
+        raise invalid("dimensions", f"must be a positive integer, not {dimensions!r}")
+    return EmbeddingRequest(
+        model=model,
+        inputs=inputs,
+        dimensions=dimensions,
+        options={**_options(options), **extra},
+        metadata=_metadata(metadata),
+    )

@@ -211,20 +211,63 @@ def _failed(
     return PluginStatus(name=name, status="failed", distribution=dist, version=version, error=error)
 
 
-def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
-    """Call every implementation of an observer hook in pluggy's order (``tryfirst``
-    first), isolating failures: one that raises is logged with its plugin's name and
-    the rest still run."""
-    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
-        try:
-            impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except Exception as exc:
-            log.warning(
-                "llmkernel.plugin.hook_failed",
-                plugin=impl.plugin_name,
-                hook=hook,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+Mode = Literal["each", "strict", "first", "all"]
+
+
+class Hooks:
+    """Calls a kernel's hooks with the kernel's error rules, one implementation at a
+    time, in pluggy's order (``tryfirst`` first), so a failure names its plugin.
+
+    Every hook call of the kernel goes through :meth:`call`:
+
+    - ``each``: observers (``on_response``, end hooks): every implementation runs; one
+      that raises is logged with its plugin's name and the rest still run;
+    - ``strict``: every implementation runs; a kernel error passes through, any other
+      exception becomes a :class:`~llmkernel.errors.PluginError` naming the plugin;
+    - ``first``: firstresult hooks: ``(answer, plugin name)`` of the first non-None
+      answer, or ``(None, None)``; errors as ``strict``;
+    - ``all``: every non-None answer as ``(answer, plugin name)``; errors as ``strict``.
+    """
+
+    __slots__ = ("implemented", "manager")
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        #: hooks a plugin (not only the kernel's built-in) implements: the kernel
+        #: skips the others entirely, so an unused step costs nothing
+        self.implemented = frozenset(
+            name
+            for name, caller in vars(manager.hook).items()
+            if any(i.plugin_name != BUILTIN for i in caller.get_hookimpls())
+        )
+
+    def impls(self, hook: str) -> list[Any]:
+        """The implementations of ``hook`` in the order they are called."""
+        return list(reversed(getattr(self.manager.hook, hook).get_hookimpls()))
+
+    def call(self, hook: str, mode: Mode, **kwargs: Any) -> Any:
+        found: list[tuple[Any, str]] = []
+        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
+            if mode == "each":
+                try:
+                    impl.function(*[kwargs[arg] for arg in impl.argnames])
+                except Exception as exc:
+                    log.warning(
+                        "llmkernel.plugin.hook_failed",
+                        plugin=impl.plugin_name,
+                        hook=hook,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                continue
+            answer = call_impl(impl, hook, kwargs)
+            if answer is None or mode == "strict":
+                continue
+            if mode == "first":
+                return answer, impl.plugin_name
+            found.append((answer, impl.plugin_name))
+        if mode == "first":
+            return None, None
+        return found if mode == "all" else None
 
 
 def call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
@@ -240,21 +283,3 @@ def call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
         raise PluginError(
             f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
         ) from exc
-
-
-def call_each_strict(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
-    """Call every implementation in pluggy's order; a kernel error passes through, any
-    other exception becomes a :class:`PluginError` naming the plugin."""
-    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
-        call_impl(impl, hook, kwargs)
-
-
-def first_result(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
-    """A firstresult hook called by hand, so the plugin that answered is known:
-    ``(answer, plugin name)``, or ``(None, None)``. A kernel error passes through;
-    any other exception becomes a :class:`PluginError` naming the plugin."""
-    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
-        answer = call_impl(impl, hook, kwargs)
-        if answer is not None:
-            return answer, impl.plugin_name
-    return None, None

@@ -49,8 +49,14 @@ class StrategyRegistry:
     def plugin_of(self, name: str) -> str:
         return self._factories[name][1]
 
-    def create(self, kernel: Kernel, name: str, settings: Mapping[str, Any]) -> Strategy:
-        """Build strategy ``name``; an unknown name lists the installed ones."""
+    def create(
+        self, kernel: Kernel, name: str, settings: Mapping[str, Any] | None = None
+    ) -> Strategy:
+        """Build strategy ``name`` with ``settings`` (default: its ``[routing.<name>]``
+        table); an unknown name lists the installed ones. Strategies that order within
+        groups (tiers) build others with it."""
+        if settings is None:
+            settings = kernel.config.routing.settings.get(name, {})
         entry = self._factories.get(name)
         if entry is None:
             close = difflib.get_close_matches(name, self.names(), n=1)
@@ -89,19 +95,19 @@ class PriorityStrategy:
 
     def select(self, ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]:
         kernel = self._kernel
-        if len(kernel.hook.select_provider.get_hookimpls()) <= 1:
+        if "select_provider" not in kernel.hooks.implemented:
             return candidates  # only the built-in: config order
-        from llmkernel.plugins import first_result
-
-        chosen, plugin = first_result(
-            kernel.plugin_manager,
+        chosen, plugin = kernel.hooks.call(
             "select_provider",
+            "first",
             kernel=kernel,
             ctx=ctx,
             request=ctx.request,
             candidates=list(candidates),
         )
-        return kernel.checked_candidates(chosen, candidates, f"plugin {plugin!r} (select_provider)")
+        from llmkernel.call import checked
+
+        return checked(chosen, candidates, f"plugin {plugin!r} (select_provider)")
 
 
 __all__ = ["PriorityStrategy", "StrategyFactory", "StrategyRegistry"]

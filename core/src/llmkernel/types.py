@@ -265,6 +265,9 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    #: the counts are the kernel's estimate, not the provider's report (a stream that
+    #: ended before its usage: counted from the request and the streamed text)
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -283,6 +286,7 @@ class Usage:
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            estimated=self.estimated or other.estimated,
         )
 
 

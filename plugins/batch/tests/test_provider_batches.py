@@ -248,7 +248,7 @@ def test_batch_prices_come_from_the_price_data(
     kernel = Kernel.from_config(
         {"providers": {"oa": {"type": "openai", "api_key_env": "BATCH_TEST_KEY"}}}
     )
-    candidate = kernel.candidates_for("oa/gpt-4o-mini")[0]
+    candidate = kernel.models.resolve("oa/gpt-4o-mini")[0]
     standard = prices.lookup("openai", "gpt-4o-mini")
     price, discounted = batch_price(kernel, candidate)
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)

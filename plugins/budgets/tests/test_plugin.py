@@ -89,6 +89,7 @@ class StubKernel:
         self.config = config
         self.hook = Hooks()
         self.closers: list[Any] = []
+        self.lifecycle = self  # add_closer, as a kernel's lifecycle has it
 
     def add_closer(self, fn: Any) -> None:
         self.closers.append(fn)

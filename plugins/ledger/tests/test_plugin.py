@@ -29,6 +29,7 @@ class StubKernel:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.closers: list[Any] = []
+        self.lifecycle = self  # add_closer, as a kernel's lifecycle has it
 
     def add_closer(self, fn: Any) -> None:
         self.closers.append(fn)

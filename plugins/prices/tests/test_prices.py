@@ -157,7 +157,7 @@ def hook_price(providers: dict[str, Any], model: str) -> Any:
 
 def test_kernel_prices_native_provider_types() -> None:
     k = Kernel.from_config({})
-    found = k.price(
+    found = k.models.price(
         Candidate(provider="claude", model="claude-haiku-4-5", provider_type="anthropic")
     )
     assert isinstance(found, TieredPrice)
@@ -167,8 +167,11 @@ def test_kernel_prices_native_provider_types() -> None:
 def test_kernel_unknown_model_costs_none_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="llmkernel")
     unknown = Candidate(provider="oa", model="gpt-nope-1", provider_type="openai")
-    assert Kernel.from_config({}).cost(unknown, Usage(input_tokens=10, output_tokens=10)) is None
-    assert Kernel.from_config({}).cost(unknown, Usage(input_tokens=10)) is None
+    assert (
+        Kernel.from_config({}).models.cost(unknown, Usage(input_tokens=10, output_tokens=10))
+        is None
+    )
+    assert Kernel.from_config({}).models.cost(unknown, Usage(input_tokens=10)) is None
     assert sum("gpt-nope-1" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -192,7 +195,7 @@ def test_local_preset_is_free_but_not_when_a_cloud_preset_shares_the_type() -> N
 
 def test_config_prices_win_over_the_table() -> None:
     k = Kernel.from_config({"prices": {"openai/gpt-4.1": {"input": "1", "output": "1"}}})
-    found = k.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
+    found = k.models.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
     assert found is not None and found.input == Decimal(1)
 
 
@@ -207,9 +210,9 @@ def test_a_plugin_overrides_the_shipped_table() -> None:
             return None
 
     k = Kernel.from_config({}, plugins=[Override()])
-    found = k.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
+    found = k.models.price(Candidate(provider="oa", model="gpt-4.1", provider_type="openai"))
     assert found is not None and found.input == Decimal(7)
-    other = k.price(Candidate(provider="oa", model="gpt-5", provider_type="openai"))
+    other = k.models.price(Candidate(provider="oa", model="gpt-5", provider_type="openai"))
     assert isinstance(other, TieredPrice)
 
 
@@ -273,23 +276,23 @@ def test_a_preset_model_is_priced_through_the_kernel(
     one_word = Decimal(10) * price(instance, model).input + price(instance, model).output
     assert response.cost == one_word / 1_000_000
     usage = Usage(input_tokens=10, output_tokens=4)
-    assert k.cost(Candidate(provider=instance, model=model, provider_type="openai"), usage) == (
-        expected
-    )
+    assert k.models.cost(
+        Candidate(provider=instance, model=model, provider_type="openai"), usage
+    ) == (expected)
 
 
 def test_groq_cache_hits_at_the_cached_rate() -> None:
     k = preset_kernel("groq")
     usage = Usage(input_tokens=10_000, cached_input_tokens=8_000, output_tokens=1_000)
     # 2000 * 0.15 + 8000 * 0.075 + 1000 * 0.60 = 1500 per million
-    found = k.cost(
+    found = k.models.cost(
         Candidate(provider="groq", model="openai/gpt-oss-120b", provider_type="openai"), usage
     )
     assert found == Decimal("0.0015")
     # no confirmed cached rate for gpt-oss-20b: cached tokens at the input rate
     small = Candidate(provider="groq", model="openai/gpt-oss-20b", provider_type="openai")
     # 10000 * 0.075 + 1000 * 0.30 = 1050 per million
-    assert k.cost(small, usage) == Decimal("0.00105")
+    assert k.models.cost(small, usage) == Decimal("0.00105")
 
 
 def test_groq_batch_is_half_price() -> None:
@@ -309,8 +312,8 @@ def test_groq_batch_is_half_price() -> None:
 def test_an_unknown_model_of_a_preset_is_unpriced(instance: str, model: str) -> None:
     k = preset_kernel(instance)
     candidate = Candidate(provider=instance, model=model, provider_type="openai")
-    assert k.price(candidate) is None
-    assert k.cost(candidate, Usage(input_tokens=10, output_tokens=10)) is None
+    assert k.models.price(candidate) is None
+    assert k.models.cost(candidate, Usage(input_tokens=10, output_tokens=10)) is None
     response = k.chat(f"{instance}/{model}", "hi", options={})
     assert response.cost is None
 
@@ -319,10 +322,10 @@ def test_a_model_of_another_preset_is_not_priced_by_this_one() -> None:
     # gpt-4.1 is OpenAI's price; served by Groq it is not known, so unpriced
     k = preset_kernel("groq", "together")
     groq = Candidate(provider="groq", model="gpt-4.1", provider_type="openai")
-    assert k.price(groq) is None
+    assert k.models.price(groq) is None
     # both presets serve openai/gpt-oss-120b: each instance gets its own table's price
     for name in ("groq", "together"):
-        found = k.price(
+        found = k.models.price(
             Candidate(provider=name, model="openai/gpt-oss-120b", provider_type="openai")
         )
         assert found is not None and found is price(name, "openai/gpt-oss-120b")
@@ -340,4 +343,6 @@ def test_openrouter_config_prices_still_apply() -> None:
         entry_points=False,
     )
     candidate = Candidate(provider="openrouter", model="openai/gpt-4o", provider_type="openai")
-    assert k.cost(candidate, Usage(input_tokens=1_000, output_tokens=100)) == Decimal("0.0035")
+    assert k.models.cost(candidate, Usage(input_tokens=1_000, output_tokens=100)) == Decimal(
+        "0.0035"
+    )

@@ -172,5 +172,5 @@ def test_the_token_ceiling_bounds_a_count_from_above() -> None:
     kernel = make_kernel(["x"])
     text = "naïve café " * 50
     request = kernel.build_request("a/m1", [{"role": "user", "content": text}])
-    estimate = kernel.count_request_tokens(request, kernel.candidates_for("a/m1")[0]).tokens
+    estimate = kernel.models.count(request, kernel.models.resolve("a/m1")[0]).tokens
     assert token_ceiling(request) >= len(text.encode("utf-8")) >= estimate

@@ -126,7 +126,7 @@ def test_found_by_name_and_the_config_decides(installed):
         assert kernel.chat("group", "hi").provider == "c"
     with _kernel("tp-beta") as kernel:
         assert kernel.chat("group", "hi").provider == "c"  # reversed
-        assert kernel.strategy.select(None, kernel.resolve("group"))[0].provider == "c"
+        assert kernel.strategy.select(None, kernel.models.resolve("group"))[0].provider == "c"
     with _kernel("tp-alpha", first="b") as kernel:  # [routing.tp-alpha] settings reach it
         assert kernel.chat("group", "hi").provider == "b"
 

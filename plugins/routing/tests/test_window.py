@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llmkernel import Kernel, hookimpl
+from llmkernel import Kernel, RequestContext, hookimpl
 from llmkernel.errors import NoProviderError
 from llmkernel.provider import ProviderConfig
 from llmkernel.testing.scripted import ScriptedProvider
@@ -69,7 +69,7 @@ def test_only_requests_that_fit_pass_and_counting_is_skipped_when_the_bound_fits
     counter = WindowedPlugin()
     kernel = kernel_with(counter)
     rnd = random.Random(14)
-    candidate = kernel.candidates_for("w/m")[0]
+    candidate = kernel.models.resolve("w/m")[0]
     decided = {"passed": 0, "dropped": 0, "skipped_count": 0}
     for _ in range(400):
         messages = [
@@ -82,7 +82,7 @@ def test_only_requests_that_fit_pass_and_counting_is_skipped_when_the_bound_fits
         max_tokens = rnd.choice([None, 1, 100, 300])
         request = kernel.build_request("w/m", messages, max_tokens=max_tokens)
         output = RESERVE if max_tokens is None else max_tokens
-        ctx = kernel.new_context("chat", request)
+        ctx = RequestContext.new(kernel, "chat", request)
         before = counter.counted
         reasons = routing_for(kernel).drop_reasons(ctx, [candidate])
         if token_ceiling(request) + output <= WINDOW:
@@ -99,12 +99,16 @@ def test_only_requests_that_fit_pass_and_counting_is_skipped_when_the_bound_fits
 def test_the_filter_does_not_count_when_the_bound_fits() -> None:
     counter = WindowedPlugin()
     kernel = kernel_with(counter)
-    candidate = kernel.candidates_for("w/m")[0]
+    candidate = kernel.models.resolve("w/m")[0]
     short = kernel.build_request("w/m", "hi")
-    assert not routing_for(kernel).drop_reasons(kernel.new_context("chat", short), [candidate])
+    assert not routing_for(kernel).drop_reasons(
+        RequestContext.new(kernel, "chat", short), [candidate]
+    )
     assert counter.counted == 0
     long = kernel.build_request("w/m", "é" * 200)  # 400 bytes: the bound says maybe not
-    reasons = routing_for(kernel).drop_reasons(kernel.new_context("chat", long), [candidate])
+    reasons = routing_for(kernel).drop_reasons(
+        RequestContext.new(kernel, "chat", long), [candidate]
+    )
     assert counter.counted == 1 and reasons
     assert "too small for 407 prompt + 50 output tokens" in reasons[0][1]
     with pytest.raises(NoProviderError):

@@ -65,7 +65,7 @@ def test_cheapest_first_then_cheapest_with_the_needed_capability():
 def test_the_order_is_the_whole_chain_unpriced_last():
     with _kernel() as kernel:
         strategy = kernel.strategy
-        ctx_order = [c.provider for c in strategy.select(_ctx(kernel), kernel.resolve("g"))]
+        ctx_order = [c.provider for c in strategy.select(_ctx(kernel), kernel.models.resolve("g"))]
         assert ctx_order == ["cheap", "middle", "pricey", "unknown"]
 
 

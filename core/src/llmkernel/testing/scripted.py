@@ -43,7 +43,8 @@ class Slow:
 
 class ScriptedProvider(Provider):
     """Answers from a script: a str is a reply, an exception is raised, a list of
-    str/event/exception items is a stream (an exception mid-list fails it there)."""
+    str/event/exception items is a stream (an exception mid-list fails it there, a
+    :class:`Slow` mid-list pauses it)."""
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -74,7 +75,11 @@ class ScriptedProvider(Provider):
         self.requests.append(request)
         item = await self._next()
         pieces = [item] if isinstance(item, str) else item
-        for piece in pieces:
+        for item in pieces:
+            piece = item
+            if isinstance(item, Slow):  # a pause mid-stream, then the piece
+                await asyncio.sleep(item.seconds)
+                piece = item.then
             if isinstance(piece, BaseException):
                 raise piece
             yield piece if not isinstance(piece, str) else TextDelta(text=piece)

@@ -220,6 +220,6 @@ def _check(kernel: Kernel, item: BatchItem) -> None:
 
     try:
         request = kernel.build_request(**call_arguments(item))
-        kernel.candidates_for(request.model)
+        kernel.models.resolve(request.model)
     except LLMKernelError as exc:
         raise ValueError(str(exc).splitlines()[0]) from None

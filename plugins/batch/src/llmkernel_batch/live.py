@@ -253,7 +253,7 @@ def dry_run(
             stderr.write(f"llmkernel batch: {entry}\n")
             continue
         count += 1
-        model = entry.model or kernel.default_model
+        model = entry.model or kernel.models.default_model
         models[model] = models.get(model, 0) + 1
         try:
             worst = worst_case(kernel, entry)

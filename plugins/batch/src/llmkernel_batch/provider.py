@@ -28,7 +28,7 @@ __all__ = ["ProviderBatches", "batch_price"]
 def batch_price(kernel: Kernel, candidate: Candidate) -> tuple[Any, bool]:
     """The candidate's price at batch rates, and whether a batch discount was known
     (``price.batch()`` of llmkernel-prices); the standard price when it was not."""
-    price = kernel.price(candidate)
+    price = kernel.models.price(candidate)
     batch = getattr(price, "batch", None)
     if callable(batch):
         try:
@@ -53,7 +53,7 @@ class ProviderBatches:
         self.client = client
 
     def _candidate(self, provider: str, model: str) -> Candidate:
-        return self.kernel.candidates_for(f"{provider}/{model}")[0]
+        return self.kernel.models.resolve(f"{provider}/{model}")[0]
 
     def submit(self, items: Sequence[BatchItem], *, model: str | None = None) -> BatchJob:
         """Send ``items`` as one provider batch; every item must resolve to the same
@@ -64,8 +64,8 @@ class ProviderBatches:
             raise ConfigError("nothing to submit: the input has no valid request")
         chosen: set[tuple[str, str, str]] = set()
         for item in items:
-            name = item.model or model or self.kernel.default_model
-            candidate = self.kernel.candidates_for(name)[0]
+            name = item.model or model or self.kernel.models.default_model
+            candidate = self.kernel.models.resolve(name)[0]
             chosen.add((candidate.provider, candidate.provider_type, candidate.model))
         if len(chosen) != 1:
             listed = ", ".join(sorted(f"{p}/{m}" for p, _, m in chosen))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from llmkernel.context import RequestContext
 from llmkernel_batch.items import BadLine, BatchItem, call_arguments, item_from
 from llmkernel_batch.results import BatchResult, response_data
 
@@ -67,9 +68,9 @@ def worst_case(kernel: Kernel, item: BatchItem) -> Decimal | None:
     """The most ``item`` can cost: the highest worst case among its candidates
     (``None`` when one of them is unpriced)."""
     request = kernel.build_request(**call_arguments(item))
-    ctx = kernel.new_context("chat", request)
+    ctx = RequestContext.new(kernel, "chat", request)
     worst: Decimal | None = None
-    for candidate in kernel.candidates_for(request.model):
+    for candidate in kernel.models.resolve(request.model):
         cost = ctx.worst_case_cost(candidate)
         if cost is None:
             return None
@@ -176,7 +177,7 @@ def _start(
                 custom_id=item.custom_id,
                 status="skipped",
                 error_kind="unpriced",
-                error_message=f"{item.model or kernel.default_model} is unpriced; a budget "
+                error_message=f"{item.model or kernel.models.default_model} is unpriced; a budget "
                 "needs a price for every model (add [prices] to the config)",
                 line=item.line,
             )

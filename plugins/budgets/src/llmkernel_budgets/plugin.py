@@ -73,7 +73,7 @@ def configure(kernel: Kernel, config: Config) -> None:
         slab=settings.slab,
         slab_ttl=settings.slab_ttl,
     )
-    add_closer = getattr(kernel, "add_closer", None)
+    add_closer = kernel.lifecycle.add_closer
     if add_closer is not None:
         hook = webhook
 

@@ -43,7 +43,7 @@ def configure(kernel: Kernel, config: Config) -> None:
         cache = ResponseCache(settings)
     _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose
     # cache=False, cache_ttl=..., cache_namespace=... are ours: never sent upstream
-    kernel.claim_options(*REQUEST_OPTIONS)
+    kernel.models.claim_options(*REQUEST_OPTIONS)
 
 
 @hookimpl

@@ -81,7 +81,7 @@ def configure(kernel: Kernel, config: Config) -> None:
     )
     ledger = Ledger(settings)
     _ledgers[kernel] = ledger
-    add_closer = getattr(kernel, "add_closer", None)
+    add_closer = kernel.lifecycle.add_closer
     if add_closer is not None:
         add_closer(ledger.close)
 

@@ -418,16 +418,9 @@ class Routing:
 
 
 def _capabilities(kernel: Any, candidate: Any) -> Any:
-    remembered = getattr(kernel, "capabilities", None)
-    if callable(remembered):
-        return remembered(candidate)  # the kernel's, remembered per candidate
-    try:
-        return kernel.provider(candidate.provider).capabilities(candidate.model)
-    except Exception as exc:  # a provider that cannot say is not dropped for it
-        log.debug(
-            "routing.capabilities.failed", deployment=deployment_key(candidate), error=str(exc)
-        )
-        return None
+    """The kernel's answer, remembered per candidate (a failing provider is logged
+    there and gives ``None``: a provider that cannot say is not dropped for it)."""
+    return kernel.models.capabilities(candidate)
 
 
 _states: weakref.WeakKeyDictionary[Any, Routing] = weakref.WeakKeyDictionary()

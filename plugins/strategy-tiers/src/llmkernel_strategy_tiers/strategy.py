@@ -67,7 +67,7 @@ def make(kernel: Any, settings: Mapping[str, Any]) -> Tiers:
     parsed = parse_options(TiersSettings, settings, where=f"[routing.{NAME}]")
     inner = None
     if parsed.within != "priority" or parsed.within_settings:
-        inner = kernel.make_strategy(parsed.within, parsed.within_settings)
+        inner = kernel.strategies.create(kernel, parsed.within, parsed.within_settings)
     return Tiers(settings=parsed, inner=inner)
 
 

@@ -31,7 +31,7 @@ async def acount_tokens(
     from llmkernel_tiktoken.plugin import counter_of
 
     request = kernel.build_request(model, messages, **kwargs)
-    candidate = kernel.resolve(request.model)[0]
+    candidate = kernel.models.resolve(request.model)[0]
     settings = counter_of(kernel).settings
     kind = candidate.provider_type
     if kind not in settings.remote:

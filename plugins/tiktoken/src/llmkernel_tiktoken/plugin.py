@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace, kernel: Kernel) -> int:
     text = args.text
     if text is None or text == "-":
         text = sys.stdin.read()
-    model = args.model or kernel.default_model
+    model = args.model or kernel.models.default_model
     if getattr(args, "remote", False):
         import asyncio
 
