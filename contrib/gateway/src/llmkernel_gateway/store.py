@@ -1,0 +1,289 @@
+"""Where ``/v1/responses`` keeps what ``previous_response_id`` continues.
+
+A stored response is the response object as it was answered and the whole
+conversation behind it (the kernel's messages: input, then the answer), so a later
+request continues it on any provider: the turns are replayed, never fetched from
+an upstream. Records belong to a tenant (a key's ``tenant``) and live for
+``[plugin.gateway] responses_ttl`` seconds; another tenant's id, an expired one or
+a deleted one is missing (a 404), never a different tenant's data.
+
+:class:`ResponseStore` is the interface (``put``, ``get``, ``delete``, ``aclose``),
+so a shared backend (Redis) can sit beside :class:`SQLiteResponseStore`, the
+default: one SQLite file (sqlite-utils, WAL, created 0600) that every worker of
+``llmkernel serve --workers N`` opens. Each write commits before the answer is
+sent, so an id a client has seen survives a crash. ``responses_store = "none"``
+keeps nothing (``store`` is then as if always false).
+
+Conversations are stored as JSON (:func:`messages_json`, :func:`messages_from_json`),
+zlib-compressed: every part the kernel has (text, images, reasoning with its
+signature, tool calls with theirs) comes back as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from llmkernel.types import ImagePart, Message, Part, ReasoningPart, TextPart, ToolCall
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from llmkernel_gateway.settings import GatewaySettings
+
+#: Purge expired rows at most this often (seconds), on a write.
+PURGE_EVERY = 60.0
+BUSY_TIMEOUT_MS = 5000
+
+
+@attrs.frozen(kw_only=True)
+class StoredResponse:
+    """One stored response: ``response`` is the object as answered (``GET``
+    returns it), ``conversation`` the kernel messages behind it, in order."""
+
+    id: str
+    tenant: str
+    created_at: float
+    expires_at: float
+    response: Mapping[str, Any]
+    conversation: tuple[Message, ...]
+
+
+class ResponseStore(Protocol):
+    """What the gateway needs of a response store; every method may do I/O."""
+
+    async def put(self, record: StoredResponse) -> None:
+        """Keep ``record`` (replacing one with the same id and tenant)."""
+
+    async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
+        """The record, or ``None`` when missing, expired or another tenant's."""
+
+    async def delete(self, tenant: str, response_id: str) -> bool:
+        """Forget the record; whether there was one (of this tenant)."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+class NoStore:
+    """``responses_store = "none"``: nothing is kept."""
+
+    async def put(self, record: StoredResponse) -> None:
+        return None
+
+    async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
+        return None
+
+    async def delete(self, tenant: str, response_id: str) -> bool:
+        return False
+
+    async def aclose(self) -> None:
+        return None
+
+
+def default_path() -> str:
+    """``$XDG_DATA_HOME/llmkernel/gateway/responses.db`` (``~/.local/share/...``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "llmkernel" / "gateway" / "responses.db")
+
+
+class SQLiteResponseStore:
+    """Records in one SQLite file; calls run in a worker thread (never on the
+    event loop), one at a time per process, and processes share the file (WAL,
+    busy timeout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._purged = 0.0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = _connect(self.path)
+        return self._conn
+
+    async def put(self, record: StoredResponse) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self._put, record)
+
+    def _put(self, record: StoredResponse) -> None:
+        body = zlib.compress(
+            json.dumps(
+                {
+                    "response": record.response,
+                    "conversation": messages_json(record.conversation),
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
+        )
+        with self._lock:
+            conn = self._connection()
+            conn.execute(
+                "INSERT OR REPLACE INTO responses (id, tenant, created_at, expires_at, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.tenant, record.created_at, record.expires_at, body),
+            )
+            now = time.time()
+            if now - self._purged >= PURGE_EVERY:
+                self._purged = now
+                conn.execute("DELETE FROM responses WHERE expires_at < ?", (now,))
+
+    async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
+        import asyncio
+
+        return await asyncio.to_thread(self._get, tenant, response_id)
+
+    def _get(self, tenant: str, response_id: str) -> StoredResponse | None:
+        with self._lock:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT created_at, expires_at, body FROM responses "
+                    "WHERE id = ? AND tenant = ? AND expires_at >= ?",
+                    (response_id, tenant, time.time()),
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        created_at, expires_at, body = row
+        data = json.loads(zlib.decompress(body))
+        return StoredResponse(
+            id=response_id,
+            tenant=tenant,
+            created_at=created_at,
+            expires_at=expires_at,
+            response=data["response"],
+            conversation=messages_from_json(data["conversation"]),
+        )
+
+    async def delete(self, tenant: str, response_id: str) -> bool:
+        import asyncio
+
+        return await asyncio.to_thread(self._delete, tenant, response_id)
+
+    def _delete(self, tenant: str, response_id: str) -> bool:
+        with self._lock:
+            cursor = self._connection().execute(
+                "DELETE FROM responses WHERE id = ? AND tenant = ? AND expires_at >= ?",
+                (response_id, tenant, time.time()),
+            )
+            return cursor.rowcount > 0
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The database, made if missing (its directory 0700, the file 0600), in WAL
+    mode and autocommit (each statement commits), with the table."""
+    import sqlite3
+
+    import sqlite_utils
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    db = sqlite_utils.Database(conn)
+    table = db.table("responses")
+    table.create(
+        {"id": str, "tenant": str, "created_at": float, "expires_at": float, "body": bytes},
+        pk=("tenant", "id"),
+        not_null={"id", "tenant", "created_at", "expires_at", "body"},
+        if_not_exists=True,
+    )
+    table.create_index(["expires_at"], if_not_exists=True)
+    return conn
+
+
+def open_store(settings: GatewaySettings) -> ResponseStore:
+    """The store ``[plugin.gateway] responses_store`` names."""
+    if settings.responses_store == "none":
+        return NoStore()
+    return SQLiteResponseStore(settings.responses_path or default_path())
+
+
+# ---------------------------------------------------------------------- messages as JSON
+
+
+def messages_json(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    """Kernel messages as plain JSON values (every field, parts tagged by type)."""
+    out = []
+    for message in messages:
+        item: dict[str, Any] = {
+            "role": message.role,
+            "content": [_part_json(p) for p in message.content],
+        }
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {k: v for k, v in attrs.asdict(call).items() if v is not None}
+                for call in message.tool_calls
+            ]
+        if message.tool_call_id is not None:
+            item["tool_call_id"] = message.tool_call_id
+        if message.name is not None:
+            item["name"] = message.name
+        out.append(item)
+    return out
+
+
+def _part_json(part: Part) -> dict[str, Any]:
+    return {k: v for k, v in attrs.asdict(part).items() if v is not None}
+
+
+_PARTS: dict[str, type[TextPart] | type[ImagePart] | type[ReasoningPart]] = {
+    "text": TextPart,
+    "image": ImagePart,
+    "reasoning": ReasoningPart,
+}
+
+
+def messages_from_json(items: Iterable[Mapping[str, Any]]) -> tuple[Message, ...]:
+    """The inverse of :func:`messages_json`."""
+    messages = []
+    for item in items:
+        parts: list[Part] = []
+        for raw in item.get("content", ()):
+            fields = {k: v for k, v in raw.items() if k != "type"}
+            parts.append(_PARTS[raw["type"]](**fields))
+        messages.append(
+            Message(
+                role=item["role"],
+                content=tuple(parts),
+                tool_calls=tuple(ToolCall(**call) for call in item.get("tool_calls", ())),
+                tool_call_id=item.get("tool_call_id"),
+                name=item.get("name"),
+            )
+        )
+    return tuple(messages)
+
+
+__all__ = [
+    "NoStore",
+    "ResponseStore",
+    "SQLiteResponseStore",
+    "StoredResponse",
+    "default_path",
+    "messages_from_json",
+    "messages_json",
+    "open_store",
+]
