@@ -629,6 +629,7 @@ class EventWriter:
         kind = event.type
         if kind == "text":
             out = "" if self._kind == "message" else self._open_message()
+            self._text.append(event.text)  # type: ignore[union-attr]
             return out + self._sse(
                 "response.output_text.delta",
                 {
