@@ -25,6 +25,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from llmkernel import log
 from llmkernel_gateway import affinity, extras, failures, messages, responses, wire
 from llmkernel_gateway.failures import Failure
@@ -154,6 +156,26 @@ class Apis:
         timeout = self.gateway.settings.request_timeout
         async with asyncio.timeout(timeout + _SLACK):
             return await self.kernel.run_chat(request, timeout=timeout)
+
+    async def chat_extras(
+        self,
+        call: wire.ChatCall,
+        send: Send,
+        rid: str,
+        route: str,
+        key: Key | None,
+        started: float,
+    ) -> wire.ChatCall | None:
+        """A Chat Completions call whose OpenAI-only fields (``modalities``, ``audio``,
+        ``web_search_options``) became options for its deployments; or ``None``
+        when one of them cannot take them (the 400 naming the field is answered)."""
+        wanted = [extras.Extra.openai(name) for name in wire.OPENAI_ONLY]
+        try:
+            options = self.provider_options(call.model, call.extras, wanted)
+        except Exception as exc:
+            await self._refuse(exc, send, rid, route, key, started, call.model, self.gateway._fail)
+            return None
+        return attrs.evolve(call, kwargs={**call.kwargs, **options}, extras={})
 
     # ------------------------------------------------------------------ /v1/responses
 

@@ -323,6 +323,10 @@ class Gateway:
         call = await self._parse(wire.chat_call, data, key, route, send, rid, started)
         if call is None:
             return
+        if call.extras:  # OpenAI-only fields: options, or a 400 naming the field
+            call = await self.apis.chat_extras(call, send, rid, route, key, started)
+            if call is None:
+                return
         metadata = key.request_metadata() if key is not None else {}
         if call.stream:
             await self._stream(receive, send, rid, started, key, call, metadata)
@@ -345,7 +349,11 @@ class Gateway:
             return
         served = f"{response.provider}/{response.model}"
         body = wire.completion_json(
-            response, id=f"chatcmpl-{rid}", created=int(time.time()), model=served
+            response,
+            id=f"chatcmpl-{rid}",
+            created=int(time.time()),
+            model=served,
+            functions=call.functions,
         )
         headers = [_JSON, *_extension_headers(rid, response)]
         await _respond(send, 200, wire.dumps(body), headers)
@@ -407,6 +415,7 @@ class Gateway:
             created=int(time.time()),
             model=call.model,
             include_usage=call.include_usage,
+            functions=call.functions,
         )
         pump = asyncio.ensure_future(self._pump(send, stream, first, chunker, rid, deadline))
         watch = asyncio.ensure_future(_disconnected(receive))
