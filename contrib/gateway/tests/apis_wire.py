@@ -51,6 +51,10 @@ type = "mock"
 [providers.mock2]
 type = "mock"
 
+[providers.slow]
+type = "mock"
+tokens_per_second = 2.0
+
 [providers.oa]
 type = "openai"
 base_url = "{up.openai.url}/v1"
@@ -174,17 +178,23 @@ def chat_answer(text: str, **usage: int) -> FakeResponse:
             "created": 1,
             "model": "gpt-4o-mini",
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text},
-                 "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
             ],
-            "usage": {"prompt_tokens": usage.get("prompt", 9),
-                      "completion_tokens": usage.get("completion", 3)},
+            "usage": {
+                "prompt_tokens": usage.get("prompt", 9),
+                "completion_tokens": usage.get("completion", 3),
+            },
         }
     )
 
 
-def claude_answer(content: list[dict[str, Any]], *, stop: str = "end_turn",
-                  usage: dict[str, int] | None = None) -> FakeResponse:
+def claude_answer(
+    content: list[dict[str, Any]], *, stop: str = "end_turn", usage: dict[str, int] | None = None
+) -> FakeResponse:
     return FakeResponse.json_body(
         {
             "id": "msg_up",
@@ -208,11 +218,17 @@ def gemini_answer(text: str) -> FakeResponse:
     return FakeResponse.json_body(
         {
             "candidates": [
-                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
-                 "index": 0}
+                {
+                    "content": {"role": "model", "parts": [{"text": text}]},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
             ],
-            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 5,
-                              "totalTokenCount": 25},
+            "usageMetadata": {
+                "promptTokenCount": 20,
+                "candidatesTokenCount": 5,
+                "totalTokenCount": 25,
+            },
             "modelVersion": GEMINI,
         }
     )

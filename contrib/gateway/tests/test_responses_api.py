@@ -204,8 +204,11 @@ def test_stored_responses_belong_to_their_tenant(apis: Gateway, api_keys: dict[s
     unstored = alice.responses.create(model="mock/echo", input="forget me", store=False)
     with pytest.raises(openai.NotFoundError):
         alice.responses.retrieve(unstored.id)
-    missing = post(apis, api_keys["alice"], {"model": "mock/echo", "input": "x",
-                                               "previous_response_id": "resp_nope"})
+    missing = post(
+        apis,
+        api_keys["alice"],
+        {"model": "mock/echo", "input": "x", "previous_response_id": "resp_nope"},
+    )
     assert missing.status_code == 404
     assert missing.json()["error"]["param"] == "previous_response_id"
 
@@ -228,14 +231,21 @@ def test_over_a_chat_completions_upstream_with_usage_details(
     usage = {
         **chat_chunk({}),
         "choices": [],
-        "usage": {"prompt_tokens": 30, "completion_tokens": 12,
-                  "prompt_tokens_details": {"cached_tokens": 10},
-                  "completion_tokens_details": {"reasoning_tokens": 4}},
+        "usage": {
+            "prompt_tokens": 30,
+            "completion_tokens": 12,
+            "prompt_tokens_details": {"cached_tokens": 10},
+            "completion_tokens_details": {"reasoning_tokens": 4},
+        },
     }
     upstreams.openai.answer(
         FakeResponse.sse(
-            chat_sse(chat_chunk({"role": "assistant", "content": "up"}),
-                     chat_chunk({"content": "stream"}), chat_chunk({}, "stop"), usage)
+            chat_sse(
+                chat_chunk({"role": "assistant", "content": "up"}),
+                chat_chunk({"content": "stream"}),
+                chat_chunk({}, "stop"),
+                usage,
+            )
         )
     )
     with oai(apis, api_keys["alice"]).responses.stream(
@@ -265,18 +275,28 @@ def test_a_responses_deployment_goes_natively_to_openais_responses_endpoint(
                 "model": "gpt-5-2025-08-07",
                 "output": [
                     {"type": "reasoning", "id": "rs_u", "summary": [], "encrypted_content": "ENC"},
-                    {"type": "message", "id": "msg_u", "role": "assistant",
-                     "status": "completed",
-                     "content": [{"type": "output_text", "text": "native", "annotations": []}]},
+                    {
+                        "type": "message",
+                        "id": "msg_u",
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": "native", "annotations": []}],
+                    },
                 ],
-                "usage": {"input_tokens": 5, "output_tokens": 9,
-                          "output_tokens_details": {"reasoning_tokens": 6}},
+                "usage": {
+                    "input_tokens": 5,
+                    "output_tokens": 9,
+                    "output_tokens_details": {"reasoning_tokens": 6},
+                },
             }
         )
     )
     response = oai(apis, api_keys["alice"]).responses.create(
-        model="native/gpt-5", input="hi", reasoning={"effort": "high"},
-        include=["reasoning.encrypted_content"], prompt_cache_key="conv-1",
+        model="native/gpt-5",
+        input="hi",
+        reasoning={"effort": "high"},
+        include=["reasoning.encrypted_content"],
+        prompt_cache_key="conv-1",
         parallel_tool_calls=False,
     )
     assert response.output_text == "native"
@@ -329,7 +349,8 @@ def test_a_failure_after_the_first_event_ends_with_response_failed(
 def test_errors_in_openais_shape(apis: Gateway, api_keys: dict[str, str]) -> None:
     assert post(apis, None, {"model": "mock/echo", "input": "x"}).status_code == 401
     bad = post(
-        apis, api_keys["alice"],
+        apis,
+        api_keys["alice"],
         {"model": "mock/echo", "input": "x", "tools": [{"type": "web_search"}]},
     )
     assert bad.status_code == 400

@@ -11,6 +11,10 @@ Built to Anthropic's API reference, read 2026-12-07: "Messages"
 (https://docs.anthropic.com/en/api/messages-count-tokens), and to the types of the
 official ``anthropic`` SDK (2.17), which parses these shapes.
 
+The current API (SDK 2.17) has no ``temperature``, ``top_p`` or ``top_k``; they are
+still accepted, as clients built on older versions send them (``top_k`` goes only
+to Anthropic, Gemini and Ollama deployments).
+
 Usage follows Anthropic's convention on the way out: its ``input_tokens`` counts
 only the uncached input, beside ``cache_read_input_tokens`` and
 ``cache_creation_input_tokens`` (the kernel's ``input_tokens`` includes both).
@@ -86,7 +90,15 @@ EXTRAS = (
     ),
     *(
         Extra(name=name, takers={"anthropic": same(name)}, required=False)
-        for name in ("service_tier", "speed", "inference_geo", "diagnostics", "cache_control")
+        for name in (
+            "service_tier",
+            "speed",
+            "inference_geo",
+            "diagnostics",
+            "cache_control",
+            "user_profile_id",
+            "workspace_id",
+        )
     ),
     *(
         Extra(name=name, takers={"anthropic": same(name)})
