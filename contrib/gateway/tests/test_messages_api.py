@@ -15,12 +15,10 @@ import pytest
 
 from llmkernel_http.testing.fake_server import FakeResponse, Pause
 
-from .apis_wire import (  # noqa: F401  (fixtures)
+from .apis_wire import (
     CLAUDE,
     GEMINI,
     Upstreams,
-    api_keys,
-    apis,
     chat_chunk,
     chat_sse,
     claude,
@@ -29,7 +27,6 @@ from .apis_wire import (  # noqa: F401  (fixtures)
     events_of,
     oai,
     stream_raw,
-    upstreams,
 )
 from .conftest import UPSTREAM_KEY, Gateway
 from .test_lifecycle import CountingPieces, wait_until_steady
@@ -405,12 +402,12 @@ def test_a_failure_after_the_first_event_ends_with_an_error_event(
     assert "content_block_delta" in names
     error = events_of(response.text)[-1][1]
     assert error["error"]["type"] == "overloaded_error"
-    with pytest.raises(anthropic.APIStatusError):  # the SDK raises it
-        with claude(apis, api_keys["alice"]).messages.stream(
-            model=f"claude/{CLAUDE}", max_tokens=20, messages=HI
-        ) as stream:
-            for _ in stream:
-                pass
+    stream = claude(apis, api_keys["alice"]).messages.stream(
+        model=f"claude/{CLAUDE}", max_tokens=20, messages=HI
+    )
+    with pytest.raises(anthropic.APIStatusError), stream as events:  # the SDK raises it
+        for _ in events:
+            pass
 
 
 def slow_claude(pieces: int, pause: float) -> CountingPieces:

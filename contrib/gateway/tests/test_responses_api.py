@@ -12,18 +12,15 @@ import pytest
 
 from llmkernel_http.testing.fake_server import FakeResponse
 
-from .apis_wire import (  # noqa: F401  (fixtures)
+from .apis_wire import (
     CLAUDE,
     Upstreams,
-    api_keys,
-    apis,
     chat_chunk,
     chat_sse,
     claude_answer,
     events_of,
     gemini_answer,
     oai,
-    upstreams,
 )
 from .conftest import UPSTREAM_KEY, Gateway
 
