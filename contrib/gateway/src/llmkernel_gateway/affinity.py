@@ -64,6 +64,7 @@ class Sessions:
         if time.monotonic() - seen > self.ttl:
             del self._pins[key]
             return None
+        self._pins.move_to_end(key)  # the most recently used is forgotten last
         return deployment
 
     def remember(self, key: tuple[str, str, str], deployment: str) -> None:
