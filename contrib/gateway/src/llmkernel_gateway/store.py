@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 import time
 import zlib
@@ -96,48 +97,91 @@ def default_path() -> str:
 
 
 class SQLiteResponseStore:
-    """Records in one SQLite file; calls run in a worker thread (never on the
-    event loop), one at a time per process, and processes share the file (WAL,
-    busy timeout)."""
+    """Records in one SQLite file. Writes go to one writer thread that commits
+    whatever is queued in one transaction (group commit: fifty concurrent answers
+    cost one commit, not fifty) and wakes each waiting ``put`` once its record is
+    committed; reads run in a worker thread on their own connection. Never on the
+    event loop; processes share the file (WAL, busy timeout)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # the reading connection
+        self._reader: sqlite3.Connection | None = None
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
         self._purged = 0.0
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = _connect(self.path)
-        return self._conn
+    def _read_connection(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = _connect(self.path)
+        return self._reader
+
+    # -- writes
 
     async def put(self, record: StoredResponse) -> None:
         import asyncio
 
-        await asyncio.to_thread(self._put, record)
-
-    def _put(self, record: StoredResponse) -> None:
         body = zlib.compress(
             json.dumps(
-                {
-                    "response": record.response,
-                    "conversation": messages_json(record.conversation),
-                },
+                {"response": record.response, "conversation": messages_json(record.conversation)},
                 ensure_ascii=False,
                 separators=(",", ":"),
             ).encode()
         )
-        with self._lock:
-            conn = self._connection()
-            conn.execute(
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        row = (record.id, record.tenant, record.created_at, record.expires_at, body)
+        self._queue.put(_Write(row=row, loop=loop, future=done))
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(
+                target=self._write_loop, name="llmkernel-gateway-responses", daemon=True
+            )
+            self._writer.start()
+        await done
+
+    def _write_loop(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._commit(conn, batch)
+                        return
+                    batch.append(item)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+        error: Exception | None = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
                 "INSERT OR REPLACE INTO responses (id, tenant, created_at, expires_at, body) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.tenant, record.created_at, record.expires_at, body),
+                [w.row for w in batch],
             )
             now = time.time()
             if now - self._purged >= PURGE_EVERY:
                 self._purged = now
                 conn.execute("DELETE FROM responses WHERE expires_at < ?", (now,))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            error = exc
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        for write in batch:
+            write.loop.call_soon_threadsafe(_settle, write.future, error)
+
+    # -- reads
 
     async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
         import asyncio
@@ -147,7 +191,7 @@ class SQLiteResponseStore:
     def _get(self, tenant: str, response_id: str) -> StoredResponse | None:
         with self._lock:
             row = (
-                self._connection()
+                self._read_connection()
                 .execute(
                     "SELECT created_at, expires_at, body FROM responses "
                     "WHERE id = ? AND tenant = ? AND expires_at >= ?",
@@ -175,17 +219,40 @@ class SQLiteResponseStore:
 
     def _delete(self, tenant: str, response_id: str) -> bool:
         with self._lock:
-            cursor = self._connection().execute(
+            cursor = self._read_connection().execute(
                 "DELETE FROM responses WHERE id = ? AND tenant = ? AND expires_at >= ?",
                 (response_id, tenant, time.time()),
             )
             return cursor.rowcount > 0
 
     async def aclose(self) -> None:
+        """Commit what is queued, then close."""
+        import asyncio
+
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            self._queue.put(None)
+            await asyncio.to_thread(writer.join, 30)
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+
+@attrs.frozen
+class _Write:
+    row: tuple[Any, ...]
+    loop: Any
+    future: Any
+
+
+def _settle(future: Any, error: Exception | None) -> None:
+    if future.done():  # the caller was cancelled meanwhile
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
