@@ -67,8 +67,12 @@ def run(quick: bool) -> dict[str, Any]:
             names = list(ENDPOINTS)
             for name in names:  # warm every path up first
                 path, body = ENDPOINTS[name]
-                wrk(f"http://127.0.0.1:{port}{path}", connections=10, seconds=1.0,
-                    body=json.dumps(body))
+                wrk(
+                    f"http://127.0.0.1:{port}{path}",
+                    connections=10,
+                    seconds=1.0,
+                    body=json.dumps(body),
+                )
             for round_ in range(rounds):  # interleaved, the order turning each round
                 for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                     path, body = ENDPOINTS[name]
@@ -83,9 +87,7 @@ def run(quick: bool) -> dict[str, Any]:
             stop_tree(process)
         for name, rows in runs.items():
             out[name] = {
-                load: {
-                    k: statistics.median(r[load][k] for r in rows) for k in rows[0][load]
-                }
+                load: {k: statistics.median(r[load][k] for r in rows) for k in rows[0][load]}
                 for load in ("c50", "c1")
             }
             out[name]["rounds"] = len(rows)
@@ -95,9 +97,7 @@ def run(quick: bool) -> dict[str, Any]:
         row = out[name]
         row["added_p50_c1_ms"] = row["c1"]["p50_ms"] - up
         row["rps_ratio_to_chat"] = chat["c50"]["rps"] / row["c50"]["rps"]
-        row["added_p50_ratio_to_chat"] = row["added_p50_c1_ms"] / max(
-            chat["added_p50_c1_ms"], 1e-9
-        )
+        row["added_p50_ratio_to_chat"] = row["added_p50_c1_ms"] / max(chat["added_p50_c1_ms"], 1e-9)
     return out
 
 
