@@ -13,7 +13,10 @@ within 1.2x). The endpoints are measured in interleaved rounds (the order turnin
 each round; medians over the rounds), so a machine that slows down for a while does
 not land on one of them only.
 
-    python tests/benchmarks/bench_apis.py [--quick]
+    python tests/benchmarks/bench_apis.py [--quick] [--table]
+
+(``run.py`` runs it as its ``apis`` section; ``--table`` prints a Markdown table after
+the JSON.)
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ def table(out: dict[str, Any]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    result = run(parser.parse_args().quick)
+    parser.add_argument("--table", action="store_true")
+    args = parser.parse_args()
+    result = run(args.quick)
     print(json.dumps(result, indent=1))
-    if "error" not in result:
+    if args.table and "error" not in result:
         print(table(result))

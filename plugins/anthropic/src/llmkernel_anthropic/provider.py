@@ -96,12 +96,8 @@ class AnthropicProvider(HTTPProvider):
         try:
             return json.loads(raw), response
         except ValueError:
-            raise errors.MalformedResponseError(
-                f"anthropic answered with a body that is not JSON: {snippet(raw)!r}",
-                provider=self.name,
-                model=request.model,
-                status=response.status_code,
-                request_id=request_id_from(response.headers),
+            raise self.malformed(
+                f"a body that is not JSON: {snippet(raw)!r}", model=request.model, response=response
             ) from None
 
     def error_for_response(
@@ -183,12 +179,10 @@ class AnthropicProvider(HTTPProvider):
         payload, response = await self._post(COUNT_PATH, request, body)
         tokens = payload.get("input_tokens") if isinstance(payload, Mapping) else None
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            raise errors.MalformedResponseError(
-                f"anthropic's count_tokens answer has no input_tokens: {snippet(response.text)!r}",
-                provider=self.name,
+            raise self.malformed(
+                f"a count_tokens answer without input_tokens: {snippet(response.text)!r}",
                 model=request.model,
-                status=response.status_code,
-                request_id=request_id_from(response.headers),
+                response=response,
             )
         return TokenCount(tokens=tokens, exact=True, method="anthropic count_tokens")
 
