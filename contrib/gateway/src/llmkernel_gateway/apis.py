@@ -406,13 +406,18 @@ class Apis:
                 self.metadata(scope, key, anthropic=True),
                 {},
             )
-            candidates = kernel.checked_candidates(
-                None, kernel.healthy_first(kernel.candidates_for(call.model)), "count_tokens"
-            )
+            candidates = kernel.healthy_first(list(kernel.candidates_for(call.model)))
         except Exception as exc:
             await self._refuse(exc, send, rid, route, key, started, call.model, fail)
             return
-        candidate = candidates[0]
+        # the deployment the conversation is on (affinity), else the first healthy one
+        session = request.metadata.get(affinity.SESSION_KEY)
+        pinned = (
+            self.sessions.get((request.metadata.get("tenant", ""), call.model, session))
+            if session
+            else None
+        )
+        candidate = next((c for c in candidates if c.qualified == pinned), candidates[0])
         count = None
         try:
             async with asyncio.timeout(gw.settings.request_timeout):
