@@ -214,3 +214,22 @@ def test_anthropic_turns_split_tool_results_and_keep_thinking() -> None:
             }
         )
     assert caught.value.param == "tools.0.type"
+
+
+async def test_a_record_over_the_limit_is_refused_and_not_kept(tmp_path: Path) -> None:
+    store = SQLiteResponseStore(tmp_path / "r.db", max_bytes=200)
+    with pytest.raises(ValueError, match="over the store's limit of 200"):
+        await store.put(record("resp_big", "a"))
+    await store.put(
+        StoredResponse(
+            id="resp_small",
+            tenant="a",
+            created_at=0.0,
+            expires_at=time.time() + 60,
+            response={},
+            conversation=(),
+        )
+    )
+    assert await store.get("a", "resp_big") is None
+    assert await store.get("a", "resp_small") is not None
+    await store.aclose()

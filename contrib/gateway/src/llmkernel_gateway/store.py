@@ -103,8 +103,9 @@ class SQLiteResponseStore:
     committed; reads run in a worker thread on their own connection. Never on the
     event loop; processes share the file (WAL, busy timeout)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int = 128 * 1024 * 1024) -> None:
         self.path = Path(path)
+        self.max_bytes = max_bytes  # of one record's JSON: a longer one is refused
         self._lock = threading.Lock()  # the reading connection
         self._reader: sqlite3.Connection | None = None
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
@@ -119,19 +120,14 @@ class SQLiteResponseStore:
     # -- writes
 
     async def put(self, record: StoredResponse) -> None:
+        """Queue the record for the writer (which also serializes it, off the event
+        loop) and return once it is committed; a record over ``max_bytes`` raises
+        :class:`ValueError`."""
         import asyncio
 
-        body = zlib.compress(
-            json.dumps(
-                {"response": record.response, "conversation": messages_json(record.conversation)},
-                ensure_ascii=False,
-                separators=(",", ":"),
-            ).encode()
-        )
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        row = (record.id, record.tenant, record.created_at, record.expires_at, body)
-        self._queue.put(_Write(row=row, loop=loop, future=done))
+        self._queue.put(_Write(record=record, loop=loop, future=done))
         if self._writer is None or not self._writer.is_alive():
             self._writer = threading.Thread(
                 target=self._write_loop, name="llmkernel-gateway-responses", daemon=True
@@ -160,14 +156,35 @@ class SQLiteResponseStore:
         finally:
             conn.close()
 
+    def _row(self, record: StoredResponse) -> tuple[Any, ...]:
+        text = json.dumps(
+            {"response": record.response, "conversation": messages_json(record.conversation)},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        if len(text) > self.max_bytes:
+            raise ValueError(
+                f"response {record.id} with its conversation is {len(text)} bytes, over the "
+                f"store's limit of {self.max_bytes}"
+            )
+        return (record.id, record.tenant, record.created_at, record.expires_at, zlib.compress(text))
+
     def _commit(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+        rows, kept = [], []
+        for write in batch:
+            try:
+                rows.append(self._row(write.record))
+                kept.append(write)
+            except Exception as exc:
+                write.loop.call_soon_threadsafe(_settle, write.future, exc)
+        batch = kept
         error: Exception | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT OR REPLACE INTO responses (id, tenant, created_at, expires_at, body) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [w.row for w in batch],
+                rows,
             )
             now = time.time()
             if now - self._purged >= PURGE_EVERY:
@@ -241,7 +258,7 @@ class SQLiteResponseStore:
 
 @attrs.frozen
 class _Write:
-    row: tuple[Any, ...]
+    record: StoredResponse
     loop: Any
     future: Any
 
@@ -286,7 +303,9 @@ def open_store(settings: GatewaySettings) -> ResponseStore:
     """The store ``[plugin.gateway] responses_store`` names."""
     if settings.responses_store == "none":
         return NoStore()
-    return SQLiteResponseStore(settings.responses_path or default_path())
+    return SQLiteResponseStore(
+        settings.responses_path or default_path(), max_bytes=8 * settings.max_body_bytes
+    )
 
 
 # ---------------------------------------------------------------------- messages as JSON
