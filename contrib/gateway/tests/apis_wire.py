@@ -214,6 +214,26 @@ def claude_event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
 
+def claude_text_start() -> list[str]:
+    """A stream's ``message_start`` and the start of its first (text) block."""
+    message = {
+        "id": "msg_up",
+        "type": "message",
+        "role": "assistant",
+        "model": CLAUDE,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 1},
+    }
+    return [
+        claude_event("message_start", {"message": message}),
+        claude_event(
+            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+        ),
+    ]
+
+
 def gemini_answer(text: str) -> FakeResponse:
     return FakeResponse.json_body(
         {

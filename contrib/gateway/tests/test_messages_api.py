@@ -24,6 +24,7 @@ from .apis_wire import (
     claude,
     claude_answer,
     claude_event,
+    claude_text_start,
     events_of,
     oai,
     stream_raw,
@@ -362,25 +363,7 @@ def test_a_failure_after_the_first_event_ends_with_an_error_event(
     upstreams.claude.answer(
         FakeResponse.sse(
             [
-                claude_event(
-                    "message_start",
-                    {
-                        "message": {
-                            "id": "msg_up",
-                            "type": "message",
-                            "role": "assistant",
-                            "model": CLAUDE,
-                            "content": [],
-                            "stop_reason": None,
-                            "stop_sequence": None,
-                            "usage": {"input_tokens": 3, "output_tokens": 1},
-                        }
-                    },
-                ),
-                claude_event(
-                    "content_block_start",
-                    {"index": 0, "content_block": {"type": "text", "text": ""}},
-                ),
+                *claude_text_start(),
                 claude_event(
                     "content_block_delta",
                     {"index": 0, "delta": {"type": "text_delta", "text": "partial"}},
@@ -412,24 +395,7 @@ def test_a_failure_after_the_first_event_ends_with_an_error_event(
 
 def slow_claude(pieces: int, pause: float) -> CountingPieces:
     items: list[Any] = [
-        claude_event(
-            "message_start",
-            {
-                "message": {
-                    "id": "msg_up",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": CLAUDE,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": 3, "output_tokens": 1},
-                }
-            },
-        ),
-        claude_event(
-            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
-        ),
+        *claude_text_start(),
     ]
     for i in range(pieces):
         items.append(
