@@ -49,11 +49,13 @@ def wait_for(url: str, process: subprocess.Popen[Any], timeout: float = 150.0) -
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-def wrk(url: str, *, connections: int, seconds: float, threads: int = 2) -> dict[str, float]:
+def wrk(
+    url: str, *, connections: int, seconds: float, threads: int = 2, body: str = BODY
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             'wrk.method = "POST"\n'
-            f"wrk.body = {json.dumps(BODY)}\n"
+            f"wrk.body = {json.dumps(body)}\n"
             'wrk.headers["Content-Type"] = "application/json"\n'
             f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
         )

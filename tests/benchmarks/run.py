@@ -24,7 +24,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SECTIONS = ["import", "calls", "local", "gateway"]
+SECTIONS = ["import", "calls", "local", "gateway", "apis"]
 
 
 def section(name: str, quick: bool, clean_python: str | None) -> dict[str, Any]:
@@ -350,6 +350,24 @@ def rows(r: dict[str, Any]) -> list[Row]:
                 )
             )
         del lit1
+    apis = r.get("apis", {})
+    chat = apis.get("chat")
+    if chat and "c50" in chat:
+        for name in ("responses", "responses, store: false", "messages"):
+            row = apis.get(name)
+            if not row or "c50" not in row:
+                continue
+            worst = max(row["rps_ratio_to_chat"], row["added_p50_ratio_to_chat"])
+            out.append(
+                (
+                    f"gateway /v1/{name}: req/s at 50 / added p50 at 1 conn",
+                    f"{row['c50']['rps']:.0f} / {row['added_p50_c1_ms']:.2f} ms",
+                    f"chat {chat['c50']['rps']:.0f} / {chat['added_p50_c1_ms']:.2f} ms",
+                    "",
+                    "within 1.2x chat",
+                    _met(worst <= 1.2),
+                )
+            )
     return out
 
 

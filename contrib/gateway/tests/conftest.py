@@ -208,3 +208,8 @@ def gateway(upstream: Upstream, keys: dict[str, str], tmp_session: Path) -> Iter
     server = Gateway(config, tmp_session)
     yield server
     server.stop()
+
+
+# the Responses and Messages API tests' gateway and upstreams (defined beside their
+# wire helpers; imported last, as that module uses the names above)
+from .apis_wire import api_keys, apis, upstreams  # noqa: E402, F401

@@ -23,6 +23,7 @@ from llmkernel.types import (
     ModelInfo,
     Response,
     StreamEvent,
+    TokenCount,
 )
 
 if TYPE_CHECKING:
@@ -101,6 +102,15 @@ class Provider:
     async def health(self) -> Health:
         """A cheap check that the provider answers and accepts our credentials."""
         return Health(ok=True, detail="no health check")
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount | None:
+        """The provider's own count of ``request``'s input tokens (its ``model`` is
+        this provider's model id), from an endpoint that counts without generating
+        (Anthropic's ``count_tokens``, Gemini's ``countTokens``), or ``None`` when
+        the provider has none: callers then use the kernel's local count
+        (:meth:`llmkernel.Kernel.count_request_tokens`). Raise a
+        :class:`~llmkernel.errors.ProviderError` when the endpoint fails."""
+        return None
 
     async def aclose(self) -> None:
         """Close network clients; called once when the kernel closes."""

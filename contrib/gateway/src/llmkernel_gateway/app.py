@@ -97,6 +97,10 @@ class Gateway:
             ("GET", "/status.json"): self._status_json,
             ("POST", "/login"): self._login,
         }
+        from llmkernel_gateway.apis import Apis  # the Responses and Messages APIs
+
+        self.apis = Apis(self)
+        self._routes.update(self.apis.routes())
         self._paths = {path for _, path in self._routes}
 
     # ------------------------------------------------------------------ ASGI
@@ -132,7 +136,7 @@ class Gateway:
         from llmkernel_gateway.metrics import Metrics
         from llmkernel_gateway.transport import HttpxTransportPlugin
 
-        plugins = list(self._plugins)
+        plugins = [*self._plugins, *self.apis.plugins()]
         if self.settings.transport == "httpx":
             plugins.append(HttpxTransportPlugin())
         keys = self.settings.key_list()
@@ -144,6 +148,7 @@ class Gateway:
         except Exception:
             await self.kernel.aclose()
             raise
+        self.apis.startup(self.kernel)
         self.metrics = Metrics()
         self.stats.started = time.time()
 
@@ -151,6 +156,7 @@ class Gateway:
         """Close the kernel (its providers and closers: a ledger flushes here)."""
         if self.kernel is not None:
             await self.kernel.aclose()
+        await self.apis.shutdown()
         if self.metrics is not None:
             self.metrics.close()
         log.info("gateway.stopped", pid=os.getpid())
@@ -172,9 +178,12 @@ class Gateway:
         started = time.perf_counter()
         rid = self._request_id(scope)
         handler = self._routes.get((scope["method"], scope["path"]))
+        known = False
+        if handler is None:  # a path with an id: /v1/responses/{id}, /v1/models/{id}
+            handler, known = self.apis.match(scope["method"], scope["path"])
         try:
             if handler is None:
-                if scope["path"] in self._paths:
+                if known or scope["path"] in self._paths:
                     failure = Failure(
                         status=405,
                         message=f"method {scope['method']} is not allowed on {scope['path']}",
@@ -263,12 +272,19 @@ class Gateway:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _begin(
-        self, scope: Scope, receive: Receive, send: Send, rid: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        fail: Callable[[Send, Failure, str], Awaitable[None]] | None = None,
     ) -> tuple[Key | None, dict[str, Any]] | None:
-        """Authenticate and read the JSON body; answer the failure and return None."""
+        """Authenticate and read the JSON body; answer the failure (with ``fail``,
+        the API's own error shape, default OpenAI's) and return None."""
+        fail = fail or self._fail
         key = self._authenticate(scope)
         if isinstance(key, Failure):
-            await self._fail(send, key, rid)
+            await fail(send, key, rid)
             return None
         if key is not None:
             wait = self.limiter.take(key.name)
@@ -282,16 +298,16 @@ class Gateway:
                     retry_after=wait,
                     kind="key_rate_limit",
                 )
-                await self._fail(send, failure, rid)
+                await fail(send, failure, rid)
                 return None
         body = await self._read_body(scope, receive)
         if isinstance(body, Failure):
-            await self._fail(send, body, rid)
+            await fail(send, body, rid)
             return None
         try:
             return key, wire.parse_json(body)
         except wire.BadRequest as exc:
-            await self._fail(send, failures.bad_request(exc.message, exc.param), rid)
+            await fail(send, failures.bad_request(exc.message, exc.param), rid)
             return None
 
     # ------------------------------------------------------------------ chat
@@ -307,6 +323,10 @@ class Gateway:
         call = await self._parse(wire.chat_call, data, key, route, send, rid, started)
         if call is None:
             return
+        if call.extras:  # OpenAI-only fields: options, or a 400 naming the field
+            call = await self.apis.chat_extras(call, send, rid, route, key, started)
+            if call is None:
+                return
         metadata = key.request_metadata() if key is not None else {}
         if call.stream:
             await self._stream(receive, send, rid, started, key, call, metadata)
@@ -329,7 +349,11 @@ class Gateway:
             return
         served = f"{response.provider}/{response.model}"
         body = wire.completion_json(
-            response, id=f"chatcmpl-{rid}", created=int(time.time()), model=served
+            response,
+            id=f"chatcmpl-{rid}",
+            created=int(time.time()),
+            model=served,
+            functions=call.functions,
         )
         headers = [_JSON, *_extension_headers(rid, response)]
         await _respond(send, 200, wire.dumps(body), headers)
@@ -391,6 +415,7 @@ class Gateway:
             created=int(time.time()),
             model=call.model,
             include_usage=call.include_usage,
+            functions=call.functions,
         )
         pump = asyncio.ensure_future(self._pump(send, stream, first, chunker, rid, deadline))
         watch = asyncio.ensure_future(_disconnected(receive))
@@ -479,21 +504,24 @@ class Gateway:
         send: Send,
         rid: str,
         started: float,
+        fail: Callable[[Send, Failure, str], Awaitable[None]] | None = None,
     ) -> C | None:
         """The call in the body, if it is well formed and the key may use its model;
-        else the failure is answered and logged, and ``None`` returned."""
+        else the failure is answered (with ``fail``, default OpenAI's shape) and
+        logged, and ``None`` returned."""
+        fail = fail or self._fail
         try:
             call = read(data)
         except wire.BadRequest as exc:
             failure = failures.bad_request(exc.message, exc.param)
             self._done(rid, route, key, started, failure=failure, model=_str(data.get("model")))
-            await self._fail(send, failure, rid)
+            await fail(send, failure, rid)
             return None
         model: str = getattr(call, "model")  # noqa: B009  (both call types have one)
         if key is not None and not key.allows(model):
             failure = failures.forbidden(f"key {key.name!r} may not use model {model!r}")
             self._done(rid, route, key, started, failure=failure, model=model)
-            await self._fail(send, failure, rid)
+            await fail(send, failure, rid)
             return None
         return call
 

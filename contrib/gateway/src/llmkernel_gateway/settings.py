@@ -98,6 +98,17 @@ class GatewaySettings:
     status_refresh: float = 3.0  # seconds between status page refreshes
     public_metrics: bool = False  # /metrics without a key (for a scraper on a private net)
     keys: dict[str, KeySettings] = attrs.field(factory=dict)
+    # the Responses and Messages APIs (llmkernel_gateway.responses, .messages)
+    #: where /v1/responses keeps stored responses: "sqlite" (the file below) or "none"
+    responses_store: Literal["sqlite", "none"] = "sqlite"
+    #: the SQLite file (default: $XDG_DATA_HOME/llmkernel/gateway/responses.db)
+    responses_path: str | None = None
+    responses_ttl: float = 30 * 86400.0  # seconds a stored response is kept
+    #: the header that names a conversation (session affinity); "" turns it off
+    session_header: str = "x-claude-code-session-id"
+    max_sessions: int = 10_000  # sessions remembered at once (least recent forgotten)
+    session_ttl: float = 3600.0  # seconds a quiet session keeps its deployment
+    ping_interval: float = 10.0  # seconds of silence before a /v1/messages stream pings
 
     def __attrs_post_init__(self) -> None:
         if self.max_body_bytes < 1024:
@@ -110,6 +121,10 @@ class GatewaySettings:
             raise ValueError("port must be between 1 and 65535")
         if self.status_refresh <= 0:
             raise ValueError("status_refresh must be positive")
+        if self.responses_ttl <= 0 or self.session_ttl <= 0 or self.ping_interval <= 0:
+            raise ValueError("responses_ttl, session_ttl and ping_interval must be positive")
+        if self.max_sessions < 0:
+            raise ValueError("max_sessions must not be negative")
 
     def key_list(self) -> list[Key]:
         return [

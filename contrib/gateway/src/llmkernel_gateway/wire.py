@@ -40,6 +40,11 @@ PASSTHROUGH = frozenset(
 )
 # Accepted and not sent upstream: the gateway never asks a provider to store answers.
 IGNORED = frozenset({"metadata", "store", "n"})
+# OpenAI's own, passed only to OpenAI (and Azure) deployments; a 400 naming the field
+# for a model with another provider (llmkernel_gateway.extras).
+OPENAI_ONLY = ("modalities", "audio", "web_search_options")
+# The legacy function calling fields, read as tools and tool_choice.
+LEGACY = frozenset({"functions", "function_call"})
 CHAT_FIELDS = frozenset(
     {
         "model",
@@ -80,6 +85,10 @@ class ChatCall:
     kwargs: dict[str, Any]
     stream: bool = False
     include_usage: bool = False
+    #: OpenAI-only fields (OPENAI_ONLY) to turn into options for the deployments
+    extras: dict[str, Any] = attrs.field(factory=dict)
+    #: the request used the legacy ``functions``: answer with ``function_call``
+    functions: bool = False
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -124,7 +133,13 @@ def _model(data: Mapping[str, Any]) -> str:
 def chat_call(data: Mapping[str, Any]) -> ChatCall:
     """Check a ``/v1/chat/completions`` body; raise :class:`BadRequest` naming the field."""
     for name in data:
-        if name not in CHAT_FIELDS and name not in PASSTHROUGH and name not in IGNORED:
+        if (
+            name not in CHAT_FIELDS
+            and name not in PASSTHROUGH
+            and name not in IGNORED
+            and name not in OPENAI_ONLY
+            and name not in LEGACY
+        ):
             raise BadRequest(name, f"unrecognized request argument supplied: {name}")
     model = _model(data)
     messages = data.get("messages")
@@ -195,9 +210,50 @@ def chat_call(data: Mapping[str, Any]) -> ChatCall:
     for name in PASSTHROUGH:
         if name in data and data[name] is not None:
             kwargs[name] = data[name]
+    functions = _legacy_functions(data, kwargs)
+    extras = {name: data[name] for name in OPENAI_ONLY if data.get(name) is not None}
+    if "modalities" in extras and not (
+        isinstance(extras["modalities"], list)
+        and all(m in ("text", "audio") for m in extras["modalities"])
+    ):
+        raise BadRequest("modalities", 'modalities must be an array of "text" and "audio"')
+    for name in ("audio", "web_search_options"):
+        if name in extras and not isinstance(extras[name], dict):
+            raise BadRequest(name, f"{name} must be an object")
     return ChatCall(
-        model=model, messages=messages, kwargs=kwargs, stream=stream, include_usage=include_usage
+        model=model,
+        messages=messages,
+        kwargs=kwargs,
+        stream=stream,
+        include_usage=include_usage,
+        extras=extras,
+        functions=functions,
     )
+
+
+def _legacy_functions(data: Mapping[str, Any], kwargs: dict[str, Any]) -> bool:
+    """``functions`` / ``function_call`` as ``tools`` / ``tool_choice`` (in
+    ``kwargs``); whether the request used them."""
+    functions, choice = data.get("functions"), data.get("function_call")
+    if functions is None and choice is None:
+        return False
+    if data.get("tools") is not None or data.get("tool_choice") is not None:
+        name = "functions" if functions is not None else "function_call"
+        raise BadRequest(name, f"{name} cannot be combined with tools or tool_choice")
+    if functions is not None:
+        if not isinstance(functions, list) or not all(isinstance(f, dict) for f in functions):
+            raise BadRequest("functions", "functions must be an array of function objects")
+        kwargs["tools"] = [{"type": "function", "function": f} for f in functions]
+    if choice is not None:
+        if choice in ("none", "auto"):
+            kwargs["tool_choice"] = choice
+        elif isinstance(choice, dict) and isinstance(choice.get("name"), str):
+            kwargs["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        else:
+            raise BadRequest(
+                "function_call", 'function_call must be "none", "auto" or {"name": ...}'
+            )
+    return True
 
 
 @attrs.frozen(kw_only=True)
@@ -252,8 +308,11 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
-def completion_json(response: Response, *, id: str, created: int, model: str) -> dict[str, Any]:
-    """A ``chat.completion`` object."""
+def completion_json(
+    response: Response, *, id: str, created: int, model: str, functions: bool = False
+) -> dict[str, Any]:
+    """A ``chat.completion`` object; with ``functions`` (a legacy request), the first
+    call as ``message.function_call`` and ``finish_reason`` ``function_call``."""
     message: dict[str, Any] = {
         "role": "assistant",
         "content": response.text if response.text or not response.tool_calls else None,
@@ -270,6 +329,11 @@ def completion_json(response: Response, *, id: str, created: int, model: str) ->
         ]
     if response.reasoning:
         message["reasoning_content"] = response.reasoning
+    finish: str = response.finish_reason
+    if functions and response.tool_calls:
+        first = message.pop("tool_calls")[0]
+        message["function_call"] = first["function"]
+        finish = "function_call" if finish == "tool_calls" else finish
     return {
         "id": id,
         "object": "chat.completion",
@@ -280,7 +344,7 @@ def completion_json(response: Response, *, id: str, created: int, model: str) ->
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": response.finish_reason,
+                "finish_reason": finish,
             }
         ],
         "usage": usage_json(response.usage),
@@ -293,11 +357,14 @@ class Chunker:
     chunk, a usage chunk when ``include_usage`` (then ``"usage": null`` on every
     other chunk), and ``data: [DONE]``."""
 
-    def __init__(self, *, id: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(
+        self, *, id: str, created: int, model: str, include_usage: bool, functions: bool = False
+    ) -> None:
         head = _dumps({"id": id, "object": "chat.completion.chunk", "created": created})
         self._head = "data: " + head[:-1] + ',"model":' + _dumps(model) + ',"choices":['
         self._tail = '],"usage":null}\n\n' if include_usage else "]}\n\n"
         self.include_usage = include_usage
+        self.functions = functions  # a legacy request: calls as function_call deltas
         self._started = False
         self._usage: Usage | None = None
 
@@ -323,6 +390,13 @@ class Chunker:
         kind = event.type
         if kind == "text":
             return self._choice('{"content":' + _dumps(event.text) + "}")  # type: ignore[union-attr]
+        if kind == "tool_call" and self.functions:
+            if event.index:  # type: ignore[union-attr]
+                return ""  # the legacy shape has one call
+            function: dict[str, Any] = {"arguments": event.arguments}  # type: ignore[union-attr]
+            if event.name is not None:  # type: ignore[union-attr]
+                function["name"] = event.name  # type: ignore[union-attr]
+            return self._choice('{"function_call":' + _dumps(function) + "}")
         if kind == "tool_call":
             call: dict[str, Any] = {"index": event.index}  # type: ignore[union-attr]
             if event.id is not None:  # type: ignore[union-attr]
@@ -339,7 +413,10 @@ class Chunker:
             self._usage = event.usage  # type: ignore[union-attr]
             return ""
         if kind == "finish":
-            out = self._choice("{}", event.finish_reason)  # type: ignore[union-attr]
+            reason = event.finish_reason  # type: ignore[union-attr]
+            if self.functions and reason == "tool_calls":
+                reason = "function_call"
+            out = self._choice("{}", reason)
             if self.include_usage:
                 out += (
                     self._head + '],"usage":' + _dumps(usage_json(self._usage or Usage())) + "}\n\n"

@@ -1,11 +1,19 @@
-"""The Anthropic provider: the Messages API over httpx, with SSE streaming.
+"""The Anthropic provider: the Messages API over httpx, with SSE streaming, and its
+token counting endpoint.
 
 Built on :class:`llmkernel_http.HTTPProvider` (client, timeouts, headers,
-redaction); this module holds what Anthropic's API makes different."""
+redaction); this module holds what Anthropic's API makes different.
+
+A request whose ``metadata`` carries ``anthropic-version`` or ``anthropic-beta``
+(the gateway puts its client's headers there) sends them on: the version instead of
+the configured ``api_version``, the betas added to the configured ``beta`` list.
+``metadata`` is otherwise never sent upstream.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import json
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx
@@ -17,6 +25,7 @@ from llmkernel.types import (
     ModelInfo,
     Response,
     StreamEvent,
+    TokenCount,
 )
 from llmkernel_anthropic.convert import chat_body, format_tool_name
 from llmkernel_anthropic.errors import error_for_response
@@ -27,7 +36,12 @@ from llmkernel_anthropic.stream import StreamParser
 from llmkernel_http import HTTPProvider, SSEDecoder, request_id_from, snippet
 
 MESSAGES_PATH = "/v1/messages"
+COUNT_PATH = "/v1/messages/count_tokens"
 MODELS_PATH = "/v1/models"
+#: the fields of a Messages body that ``count_tokens`` takes
+COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+#: request metadata sent on as headers (from the gateway's client)
+PASSED_HEADERS = ("anthropic-version", "anthropic-beta")
 MODELS_PAGE_SIZE = 1000
 
 
@@ -55,6 +69,37 @@ class AnthropicProvider(HTTPProvider):
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key}
 
+    def passed_headers(self, request: ChatRequest) -> dict[str, str]:
+        """The ``anthropic-version`` and ``anthropic-beta`` the request's metadata
+        asks for (betas merged with the configured ones, in order, once each)."""
+        metadata = request.metadata
+        if not metadata or not any(name in metadata for name in PASSED_HEADERS):
+            return {}
+        headers: dict[str, str] = {}
+        version = metadata.get("anthropic-version", "").strip()
+        if version:
+            headers["anthropic-version"] = version
+        asked = [b.strip() for b in metadata.get("anthropic-beta", "").split(",") if b.strip()]
+        if asked:
+            headers["anthropic-beta"] = ",".join(dict.fromkeys([*self.settings.beta, *asked]))
+        return headers
+
+    async def _post(
+        self, path: str, request: ChatRequest, body: dict[str, Any]
+    ) -> tuple[Any, httpx.Response]:
+        """POST ``body``; its JSON answer and the response."""
+        headers = self.passed_headers(request)
+        if not headers:
+            return await self.send_json("POST", path, model=request.model, json=body)
+        response = await self.send("POST", path, model=request.model, json=body, headers=headers)
+        raw = await self.read_body(response, request.model)
+        try:
+            return json.loads(raw), response
+        except ValueError:
+            raise self.malformed(
+                f"a body that is not JSON: {snippet(raw)!r}", model=request.model, response=response
+            ) from None
+
     def error_for_response(
         self, response: httpx.Response, body: bytes, model: str
     ) -> errors.ProviderError:
@@ -71,7 +116,7 @@ class AnthropicProvider(HTTPProvider):
     async def send_chat(self, request: ChatRequest) -> Response:
         model = request.model
         body = chat_body(request, self.settings, stream=False)
-        payload, response = await self.send_json("POST", MESSAGES_PATH, model=model, json=body)
+        payload, response = await self._post(MESSAGES_PATH, request, body)
         answer = parse_response(
             payload,
             provider=self.name,
@@ -84,9 +129,8 @@ class AnthropicProvider(HTTPProvider):
     async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         model = request.model
         body = chat_body(request, self.settings, stream=True)
-        response = await self.send(
-            "POST", MESSAGES_PATH, model=model, json=body, headers={"accept": "text/event-stream"}
-        )
+        headers = {"accept": "text/event-stream", **self.passed_headers(request)}
+        response = await self.send("POST", MESSAGES_PATH, model=model, json=body, headers=headers)
         request_id = request_id_from(response.headers)
         try:
             yield self.opened(response)
@@ -124,6 +168,23 @@ class AnthropicProvider(HTTPProvider):
                 yield event
         finally:
             await response.aclose()
+
+    # ------------------------------------------------------------------ tokens
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount | None:
+        """Anthropic's own count (``POST /v1/messages/count_tokens``) of the body
+        :meth:`send_chat` would send: system, messages, tools and thinking."""
+        full = chat_body(request, self.settings, stream=False)
+        body = {name: full[name] for name in COUNTED if name in full}
+        payload, response = await self._post(COUNT_PATH, request, body)
+        tokens = payload.get("input_tokens") if isinstance(payload, Mapping) else None
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise self.malformed(
+                f"a count_tokens answer without input_tokens: {snippet(response.text)!r}",
+                model=request.model,
+                response=response,
+            )
+        return TokenCount(tokens=tokens, exact=True, method="anthropic count_tokens")
 
     # ------------------------------------------------------------------ models
 

@@ -1,5 +1,6 @@
-"""The Gemini provider: chat, streaming, embeddings and model listing over the
-Gemini API (``generativelanguage.googleapis.com``) with httpx, no SDK.
+"""The Gemini provider: chat, streaming, embeddings, token counting and model
+listing over the Gemini API (``generativelanguage.googleapis.com``) with httpx, no
+SDK.
 
 Built on :class:`llmkernel_http.HTTPProvider` (client, timeouts, headers,
 redaction); this module holds what Gemini's API makes different."""
@@ -21,6 +22,7 @@ from llmkernel.types import (
     ModelInfo,
     Response,
     StreamEvent,
+    TokenCount,
     Usage,
 )
 from llmkernel_gemini.convert import batch_body, chat_body, embed_request, model_path
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Mapping, Sequence
 
 _MAX_MODEL_PAGES = 50
+#: the fields of a generateContent body that countTokens' generateContentRequest takes
+#: (https://ai.google.dev/api/tokens, read 2026-12-07)
+_COUNTED = ("contents", "systemInstruction", "tools", "toolConfig", "cachedContent")
 
 
 class GeminiProvider(HTTPProvider):
@@ -123,6 +128,26 @@ class GeminiProvider(HTTPProvider):
             raise self.error_for_transport(exc, model) from exc
         finally:
             await response.aclose()
+
+    # ------------------------------------------------------------------ tokens
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount | None:
+        """Gemini's own count (``models.countTokens``) of the request
+        :meth:`send_chat` would send: contents, system instruction and tools."""
+        full = chat_body(request, schema_format=self.settings.schema_format)
+        name = model_path(request.model)
+        inner = {"model": name, **{k: full[k] for k in _COUNTED if k in full}}
+        data, where, _http = await self._json(
+            "POST",
+            f"/{name}:countTokens",
+            model=request.model,
+            body={"generateContentRequest": inner},
+        )
+        body = as_mapping(data, "a countTokens body", where)
+        tokens = body.get("totalTokens", 0 if body == {} else None)
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise where.malformed("a countTokens body without totalTokens")
+        return TokenCount(tokens=tokens, exact=True, method="gemini countTokens")
 
     # ------------------------------------------------------------------ embeddings
 

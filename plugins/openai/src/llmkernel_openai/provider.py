@@ -1,6 +1,7 @@
 """The ``openai`` provider: OpenAI's Chat Completions, Embeddings and Models APIs,
 and every server that speaks them (Groq, Together, DeepSeek, OpenRouter, Mistral,
-vLLM, LM Studio, llama.cpp...).
+vLLM, LM Studio, llama.cpp...); with ``wire_api = "responses"``, chats go to OpenAI's
+Responses API instead (:mod:`llmkernel_openai.responses`).
 
 Built on :class:`llmkernel_http.HTTPProvider` (client, timeouts, headers, redaction).
 A subclass for a server with other URLs or auth (Azure OpenAI) overrides the hooks:
@@ -39,16 +40,17 @@ from llmkernel.types import (
     UsageEvent,
 )
 from llmkernel_http import HTTPProvider, aiter_sse, headers_of, request_id_from, snippet
-from llmkernel_openai import convert, parse
+from llmkernel_openai import convert, parse, responses
 from llmkernel_openai import errors as wire
 from llmkernel_openai.models import KNOWN_MODELS, capabilities_for
 from llmkernel_openai.settings import OpenAISettings
 from llmkernel_openai.stream import StreamParser
 
 #: The operations whose URL path :meth:`OpenAIProvider.path` gives.
-Operation = Literal["chat", "embeddings", "models"]
+Operation = Literal["chat", "responses", "embeddings", "models"]
 _PATHS: dict[str, str] = {
     "chat": "/chat/completions",
+    "responses": responses.PATH,
     "embeddings": "/embeddings",
     "models": "/models",
 }
@@ -172,6 +174,8 @@ class OpenAIProvider(HTTPProvider):
         return convert.embedding_body(request, batch)
 
     async def send_chat(self, request: ChatRequest) -> Response:
+        if self.settings.wire_api == "responses":
+            return await self._send_responses(request)
         body = self.chat_body(request, stream=False)
         data, response = await self._json(
             "POST", self.path("chat", request.model), model=request.model, body=body
@@ -179,6 +183,10 @@ class OpenAIProvider(HTTPProvider):
         return self.parse_answer(data, request, response)
 
     async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        if self.settings.wire_api == "responses":
+            async for event in self._stream_responses(request):
+                yield event
+            return
         model = request.model
         body = self.chat_body(request, stream=True)
         log.debug("llmkernel.openai.request.sent", provider=self.name, model=model, path="chat")
@@ -278,6 +286,81 @@ class OpenAIProvider(HTTPProvider):
             yield MetadataEvent(refusal=filtered)
         for event in parser.end():
             yield event
+
+    # ------------------------------------------------------------------ Responses API
+
+    def _responses_error(
+        self, failed: tuple[str, str], response: httpx.Response, model: str
+    ) -> Exception:
+        code, message = failed
+        return self.error_for_body(wire.ErrorInfo(message=message, code=code), response, model)
+
+    async def _send_responses(self, request: ChatRequest) -> Response:
+        body = responses.request_body(request, stream=False, provider=self.name)
+        data, response = await self._json(
+            "POST", self.path("responses", request.model), model=request.model, body=body
+        )
+        failed = responses.failure_of(data) if isinstance(data, Mapping) else None
+        if failed is not None:
+            raise self._responses_error(failed, response, request.model)
+        try:
+            answer = responses.parse_response(data, request)
+        except parse.Malformed as exc:
+            raise self.malformed(str(exc), model=request.model, response=response) from None
+        return self.with_headers(answer, response)
+
+    async def _stream_responses(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        model = request.model
+        body = responses.request_body(request, stream=True, provider=self.name)
+        log.debug(
+            "llmkernel.openai.request.sent", provider=self.name, model=model, path="responses"
+        )
+        response = await self.send(
+            "POST",
+            self.path("responses", model),
+            model=model,
+            json=body,
+            headers={"accept": "text/event-stream"},
+        )
+        parser = responses.StreamParser()
+        events = aiter_sse(response.aiter_text())
+        try:
+            yield self.opened(response)
+            async for sse in events:
+                payload = sse.data.strip()
+                if not payload or payload == "[DONE]":
+                    continue
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    raise self.malformed(
+                        f"a stream event is not JSON: {snippet(payload)!r}",
+                        model=model,
+                        response=response,
+                    ) from None
+                if not isinstance(data, Mapping):
+                    raise self.malformed(
+                        "a stream event is not an object", model=model, response=response
+                    )
+                failed = parser.failure(data)
+                if failed is not None:
+                    raise self._responses_error(failed, response, model)
+                for event in parser.feed(data):
+                    yield event
+        except httpx.RequestError as exc:
+            error = self.error_for_transport(exc, model)
+            error.request_id = self.request_id(response.headers)
+            raise error from exc
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            await response.aclose()
+        if not parser.done:
+            raise kerrors.NetworkError(
+                "the stream was cut off before its end (no response.completed)",
+                provider=self.name,
+                model=model,
+                request_id=self.request_id(response.headers),
+            )
 
     # ------------------------------------------------------------------ embeddings
 

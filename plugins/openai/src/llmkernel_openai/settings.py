@@ -74,6 +74,10 @@ class OpenAISettings(HTTPSettings):
     #: own API, the default when it is the server) or "max_tokens" (the default
     #: for other servers, except for OpenAI reasoning model names).
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    #: the chat wire: "chat" (Chat Completions, every compatible server) or
+    #: "responses" (OpenAI's Responses API: models served only there, reasoning
+    #: carried over between turns as encrypted content)
+    wire_api: Literal["chat", "responses"] = "chat"
 
     @embedding_batch_size.validator
     def _positive(self, attribute: attrs.Attribute[int], value: int) -> None:
