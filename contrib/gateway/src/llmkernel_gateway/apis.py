@@ -136,7 +136,7 @@ class Apis:
         :class:`~llmkernel_gateway.wire.BadRequest`); nothing to do without fields."""
         if not fields:
             return {}
-        types = [c.provider_type for c in self.kernel.candidates_for(model)]
+        types = [c.provider_type for c in self.kernel.models.resolve(model)]
         return extras.options_for(fields, wanted, types, model)
 
     def request(
@@ -155,7 +155,7 @@ class Apis:
     async def answer(self, request: ChatRequest) -> Response:
         timeout = self.gateway.settings.request_timeout
         async with asyncio.timeout(timeout + _SLACK):
-            return await self.kernel.run_chat(request, timeout=timeout)
+            return await self.kernel.achat(request, timeout=timeout)
 
     async def chat_extras(
         self,
@@ -406,7 +406,7 @@ class Apis:
                 self.metadata(scope, key, anthropic=True),
                 {},
             )
-            candidates = kernel.healthy_first(list(kernel.candidates_for(call.model)))
+            candidates = kernel.models.healthy_first(list(kernel.models.resolve(call.model)))
         except Exception as exc:
             await self._refuse(exc, send, rid, route, key, started, call.model, fail)
             return
@@ -422,7 +422,7 @@ class Apis:
         try:
             async with asyncio.timeout(gw.settings.request_timeout):
                 count = await kernel.provider(candidate.provider).count_tokens(
-                    kernel.routed(request, candidate.model)
+                    kernel.models.routed(request, candidate.model)
                 )
         except Exception as exc:  # the local count, marked as an estimate
             log.warning(
@@ -432,7 +432,7 @@ class Apis:
                 error=f"{type(exc).__name__}: {exc}",
             )
         if count is None:
-            count = kernel.count_request_tokens(request, candidate)
+            count = kernel.models.count(request, candidate)
         headers = [
             _JSON,
             (b"x-request-id", rid.encode()),
