@@ -147,8 +147,7 @@ def test_sync_calls_from_many_threads_never_hang() -> None:
     for _ in range(60):
         kernel = make_kernel(["ok"] * 8)
         threads = [
-            threading.Thread(target=kernel.chat, args=("a/m1", "hi"), daemon=True)
-            for _ in range(8)
+            threading.Thread(target=kernel.chat, args=("a/m1", "hi"), daemon=True) for _ in range(8)
         ]
         for thread in threads:
             thread.start()
@@ -156,3 +155,37 @@ def test_sync_calls_from_many_threads_never_hang() -> None:
             thread.join(20)
             assert not thread.is_alive(), "a sync call hung"
         kernel.close()
+
+
+def test_a_sync_chat_reaches_the_provider_in_ten_frames() -> None:
+    """Kernel.chat, the portal's call, asyncio's four (run_until_complete,
+    run_forever, _run_once, Handle._run), then Call.chat, Call.attempts and
+    Call.attempt: the provider's ``chat`` is the tenth frame (issue 27: at most 12 to
+    an HTTP provider's send, whose chat -> send_chat -> send_json adds two)."""
+    import traceback
+
+    from llmkernel import Kernel, Provider
+    from llmkernel.types import Message, Response, TextPart
+
+    seen: list[traceback.StackSummary] = []
+
+    class Watching(Provider):
+        async def chat(self, request: Any) -> Response:
+            seen.append(traceback.extract_stack())
+            return Response(message=Message(role="assistant", content=(TextPart(text="ok"),)))
+
+    class Plugin:
+        __llmkernel_name__ = "watching"
+
+        @hookimpl
+        def provide_chat(self, config: Any) -> Provider | None:
+            return Watching(config) if config.type == "watching" else None
+
+    config = {"providers": {"w": {"type": "watching"}}}
+    with Kernel.from_config(config, plugins=[Plugin()], entry_points=False) as kernel:
+        kernel.chat("w/m", "hi")
+    stack = seen[0]
+    start = max(i for i, f in enumerate(stack) if f.name == "chat" and "kernel.py" in f.filename)
+    frames = [f.name for f in stack[start:]]
+    assert len(frames) == 10, frames
+    assert frames[0] == "chat" and frames[-1] == "chat"

@@ -46,17 +46,13 @@ from llmkernel.errors import (
 )
 from llmkernel.errors import TimeoutError as ProviderTimeoutError
 from llmkernel.routing import Candidate
-from llmkernel.streaming import ResponseBuilder
 from llmkernel.types import (
     ChatRequest,
     EmbeddingResponse,
-    ErrorEvent,
     FinishEvent,
-    Message,
     MetadataEvent,
     Response,
     StreamEvent,
-    TextPart,
     UsageEvent,
     replace,
 )
@@ -64,7 +60,6 @@ from llmkernel.types import (
 if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
     from llmkernel.provider import Provider
-    from llmkernel.streams import AsyncChatStream
 
 __all__ = ["Call"]
 
@@ -72,7 +67,7 @@ __all__ = ["Call"]
 # needs no second timer from the kernel.
 _TIMER_SLACK = 1.0
 # Events the kernel folds into the response and emits itself at the end.
-_KEPT = (UsageEvent, FinishEvent, MetadataEvent)
+KEPT = (UsageEvent, FinishEvent, MetadataEvent)
 
 
 class _Leave(Exception):
@@ -176,84 +171,6 @@ class Call:
             raise
         self.end(self.ok(response, self.ctx.started, candidate))
         return response
-
-    async def stream(self, handle: AsyncChatStream) -> AsyncIterator[StreamEvent]:
-        """One streamed chat; yields the caller's events. Fails over only until the
-        first visible event; after it, a failure ends the stream with an
-        :class:`ErrorEvent` and a raised error, never a silent truncation."""
-        ctx, kernel = self.ctx, self.kernel
-        outcome: Outcome | None = None
-        partial: Response | None = None
-        try:
-            self.start()
-            hit = await self.lookup() if kernel.cache is not None else None
-            if hit is not None:
-                from llmkernel.streams import replay
-
-                handle.response = hit
-                handle.first_event_latency = hit.latency
-                for replayed in replay(hit):
-                    yield replayed
-                self.responded(hit)
-                outcome = self.ok(hit, ctx.started, None, hit.latency)
-                return
-            candidate, (events, held), end_attempt = await self.attempts("stream")
-            builder = ResponseBuilder(provider=candidate.provider, model=candidate.model)
-            first = handle.first_event_latency = time.monotonic() - ctx.started
-            try:
-                for event in held:
-                    builder.add(event)
-                    if not isinstance(event, _KEPT):
-                        yield event
-                deadline = ctx.deadline
-                async for event in events:
-                    builder.add(event)
-                    if not isinstance(event, _KEPT):
-                        yield event
-                    if time.monotonic() > deadline:
-                        raise ProviderTimeoutError(
-                            "the call's total deadline ran out mid-stream", retryable=False
-                        )
-                response = builder.build()
-            except BaseException as exc:
-                if isinstance(exc, ProviderError):
-                    _fill(exc, candidate)
-                partial = self.delivered(builder, candidate)
-                end_attempt(
-                    Outcome(
-                        status="error" if isinstance(exc, ProviderError) else _status_of(exc),
-                        error=None if isinstance(exc, GeneratorExit) else exc,
-                        response=partial,
-                        usage=partial.usage if partial else None,
-                        cost=partial.cost if partial else None,
-                        headers=getattr(exc, "headers", None) or builder.headers,
-                        latency=time.monotonic() - end_attempt.attempt.started,
-                        first_event_latency=first,
-                        candidate=candidate,
-                        attempts=1,
-                    ),
-                    exc,
-                )
-                if isinstance(exc, ProviderError):
-                    yield ErrorEvent(error=exc)
-                raise
-            finally:
-                await _aclose(events)
-            response = self.finish(candidate, response)
-            handle.response = response
-            end_attempt(self.ok(response, end_attempt.attempt.started, candidate, first))
-            if kernel.cache is not None:
-                await self.store(response)
-            self.responded(response)
-            outcome = self.ok(response, ctx.started, candidate, first)
-            yield UsageEvent(usage=response.usage, cost=response.cost)
-            yield FinishEvent(finish_reason=response.finish_reason)
-        except BaseException as exc:
-            if outcome is None:  # an ending after the final events keeps its "ok"
-                outcome = self.failed(exc, partial)
-            raise
-        finally:
-            self.end(outcome if outcome is not None else self.failed(GeneratorExit(), partial))
 
     # ------------------------------------------------------------------ 1. start
 
@@ -450,7 +367,7 @@ class Call:
                 raise self.timed_out(limit) from None
         except BaseException as exc:
             if isinstance(exc, ProviderError):
-                _fill(exc, candidate)
+                fill(exc, candidate)
             end(_attempt_outcome(attempt, exc), exc)
             raise
 
@@ -481,78 +398,11 @@ class Call:
     async def retried(
         self, first: Attempt, kind: str, queue: list[Candidate], error: ProviderError
     ) -> tuple[Any, AttemptEnd]:
-        """After a failed first attempt: the ``decide`` hooks choose; retries run in
-        ``stamina.retry_context`` with the ``[retry]`` backoff (or the decision's
-        ``wait``, ``Retry-After`` exactly), all inside the call's deadline. Raises
-        :class:`_Leave` to go to the next candidate, or the error to stop."""
-        ctx, retry = self.ctx, self.kernel.config.retry
-        last = [first]
-        decision = [self.decide(first, error, queue)]
-        if decision[0].action != "retry" or not self.fits(decision[0], first):
-            raise _leave_or_raise(error, decision[0]) from None
-        pending = [error]
+        """After a failed first attempt: the ``decide`` hooks choose; retries run
+        with stamina (:func:`llmkernel.retry.retried`)."""
+        from llmkernel.retry import retried
 
-        def on(exc: Exception) -> bool | float:
-            """stamina's ``on``: False to stop; True for its backoff; or the wait."""
-            if pending:
-                pending.clear()
-            elif isinstance(exc, ProviderError):
-                decision[0] = self.decide(last[-1], exc, queue)
-            else:
-                return False
-            chosen = decision[0]
-            if chosen.action != "retry":
-                return False
-            if not self.fits(chosen, last[-1]):
-                decision[0] = Decision(action="next", reason="no time left to retry")
-                return False
-            log.info(
-                "llmkernel.retry.scheduled",
-                provider=first.candidate.provider,
-                model=first.candidate.model,
-                attempt=last[-1].number + 1,
-                wait=None if chosen.wait is None else round(chosen.wait, 3),
-                error=type(exc).__name__,
-            )
-            return True if chosen.wait is None else max(0.0, chosen.wait)
-
-        import asyncio
-
-        stamina = _stamina()
-        try:
-            # the waits end at the deadline (an attempt's own timer fires first)
-            async with asyncio.timeout_at(ctx.deadline + _TIMER_SLACK / 20):
-                async for trial in stamina.retry_context(
-                    on=on,
-                    attempts=None,
-                    timeout=None,
-                    wait_initial=retry.initial_wait,
-                    wait_max=retry.max_wait,
-                    wait_jitter=retry.jitter,
-                    wait_exp_base=2.0,
-                ):
-                    with trial:
-                        if pending:
-                            raise error
-                        attempt = self.new_attempt(first.candidate, first.request, kind)
-                        last.append(attempt)
-                        return await self.attempt(attempt, kind, queue)
-        except ProviderError as exc:
-            raise _leave_or_raise(exc, decision[0]) from None
-        except TimeoutError:  # the deadline ran out during a wait
-            raise ProviderTimeoutError(
-                "the call's total deadline ran out", retryable=False
-            ) from None
-        raise AssertionError("unreachable: stamina re-raises the last failure")
-
-    def fits(self, decision: Decision, attempt: Attempt) -> bool:
-        """Whether the wait before another attempt ends before the deadline (stamina's
-        backoff is judged by its jitter-less lower bound)."""
-        if decision.wait is not None:
-            return max(0.0, decision.wait) < self.ctx.remaining()
-        retry = self.kernel.config.retry
-        lower = min(retry.max_wait, retry.initial_wait * 2.0 ** (attempt.number - 1))
-        return lower < self.ctx.remaining()
+        return await retried(self, first, kind, queue, error)
 
     def decide(self, attempt: Attempt, error: ProviderError, queue: list[Candidate]) -> Decision:
         decision, plugin = self.hook(
@@ -622,46 +472,6 @@ class Call:
             attempts=self.sent(),
         )
 
-    def delivered(self, builder: ResponseBuilder, candidate: Candidate) -> Response | None:
-        """What a stream that ended early delivered, billed: the provider's usage
-        where it reported it, else (or where it reported less) the input counted for
-        the request and the output counted from the streamed text, tool arguments and
-        reasoning, marked ``estimated``."""
-        try:
-            partial = builder.build()
-        except Exception:
-            partial = None
-            text = "".join(builder.text)
-        else:
-            text = _streamed_text(partial) if partial is not None else ""
-        if partial is None and not text:
-            return None
-        usage = builder.usage
-        counted_in = usage.input_tokens or self.ctx.token_count(candidate).tokens
-        counted_out = usage.output_tokens
-        if text:
-            spoken = ChatRequest(
-                model=candidate.model,
-                messages=(Message(role="assistant", content=(TextPart(text=text),)),),
-            )
-            counted_out = max(counted_out, self.models.count(spoken, candidate).tokens)
-        estimated = counted_in != usage.input_tokens or counted_out != usage.output_tokens
-        usage = replace(
-            usage,
-            input_tokens=counted_in,
-            output_tokens=counted_out,
-            estimated=usage.estimated or estimated,
-        )
-        if partial is None:
-            partial = Response(message=Message(role="assistant", content=(TextPart(text=text),)))
-        return replace(
-            partial,
-            usage=usage,
-            provider=candidate.provider,
-            model=partial.model or candidate.model,
-            cost=self.models.cost(candidate, usage),
-        )
-
     def responded(self, response: Response) -> None:
         if "on_response" in self.hooked:
             self.hook("on_response", "each", request=self.ctx.request, response=response)
@@ -705,7 +515,7 @@ class Call:
     def failed(self, exc: BaseException, response: Any = None) -> Outcome:
         ctx = self.ctx
         return Outcome(
-            status=_status_of(exc),
+            status=status_of(exc),
             error=None if isinstance(exc, GeneratorExit) else exc,
             response=response,
             usage=getattr(response, "usage", None),
@@ -730,10 +540,10 @@ async def _open_stream(
     try:
         async for event in events:
             held.append(event)
-            if not isinstance(event, _KEPT):
+            if not isinstance(event, KEPT):
                 break
     except BaseException:
-        await _aclose(events)
+        await aclose_events(events)
         raise
     return events, held
 
@@ -753,7 +563,7 @@ def checked(chosen: Any, given: list[Candidate], who: str) -> list[Candidate]:
     return list(chosen)
 
 
-def _leave_or_raise(error: ProviderError, decision: Decision) -> Exception:
+def leave_or_raise(error: ProviderError, decision: Decision) -> Exception:
     if decision.action == "raise":
         return error
     return _Leave(error, decision.drop)
@@ -761,7 +571,7 @@ def _leave_or_raise(error: ProviderError, decision: Decision) -> Exception:
 
 def _attempt_outcome(attempt: Attempt, exc: BaseException) -> Outcome:
     return Outcome(
-        status=_status_of(exc),
+        status=status_of(exc),
         error=exc,
         headers=getattr(exc, "headers", None) or {},
         latency=time.monotonic() - attempt.started,
@@ -770,7 +580,7 @@ def _attempt_outcome(attempt: Attempt, exc: BaseException) -> Outcome:
     )
 
 
-def _status_of(exc: BaseException) -> Any:
+def status_of(exc: BaseException) -> Any:
     if isinstance(exc, RefusedError):
         return "refused"
     if isinstance(exc, GeneratorExit):
@@ -782,41 +592,14 @@ def _status_of(exc: BaseException) -> Any:
     return "error"
 
 
-def _fill(exc: ProviderError, candidate: Candidate) -> None:
+def fill(exc: ProviderError, candidate: Candidate) -> None:
     """Errors always name the provider instance and model they came from."""
     exc.provider = exc.provider or candidate.provider
     exc.model = exc.model or candidate.model
 
 
-def _streamed_text(response: Response) -> str:
-    """Everything a response's stream carried: text, reasoning, tool calls."""
-    from llmkernel.types import ReasoningPart
-
-    parts = [p.text for p in response.message.content if isinstance(p, TextPart | ReasoningPart)]
-    parts += [c.name + c.arguments_json for c in response.tool_calls]
-    return "".join(parts)
-
-
-async def _aclose(events: AsyncIterator[Any]) -> None:
+async def aclose_events(events: AsyncIterator[Any]) -> None:
     close = getattr(events, "aclose", None)
     if close is not None:
         with contextlib.suppress(Exception):  # closing must not hide the real error
             await close()
-
-
-_stamina_module: Any = None
-
-
-def _stamina() -> Any:
-    """stamina, imported on the first retry rather than at startup. Its own retry
-    hook would print to stdout through an unconfigured structlog; the kernel logs
-    ``llmkernel.retry.scheduled`` itself (see :mod:`llmkernel._logging`)."""
-    global _stamina_module
-    if _stamina_module is None:
-        import stamina
-
-        from llmkernel._logging import quiet_stamina
-
-        quiet_stamina()
-        _stamina_module = stamina
-    return _stamina_module
