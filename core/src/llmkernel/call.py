@@ -115,44 +115,51 @@ class AttemptEnd:
 class Call:
     """One request's steps. ``chat()``, ``embed()`` and ``stream(handle)`` run them."""
 
-    __slots__ = ("ctx", "hooked", "kernel", "models")
+    __slots__ = ("ctx", "hooked", "kernel", "models", "setup")
 
     def __init__(self, kernel: Kernel, ctx: RequestContext) -> None:
         self.kernel = kernel
         self.ctx = ctx
-        self.models = kernel.models
-        self.hooked = kernel.hooks.implemented
+        #: the config's plugins, providers, strategy, cache and gates the call keeps to
+        #: its end, whatever ``kernel.reconfigure`` does meanwhile
+        self.setup = setup = kernel._setup
+        self.models = setup.models
+        self.hooked = setup.hooks.implemented
 
     def hook(self, name: str, mode: Any, **kwargs: Any) -> Any:
-        return self.kernel.hooks.call(name, mode, kernel=self.kernel, ctx=self.ctx, **kwargs)
+        return self.setup.hooks.call(name, mode, kernel=self.kernel, ctx=self.ctx, **kwargs)
 
     # ------------------------------------------------------------------ the calls
 
     async def chat(self) -> Response:
         """One non-streaming chat, start to end."""
-        ctx, kernel = self.ctx, self.kernel
+        ctx, setup = self.ctx, self.setup
         candidate: Candidate | None = None
+        setup.active += 1
         try:
-            kernel._bind_loop()
+            self.kernel._bind_loop()
             self.start()
-            response = await self.lookup() if kernel.cache is not None else None
+            response = await self.lookup() if setup.cache is not None else None
             if response is None:
                 candidate, answer, end_attempt = await self.attempts("chat")
                 response = self.finish(candidate, answer)
                 if end_attempt.listened:
                     end_attempt(self.ok(response, end_attempt.attempt.started, candidate))
-                if kernel.cache is not None:
+                if setup.cache is not None:
                     await self.store(response)
             self.responded(response)
         except BaseException as exc:
+            setup.active -= 1
             self.end(self.failed(exc))
             raise
+        setup.active -= 1
         if "on_request_end" in self.hooked:
             self.end(self.ok(response, ctx.started, candidate))
         return response
 
     async def embed(self) -> EmbeddingResponse:
         """One embedding call, start to end."""
+        self.setup.active += 1
         try:
             self.kernel._bind_loop()
             self.start()
@@ -167,8 +174,10 @@ class Call:
             )
             end_attempt(self.ok(response, end_attempt.attempt.started, candidate))
         except BaseException as exc:
+            self.setup.active -= 1
             self.end(self.failed(exc))
             raise
+        self.setup.active -= 1
         self.end(self.ok(response, self.ctx.started, candidate))
         return response
 
@@ -182,7 +191,7 @@ class Call:
     # ------------------------------------------------------------------ 2. cache
 
     async def lookup(self) -> Response | None:
-        cache, ctx = self.kernel.cache, self.ctx
+        cache, ctx = self.setup.cache, self.ctx
         assert cache is not None and isinstance(ctx.request, ChatRequest)
         try:
             hit = await cache.lookup(ctx.request)
@@ -195,7 +204,7 @@ class Call:
 
     async def store(self, response: Response) -> None:
         """Tell the cache; a failing cache is logged, never costs the user the answer."""
-        cache, request = self.kernel.cache, self.ctx.request
+        cache, request = self.setup.cache, self.ctx.request
         assert cache is not None and isinstance(request, ChatRequest)
         try:
             await cache.store(request, response)
@@ -207,19 +216,19 @@ class Call:
     def route(self) -> list[Candidate]:
         """The candidates to try, in order: resolved, filtered, then the strategy's
         order; candidates marked unhealthy go to the back."""
-        kernel, ctx = self.kernel, self.ctx
+        setup, ctx = self.setup, self.ctx
         candidates = self.models.resolve(ctx.request.model)
         if "filter_candidates" in self.hooked:
             candidates = self.filtered(candidates)
         if not candidates:
             raise self.nothing_left()
-        if kernel.strategy_is_default and "select_provider" not in self.hooked:
+        if setup.strategy_is_default and "select_provider" not in self.hooked:
             ordered = list(candidates)
         else:
             ordered = checked(
-                kernel.strategy.select(ctx, list(candidates)),
+                setup.strategy.select(ctx, list(candidates)),
                 candidates,
-                f"strategy {kernel.config.routing.strategy!r}",
+                f"strategy {setup.config.routing.strategy!r}",
             )
             if not ordered:
                 raise self.nothing_left()
@@ -229,8 +238,7 @@ class Call:
 
     def filtered(self, candidates: list[Candidate]) -> list[Candidate]:
         left, ctx = list(candidates), self.ctx
-        hooks = self.kernel.hooks
-        for impl in hooks.impls("filter_candidates"):
+        for impl in self.setup.hooks.impls("filter_candidates"):
             if not left:
                 break
             from llmkernel.plugins import call_impl
@@ -338,7 +346,7 @@ class Call:
         candidate = attempt.candidate
         end = AttemptEnd(self, attempt)
         try:
-            for gate in self.kernel.gates:
+            for gate in self.setup.gates:
                 await gate.acquire(self.ctx, attempt)
                 end.gates.append(gate)
                 end.listened = True
@@ -378,7 +386,7 @@ class Call:
         own timeout bounds the call within it (one timer, not two)."""
         left = self.ctx.remaining()
         limit = left
-        attempt_timeout = self.kernel.config.retry.attempt_timeout
+        attempt_timeout = self.setup.config.retry.attempt_timeout
         if attempt_timeout is not None:
             limit = min(limit, attempt_timeout)
         if queue:

@@ -277,7 +277,7 @@ def _diagnostic_kernel(path: str | None) -> tuple[Kernel, dict[str, str]]:
                 if name not in self.config.providers:
                     raise
                 ptype = self.config.providers[name].type
-                why = _plugin_problem(ptype, self._kernel.plugins, self.config)
+                why = _plugin_problem(ptype, self._setup.plugins, self.config)
                 problems[name] = why or (str(exc).splitlines()[0] if str(exc) else repr(exc))
                 return None  # type: ignore[return-value]  # skipped by providers()
 

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from llmkernel import convert
 from llmkernel._logging import log
 from llmkernel.cache import Cache
@@ -59,6 +61,48 @@ _PORTAL_LOCK = threading.Lock()
 Messages = Iterable[Message | Mapping[str, Any]] | str
 
 
+@attrs.define(eq=False, kw_only=True)
+class Setup:
+    """Everything one config makes: the plugins loaded for it, their hooks, the
+    providers and models, the strategy, cache and gates, and the closers of all that.
+    A call keeps the setup it started with (``kernel.reconfigure`` swaps in a new one
+    while calls in flight finish on theirs)."""
+
+    config: Config
+    plugin_manager: Any
+    plugins: list[PluginStatus]
+    hooks: Hooks
+    lifecycle: Lifecycle = attrs.field(factory=Lifecycle)
+    models: Models = attrs.field(default=None)
+    strategies: StrategyRegistry = attrs.field(factory=StrategyRegistry)
+    strategy: Any = None
+    strategy_is_default: bool = True
+    cache: Cache | None = None
+    gates: list[Any] = attrs.field(factory=list)
+    #: calls running on this setup
+    active: int = 0
+
+    @property
+    def hook(self) -> Any:
+        return self.plugin_manager.hook
+
+
+class _OfSetup:
+    """A kernel attribute that is the current setup's (the one being built, while
+    plugins configure themselves)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, kernel: Kernel | None, owner: type | None = None) -> Any:
+        if kernel is None:
+            return self
+        return getattr(kernel._building or kernel._setup, self.name)
+
+    def __set__(self, kernel: Kernel, value: Any) -> None:
+        setattr(kernel._building or kernel._setup, self.name, value)
+
+
 class Kernel:
     """One configured set of plugins and providers; the API users call.
 
@@ -69,6 +113,21 @@ class Kernel:
     #: what ``kernel.models`` is made of (a subclass may tolerate broken providers)
     models_class: type[Models] = Models
 
+    config: Config = _OfSetup()  # type: ignore[assignment]
+    plugin_manager: Any = _OfSetup()
+    plugins: list[PluginStatus] = _OfSetup()  # type: ignore[assignment]
+    hook: Any = _OfSetup()
+    hooks: Hooks = _OfSetup()  # type: ignore[assignment]
+    #: close and exit hooks of the current setup's plugins (``add_closer``,
+    #: ``on_exit``, ``on_fork``)
+    lifecycle: Lifecycle = _OfSetup()  # type: ignore[assignment]
+    models: Models = _OfSetup()  # type: ignore[assignment]
+    strategies: StrategyRegistry = _OfSetup()  # type: ignore[assignment]
+    strategy: Any = _OfSetup()
+    strategy_is_default: bool = _OfSetup()  # type: ignore[assignment]
+    cache: Cache | None = _OfSetup()  # type: ignore[assignment]
+    gates: list[Any] = _OfSetup()  # type: ignore[assignment]
+
     def __init__(
         self,
         config: Config | None = None,
@@ -76,35 +135,90 @@ class Kernel:
         plugins: Iterable[object] = (),
         entry_points: bool = True,
     ) -> None:
-        self.config = config or Config()
-        self.plugin_manager = new_manager()
-        self.plugins: list[PluginStatus] = load_plugins(
-            self.plugin_manager, self.config.plugins, extra=plugins, entry_points=entry_points
-        )
-        self.hook = self.plugin_manager.hook
-        self.hooks = Hooks(self.plugin_manager)
-        self.lifecycle = Lifecycle()
-        self.lifecycle.on_fork(self._after_fork)
-        self._check_plugin_names()
-        self.models = self.models_class(self)
+        self._extra = tuple(plugins)
+        self._entry_points = entry_points
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.strategies = StrategyRegistry()
-        for impl in self.hooks.impls("register_strategies"):
-            self.strategies.plugin = impl.plugin_name
-            from llmkernel.plugins import call_impl
+        #: the kernel's own hooks (the sync portal, fork), beside its setups'
+        self._own = Lifecycle()
+        self._own.on_fork(self._after_fork)
+        self._building: Setup | None = None
+        self._retired: list[Setup] = []
+        self._setup = self._build(config or Config())
 
-            call_impl(impl, "register_strategies", {"kernel": self, "registry": self.strategies})
-        self.hooks.call("configure", "strict", kernel=self, config=self.config)
-        routing = self.config.routing
-        for name in routing.settings:
-            if name not in self.strategies.names():
-                self.strategies.create(self, name, {})  # raises: unknown, listing known
-        self.strategy = self.strategies.create(self, routing.strategy)
-        self.strategy_is_default = routing.strategy == DEFAULT_STRATEGY
-        self.cache: Cache | None = self.hooks.call("provide_cache", "first", kernel=self)[0]
-        self.gates: list[Any] = self._collect("provide_gate", ("acquire", "release"))
-        for name in self.config.providers:
-            self.models.provider(name)  # validate every configured provider now
+    def _build(self, config: Config) -> Setup:
+        """Load the plugins for ``config``, let them configure themselves, make the
+        strategy, cache, gates and every configured provider: a bad config fails
+        here, naming what is wrong."""
+        manager = new_manager()
+        statuses = load_plugins(
+            manager, config.plugins, extra=self._extra, entry_points=self._entry_points
+        )
+        setup = Setup(
+            config=config,
+            plugin_manager=manager,
+            plugins=statuses,
+            hooks=Hooks(manager),
+            lifecycle=Lifecycle(top=False),
+        )
+        self._own.children.append(setup.lifecycle)
+        self._building = setup
+        try:
+            self._check_plugin_names()
+            setup.models = self.models_class(self, setup)
+            for impl in setup.hooks.impls("register_strategies"):
+                setup.strategies.plugin = impl.plugin_name
+                from llmkernel.plugins import call_impl
+
+                call_impl(
+                    impl, "register_strategies", {"kernel": self, "registry": setup.strategies}
+                )
+            setup.hooks.call("configure", "strict", kernel=self, config=config)
+            routing = config.routing
+            for name in routing.settings:
+                if name not in setup.strategies.names():
+                    setup.strategies.create(self, name, {})  # raises: unknown, listing known
+            setup.strategy = setup.strategies.create(self, routing.strategy)
+            setup.strategy_is_default = routing.strategy == DEFAULT_STRATEGY
+            setup.cache = setup.hooks.call("provide_cache", "first", kernel=self)[0]
+            setup.gates = self._collect("provide_gate", ("acquire", "release"))
+            for name in config.providers:
+                setup.models.provider(name)  # validate every configured provider now
+        finally:
+            self._building = None
+        return setup
+
+    def reconfigure(
+        self, source: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None
+    ) -> None:
+        """Apply a changed config atomically: the new one is validated whole first (a
+        config that does not validate raises, and nothing changes), then swapped in;
+        calls in flight finish on the old one, whose providers and plugin objects
+        are closed with the kernel (:meth:`areconfigure` closes them as soon as its
+        last call ends)."""
+        config = source if isinstance(source, Config) else Config.load(source)
+        probe = type(self)(config, plugins=self._extra, entry_points=self._entry_points)
+        probe.close()  # it validated the whole config; the real one is built for this kernel
+        old, self._setup = self._setup, self._build(config)
+        self._retired.append(old)
+        log.info("llmkernel.reconfigured", source=config.source)
+
+    async def areconfigure(
+        self,
+        source: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None,
+        *,
+        drain: float = 60.0,
+    ) -> None:
+        """:meth:`reconfigure`, then wait (at most ``drain`` seconds) for the calls
+        still on the old config to end and close what it made."""
+        import asyncio
+
+        self.reconfigure(source)
+        old = self._retired.pop()
+        waited = 0.0
+        while old.active and waited < drain:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        await _aclose_setup(old)
 
     def _collect(self, hook: str, methods: tuple[str, ...]) -> list[Any]:
         """Every non-None answer of a provider hook, checked for ``methods``."""
@@ -162,8 +276,8 @@ class Kernel:
                 from llmkernel._portal import Portal
 
                 portal = self.__dict__["_portal"] = Portal()
-                self.lifecycle.on_exit(portal.stop)
-                self.lifecycle.on_fork(portal.forget)
+                self._own.on_exit(portal.stop)
+                self._own.on_fork(portal.forget)
         return portal
 
     def _after_fork(self) -> None:
@@ -172,7 +286,8 @@ class Kernel:
 
         new_ids()
         self._loop = None
-        self.models.forget_providers()
+        for setup in (*self._retired, self._setup):
+            setup.models.forget_providers()
 
     def _bind_loop(self) -> None:
         """A kernel's HTTP clients belong to the loop that first used it."""
@@ -433,32 +548,18 @@ class Kernel:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _closing(self) -> list[tuple[str, Callable[[], Any]]]:
-        """What closing runs, in order: providers, plugin objects, then closers."""
-        owned: list[tuple[str, Callable[[], Any]]] = [
-            (p.name, p.aclose) for p in self.models.created().values()
-        ]
-        for thing in (self.cache, *self.gates, self.strategy):
-            close = getattr(thing, "aclose", None)
-            if callable(close):
-                owned.append((type(thing).__name__, close))
-        owned.extend(
-            (getattr(c, "__qualname__", "closer"), c) for c in reversed(self.lifecycle.closers)
-        )
-        return owned
+    def _setups(self) -> list[Setup]:
+        return [*self._retired, self._setup]
 
     async def aclose(self) -> None:
         """Close every provider's HTTP client (a provider opens a new one if used
         again), then the plugins' objects (``aclose()`` of the cache, gates and
-        strategy) and closers (``kernel.lifecycle.add_closer``), each failure logged."""
-        for name, close in self._closing():
-            try:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                _close_failed(name, exc)
-        self.lifecycle.closed = True
+        strategy) and closers (``kernel.lifecycle.add_closer``), each failure logged;
+        for every config the kernel had (:meth:`reconfigure`)."""
+        for setup in self._setups():
+            await _aclose_setup(setup)
+        self._retired.clear()
+        self._own.closed = True
 
     def close(self) -> None:
         """Sync :meth:`aclose`; also closes the sync API's event loop."""
@@ -468,15 +569,18 @@ class Kernel:
         if self._loop is None:
             # nothing ever ran on a loop: nothing is bound to one, so the sync closers
             # run here without asyncio, and an async aclose has nothing to release
-            for name, close in self._closing():
-                try:
-                    result = close()
-                except Exception as exc:
-                    _close_failed(name, exc)
-                    continue
-                if inspect.iscoroutine(result):
-                    result.close()
-            self.lifecycle.closed = True
+            for setup in self._setups():
+                for name, close in _closing(setup):
+                    try:
+                        result = close()
+                    except Exception as exc:
+                        _close_failed(name, exc)
+                        continue
+                    if inspect.iscoroutine(result):
+                        result.close()
+                setup.lifecycle.closed = True
+            self._retired.clear()
+            self._own.closed = True
             return
         import asyncio
 
@@ -501,6 +605,32 @@ class Kernel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _closing(setup: Setup) -> list[tuple[str, Callable[[], Any]]]:
+    """What closing a setup runs, in order: providers, plugin objects, closers."""
+    owned: list[tuple[str, Callable[[], Any]]] = [
+        (p.name, p.aclose) for p in setup.models.created().values()
+    ]
+    for thing in (setup.cache, *setup.gates, setup.strategy):
+        close = getattr(thing, "aclose", None)
+        if callable(close):
+            owned.append((type(thing).__name__, close))
+    owned.extend(
+        (getattr(c, "__qualname__", "closer"), c) for c in reversed(setup.lifecycle.closers)
+    )
+    return owned
+
+
+async def _aclose_setup(setup: Setup) -> None:
+    for name, close in _closing(setup):
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            _close_failed(name, exc)
+    setup.lifecycle.closed = True
 
 
 def _close_failed(name: str, exc: Exception) -> None:

@@ -38,9 +38,14 @@ class Lifecycle:
     fork_hooks: list[Hook] = attrs.field(factory=list)
     #: set by ``Kernel.aclose``: a closed kernel runs no exit hook
     closed: bool = False
+    #: lifecycles run after this one's own hooks (each config a kernel had)
+    children: list[Lifecycle] = attrs.field(factory=list)
+    #: whether interpreter exit and fork reach it directly (else through a parent)
+    top: bool = True
 
     def __attrs_post_init__(self) -> None:
-        _LIVE.add(self)
+        if self.top:
+            _LIVE.add(self)
 
     def add_closer(self, closer: Hook) -> None:
         """Run ``closer()`` (sync, or returning an awaitable) when the kernel closes."""
@@ -55,13 +60,18 @@ class Lifecycle:
         self.fork_hooks.append(hook)
 
     def run_exit_hooks(self) -> None:
+        """Its own exit hooks newest first, then its children's; once."""
         if self.closed:
             return
         self.closed = True
         _run(reversed(self.exit_hooks), "exit")
+        for child in list(self.children):
+            child.run_exit_hooks()
 
     def run_fork_hooks(self) -> None:
         _run(list(self.fork_hooks), "fork")
+        for child in list(self.children):
+            child.run_fork_hooks()
 
 
 def _run(hooks: Any, when: str) -> None:

@@ -23,7 +23,7 @@ from llmkernel.routing import Candidate
 from llmkernel.types import Capabilities, ChatRequest, EmbeddingRequest, TokenCount, Usage, replace
 
 if TYPE_CHECKING:
-    from llmkernel.kernel import Kernel
+    from llmkernel.kernel import Kernel, Setup
 
 __all__ = ["Models"]
 
@@ -35,9 +35,10 @@ _announced_default = False
 class Models:
     """The providers and models of one kernel (``kernel.models``)."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, setup: Setup) -> None:
         self._kernel = kernel
-        self.config = kernel.config
+        self._setup = setup
+        self.config = setup.config
         self._providers: dict[str, Provider] = {}
         #: provider instance name -> the plugin that made it
         self.provider_plugins: dict[str, str] = {}
@@ -58,7 +59,7 @@ class Models:
         existing = self._providers.get(name)
         if existing is not None:
             return existing
-        kernel = self._kernel
+        kernel, hooks = self._kernel, self._setup.hooks
         section = self.config.providers.get(name)
         if section is not None:
             ptype, options, where = section.type, section.options, section.where
@@ -69,12 +70,10 @@ class Models:
             type=ptype,
             options=options,
             where=where,
-            transport=kernel.hooks.call("provide_transport", "first", kernel=kernel, provider=name)[
-                0
-            ],
-            lifecycle=kernel.lifecycle,
+            transport=hooks.call("provide_transport", "first", kernel=kernel, provider=name)[0],
+            lifecycle=self._setup.lifecycle,
         )
-        provider, plugin = kernel.hooks.call("provide_chat", "first", kernel=kernel, config=config)
+        provider, plugin = hooks.call("provide_chat", "first", kernel=kernel, config=config)
         if provider is not None and not isinstance(provider, Provider):
             raise PluginError(
                 f"plugin {plugin!r} returned {type(provider).__name__} from provide_chat; "
@@ -93,7 +92,7 @@ class Models:
         known = sorted(set(self.config.providers) | set(self._providers))
         what = f"provider {name!r}" if implicit else f"provider type {ptype!r} (for {name!r})"
         hint = f"; configured providers: {', '.join(known)}" if known else ""
-        reason = unavailable_reason(ptype, self._kernel.plugins, self.config)
+        reason = unavailable_reason(ptype, self._setup.plugins, self.config)
         if reason is not None:
             return f"no installed plugin serves {what}: {reason}{hint}"
         fix = (
@@ -235,7 +234,7 @@ class Models:
         """``count_tokens`` hooks for ``request`` on ``candidate`` (the model to count
         for is the candidate's; ``request.model`` stays as asked)."""
         kernel = self._kernel
-        result, plugin = kernel.hooks.call(
+        result, plugin = self._setup.hooks.call(
             "count_tokens",
             "first",
             kernel=kernel,
@@ -265,7 +264,7 @@ class Models:
         if price is None:
             kernel = self._kernel
             try:
-                price, _ = kernel.hooks.call(
+                price, _ = self._setup.hooks.call(
                     "price_model",
                     "first",
                     kernel=kernel,

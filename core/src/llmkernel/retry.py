@@ -30,7 +30,7 @@ async def retried(
     ``stamina.retry_context`` with the ``[retry]`` backoff (or the decision's
     ``wait``, ``Retry-After`` exactly), all inside the call's deadline. Raises
     :class:`_Leave` to go to the next candidate, or the error to stop."""
-    ctx, retry = call.ctx, call.kernel.config.retry
+    ctx, retry = call.ctx, call.setup.config.retry
     last = [first]
     decision = [call.decide(first, error, queue)]
     if decision[0].action != "retry" or not fits(call, decision[0], first):
@@ -94,7 +94,7 @@ def fits(call: Call, decision: Decision, attempt: Attempt) -> bool:
     backoff is judged by its jitter-less lower bound)."""
     if decision.wait is not None:
         return max(0.0, decision.wait) < call.ctx.remaining()
-    retry = call.kernel.config.retry
+    retry = call.setup.config.retry
     lower = min(retry.max_wait, retry.initial_wait * 2.0 ** (attempt.number - 1))
     return lower < call.ctx.remaining()
 

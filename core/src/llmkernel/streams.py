@@ -124,12 +124,13 @@ async def run(call: Call, handle: AsyncChatStream) -> AsyncIterator[StreamEvent]
     """One streamed chat; yields the caller's events. Fails over only until the
     first visible event; after it, a failure ends the stream with an
     :class:`ErrorEvent` and a raised error, never a silent truncation."""
-    ctx, kernel = call.ctx, call.kernel
+    ctx, setup = call.ctx, call.setup
     outcome: Outcome | None = None
     partial: Response | None = None
+    setup.active += 1
     try:
         call.start()
-        hit = await call.lookup() if kernel.cache is not None else None
+        hit = await call.lookup() if setup.cache is not None else None
         if hit is not None:
             handle.response = hit
             handle.first_event_latency = hit.latency
@@ -183,7 +184,7 @@ async def run(call: Call, handle: AsyncChatStream) -> AsyncIterator[StreamEvent]
         response = call.finish(candidate, response)
         handle.response = response
         end_attempt(call.ok(response, end_attempt.attempt.started, candidate, first))
-        if kernel.cache is not None:
+        if setup.cache is not None:
             await call.store(response)
         call.responded(response)
         outcome = call.ok(response, ctx.started, candidate, first)
@@ -194,6 +195,7 @@ async def run(call: Call, handle: AsyncChatStream) -> AsyncIterator[StreamEvent]
             outcome = call.failed(exc, partial)
         raise
     finally:
+        setup.active -= 1
         call.end(outcome if outcome is not None else call.failed(GeneratorExit(), partial))
 
 
