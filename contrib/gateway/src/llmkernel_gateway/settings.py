@@ -84,6 +84,18 @@ class Key:
 
 
 @attrs.frozen(kw_only=True)
+class ConnectionLimits:
+    """What one connection may hold of the server before its request reaches the app
+    (enforced by :class:`~llmkernel_gateway.protocol.GatewayProtocol`)."""
+
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections: int = 2048
+
+
+@attrs.frozen(kw_only=True)
 class GatewaySettings:
     """``[plugin.gateway]``: every key is optional."""
 
@@ -91,11 +103,18 @@ class GatewaySettings:
     port: int = 4000
     workers: int = 1
     max_body_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 64  # nesting of arrays and objects in a request body
+    max_header_bytes: int = 64 * 1024  # request line and headers, then 431
+    max_headers: int = 100  # header fields, then 431
+    header_timeout: float = 10.0  # seconds for a request's head to arrive, then 408
+    idle_timeout: float = 30.0  # seconds without a byte from the client, then closed
+    max_connections: int = 2048  # open connections per worker; more are closed at once
     request_timeout: float = 600.0  # seconds for a whole request, then 504
     shutdown_timeout: float = 30.0  # in-flight requests get this long after SIGTERM
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     access_log: bool = True
     status_refresh: float = 3.0  # seconds between status page refreshes
+    session_ttl: float = 8 * 3600.0  # seconds a status page login lasts
     public_metrics: bool = False  # /metrics without a key (for a scraper on a private net)
     keys: dict[str, KeySettings] = attrs.field(factory=dict)
 
@@ -108,8 +127,25 @@ class GatewaySettings:
             raise ValueError("workers must be at least 1")
         if not 0 < self.port < 65536:
             raise ValueError("port must be between 1 and 65535")
-        if self.status_refresh <= 0:
-            raise ValueError("status_refresh must be positive")
+        if self.status_refresh <= 0 or self.session_ttl <= 0:
+            raise ValueError("status_refresh and session_ttl must be positive")
+        if self.max_json_depth < 2:
+            raise ValueError("max_json_depth must be at least 2")
+        if self.max_header_bytes < 1024 or self.max_headers < 8:
+            raise ValueError("max_header_bytes must be at least 1024, max_headers at least 8")
+        if self.header_timeout <= 0 or self.idle_timeout <= 0:
+            raise ValueError("header_timeout and idle_timeout must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            max_header_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+        )
 
     def key_list(self) -> list[Key]:
         return [
@@ -146,4 +182,4 @@ def load_settings(config: Config) -> GatewaySettings:
     return settings
 
 
-__all__ = ["GatewaySettings", "Key", "KeySettings", "load_settings"]
+__all__ = ["ConnectionLimits", "GatewaySettings", "Key", "KeySettings", "load_settings"]

@@ -82,14 +82,34 @@ class ChatCall:
     include_usage: bool = False
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
+def parse_json(body: bytes, max_depth: int = 64) -> dict[str, Any]:
+    """The body's JSON object; a :class:`BadRequest` when it is not one, or nests
+    arrays and objects deeper than ``max_depth`` (the top-level object is 1)."""
+    deep = f"the body nests arrays and objects deeper than {max_depth} levels"
     try:
         data = json.loads(body)
+    except RecursionError:  # far deeper than any limit: the parser gave up
+        raise BadRequest(None, deep + " ([plugin.gateway] max_json_depth)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(None, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest(None, f"the body must be a JSON object, not {type(data).__name__}")
+    # fewer brackets than the limit (inside strings too) cannot nest deeper: no walk
+    if body.count(b"[") + body.count(b"{") > max_depth and _deeper(data, max_depth):
+        raise BadRequest(None, deep + " ([plugin.gateway] max_json_depth)")
     return data
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects deeper than ``limit``."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _number(data: Mapping[str, Any], name: str, low: float, high: float) -> float | None:
@@ -377,8 +397,14 @@ def embedding_json(response: EmbeddingResponse, *, model: str, as_base64: bool) 
     }
 
 
+def encode(text: str) -> bytes:
+    """UTF-8, a lone surrogate (an upstream's ``"\\ud800"``) as its JSON escape: the
+    text is JSON, where such a character only appears inside a string."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def dumps(value: Any) -> bytes:
-    return _dumps(value).encode()
+    return _dumps(value).encode("utf-8", "backslashreplace")
 
 
 __all__ = [
@@ -391,6 +417,7 @@ __all__ = [
     "dumps",
     "embed_call",
     "embedding_json",
+    "encode",
     "parse_json",
     "usage_json",
 ]
