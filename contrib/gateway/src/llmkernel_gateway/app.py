@@ -444,13 +444,19 @@ class Gateway:
             (b"x-accel-buffering", b"no"),
             (b"x-request-id", rid.encode()),
         ]
+        extensions = scope.get("extensions")
+        writer = extensions.get(WRITER) if extensions else None
+        # the cost as a trailer field, for a client that says it reads them (TE)
+        trailers = writer is not None and _wants_trailers(scope)
+        if trailers:
+            headers.append((b"trailer", b"x-llmkernel-cost"))
         context = getattr(stream, "context", None)
         attempts = getattr(context, "attempts", None)
         if attempts:  # the candidate streaming now (cost and usage come in the last chunk)
             candidate = attempts[-1].candidate
             headers += [
-                (b"x-llmkernel-provider", candidate.provider.encode()),
-                (b"x-llmkernel-model", candidate.model.encode()),
+                (b"x-llmkernel-provider", _header(candidate.provider)),
+                (b"x-llmkernel-model", _header(candidate.model)),
                 (b"x-llmkernel-attempts", str(len(attempts)).encode()),
             ]
         start = {"type": "http.response.start", "status": 200, "headers": headers}
@@ -459,8 +465,6 @@ class Gateway:
         try:
             async with asyncio.timeout_at(deadline):
                 part = {"type": "http.response.body", "body": wire.encode(body), "more_body": True}
-                extensions = scope.get("extensions")
-                writer = extensions.get(WRITER) if extensions else None
                 if writer is not None:
                     await writer.start_stream(scope, send, start, part)
                 else:
@@ -484,7 +488,13 @@ class Gateway:
             tail = chunker.error(failure.body())
         finally:
             await _close(stream)
-        await send({"type": "http.response.body", "body": wire.encode(tail), "more_body": False})
+        last = {"type": "http.response.body", "body": wire.encode(tail), "more_body": False}
+        if trailers and writer is not None:
+            cost = chunker.cost
+            value = b"unpriced" if cost is None or failure else str(cost).encode()
+            await writer.finish_stream(scope, send, last, [(b"x-llmkernel-cost", value)])
+        else:
+            await send(last)
         return failure
 
     # ------------------------------------------------------------------ embeddings
@@ -776,6 +786,13 @@ def _too_large(limit: int) -> Failure:
         "([plugin.gateway] max_body_bytes)",
         status=413,
     )
+
+
+def _wants_trailers(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"te" and b"trailers" in value.lower():
+            return True
+    return False
 
 
 def _set_cookie(scope: Scope, token: str, max_age: int) -> tuple[bytes, bytes]:

@@ -28,8 +28,10 @@ one does (on loopback a write costs tens of microseconds, a noticeable share of 
 gateway's added latency). The protocol offers the app an ASGI extension,
 ``scope["extensions"]["llmkernel.writer"]`` (this protocol object), with
 :meth:`GatewayProtocol.respond` (a whole answer in one write, without ASGI
-messages) and :meth:`GatewayProtocol.start_stream` (a stream's head with its first
-chunk). An app on another server finds no extension and sends the messages.
+messages), :meth:`GatewayProtocol.start_stream` (a stream's head with its first
+chunk) and :meth:`GatewayProtocol.finish_stream` (a stream's end with HTTP/1.1
+trailer fields, which ASGI has no message for in uvicorn). An app on another server
+finds no extension and sends the messages.
 
 Everything else is uvicorn's: parsing, keep-alive, pipelining, flow control,
 ``Content-Length`` checks, the shutdown. This relies on public names of uvicorn's
@@ -357,6 +359,37 @@ class GatewayProtocol(HttpToolsProtocol):
             cycle.transport = real
         if held.parts and not cycle.disconnected:
             real.write(b"".join(held.parts))
+        if held.closing:
+            real.close()
+
+    async def finish_stream(
+        self,
+        scope: MutableMapping[str, Any],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+        last: MutableMapping[str, Any],
+        trailers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """``send(last)`` (the final body part of a chunked answer) with ``trailers``
+        after the last chunk (HTTP/1.1 trailer fields; the head should announce them
+        in ``Trailer``). Without the chunked end uvicorn writes (a HEAD, say), as
+        ``send(last)`` alone."""
+        cycle = self._cycle(scope)
+        if cycle is None or not cycle.response_started or cycle.flow.write_paused:
+            await send(last)
+            return
+        real = cycle.transport
+        held = _Held(real)
+        cycle.transport = held
+        try:
+            await send(last)
+        finally:
+            cycle.transport = real
+        data = b"".join(held.parts)
+        if data.endswith(b"0\r\n\r\n") and all(not _VALUE.search(v) for _, v in trailers):
+            fields = b"".join(name + b": " + value + b"\r\n" for name, value in trailers)
+            data = data[:-2] + fields + b"\r\n"
+        if data and not cycle.disconnected:
+            real.write(data)
         if held.closing:
             real.close()
 

@@ -14,6 +14,7 @@ import base64
 import json
 import struct
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -262,13 +263,16 @@ def embed_call(data: Mapping[str, Any]) -> EmbedCall:
 # ------------------------------------------------------------------ responses
 
 
-def usage_json(usage: Usage) -> dict[str, Any]:
+def usage_json(usage: Usage, cost: Decimal | None = None) -> dict[str, Any]:
+    """OpenAI's ``usage``, plus ``cost``: the call's cost in USD as a number
+    (``null`` when the model is unpriced), OpenRouter's field for it."""
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "cost": None if cost is None else float(cost),
     }
 
 
@@ -303,7 +307,7 @@ def completion_json(response: Response, *, id: str, created: int, model: str) ->
                 "finish_reason": response.finish_reason,
             }
         ],
-        "usage": usage_json(response.usage),
+        "usage": usage_json(response.usage, response.cost),
     }
 
 
@@ -311,7 +315,7 @@ class Chunker:
     """Stream events as ``chat.completion.chunk`` SSE lines, OpenAI's shape exactly:
     a role chunk first, content and tool-call deltas (with ``index``), a finish
     chunk, a usage chunk when ``include_usage`` (then ``"usage": null`` on every
-    other chunk), and ``data: [DONE]``."""
+    other chunk; its ``usage.cost`` is the call's cost), and ``data: [DONE]``."""
 
     def __init__(self, *, id: str, created: int, model: str, include_usage: bool) -> None:
         head = _dumps({"id": id, "object": "chat.completion.chunk", "created": created})
@@ -320,6 +324,7 @@ class Chunker:
         self.include_usage = include_usage
         self._started = False
         self._usage: Usage | None = None
+        self.cost: Decimal | None = None  # from the stream's usage event
 
     def _choice(self, delta: str, finish: str | None = None) -> str:
         reason = "null" if finish is None else _dumps(finish)
@@ -357,12 +362,16 @@ class Chunker:
             return self._choice('{"reasoning_content":' + _dumps(text) + "}") if text else ""
         if kind == "usage":
             self._usage = event.usage  # type: ignore[union-attr]
+            self.cost = event.cost  # type: ignore[union-attr]
             return ""
         if kind == "finish":
             out = self._choice("{}", event.finish_reason)  # type: ignore[union-attr]
             if self.include_usage:
                 out += (
-                    self._head + '],"usage":' + _dumps(usage_json(self._usage or Usage())) + "}\n\n"
+                    self._head
+                    + '],"usage":'
+                    + _dumps(usage_json(self._usage or Usage(), self.cost))
+                    + "}\n\n"
                 )
             return out
         return ""
