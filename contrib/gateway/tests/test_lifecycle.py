@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -496,8 +497,12 @@ def test_serve_with_two_workers_holds_a_keys_rate_limit_across_them(tmp_path: Pa
         + key_table("limited", key)
         + "rate_limit = { requests_per_minute = 4 }\n"
     )
-    gateway = Gateway(config, tmp_path, workers=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    gateway = Gateway(config, tmp_path, workers=2, env={"TMPDIR": str(run)})
     try:
+        (shared,) = run.iterdir()  # the workers' private run directory
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o700
         statuses = []
         for _ in range(10):  # a new connection each: uvicorn spreads them over workers
             with httpx.Client() as client:
@@ -509,5 +514,7 @@ def test_serve_with_two_workers_holds_a_keys_rate_limit_across_them(tmp_path: Pa
             statuses.append(answer.status_code)
         assert statuses.count(200) == 4, statuses
         assert statuses.count(429) == 6, statuses
+        buckets = shared / "ratelimit.buckets"  # the ratelimit plugin's shared counts
+        assert stat.S_IMODE(buckets.stat().st_mode) == 0o600
     finally:
         gateway.stop()
