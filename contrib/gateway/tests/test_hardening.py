@@ -152,9 +152,7 @@ def test_too_many_header_fields_is_431(hardened: Gateway) -> None:
     assert status == 431 and "121 header fields" in error["message"]
 
 
-def test_connections_past_the_bound_are_closed_at_once(
-    upstream: Upstream, tmp_path: Path
-) -> None:
+def test_connections_past_the_bound_are_closed_at_once(upstream: Upstream, tmp_path: Path) -> None:
     server = Gateway(base_config(upstream.url) + "max_connections = 20\n", tmp_path)
     held = []
     try:
@@ -197,7 +195,9 @@ def post(gateway: Gateway, body: bytes, **headers: str) -> httpx.Response:
     )
 
 
-def test_json_deeper_than_the_limit_is_a_400_naming_the_setting(upstream: Upstream, tmp_path: Path) -> None:
+def test_json_deeper_than_the_limit_is_a_400_naming_the_setting(
+    upstream: Upstream, tmp_path: Path
+) -> None:
     server = Gateway(
         base_config(upstream.url).replace("max_body_bytes = 4096", "max_body_bytes = 1048576")
         + "max_json_depth = 32\n",
@@ -211,7 +211,9 @@ def test_json_deeper_than_the_limit_is_a_400_naming_the_setting(upstream: Upstre
             refused = post(server, body)
             assert refused.status_code == 400, depth
             error = refused.json()["error"]
-            assert "deeper than 32 levels" in error["message"] and "max_json_depth" in error["message"]
+            assert (
+                "deeper than 32 levels" in error["message"] and "max_json_depth" in error["message"]
+            )
         fine = b'{"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}], '
         fine += b'"metadata": ' + b"[" * 20 + b"]" * 20 + b"}"
         assert post(server, fine).status_code == 200
@@ -309,7 +311,9 @@ def test_a_lone_surrogate_from_the_upstream_is_still_valid_json(
                         }
                     ],
                 }
-            ).replace("\\\\ud800", "\\ud800").encode(),
+            )
+            .replace("\\\\ud800", "\\ud800")
+            .encode(),
         )
     )
     reply = post(hardened, json.dumps({"model": "up/gpt-4o-mini", "messages": HI}).encode())
@@ -375,13 +379,18 @@ def test_a_streamed_answer_reports_its_cost_in_the_usage_chunk_and_a_trailer(
     assert status == 200 and headers[b"trailer"] == b"x-llmkernel-cost"
     assert headers[b"transfer-encoding"] == b"chunked"
     assert rest.endswith(b"\r\n0\r\nx-llmkernel-cost: 0\r\n\r\n")
-    with httpx.Client() as plain:  # without TE: trailers, no trailer and no Trailer header
-        with plain.stream(
-            "POST", f"{hardened.url}/v1/chat/completions", content=body,
+    # without TE: trailers, no trailer and no Trailer header
+    with (
+        httpx.Client() as plain,
+        plain.stream(
+            "POST",
+            f"{hardened.url}/v1/chat/completions",
+            content=body,
             headers={"content-type": "application/json"},
-        ) as streamed:
-            assert "trailer" not in streamed.headers
-            assert streamed.read().endswith(b"data: [DONE]\n\n")
+        ) as streamed,
+    ):
+        assert "trailer" not in streamed.headers
+        assert streamed.read().endswith(b"data: [DONE]\n\n")
 
 
 # ---------------------------------------------------------------------- logs of several workers
@@ -392,9 +401,8 @@ def test_two_workers_write_every_access_log_line_and_nothing_on_stdout(
 ) -> None:
     key = new_key()
     upstream.answer(FakeResponse.json_body({"error": {"message": "try again"}}, status=500))
-    config = (
-        base_config(upstream.url).replace("attempts = 1", "attempts = 2")
-        + key_table("team", key)
+    config = base_config(upstream.url).replace("attempts = 1", "attempts = 2") + key_table(
+        "team", key
     )
     server = Gateway(config, tmp_path, workers=2)
     sent = 60

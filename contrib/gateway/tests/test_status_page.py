@@ -120,13 +120,17 @@ def test_a_login_opens_the_status_page_on_every_worker(tmp_path: Path) -> None:
     from llmkernel_gateway.keys import new_key
 
     admin = new_key()
-    server = Gateway(base_config("http://127.0.0.1:9") + key_table("ops", admin, admin=True), tmp_path, workers=2)
+    server = Gateway(
+        base_config("http://127.0.0.1:9") + key_table("ops", admin, admin=True), tmp_path, workers=2
+    )
     try:
         login = httpx.post(f"{server.url}/login", data={"key": admin})
         session = login.cookies["llmkernel_gateway_session"]
         pids = set()
         for _ in range(12):  # a new connection each: both workers answer
-            page = httpx.get(f"{server.url}/status.json", cookies={"llmkernel_gateway_session": session})
+            page = httpx.get(
+                f"{server.url}/status.json", cookies={"llmkernel_gateway_session": session}
+            )
             assert page.status_code == 200
             pids.add(page.json()["pid"])
     finally:

@@ -208,8 +208,10 @@ class Gateway:
                 path=scope["path"],
                 error=f"{type(exc).__name__}: {exc}",
             )
+            failure = failures.internal(rid)
+            self._done(rid, "other", None, started, failure=failure, model="")
             with contextlib.suppress(Exception):  # unless the answer had begun
-                await self._fail(scope, send, failures.internal(rid), rid)
+                await self._fail(scope, send, failure, rid)
 
     async def _fail(self, scope: Scope, send: Send, failure: Failure, rid: str) -> None:
         headers = [_JSON, (b"x-request-id", rid.encode()), *failure.headers()]
@@ -490,8 +492,8 @@ class Gateway:
             await _close(stream)
         last = {"type": "http.response.body", "body": wire.encode(tail), "more_body": False}
         if trailers and writer is not None:
-            cost = chunker.cost
-            value = b"unpriced" if cost is None or failure else str(cost).encode()
+            cost = chunker.cost  # from the usage event: None when cut before it
+            value = b"unpriced" if cost is None else str(cost).encode()
             await writer.finish_stream(scope, send, last, [(b"x-llmkernel-cost", value)])
         else:
             await send(last)
@@ -789,10 +791,7 @@ def _too_large(limit: int) -> Failure:
 
 
 def _wants_trailers(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"te" and b"trailers" in value.lower():
-            return True
-    return False
+    return any(name == b"te" and b"trailers" in value.lower() for name, value in scope["headers"])
 
 
 def _set_cookie(scope: Scope, token: str, max_age: int) -> tuple[bytes, bytes]:

@@ -148,7 +148,7 @@ def from_exception(exc: BaseException) -> Failure | None:
             kind=f"refused_{exc.kind}",
         )
     if isinstance(exc, errors.NoCandidateLeftError):
-        down = [d.error for d in exc.dropped if _broken(getattr(d, "error", None))]
+        down = [e for d in exc.dropped if _broken(e := getattr(d, "error", None))]
         if exc.dropped and len(down) == len(exc.dropped):  # every deployment is down
             return unavailable(str(exc), _soonest(down))
         return Failure(

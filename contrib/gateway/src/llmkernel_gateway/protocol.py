@@ -131,8 +131,8 @@ class GatewayProtocol(HttpToolsProtocol):
         self._in_head = True  # reading a request line and headers
         self._head_begun = False  # and some of it came
         self._head_raw = 0  # bytes received since that head began
-        self._head_size = 0  # its URL and header bytes, as parsed
-        self._head_fields = 0
+        self._max_headers = self.limits.max_headers
+        self._extra_fields = 0  # header fields past max_headers
         self._timer: asyncio.TimerHandle | None = None
         self._body_read_at = 0.0
         self._refused = False
@@ -191,34 +191,37 @@ class GatewayProtocol(HttpToolsProtocol):
         self.scope["extensions"] = self.extensions
         self._in_head = self._head_begun = True
 
-    def on_url(self, url: bytes) -> None:
-        self._head_size += len(url)
-        super().on_url(url)
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_fields += 1
-        self._head_size += len(name) + len(value) + 4
-        if self._head_fields <= self.limits.max_headers:
+        if len(self.headers) < self._max_headers:
             super().on_header(name, value)
+        else:
+            self._extra_fields += 1  # counted, never kept
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         limits = self.limits
-        fields, size = self._head_fields, self._head_size
+        extra, raw = self._extra_fields, self._head_raw
         self._in_head = self._head_begun = False
-        self._head_raw = self._head_size = self._head_fields = 0
+        self._head_raw = self._extra_fields = 0
         self._cancel()
-        if fields > limits.max_headers or size > limits.max_header_bytes:
+        # the bytes received meanwhile bound the head's size: counted only past the limit
+        if extra or (raw > limits.max_header_bytes and self._head_size() > limits.max_header_bytes):
             self._refuse(
                 431,
-                f"the request has {fields} header fields"
-                if fields > limits.max_headers
+                f"the request has {len(self.headers) + extra} header fields"
+                if extra
                 else "the request head is larger than the gateway's limit",
             )
             self._refused = True  # the rest of this request is parsed and dropped
             return
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and not self.parser.should_keep_alive():
+            cycle.keep_alive = False  # the client's "Connection: close" (uvicorn 0.30 ignores it)
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
