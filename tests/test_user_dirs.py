@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PRIVATE_ROOT_ENV, XDG
+PRIVATE_ROOT_ENV = "PYTEST_LLMKERNEL_PRIVATE_HOME"  # set by the root conftest.py
+XDG = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
 
 RESOLVE = """
 import json

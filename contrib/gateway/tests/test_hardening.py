@@ -239,7 +239,7 @@ def test_a_huge_body_is_413_and_the_connection_ends(hardened: Gateway) -> None:
 # ---------------------------------------------------------------------- what upstreams send back
 
 
-def _completion(model: str, content: str = "fine") -> FakeResponse:
+def _completion(model: str, content: str = "fine", prompt_tokens: int = 3) -> FakeResponse:
     return FakeResponse.json_body(
         {
             "id": "chatcmpl-x",
@@ -253,7 +253,11 @@ def _completion(model: str, content: str = "fine") -> FakeResponse:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": 1,
+                "total_tokens": prompt_tokens + 1,
+            },
         }
     )
 
@@ -261,7 +265,7 @@ def _completion(model: str, content: str = "fine") -> FakeResponse:
 def test_a_line_break_in_the_upstreams_model_is_never_a_header_or_a_500(
     hardened: Gateway, upstream: Upstream, tmp_path: Path
 ) -> None:
-    upstream.answer(_completion("gpt-4o-mini\r\nset-cookie: stolen=1"))
+    upstream.answer(_completion("gpt-4o-mini\r\nset-cookie: stolen=1", prompt_tokens=4711))
     reply = post(hardened, json.dumps({"model": "up/gpt-4o-mini", "messages": HI}).encode())
     assert reply.status_code == 200, reply.text
     assert reply.headers["x-llmkernel-model"] == "gpt-4o-miniset-cookie: stolen=1"
@@ -271,23 +275,23 @@ def test_a_line_break_in_the_upstreams_model_is_never_a_header_or_a_500(
     # ledger is the session's private one (never the developer's ~/.local/share)
     ledger = Path(hardened.env["XDG_DATA_HOME"]) / "llmkernel" / "ledger.db"
     assert ledger.is_relative_to(os.environ["PYTEST_LLMKERNEL_PRIVATE_HOME"])
-    assert ledger_status(ledger, "up") == "ok"
+    assert ledger_status(ledger, input_tokens=4711) == "ok"
 
 
-def ledger_status(path: Path, provider: str) -> str:
-    """The status of the newest ledger row of ``provider``."""
+def ledger_status(path: Path, *, input_tokens: int) -> str:
+    """The status of the ledger row with that many input tokens."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if path.exists():
             with contextlib.closing(sqlite3.connect(path)) as db:
                 row = db.execute(
-                    "SELECT status FROM requests WHERE provider = ? ORDER BY id DESC LIMIT 1",
-                    (provider,),
+                    "SELECT status FROM requests WHERE input_tokens = ? ORDER BY id DESC LIMIT 1",
+                    (input_tokens,),
                 ).fetchone()
             if row:
                 return str(row[0])
         time.sleep(0.1)
-    raise AssertionError(f"no ledger row of {provider!r} in {path}")
+    raise AssertionError(f"no ledger row with {input_tokens} input tokens in {path}")
 
 
 def test_a_lone_surrogate_from_the_upstream_is_still_valid_json(
