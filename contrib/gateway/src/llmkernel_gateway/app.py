@@ -150,6 +150,9 @@ class Gateway:
             raise
         self.metrics = Metrics()
         self.stats.started = time.time()
+        from llmkernel_gateway import loglines
+
+        self.kernel.on_exit(loglines.flush)  # the last access lines, if never shut down
 
     async def shutdown(self) -> None:
         """Close the kernel (its providers and closers: a ledger flushes here)."""
