@@ -367,3 +367,19 @@ def _quiet_logs() -> None:
     import logging
 
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+
+
+def test_the_gateway_uses_no_private_name_of_uvicorn_and_swaps_no_class() -> None:
+    import ast
+    from pathlib import Path
+
+    import llmkernel_gateway
+
+    for path in Path(llmkernel_gateway.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("uvicorn"):
+                assert not any(part.startswith("_") for part in node.module.split(".")), path
+                assert not any(alias.name.startswith("_") for alias in node.names), path
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in ("__class__", "__self__"), (path, node.lineno)

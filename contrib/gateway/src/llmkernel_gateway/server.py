@@ -75,6 +75,7 @@ def serve(
         "port": port,
         "loop": _loop(),
         "http": GatewayProtocol,  # httptools, its limits, one write per answer
+        "ws": "none",  # no WebSocket route: an upgrade request is an ordinary request
         "proxy_headers": False,  # nothing here reads the client's address
         "lifespan": "on",
         "access_log": False,
