@@ -78,6 +78,36 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-q", *session.posargs)
 
 
+# The gateway's GatewayProtocol subclasses uvicorn's HttpToolsProtocol and uses
+# public attributes of its RequestResponseCycle: the supported range is pinned in
+# contrib/gateway/pyproject.toml, and these are its lowest and highest releases.
+UVICORN_RANGE = ("0.30.0", "0.55.0")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("uvicorn", UVICORN_RANGE)
+def gateway_protocol(session: nox.Session, uvicorn: str) -> None:
+    """The gateway's protocol contract tests (and its raw-socket hardening tests)
+    against the lowest and the highest uvicorn of the range it pins."""
+    import re
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "contrib/gateway/pyproject.toml").read_text())
+    (pin,) = [d for d in meta["project"]["dependencies"] if d.startswith("uvicorn")]
+    low, high = re.search(r">=([\d.]+),<([\d.]+)", pin).groups()  # type: ignore[union-attr]
+    if not (UVICORN_RANGE[0].startswith(low) and UVICORN_RANGE[1] < high):
+        session.error(f"UVICORN_RANGE {UVICORN_RANGE} does not match the pin {pin!r}")
+    session.install(*_local_deps("gateway"), *TEST_DEPS)
+    session.install(f"uvicorn=={uvicorn}")
+    session.run(
+        "pytest",
+        "-q",
+        "contrib/gateway/tests/test_protocol.py",
+        "contrib/gateway/tests/test_hardening.py",
+        *session.posargs,
+    )
+
+
 @nox.session(python="3.11")
 def lowest(session: nox.Session) -> None:
     """Core against the lowest versions of its dependencies that it allows."""

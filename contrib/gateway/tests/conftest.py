@@ -49,14 +49,25 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None) -> No
 class Gateway:
     """A running ``llmkernel serve`` process."""
 
-    def __init__(self, config: str, tmp: Path, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        config: str,
+        tmp: Path,
+        *,
+        workers: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = tmp / f"gateway-{self.port}.toml"
         self.config_path.write_text(config)
         self.stderr_path = tmp / f"gateway-{self.port}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LLMKERNEL_")}
-        env[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
+        self.stdout_path = tmp / f"gateway-{self.port}.out"
+        # os.environ has the session's private XDG and HOME dirs (the root conftest)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("LLMKERNEL_")}
+        environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
+        environ.update(env or {})
+        self.env = environ
         args = [
             sys.executable,
             "-m",
@@ -70,7 +81,8 @@ class Gateway:
         if workers:
             args += ["--workers", str(workers)]
         self._stderr = self.stderr_path.open("wb")
-        self.process = subprocess.Popen(args, env=env, stderr=self._stderr)
+        self._stdout = self.stdout_path.open("wb")
+        self.process = subprocess.Popen(args, env=environ, stderr=self._stderr, stdout=self._stdout)
         try:
             wait_healthy(self.url, self.process)
         except BaseException:
@@ -80,6 +92,10 @@ class Gateway:
     @property
     def log(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    @property
+    def out(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
 
     def terminate(self) -> None:
         if self.process.poll() is None:
@@ -93,6 +109,7 @@ class Gateway:
             self.process.kill()
             self.process.wait(timeout=10)
         self._stderr.close()
+        self._stdout.close()
         return self.process.returncode
 
 

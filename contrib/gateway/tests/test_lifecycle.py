@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -400,7 +401,10 @@ def test_a_key_budget_becomes_a_budgets_limit_for_that_key() -> None:
     [
         ({"budget": {"weekly": 5}}, "unknown budget period 'weekly'"),
         ({"budget": {"day": -1}}, "non-negative amount"),
-        ({"rate_limit": {"tokens_per_minute": 5}}, "[plugin.ratelimit]"),
+        (
+            {"rate_limit": {"requests_per_hour": 5}},
+            "unknown rate_limit setting 'requests_per_hour'",
+        ),
         ({"rate_limit": {"requests_per_minute": 0}}, "positive number"),
     ],
 )
@@ -417,7 +421,7 @@ def test_wrong_key_limits_are_refused_naming_the_key(table: dict[str, Any], word
 
 
 def test_a_key_budget_without_the_budgets_plugin_refuses_to_start(tmp_path: Path) -> None:
-    from llmkernel_gateway.handoff import require_budgets_plugin
+    from llmkernel_gateway.handoff import require_plugins
 
     config = tmp_path / "budget.toml"
     config.write_text(key_table("team", new_key()) + "budget = { day = 5 }\n")
@@ -425,8 +429,8 @@ def test_a_key_budget_without_the_budgets_plugin_refuses_to_start(tmp_path: Path
         from llmkernel_gateway.settings import load_settings
 
         keys = load_settings(Config.load(config)).key_list()
-        require_budgets_plugin(keys, ["mock", "openai"])
-    require_budgets_plugin(keys, ["mock", "budgets"])  # with it, fine
+        require_plugins(keys, ["mock", "openai"])
+    require_plugins(keys, ["mock", "budgets"])  # with it, fine
 
 
 def test_a_key_over_its_request_rate_gets_429_with_retry_after(
@@ -439,30 +443,51 @@ def test_a_key_over_its_request_rate_gets_429_with_retry_after(
     with pytest.raises(openai.RateLimitError) as caught:
         sdk.chat.completions.create(model="mock/echo", messages=HI)
     assert int(caught.value.response.headers["retry-after"]) >= 1
-    assert "2 requests per minute" in caught.value.message
+    assert "key:limited|requests: 2 per 60 s" in caught.value.message
     other = openai.OpenAI(base_url=f"{url}/v1", api_key=names["rich"], max_retries=0)
     other.chat.completions.create(model="mock/echo", messages=HI)  # other keys unaffected
 
 
-def test_a_keys_rate_limit_is_shared_by_every_worker(tmp_path: Path) -> None:
-    """Two limiters on one directory (two workers of ``serve --workers 2``) share
-    each key's bucket; without the directory each worker would admit the limit."""
-    from llmkernel_gateway.handoff import KeyLimiter
+def test_a_keys_rate_limit_becomes_a_ratelimit_rule_scoped_to_it(tmp_path: Path) -> None:
+    """The key's ``rate_limit`` table is a ``[plugin.ratelimit]`` rule for that key,
+    refusing at once; with the workers' shared directory the counts are one file."""
+    from llmkernel_gateway.handoff import with_key_limits
     from llmkernel_gateway.settings import Key
 
     keys = [
-        Key(name="k", digest="x", rate_limit={"requests_per_minute": 5}),
+        Key(name="k", digest="x", rate_limit={"requests_per_minute": 5, "tokens_per_minute": 900}),
         Key(name="free", digest="y"),
     ]
-    first, second = KeyLimiter(keys, str(tmp_path)), KeyLimiter(keys, str(tmp_path))
-    admitted = [w is None for w in (first.take("k"), second.take("k"), first.take("k"))]
-    admitted += [second.take("k") is None, second.take("k") is None]
-    assert admitted == [True] * 5
-    waits = [first.take("k"), second.take("k")]
-    assert all(w is not None and 0 < w <= 12 for w in waits), waits
-    assert first.take("free") is None and second.take("free") is None
-    # a worker starting later joins the same buckets instead of refilling them
-    assert KeyLimiter(keys, str(tmp_path)).take("k") is not None
+    config = Config.load({"providers": {"mock": {"type": "mock"}}})
+    table = with_key_limits(config, keys, None).plugin_settings("ratelimit")
+    assert table == {
+        "learn_from_headers": False,  # nothing of the plugin the config did not ask for
+        "limits": {
+            "key:k": {
+                "pattern": "*",
+                "key": "k",
+                "mode": "reject",
+                "requests_per_minute": 5,
+                "tokens_per_minute": 900,
+            }
+        },
+    }
+    shared = with_key_limits(config, keys, str(tmp_path)).plugin_settings("ratelimit")
+    assert shared["store"] == "file" and shared["path"] == str(tmp_path / "ratelimit.buckets")
+    own = Config.load({"plugin": {"ratelimit": {"limits": {"openai": {"requests_per_minute": 9}}}}})
+    merged = with_key_limits(own, keys, None).plugin_settings("ratelimit")
+    assert set(merged["limits"]) == {"openai", "key:k"} and "learn_from_headers" not in merged
+    assert with_key_limits(config, keys[1:], None) is config  # nothing to add
+
+
+def test_a_keys_rate_limit_without_the_ratelimit_plugin_refuses_to_start() -> None:
+    from llmkernel_gateway.handoff import require_plugins
+    from llmkernel_gateway.settings import Key
+
+    keys = [Key(name="k", digest="x", rate_limit={"requests_per_minute": 5})]
+    with pytest.raises(Exception, match="ratelimit plugin is not installed"):
+        require_plugins(keys, ["mock", "budgets"])
+    require_plugins(keys, ["mock", "ratelimit"])
 
 
 def test_serve_with_two_workers_holds_a_keys_rate_limit_across_them(tmp_path: Path) -> None:
@@ -472,8 +497,12 @@ def test_serve_with_two_workers_holds_a_keys_rate_limit_across_them(tmp_path: Pa
         + key_table("limited", key)
         + "rate_limit = { requests_per_minute = 4 }\n"
     )
-    gateway = Gateway(config, tmp_path, workers=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    gateway = Gateway(config, tmp_path, workers=2, env={"TMPDIR": str(run)})
     try:
+        (shared,) = run.iterdir()  # the workers' private run directory
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o700
         statuses = []
         for _ in range(10):  # a new connection each: uvicorn spreads them over workers
             with httpx.Client() as client:
@@ -485,5 +514,7 @@ def test_serve_with_two_workers_holds_a_keys_rate_limit_across_them(tmp_path: Pa
             statuses.append(answer.status_code)
         assert statuses.count(200) == 4, statuses
         assert statuses.count(429) == 6, statuses
+        buckets = shared / "ratelimit.buckets"  # the ratelimit plugin's shared counts
+        assert stat.S_IMODE(buckets.stat().st_mode) == 0o600
     finally:
         gateway.stop()

@@ -359,6 +359,7 @@ def test_stream_chunks_have_openai_exact_shape(
                 "total_tokens": 42,
                 "prompt_tokens_details": {"cached_tokens": 10},
                 "completion_tokens_details": {"reasoning_tokens": 4},
+                "cost": None,  # a custom base_url: unpriced (the mock's cost: test_hardening)
             },
         },
     ]

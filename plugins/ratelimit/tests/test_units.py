@@ -359,3 +359,45 @@ def test_idle_windows_are_forgotten() -> None:
     assert len(store) == store.SWEEP_EVERY - 1
     store.take([claim("late", window=1)], 5.0)  # the sweep: every other window is idle
     assert len(store) == 1
+
+
+# ---------------------------------------------------------------------- scoped rules
+
+
+def test_a_rule_scoped_to_a_key_applies_to_that_key_only() -> None:
+    g = RateLimitGate(
+        RateLimitSettings(
+            limits={
+                "key:team": LimitRule(pattern="*", key="team", requests_per_minute=2),
+                "tenant:t": LimitRule(pattern="openai", tenant="t", tokens_per_minute=500),
+            }
+        )
+    )
+    assert [c.key for c in g.claims(GPT, {"key": "team", "tenant": "t"}, 1, 1)] == [
+        "key:team|requests",
+        "tenant:t|tokens",
+    ]
+    assert [c.key for c in g.claims(GPT, {"key": "other"}, 1, 1)] == []
+    assert [c.key for c in g.claims(GPT, {"key": "team"}, 1, 1)] == ["key:team|requests"]
+
+
+async def test_a_rule_of_its_own_mode_refuses_while_the_others_wait() -> None:
+    g = RateLimitGate(
+        RateLimitSettings(
+            mode="wait",
+            limits={
+                "openai": LimitRule(requests_per_minute=100),
+                "key:team": LimitRule(
+                    pattern="*", key="team", requests_per_minute=1, mode="reject"
+                ),
+            },
+        )
+    )
+    await g.acquire(Ctx(metadata={"key": "team"}), Attempt(GPT))
+    started = time.monotonic()
+    with pytest.raises(RefusedError) as info:
+        await g.acquire(Ctx(metadata={"key": "team"}), Attempt(GPT))
+    assert time.monotonic() - started < 0.5  # refused at once, not waited for
+    assert info.value.retry_after is not None and 55 < info.value.retry_after <= 60
+    assert "key:team|requests" in str(info.value)
+    await g.acquire(Ctx(metadata={"key": "other"}), Attempt(GPT))  # not that key's limit

@@ -145,3 +145,21 @@ def test_settings_are_checked():
         BreakerSettings(error_rate=0)
     with pytest.raises(ValueError):
         BreakerSettings(backoff=0.5)
+
+
+def test_the_reason_keeps_the_last_upstream_error():
+    breaker = Breaker(settings=BreakerSettings(failures=2, cooldown=10))
+    for now, message in ((0.0, "first"), (0.1, "upstream exploded (status 500)")):
+        assert breaker.acquire(now) is True
+        breaker.release(now, "failure", kind="server", error=f"ServerError: {message}")
+    assert breaker.reason == (
+        "2 consecutive failures; last: ServerError: upstream exploded (status 500)"
+    )
+    assert breaker.acquire(10.1) == "probe"
+    breaker.release(10.1, "failure", probe=True, kind="network", error="NetworkError: refused")
+    assert breaker.reason == "half-open probe failed (network); last: NetworkError: refused"
+    breaker.release(20.0, "failure", kind="server", error="x" * 1000)  # one from before
+    assert len(breaker.last_error) < 310  # bounded, whatever the upstream said
+    assert breaker.acquire(30.2) == "probe"  # the cooldown doubled: 20 s
+    breaker.release(30.2, "success", probe=True)
+    assert breaker.reason == "" and breaker.last_error == ""

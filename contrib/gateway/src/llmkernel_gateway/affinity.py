@@ -10,7 +10,7 @@ deployment is healthy: the kernel still drops candidates whose breaker is open
 the others when it fails (the next turn then sticks to the one that answered).
 
 State is bounded: at most ``max_sessions`` conversations (the least recently used
-forgotten first), each forgotten after ``session_ttl`` quiet seconds; the key is
+forgotten first), each forgotten after ``affinity_ttl`` quiet seconds; the key is
 the tenant, the model asked for and the session id (at most 128 characters, longer
 ones are hashed), so one tenant cannot steer another's.
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from llmkernel_gateway.app import Gateway, Receive, Scope, Send
     from llmkernel_gateway.store import ResponseStore
 
-Fail = Callable[["Send", Failure, str], Awaitable[None]]
+Fail = Callable[["Scope", "Send", Failure, str], Awaitable[None]]
 Handler = Callable[..., Awaitable[None]]
 
 _SLACK = 1.0
@@ -60,7 +60,7 @@ class Apis:
         settings = gateway.settings
         self.session_header = settings.session_header.lower().encode("latin-1")
         self.sessions = affinity.Sessions(
-            max_sessions=settings.max_sessions, ttl=settings.session_ttl
+            max_sessions=settings.max_sessions, ttl=settings.affinity_ttl
         )
         self.store: ResponseStore | None = None
 
@@ -108,7 +108,7 @@ class Apis:
         assert kernel is not None, "the gateway's lifespan did not run"
         return kernel
 
-    async def fail_anthropic(self, send: Send, failure: Failure, rid: str) -> None:
+    async def fail_anthropic(self, scope: Scope, send: Send, failure: Failure, rid: str) -> None:
         status, _ = messages.error_status(failure)
         headers = [
             _JSON,
@@ -116,7 +116,7 @@ class Apis:
             (b"request-id", rid.encode()),
             *failure.headers(),
         ]
-        await _respond(send, status, wire.dumps(messages.error_json(failure, rid)), headers)
+        await _respond(scope, send, status, wire.dumps(messages.error_json(failure, rid)), headers)
 
     def metadata(self, scope: Scope, key: Key | None, *, anthropic: bool = False) -> dict[str, str]:
         """What the kernel's plugins learn of the caller: the key's metadata, the
@@ -160,6 +160,7 @@ class Apis:
     async def chat_extras(
         self,
         call: wire.ChatCall,
+        scope: Scope,
         send: Send,
         rid: str,
         route: str,
@@ -173,7 +174,9 @@ class Apis:
         try:
             options = self.provider_options(call.model, call.extras, wanted)
         except Exception as exc:
-            await self._refuse(exc, send, rid, route, key, started, call.model, self.gateway._fail)
+            await self._refuse(
+                exc, scope, send, rid, route, key, started, call.model, self.gateway._fail
+            )
             return None
         return attrs.evolve(call, kwargs={**call.kwargs, **options}, extras={})
 
@@ -188,7 +191,7 @@ class Apis:
             return
         key, data = begun
         route = "responses_stream" if data.get("stream") is True else "responses"
-        call = await gw._parse(responses.call, data, key, route, send, rid, started)
+        call = await gw._parse(responses.call, data, key, route, scope, send, rid, started)
         if call is None:
             return
         tenant = key.tenant if key is not None else ""
@@ -209,7 +212,7 @@ class Apis:
                 options,
             )
         except Exception as exc:
-            await self._refuse(exc, send, rid, route, key, started, call.model, gw._fail)
+            await self._refuse(exc, scope, send, rid, route, key, started, call.model, gw._fail)
             return
         response_id = "resp_" + secrets.token_hex(16)
         created = int(time.time())
@@ -250,6 +253,7 @@ class Apis:
                     await keep(writer.final, answer)
 
             await self.relay(
+                scope,
                 receive,
                 send,
                 rid,
@@ -266,7 +270,7 @@ class Apis:
         try:
             answer = await self.answer(request)
         except Exception as exc:
-            await self._refuse(exc, send, rid, route, key, started, call.model, gw._fail)
+            await self._refuse(exc, scope, send, rid, route, key, started, call.model, gw._fail)
             return
         served = f"{answer.provider}/{answer.model}"
         status, incomplete = responses.status_of(answer)
@@ -281,14 +285,16 @@ class Apis:
             incomplete=incomplete,
         )
         await keep(body, answer)
-        await _respond(send, 200, wire.dumps(body), [_JSON, *_extension_headers(rid, answer)])
+        await _respond(
+            scope, send, 200, wire.dumps(body), [_JSON, *_extension_headers(rid, answer)]
+        )
         gw._done(rid, route, key, started, model=call.model, response=answer)
 
     async def _stored(self, scope: Scope, send: Send, rid: str) -> tuple[str, str] | None:
         """The caller's tenant and the id in the path, or the failure is answered."""
         key = self.gateway._authenticate(scope)
         if isinstance(key, Failure):
-            await self.gateway._fail(send, key, rid)
+            await self.gateway._fail(scope, send, key, rid)
             return None
         response_id = scope["path"].rsplit("/", 1)[1]
         return (key.tenant if key is not None else ""), response_id
@@ -303,10 +309,10 @@ class Apis:
         assert self.store is not None
         record = await self.store.get(tenant, response_id)
         if record is None:
-            await self.gateway._fail(send, _Missing(response_id).failure, rid)
+            await self.gateway._fail(scope, send, _Missing(response_id).failure, rid)
             return
         headers = [_JSON, (b"x-request-id", rid.encode())]
-        await _respond(send, 200, wire.dumps(record.response), headers)
+        await _respond(scope, send, 200, wire.dumps(record.response), headers)
 
     async def delete_response(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -317,10 +323,10 @@ class Apis:
         tenant, response_id = found
         assert self.store is not None
         if not await self.store.delete(tenant, response_id):
-            await self.gateway._fail(send, _Missing(response_id).failure, rid)
+            await self.gateway._fail(scope, send, _Missing(response_id).failure, rid)
             return
         body = {"id": response_id, "object": "response.deleted", "deleted": True}
-        await _respond(send, 200, wire.dumps(body), [_JSON, (b"x-request-id", rid.encode())])
+        await _respond(scope, send, 200, wire.dumps(body), [_JSON, (b"x-request-id", rid.encode())])
 
     # ------------------------------------------------------------------ /v1/messages
 
@@ -334,7 +340,9 @@ class Apis:
             return
         key, data = begun
         route = "messages_stream" if data.get("stream") is True else "messages"
-        call = await gw._parse(messages.call, data, key, route, send, rid, started, fail=fail)
+        call = await gw._parse(
+            messages.call, data, key, route, scope, send, rid, started, fail=fail
+        )
         if call is None:
             return
         try:
@@ -347,7 +355,7 @@ class Apis:
                 options,
             )
         except Exception as exc:
-            await self._refuse(exc, send, rid, route, key, started, call.model, fail)
+            await self._refuse(exc, scope, send, rid, route, key, started, call.model, fail)
             return
         message_id = "msg_" + secrets.token_hex(12)
         if call.stream:
@@ -356,6 +364,7 @@ class Apis:
             writer = messages.EventWriter(id=message_id, model=call.model)
             stream = AsyncChatStream(self.kernel, request, gw.settings.request_timeout)
             await self.relay(
+                scope,
                 receive,
                 send,
                 rid,
@@ -372,11 +381,11 @@ class Apis:
         try:
             answer = await self.answer(request)
         except Exception as exc:
-            await self._refuse(exc, send, rid, route, key, started, call.model, fail)
+            await self._refuse(exc, scope, send, rid, route, key, started, call.model, fail)
             return
         body = messages.message_json(answer, id=message_id, model=call.model)
         headers = [_JSON, (b"request-id", rid.encode()), *_extension_headers(rid, answer)]
-        await _respond(send, 200, wire.dumps(body), headers)
+        await _respond(scope, send, 200, wire.dumps(body), headers)
         gw._done(rid, route, key, started, model=call.model, response=answer)
 
     async def count_tokens(
@@ -393,7 +402,15 @@ class Apis:
         key, data = begun
         route = "count_tokens"
         call = await gw._parse(
-            lambda d: messages.call(d, count=True), data, key, route, send, rid, started, fail=fail
+            lambda d: messages.call(d, count=True),
+            data,
+            key,
+            route,
+            scope,
+            send,
+            rid,
+            started,
+            fail=fail,
         )
         if call is None:
             return
@@ -408,7 +425,7 @@ class Apis:
             )
             candidates = kernel.models.healthy_first(list(kernel.models.resolve(call.model)))
         except Exception as exc:
-            await self._refuse(exc, send, rid, route, key, started, call.model, fail)
+            await self._refuse(exc, scope, send, rid, route, key, started, call.model, fail)
             return
         # the deployment the conversation is on (affinity), else the first healthy one
         session = request.metadata.get(affinity.SESSION_KEY)
@@ -441,7 +458,7 @@ class Apis:
             (b"x-llmkernel-provider", candidate.provider.encode()),
             (b"x-llmkernel-model", candidate.model.encode()),
         ]
-        await _respond(send, 200, wire.dumps({"input_tokens": count.tokens}), headers)
+        await _respond(scope, send, 200, wire.dumps({"input_tokens": count.tokens}), headers)
         gw._done(rid, route, key, started, model=call.model, status=200)
 
     # ------------------------------------------------------------------ models
@@ -458,7 +475,7 @@ class Apis:
             return
         key = self.gateway._authenticate(scope)
         if isinstance(key, Failure):
-            await self.fail_anthropic(send, key, rid)
+            await self.fail_anthropic(scope, send, key, rid)
             return
         from urllib.parse import parse_qs
 
@@ -470,7 +487,7 @@ class Apis:
             limit = 0
         if not 1 <= limit <= _MODELS_PAGE:
             failure = failures.bad_request(f"limit must be between 1 and {_MODELS_PAGE}", "limit")
-            await self.fail_anthropic(send, failure, rid)
+            await self.fail_anthropic(scope, send, failure, rid)
             return
         after, before = (query.get("after_id") or [None])[0], (query.get("before_id") or [None])[0]
         if after in ids:
@@ -484,7 +501,7 @@ class Apis:
             "first_id": page[0] if page else None,
             "last_id": page[-1] if page else None,
         }
-        await _respond(send, 200, wire.dumps(body), [_JSON, (b"x-request-id", rid.encode())])
+        await _respond(scope, send, 200, wire.dumps(body), [_JSON, (b"x-request-id", rid.encode())])
 
     async def get_model(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -493,25 +510,26 @@ class Apis:
         fail = self.fail_anthropic if anthropic else self.gateway._fail
         key = self.gateway._authenticate(scope)
         if isinstance(key, Failure):
-            await fail(send, key, rid)
+            await fail(scope, send, key, rid)
             return
         wanted = scope["path"].split("/models/", 1)[1]
         owners = dict(self.gateway._model_ids(key))
         if wanted not in owners:
-            await fail(send, failures.not_found(f"model {wanted!r} is not known here"), rid)
+            await fail(scope, send, failures.not_found(f"model {wanted!r} is not known here"), rid)
             return
         body = (
             _anthropic_model(wanted)
             if anthropic
             else {"id": wanted, "object": "model", "created": 0, "owned_by": owners[wanted]}
         )
-        await _respond(send, 200, wire.dumps(body), [_JSON, (b"x-request-id", rid.encode())])
+        await _respond(scope, send, 200, wire.dumps(body), [_JSON, (b"x-request-id", rid.encode())])
 
     # ------------------------------------------------------------------ streams
 
     async def _refuse(
         self,
         exc: Exception,
+        scope: Scope,
         send: Send,
         rid: str,
         route: str,
@@ -528,10 +546,11 @@ class Apis:
         else:
             failure = gw._failure(exc, rid, model)
         gw._done(rid, route, key, started, failure=failure, model=model)
-        await fail(send, failure, rid)
+        await fail(scope, send, failure, rid)
 
     async def relay(
         self,
+        scope: Scope,
         receive: Receive,
         send: Send,
         rid: str,
@@ -555,7 +574,7 @@ class Apis:
             await _close(stream)
             if not isinstance(exc, Exception):
                 raise
-            await self._refuse(exc, send, rid, route, key, started, model, fail)
+            await self._refuse(exc, scope, send, rid, route, key, started, model, fail)
             return
         ttft = time.perf_counter() - started
         pump = asyncio.ensure_future(

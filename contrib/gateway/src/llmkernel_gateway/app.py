@@ -32,9 +32,10 @@ from llmkernel import log
 from llmkernel.config import Config
 from llmkernel_gateway import failures, wire
 from llmkernel_gateway.failures import Failure
-from llmkernel_gateway.handoff import SHARED_DIR_ENV, KeyLimiter
+from llmkernel_gateway.handoff import SHARED_DIR_ENV
 from llmkernel_gateway.keys import KeyRing
-from llmkernel_gateway.protocol import CoalescingCycle
+from llmkernel_gateway.protocol import WRITER
+from llmkernel_gateway.sessions import Sessions
 from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
 from llmkernel_gateway.stats import Stats
 
@@ -48,9 +49,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 CONFIG_ENV = "LLMKERNEL_GATEWAY_CONFIG"
-COOKIE = "llmkernel_gateway_key"
+COOKIE = "llmkernel_gateway_session"  # a login session's id, never a key
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _JSON = (b"content-type", b"application/json")
+_CONTROL = re.compile(b"[\x00-\x1f\x7f]")
 # The kernel's own deadline (the call's ``timeout``) ends a slow call with a
 # TimeoutError naming the provider; the gateway's guard fires only if it did not.
 _SLACK = 1.0
@@ -76,7 +78,8 @@ class Gateway:
         self.config = config
         self.settings = settings or load_settings(config)
         self.keys = KeyRing(self.settings.key_list())
-        self.limiter = KeyLimiter(self.settings.key_list(), os.environ.get(SHARED_DIR_ENV))
+        self.connection_limits = self.settings.connection_limits()  # read by the protocol
+        self.sessions = Sessions(self.settings.session_ttl, os.environ.get(SHARED_DIR_ENV))
         self._admins = any(k.admin for k in self.settings.key_list())
         self._plugins = list(plugins)
         self.kernel: Kernel | None = None
@@ -96,6 +99,7 @@ class Gateway:
             ("GET", "/"): self._status_page,
             ("GET", "/status.json"): self._status_json,
             ("POST", "/login"): self._login,
+            ("POST", "/logout"): self._logout,
         }
         from llmkernel_gateway.apis import Apis  # the Responses and Messages APIs
 
@@ -132,7 +136,7 @@ class Gateway:
     async def startup(self) -> None:
         """Build the kernel on the serving loop, and the metrics."""
         from llmkernel.kernel import Kernel
-        from llmkernel_gateway.handoff import require_budgets_plugin, with_key_budgets
+        from llmkernel_gateway.handoff import require_plugins, with_key_budgets, with_key_limits
         from llmkernel_gateway.metrics import Metrics
         from llmkernel_gateway.transport import HttpxTransportPlugin
 
@@ -140,17 +144,20 @@ class Gateway:
         if self.settings.transport == "httpx":
             plugins.append(HttpxTransportPlugin())
         keys = self.settings.key_list()
-        self.kernel = Kernel(with_key_budgets(self.config, keys), plugins=plugins)
+        config = with_key_budgets(self.config, keys)
+        config = with_key_limits(config, keys, os.environ.get(SHARED_DIR_ENV))
+        self.kernel = Kernel(config, plugins=plugins)
         try:
-            require_budgets_plugin(
-                keys, [p.name for p in self.kernel.plugins if p.status == "loaded"]
-            )
+            require_plugins(keys, [p.name for p in self.kernel.plugins if p.status == "loaded"])
         except Exception:
             await self.kernel.aclose()
             raise
         self.apis.startup(self.kernel)
         self.metrics = Metrics()
         self.stats.started = time.time()
+        from llmkernel_gateway import loglines
+
+        self.kernel.lifecycle.on_exit(loglines.flush)  # the last access lines, if never shut down
 
     async def shutdown(self) -> None:
         """Close the kernel (its providers and closers: a ledger flushes here)."""
@@ -194,7 +201,7 @@ class Gateway:
                     failure = failures.not_found(
                         f"no route {scope['method']} {scope['path']}", code="not_found", param=None
                     )
-                await self._fail(send, failure, rid)
+                await self._fail(scope, send, failure, rid)
                 return
             gauge = self.metrics.in_flight if self.metrics is not None else None
             if gauge is not None:
@@ -206,16 +213,29 @@ class Gateway:
                     gauge.dec()
         except ClientGone:
             return
+        except Exception as exc:  # a bug: the API's error, never uvicorn's text/plain 500
+            log.error(
+                "gateway.internal_error",
+                request_id=rid,
+                path=scope["path"],
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            failure = failures.internal(rid)
+            self._done(rid, "other", None, started, failure=failure, model="")
+            with contextlib.suppress(Exception):  # unless the answer had begun
+                await self._fail(scope, send, failure, rid)
 
-    async def _fail(self, send: Send, failure: Failure, rid: str) -> None:
+    async def _fail(self, scope: Scope, send: Send, failure: Failure, rid: str) -> None:
         headers = [_JSON, (b"x-request-id", rid.encode()), *failure.headers()]
-        await _respond(send, failure.status, wire.dumps(failure.body()), headers)
+        body = wire.dumps(failure.body())
+        # a refused body (413) is not read: the connection ends rather than carry it
+        await _respond(scope, send, failure.status, body, headers, close=failure.status == 413)
 
     def _authenticate(self, scope: Scope, *, cookie: bool = False) -> Key | Failure | None:
         """The caller's key; ``None`` when no keys are configured (loopback only)."""
         if not self.keys:
             return None
-        presented = None
+        presented = session = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
@@ -223,8 +243,13 @@ class Gateway:
                     presented = token.strip()
             elif name == b"x-api-key" and presented is None:
                 presented = value.decode("latin-1").strip()
-            elif cookie and name == b"cookie" and presented is None:
-                presented = _cookie(value.decode("latin-1"), COOKIE)
+            elif cookie and name == b"cookie" and session is None:
+                session = _cookie(value.decode("latin-1"), COOKIE)
+        if not presented and session:
+            named = self.keys.named(self.sessions.lookup(session) or "")
+            if named is not None:
+                return named
+            return failures.unauthorized("the login session has ended: log in again")
         if not presented:
             return failures.unauthorized("no API key: send it as 'Authorization: Bearer <key>'")
         key = self.keys.lookup(presented)
@@ -277,37 +302,23 @@ class Gateway:
         receive: Receive,
         send: Send,
         rid: str,
-        fail: Callable[[Send, Failure, str], Awaitable[None]] | None = None,
+        fail: Callable[[Scope, Send, Failure, str], Awaitable[None]] | None = None,
     ) -> tuple[Key | None, dict[str, Any]] | None:
         """Authenticate and read the JSON body; answer the failure (with ``fail``,
         the API's own error shape, default OpenAI's) and return None."""
         fail = fail or self._fail
         key = self._authenticate(scope)
         if isinstance(key, Failure):
-            await fail(send, key, rid)
+            await fail(scope, send, key, rid)
             return None
-        if key is not None:
-            wait = self.limiter.take(key.name)
-            if wait is not None:
-                failure = Failure(
-                    status=429,
-                    message=f"key {key.name!r} is over its rate limit "
-                    f"({key.rate_limit['requests_per_minute']} requests per minute)",
-                    type="rate_limit_error",
-                    code="rate_limit_exceeded",
-                    retry_after=wait,
-                    kind="key_rate_limit",
-                )
-                await fail(send, failure, rid)
-                return None
         body = await self._read_body(scope, receive)
         if isinstance(body, Failure):
-            await fail(send, body, rid)
+            await fail(scope, send, body, rid)
             return None
         try:
-            return key, wire.parse_json(body)
+            return key, wire.parse_json(body, self.settings.max_json_depth)
         except wire.BadRequest as exc:
-            await fail(send, failures.bad_request(exc.message, exc.param), rid)
+            await fail(scope, send, failures.bad_request(exc.message, exc.param), rid)
             return None
 
     # ------------------------------------------------------------------ chat
@@ -320,16 +331,16 @@ class Gateway:
             return
         key, data = begun
         route = "stream" if data.get("stream") is True else "chat"
-        call = await self._parse(wire.chat_call, data, key, route, send, rid, started)
+        call = await self._parse(wire.chat_call, data, key, route, scope, send, rid, started)
         if call is None:
             return
         if call.extras:  # OpenAI-only fields: options, or a 400 naming the field
-            call = await self.apis.chat_extras(call, send, rid, route, key, started)
+            call = await self.apis.chat_extras(call, scope, send, rid, route, key, started)
             if call is None:
                 return
         metadata = key.request_metadata() if key is not None else {}
         if call.stream:
-            await self._stream(receive, send, rid, started, key, call, metadata)
+            await self._stream(scope, receive, send, rid, started, key, call, metadata)
             return
         kernel = self.kernel
         assert kernel is not None, "the gateway's lifespan did not run"
@@ -345,7 +356,7 @@ class Gateway:
         except Exception as exc:
             failure = self._failure(exc, rid, call.model)
             self._done(rid, route, key, started, failure=failure, model=call.model)
-            await self._fail(send, failure, rid)
+            await self._fail(scope, send, failure, rid)
             return
         served = f"{response.provider}/{response.model}"
         body = wire.completion_json(
@@ -356,7 +367,7 @@ class Gateway:
             functions=call.functions,
         )
         headers = [_JSON, *_extension_headers(rid, response)]
-        await _respond(send, 200, wire.dumps(body), headers)
+        await _respond(scope, send, 200, wire.dumps(body), headers)
         self._done(rid, route, key, started, model=call.model, response=response)
 
     def _failure(self, exc: BaseException, rid: str, model: str) -> Failure:
@@ -375,6 +386,7 @@ class Gateway:
 
     async def _stream(
         self,
+        scope: Scope,
         receive: Receive,
         send: Send,
         rid: str,
@@ -395,7 +407,7 @@ class Gateway:
         except Exception as exc:
             failure = self._failure(exc, rid, call.model)
             self._done(rid, route, key, started, failure=failure, model=call.model)
-            await self._fail(send, failure, rid)
+            await self._fail(scope, send, failure, rid)
             return
         # The first event decides the status: until then a failure is a plain error.
         try:
@@ -407,7 +419,7 @@ class Gateway:
                 raise
             failure = self._failure(exc, rid, call.model)
             self._done(rid, route, key, started, failure=failure, model=call.model)
-            await self._fail(send, failure, rid)
+            await self._fail(scope, send, failure, rid)
             return
         ttft = time.perf_counter() - started
         chunker = wire.Chunker(
@@ -417,7 +429,7 @@ class Gateway:
             include_usage=call.include_usage,
             functions=call.functions,
         )
-        pump = asyncio.ensure_future(self._pump(send, stream, first, chunker, rid, deadline))
+        pump = asyncio.ensure_future(self._pump(scope, send, stream, first, chunker, rid, deadline))
         watch = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -447,6 +459,7 @@ class Gateway:
 
     async def _pump(
         self,
+        scope: Scope,
         send: Send,
         stream: Any,
         first: Any,
@@ -461,28 +474,43 @@ class Gateway:
             (b"x-accel-buffering", b"no"),
             (b"x-request-id", rid.encode()),
         ]
+        extensions = scope.get("extensions")
+        writer = extensions.get(WRITER) if extensions else None
+        # the cost as a trailer field, for a client that says it reads them (TE)
+        trailers = writer is not None and _wants_trailers(scope)
+        if trailers:
+            headers.append((b"trailer", b"x-llmkernel-cost"))
         context = getattr(stream, "context", None)
         attempts = getattr(context, "attempts", None)
         if attempts:  # the candidate streaming now (cost and usage come in the last chunk)
             candidate = attempts[-1].candidate
             headers += [
-                (b"x-llmkernel-provider", candidate.provider.encode()),
-                (b"x-llmkernel-model", candidate.model.encode()),
+                (b"x-llmkernel-provider", _header(candidate.provider)),
+                (b"x-llmkernel-model", _header(candidate.model)),
                 (b"x-llmkernel-attempts", str(len(attempts)).encode()),
             ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
         body = chunker.start() + chunker.event(first)
         failure: Failure | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
+                part = {"type": "http.response.body", "body": wire.encode(body), "more_body": True}
+                if writer is not None:
+                    await writer.start_stream(scope, send, start, part)
+                else:
+                    await send(start)
+                    await send(part)
                 async for event in stream:
                     if event.type == "error":
                         continue  # the kernel raises it next
                     text = chunker.event(event)
                     if text:
                         await send(
-                            {"type": "http.response.body", "body": text.encode(), "more_body": True}
+                            {
+                                "type": "http.response.body",
+                                "body": wire.encode(text),
+                                "more_body": True,
+                            }
                         )
             tail = chunker.done()
         except Exception as exc:
@@ -490,7 +518,13 @@ class Gateway:
             tail = chunker.error(failure.body())
         finally:
             await _close(stream)
-        await send({"type": "http.response.body", "body": tail.encode(), "more_body": False})
+        last = {"type": "http.response.body", "body": wire.encode(tail), "more_body": False}
+        if trailers and writer is not None:
+            cost = chunker.cost  # from the usage event: None when cut before it
+            value = b"unpriced" if cost is None else str(cost).encode()
+            await writer.finish_stream(scope, send, last, [(b"x-llmkernel-cost", value)])
+        else:
+            await send(last)
         return failure
 
     # ------------------------------------------------------------------ embeddings
@@ -501,10 +535,11 @@ class Gateway:
         data: Any,
         key: Any,
         route: str,
+        scope: Scope,
         send: Send,
         rid: str,
         started: float,
-        fail: Callable[[Send, Failure, str], Awaitable[None]] | None = None,
+        fail: Callable[[Scope, Send, Failure, str], Awaitable[None]] | None = None,
     ) -> C | None:
         """The call in the body, if it is well formed and the key may use its model;
         else the failure is answered (with ``fail``, default OpenAI's shape) and
@@ -515,13 +550,13 @@ class Gateway:
         except wire.BadRequest as exc:
             failure = failures.bad_request(exc.message, exc.param)
             self._done(rid, route, key, started, failure=failure, model=_str(data.get("model")))
-            await fail(send, failure, rid)
+            await fail(scope, send, failure, rid)
             return None
         model: str = getattr(call, "model")  # noqa: B009  (both call types have one)
         if key is not None and not key.allows(model):
             failure = failures.forbidden(f"key {key.name!r} may not use model {model!r}")
             self._done(rid, route, key, started, failure=failure, model=model)
-            await fail(send, failure, rid)
+            await fail(scope, send, failure, rid)
             return None
         return call
 
@@ -533,7 +568,7 @@ class Gateway:
             return
         key, data = begun
         route = "embeddings"
-        call = await self._parse(wire.embed_call, data, key, route, send, rid, started)
+        call = await self._parse(wire.embed_call, data, key, route, scope, send, rid, started)
         if call is None:
             return
         kernel = self.kernel
@@ -551,12 +586,12 @@ class Gateway:
         except Exception as exc:
             failure = self._failure(exc, rid, call.model)
             self._done(rid, route, key, started, failure=failure, model=call.model)
-            await self._fail(send, failure, rid)
+            await self._fail(scope, send, failure, rid)
             return
         served = f"{response.provider}/{response.model}"
         body = wire.embedding_json(response, model=served, as_base64=call.base64)
         headers = [_JSON, *_extension_headers(rid, response)]
-        await _respond(send, 200, wire.dumps(body), headers)
+        await _respond(scope, send, 200, wire.dumps(body), headers)
         self._done(rid, route, key, started, model=call.model, response=response)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -655,14 +690,14 @@ class Gateway:
     ) -> None:
         key = self._authenticate(scope)
         if isinstance(key, Failure):
-            await self._fail(send, key, rid)
+            await self._fail(scope, send, key, rid)
             return
         data = [
             {"id": model, "object": "model", "created": 0, "owned_by": owner}
             for model, owner in self._model_ids(key)
         ]
         body = wire.dumps({"object": "list", "data": data})
-        await _respond(send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
+        await _respond(scope, send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
 
     def _kernel_stats(self) -> Mapping[str, Any]:
         stats = getattr(self.kernel, "stats", None)
@@ -687,7 +722,7 @@ class Gateway:
                 elif state is not None:
                     deployments[name] = {"breaker": state}
         body = wire.dumps({"status": "ok", "pid": os.getpid(), "deployments": deployments})
-        await _respond(send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
+        await _respond(scope, send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
 
     async def _metrics(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -695,11 +730,11 @@ class Gateway:
         if not self.settings.public_metrics:
             key = self._admin(scope)
             if isinstance(key, Failure):
-                await self._fail(send, key, rid)
+                await self._fail(scope, send, key, rid)
                 return
         assert self.metrics is not None
         text, content_type = self.metrics.render()
-        await _respond(send, 200, text, [(b"content-type", content_type.encode())])
+        await _respond(scope, send, 200, text, [(b"content-type", content_type.encode())])
 
     def status(self) -> dict[str, Any]:
         """What the status page shows, as JSON."""
@@ -716,10 +751,10 @@ class Gateway:
     ) -> None:
         key = self._admin(scope)
         if isinstance(key, Failure):
-            await self._fail(send, key, rid)
+            await self._fail(scope, send, key, rid)
             return
         headers = [_JSON, (b"cache-control", b"no-store")]
-        await _respond(send, 200, wire.dumps(self.status()), headers)
+        await _respond(scope, send, 200, wire.dumps(self.status()), headers)
 
     async def _status_page(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -729,15 +764,17 @@ class Gateway:
         key = self._admin(scope)
         html_type = (b"content-type", b"text/html; charset=utf-8")
         if isinstance(key, Failure):
-            await _respond(send, key.status, page.login(key.message).encode(), [html_type])
+            await _respond(scope, send, key.status, page.login(key.message).encode(), [html_type])
             return
         headers = [html_type, (b"cache-control", b"no-store")]
-        await _respond(send, 200, page.render(self.status()).encode(), headers)
+        await _respond(scope, send, 200, page.render(self.status()).encode(), headers)
 
     async def _login(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
     ) -> None:
-        """The status page's login form: a valid key becomes an HttpOnly cookie."""
+        """The status page's login form: a valid key opens a session, whose random id
+        (never the key) becomes an HttpOnly, SameSite=Strict cookie (Secure over
+        TLS) that expires with it."""
         from urllib.parse import parse_qs
 
         from llmkernel_gateway import page
@@ -745,18 +782,28 @@ class Gateway:
         body = await self._read_body(scope, receive)
         html_type = (b"content-type", b"text/html; charset=utf-8")
         if isinstance(body, Failure):
-            await self._fail(send, body, rid)
+            await self._fail(scope, send, body, rid)
             return
         presented = (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0].strip()
         key = self.keys.lookup(presented) if presented else None
         if key is None or (self._admins and not key.admin):
             text = page.login("that key is not valid here").encode()
-            await _respond(send, 401, text, [html_type])
+            await _respond(scope, send, 401, text, [html_type])
             return
-        cookie = f"{COOKIE}={presented}; HttpOnly; SameSite=Strict; Path=/"
-        await _respond(
-            send, 303, b"", [(b"location", b"/"), (b"set-cookie", cookie.encode("latin-1"))]
-        )
+        token = self.sessions.create(key.name)
+        ttl = int(self.settings.session_ttl)
+        await _respond(scope, send, 303, b"", [(b"location", b"/"), _set_cookie(scope, token, ttl)])
+
+    async def _logout(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
+    ) -> None:
+        """End the status page's session (and drop its cookie)."""
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                token = _cookie(value.decode("latin-1"), COOKIE)
+                if token:
+                    self.sessions.end(token)
+        await _respond(scope, send, 303, b"", [(b"location", b"/"), _set_cookie(scope, "", 0)])
 
 
 # ---------------------------------------------------------------------- helpers
@@ -774,6 +821,16 @@ def _too_large(limit: int) -> Failure:
     )
 
 
+def _wants_trailers(scope: Scope) -> bool:
+    return any(name == b"te" and b"trailers" in value.lower() for name, value in scope["headers"])
+
+
+def _set_cookie(scope: Scope, token: str, max_age: int) -> tuple[bytes, bytes]:
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    text = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    return (b"set-cookie", text.encode("latin-1"))
+
+
 def _cookie(header: str, name: str) -> str | None:
     for part in header.split(";"):
         key, _, value = part.strip().partition("=")
@@ -782,13 +839,20 @@ def _cookie(header: str, name: str) -> str | None:
     return None
 
 
+def _header(text: str) -> bytes:
+    """``text`` as a header value: an upstream's control characters (a line break in
+    its ``model``) dropped, never written and never a failed answer."""
+    value = text.encode("utf-8", "backslashreplace")
+    return _CONTROL.sub(b"", value) if _CONTROL.search(value) else value
+
+
 def _extension_headers(rid: str, response: Any) -> list[tuple[bytes, bytes]]:
     """Provider, model, cost, cache hit, attempts and request id, on every answer."""
     cost = response.cost
     return [
         (b"x-request-id", rid.encode()),
-        (b"x-llmkernel-provider", response.provider.encode()),
-        (b"x-llmkernel-model", response.model.encode()),
+        (b"x-llmkernel-provider", _header(response.provider)),
+        (b"x-llmkernel-model", _header(response.model)),
         (b"x-llmkernel-cost", b"unpriced" if cost is None else str(cost).encode()),
         (b"x-llmkernel-cache", b"hit" if getattr(response, "cached", False) else b"miss"),
         (b"x-llmkernel-attempts", str(response.attempts).encode()),
@@ -796,12 +860,23 @@ def _extension_headers(rid: str, response: Any) -> list[tuple[bytes, bytes]]:
 
 
 async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    close: bool = False,
 ) -> None:
-    cycle = getattr(send, "__self__", None)  # on llmkernel serve's own protocol
-    if type(cycle) is CoalescingCycle and cycle.respond(status, headers, body):
+    """A whole answer; ``close``: end the connection after it (the client may still
+    be sending a body nobody reads)."""
+    extensions = scope.get("extensions")
+    writer = extensions.get(WRITER) if extensions else None  # llmkernel serve's protocol
+    if writer is not None and writer.respond(scope, status, headers, body, close=close):
         return
     headers.append((b"content-length", b"%d" % len(body)))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -821,9 +896,15 @@ async def _close(stream: Any) -> None:
 
 def create_app() -> Gateway:
     """The app factory for ``uvicorn --factory`` and ``--workers``: the config path
-    comes from ``$LLMKERNEL_GATEWAY_CONFIG`` (else the usual search)."""
+    comes from ``$LLMKERNEL_GATEWAY_CONFIG`` (else the usual search). A worker sets
+    up its own logging (the access log on stderr), as ``llmkernel serve`` does."""
+    from llmkernel_gateway import loglines
+
     path = os.environ.get(CONFIG_ENV) or None
-    return Gateway(Config.load(path))
+    gateway = Gateway(Config.load(path))
+    if os.environ.get(SHARED_DIR_ENV):  # a worker of llmkernel serve --workers N
+        loglines.configure(gateway.settings.access_log)
+    return gateway
 
 
 __all__ = ["CONFIG_ENV", "Gateway", "create_app"]

@@ -11,16 +11,19 @@ the key may not use this model                         403     permission_error
 a model name the gateway does not know                 400     code model_not_found
 no such route; the provider says no such model         404     code model_not_found
 body over the size limit                               413     invalid_request_error
-budget, rate limit, breaker (a gate refused)           429     code budget_exceeded / ...
+budget, rate limit (a gate refused)                    429     code budget_exceeded / ...
 upstream rate limit or quota                           429     rate_limit_error
 a bug in the gateway                                   500     api_error
 upstream failed (5xx, overload, network, bad answer)   502     api_error
+upstream down: its breaker open, its health check bad  502     code upstream_unavailable
+no deployment can serve it (capability, window)        503     code no_candidate_available
 upstream rejected the gateway's own credentials        502     code upstream_authentication
 no answer within the deadline                          504     code timeout
 =====================================================  ======  =========================
 
 ``Retry-After`` (whole seconds, rounded up) goes with a 429 when the refusing gate or
-the provider said when to come back. Messages never carry secrets: the kernel's
+the provider said when to come back, and with a 502 ``upstream_unavailable`` when the
+breaker's cooldown ends. Messages never carry secrets: the kernel's
 errors are already free of them, and unexpected exceptions answer only a request id.
 """
 
@@ -32,6 +35,8 @@ from typing import Any
 import attrs
 
 from llmkernel import errors
+
+_DOWN = ("breaker", "health")
 
 
 @attrs.frozen(kw_only=True)
@@ -130,6 +135,8 @@ def from_exception(exc: BaseException) -> Failure | None:
     """The failure for a kernel error; ``None`` for anything unexpected (a 500)."""
     if isinstance(exc, errors.AllCandidatesFailedError):
         return _all_failed(exc)
+    if _broken(exc):  # the deployment's breaker is open: its upstream failed
+        return unavailable(str(exc), getattr(exc, "retry_after", None))
     if isinstance(exc, errors.RefusedError):
         code = "budget_exceeded" if isinstance(exc, errors.BudgetExceededError) else exc.kind
         return Failure(
@@ -141,6 +148,9 @@ def from_exception(exc: BaseException) -> Failure | None:
             kind=f"refused_{exc.kind}",
         )
     if isinstance(exc, errors.NoCandidateLeftError):
+        down = [e for d in exc.dropped if _broken(e := getattr(d, "error", None))]
+        if exc.dropped and len(down) == len(exc.dropped):  # every deployment is down
+            return unavailable(str(exc), _soonest(down))
         return Failure(
             status=503,
             message=str(exc),
@@ -222,9 +232,40 @@ def _provider(exc: errors.ProviderError) -> Failure:
     return Failure(status=502, message=text, type="api_error", code="upstream_error", kind=kind)
 
 
+def _broken(exc: object) -> bool:
+    """A refusal or a drop because the deployment is down: its breaker is open (the
+    routing plugin's gate and filter) or its health check failed."""
+    return isinstance(exc, errors.LLMKernelError) and getattr(exc, "kind", None) in _DOWN
+
+
+def _soonest(found: list[Any]) -> float | None:
+    waits = [w for e in found if (w := getattr(e, "retry_after", None)) is not None]
+    return min(waits) if waits else None
+
+
+def unavailable(message: str, retry_after: float | None) -> Failure:
+    """The upstream is down (the breaker open after its failures, whose last error
+    the message keeps): a 502 like the failures that opened it, with ``Retry-After``
+    when the cooldown's end is known. Never a 429: the client did nothing wrong."""
+    return Failure(
+        status=502,
+        message=message,
+        type="api_error",
+        code="upstream_unavailable",
+        retry_after=retry_after,
+        kind="upstream_unavailable",
+    )
+
+
 def _all_failed(exc: errors.AllCandidatesFailedError) -> Failure:
-    """Every candidate failed: all refused is a 429; all timed out a 504; else 502."""
-    failures = exc.errors
+    """Every candidate failed: all refused (by limits, budgets) is a 429; all timed
+    out a 504; else 502 (a breaker's refusal counts as its upstream's failure)."""
+    failures = [e for e in exc.errors if not _broken(e)]
+    if len(failures) < len(exc.errors) and not any(
+        isinstance(e, errors.RateLimitError | errors.QuotaExceededError | errors.RefusedError)
+        for e in failures
+    ):
+        return unavailable(str(exc), _soonest([e for e in exc.errors if _broken(e)]))
     if failures and all(isinstance(e, errors.RefusedError) for e in failures):
         waits = [e.retry_after for e in failures if e.retry_after is not None]
         last = failures[-1]
@@ -268,4 +309,5 @@ __all__ = [
     "not_found",
     "timeout",
     "unauthorized",
+    "unavailable",
 ]

@@ -7,20 +7,20 @@ any other limit: a key over budget gets a 429 with ``Retry-After`` before anythi
 sent upstream. A budget on a key without that plugin installed is refused at
 startup: it would not be enforced.
 
-A key's ``rate_limit = { requests_per_minute = 60 }`` is enforced by the gateway
-itself before the kernel is called (a token bucket; 429 with ``Retry-After``), shared
-by all workers of one ``llmkernel serve --workers N``. Token-per-minute and
-provider-side limits belong to the ratelimit plugin's own ``[plugin.ratelimit]``
-table (``per = ["key"]``).
+A key's ``rate_limit = { requests_per_minute = 60, tokens_per_minute = 40_000 }``
+becomes a rule of the ratelimit plugin (``llmkernel-ratelimit``) scoped to that key,
+``[plugin.ratelimit.limits."key:<name>"]`` with ``pattern = "*"``, ``key = <name>``
+and ``mode = "reject"``: checked before every attempt, refused at once (429 with
+``Retry-After``), counted in one window for the key across every deployment. With
+``llmkernel serve --workers N`` the plugin's counts live in a file of the workers'
+shared run directory (``store = "file"``), so a limit holds for the server as a
+whole; a shared store across machines (Redis) plugs in behind the same interface.
+A rate limit on a key without that plugin is refused at startup, as a budget is.
 """
 
 from __future__ import annotations
 
-import fcntl
-import mmap
 import os
-import struct
-import time
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -32,8 +32,11 @@ from llmkernel.errors import ConfigError
 from llmkernel_gateway.settings import Key
 
 BUDGET_PERIODS = ("day", "month", "total")
-RATE_KEYS = ("requests_per_minute",)
+RATE_KEYS = ("requests_per_minute", "tokens_per_minute", "window")
 BUDGETS_PLUGIN = "budgets"
+RATELIMIT_PLUGIN = "ratelimit"
+#: set by ``llmkernel serve --workers N`` for its workers: their shared run directory
+SHARED_DIR_ENV = "LLMKERNEL_GATEWAY_RUN_DIR"
 
 
 def check_key_limits(keys: Iterable[Key], where: str) -> None:
@@ -58,7 +61,7 @@ def check_key_limits(keys: Iterable[Key], where: str) -> None:
             if name not in RATE_KEYS:
                 raise ConfigError(
                     f"unknown rate_limit setting {name!r} for key {key.name!r} in {where}; "
-                    f"known: {', '.join(RATE_KEYS)} (token limits go in [plugin.ratelimit])"
+                    f"known: {', '.join(RATE_KEYS)}"
                 )
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(
@@ -81,96 +84,57 @@ def with_key_budgets(config: Config, keys: Iterable[Key]) -> Config:
     return attrs.evolve(config, plugin={**config.plugin, BUDGETS_PLUGIN: budgets})
 
 
-def require_budgets_plugin(keys: Iterable[Key], loaded: Iterable[str]) -> None:
-    with_budget = [k.name for k in keys if k.budget]
-    if with_budget and BUDGETS_PLUGIN not in set(loaded):
-        raise ConfigError(
-            f"key(s) {', '.join(repr(n) for n in with_budget)} have a budget, but the "
-            "budgets plugin is not installed or not enabled (pip install llmkernel-budgets): "
-            "the budget would not be enforced"
-        )
+def with_key_limits(config: Config, keys: Iterable[Key], shared_dir: str | None) -> Config:
+    """``config`` with each key's ``rate_limit`` as a rule of ``[plugin.ratelimit]``
+    scoped to that key (``key:<name>``, refusing at once), and with ``shared_dir``
+    (``serve --workers N``) the rate limiter's counts in a file there, shared by
+    every worker, unless the config names a store of its own."""
+    rules = {
+        f"key:{key.name}": {"pattern": "*", "key": key.name, "mode": "reject", **key.rate_limit}
+        for key in keys
+        if key.rate_limit
+    }
+    table = dict(config.plugin_settings(RATELIMIT_PLUGIN))
+    if not rules and not table:
+        return config
+    if rules:
+        if not table:  # only the keys' limits: nothing else of the plugin turned on
+            table["learn_from_headers"] = False
+        limits = dict(table.get("limits", {}))
+        clash = sorted(set(limits) & set(rules))
+        if clash:
+            raise ConfigError(
+                f"[plugin.ratelimit.limits.{clash[0]!r}] has the name the gateway gives "
+                f"key {clash[0][4:]!r}'s rate_limit: rename the table"
+            )
+        table["limits"] = {**limits, **rules}
+    if shared_dir is not None and table.get("store", "memory") == "memory":
+        table["store"] = "file"
+        table["path"] = os.path.join(shared_dir, "ratelimit.buckets")
+    return attrs.evolve(config, plugin={**config.plugin, RATELIMIT_PLUGIN: table})
 
 
-SHARED_DIR_ENV = "LLMKERNEL_GATEWAY_RUN_DIR"
-_SLOT = struct.Struct("dd")  # a bucket: tokens left, when they were counted (monotonic)
-
-
-class KeyLimiter:
-    """Requests per minute per key: a token bucket each, full at start.
-
-    With ``shared_dir`` (set by ``llmkernel serve --workers N`` for its workers) the
-    buckets live in one file there, mapped into every worker and updated under an
-    exclusive ``flock``: a key's limit holds across all workers, not per worker.
-    Without it they live in this process (one worker: one event loop, no lock)."""
-
-    def __init__(self, keys: Iterable[Key], shared_dir: str | None = None) -> None:
-        self._limits: dict[str, float] = {}
-        for key in keys:
-            rpm = key.rate_limit.get("requests_per_minute")
-            if rpm:
-                self._limits[key.name] = float(rpm)
-        self._offsets = {name: i * _SLOT.size for i, name in enumerate(sorted(self._limits))}
-        size = max(1, len(self._offsets)) * _SLOT.size
-        self._fd: int | None = None
-        self._state: bytearray | mmap.mmap = bytearray(size)
-        if shared_dir is not None and self._limits:
-            self._fd, self._state = _shared(os.path.join(shared_dir, "key-buckets"), size)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            if self._fd is None or _fresh(self._state):
-                now = time.monotonic()
-                for name, offset in self._offsets.items():
-                    _SLOT.pack_into(self._state, offset, self._limits[name], now)
-        finally:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def take(self, key: str) -> float | None:
-        """Take one request; ``None`` when allowed, else seconds until one is."""
-        limit = self._limits.get(key)
-        if limit is None:
-            return None
-        rate = limit / 60.0
-        offset = self._offsets[key]
-        state, fd = self._state, self._fd
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            left, stamp = _SLOT.unpack_from(state, offset)
-            now = time.monotonic()
-            tokens: float = min(limit, left + max(0.0, now - stamp) * rate)
-            if tokens >= 1.0:
-                _SLOT.pack_into(state, offset, tokens - 1.0, now)
-                return None
-            _SLOT.pack_into(state, offset, tokens, now)
-            return (1.0 - tokens) / rate
-        finally:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _shared(path: str, size: int) -> tuple[int, mmap.mmap]:
-    """The buckets' file, at least ``size`` bytes (a new one is zeros), mapped."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        if os.fstat(fd).st_size < size:
-            os.ftruncate(fd, size)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    return fd, mmap.mmap(fd, size)
-
-
-def _fresh(state: bytearray | mmap.mmap) -> bool:
-    """A file no worker has filled yet (every stamp is zero)."""
-    return all(
-        _SLOT.unpack_from(state, offset)[1] == 0.0 for offset in range(0, len(state), _SLOT.size)
-    )
+def require_plugins(keys: Iterable[Key], loaded: Iterable[str]) -> None:
+    """Refuse to start when a key has a budget or a rate limit no plugin enforces."""
+    names = set(loaded)
+    keys = list(keys)
+    for plugin, attribute, what, dist in (
+        (BUDGETS_PLUGIN, "budget", "a budget", "llmkernel-budgets"),
+        (RATELIMIT_PLUGIN, "rate_limit", "a rate limit", "llmkernel-ratelimit"),
+    ):
+        having = [k.name for k in keys if getattr(k, attribute)]
+        if having and plugin not in names:
+            raise ConfigError(
+                f"key(s) {', '.join(repr(n) for n in having)} have {what}, but the "
+                f"{plugin} plugin is not installed or not enabled (pip install {dist}): "
+                f"it would not be enforced"
+            )
 
 
 __all__ = [
-    "KeyLimiter",
+    "SHARED_DIR_ENV",
     "check_key_limits",
-    "require_budgets_plugin",
+    "require_plugins",
     "with_key_budgets",
+    "with_key_limits",
 ]

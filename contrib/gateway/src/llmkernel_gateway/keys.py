@@ -36,6 +36,7 @@ class KeyRing:
 
     def __init__(self, keys: Iterable[Key]) -> None:
         self._by_digest = {k.digest: k for k in keys}
+        self._by_name = {k.name: k for k in self._by_digest.values()}
 
     def __bool__(self) -> bool:
         return bool(self._by_digest)
@@ -46,6 +47,10 @@ class KeyRing:
     def lookup(self, presented: str) -> Key | None:
         """The key whose hash matches ``presented``, else ``None``."""
         return self._by_digest.get(digest(presented))
+
+    def named(self, name: str) -> Key | None:
+        """The key called ``name`` (a login session's), else ``None``."""
+        return self._by_name.get(name)
 
 
 __all__ = ["PREFIX", "KeyRing", "digest", "new_key", "stored_hash"]

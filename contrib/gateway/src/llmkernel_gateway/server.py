@@ -61,26 +61,29 @@ def serve(
     """Run the server until SIGTERM or SIGINT; returns the exit code."""
     import uvicorn
 
-    from llmkernel_gateway.protocol import CoalescingProtocol
+    from llmkernel_gateway import loglines
+    from llmkernel_gateway.protocol import GatewayProtocol
 
     settings = load_settings(config)
     host = host or settings.host
     port = settings.port if port is None else port
     workers = workers or settings.workers
     check_exposure(host, settings)
-    _configure_access_log(settings.access_log)
+    loglines.configure(settings.access_log)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
         "loop": _loop(),
-        "http": CoalescingProtocol,  # httptools, a response's head and body in one write
+        "http": GatewayProtocol,  # httptools, its limits, one write per answer
+        "ws": "none",  # no WebSocket route: an upgrade request is an ordinary request
         "proxy_headers": False,  # nothing here reads the client's address
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",
         "server_header": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
-        "timeout_keep_alive": 30,
+        "timeout_keep_alive": settings.idle_timeout,  # idle between requests
+        "h11_max_incomplete_event_size": settings.max_header_bytes,  # were h11 in use
     }
     print(
         f"llmkernel gateway on http://{host}:{port} ({len(settings.keys)} key(s), "
@@ -97,38 +100,13 @@ def serve(
         raise ConfigError("--workers needs a config file (pass --config PATH)")
     metrics_dir = tempfile.mkdtemp(prefix="llmkernel-gateway-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
-    os.environ[SHARED_DIR_ENV] = metrics_dir  # the workers' shared key buckets
+    os.environ[SHARED_DIR_ENV] = metrics_dir  # the rate limiter's shared counts
     os.environ["LLMKERNEL_GATEWAY_CONFIG"] = os.path.abspath(config.source)
     try:
         uvicorn.run("llmkernel_gateway.app:create_app", factory=True, workers=workers, **common)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
-
-
-def _configure_access_log(enabled: bool) -> None:
-    """One JSON line per request on stderr (no prompt text, no keys: key names only),
-    buffered: flushed every 0.2 s and at exit, not once per request."""
-    import logging
-
-    import structlog
-
-    from llmkernel_gateway.loglines import BufferedLines
-
-    lines = BufferedLines.shared()
-
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.INFO if enabled else logging.WARNING
-        ),
-        logger_factory=lambda *args: lines,
-        cache_logger_on_first_use=True,
-    )
 
 
 __all__ = ["check_exposure", "is_loopback", "serve"]

@@ -84,6 +84,18 @@ class Key:
 
 
 @attrs.frozen(kw_only=True)
+class ConnectionLimits:
+    """What one connection may hold of the server before its request reaches the app
+    (enforced by :class:`~llmkernel_gateway.protocol.GatewayProtocol`)."""
+
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections: int = 2048
+
+
+@attrs.frozen(kw_only=True)
 class GatewaySettings:
     """``[plugin.gateway]``: every key is optional."""
 
@@ -91,11 +103,18 @@ class GatewaySettings:
     port: int = 4000
     workers: int = 1
     max_body_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 64  # nesting of arrays and objects in a request body
+    max_header_bytes: int = 64 * 1024  # request line and headers, then 431
+    max_headers: int = 100  # header fields, then 431
+    header_timeout: float = 10.0  # seconds for a request's head to arrive, then 408
+    idle_timeout: float = 30.0  # seconds without a byte from the client, then closed
+    max_connections: int = 2048  # open connections per worker; more are closed at once
     request_timeout: float = 600.0  # seconds for a whole request, then 504
     shutdown_timeout: float = 30.0  # in-flight requests get this long after SIGTERM
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     access_log: bool = True
     status_refresh: float = 3.0  # seconds between status page refreshes
+    session_ttl: float = 8 * 3600.0  # seconds a status page login lasts
     public_metrics: bool = False  # /metrics without a key (for a scraper on a private net)
     keys: dict[str, KeySettings] = attrs.field(factory=dict)
     # the Responses and Messages APIs (llmkernel_gateway.responses, .messages)
@@ -107,7 +126,7 @@ class GatewaySettings:
     #: the header that names a conversation (session affinity); "" turns it off
     session_header: str = "x-claude-code-session-id"
     max_sessions: int = 10_000  # sessions remembered at once (least recent forgotten)
-    session_ttl: float = 3600.0  # seconds a quiet session keeps its deployment
+    affinity_ttl: float = 3600.0  # seconds a quiet session keeps its deployment
     ping_interval: float = 10.0  # seconds of silence before a /v1/messages stream pings
 
     def __attrs_post_init__(self) -> None:
@@ -123,8 +142,27 @@ class GatewaySettings:
             raise ValueError("status_refresh must be positive")
         if self.responses_ttl <= 0 or self.session_ttl <= 0 or self.ping_interval <= 0:
             raise ValueError("responses_ttl, session_ttl and ping_interval must be positive")
+        if self.affinity_ttl <= 0:
+            raise ValueError("affinity_ttl must be positive")
         if self.max_sessions < 0:
             raise ValueError("max_sessions must not be negative")
+        if self.max_json_depth < 2:
+            raise ValueError("max_json_depth must be at least 2")
+        if self.max_header_bytes < 1024 or self.max_headers < 8:
+            raise ValueError("max_header_bytes must be at least 1024, max_headers at least 8")
+        if self.header_timeout <= 0 or self.idle_timeout <= 0:
+            raise ValueError("header_timeout and idle_timeout must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            max_header_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+        )
 
     def key_list(self) -> list[Key]:
         return [
@@ -161,4 +199,4 @@ def load_settings(config: Config) -> GatewaySettings:
     return settings
 
 
-__all__ = ["GatewaySettings", "Key", "KeySettings", "load_settings"]
+__all__ = ["ConnectionLimits", "GatewaySettings", "Key", "KeySettings", "load_settings"]

@@ -14,6 +14,7 @@ import base64
 import json
 import struct
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -91,14 +92,34 @@ class ChatCall:
     functions: bool = False
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
+def parse_json(body: bytes, max_depth: int = 64) -> dict[str, Any]:
+    """The body's JSON object; a :class:`BadRequest` when it is not one, or nests
+    arrays and objects deeper than ``max_depth`` (the top-level object is 1)."""
+    deep = f"the body nests arrays and objects deeper than {max_depth} levels"
     try:
         data = json.loads(body)
+    except RecursionError:  # far deeper than any limit: the parser gave up
+        raise BadRequest(None, deep + " ([plugin.gateway] max_json_depth)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(None, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest(None, f"the body must be a JSON object, not {type(data).__name__}")
+    # fewer brackets than the limit (inside strings too) cannot nest deeper: no walk
+    if body.count(b"[") + body.count(b"{") > max_depth and _deeper(data, max_depth):
+        raise BadRequest(None, deep + " ([plugin.gateway] max_json_depth)")
     return data
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects deeper than ``limit``."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _number(data: Mapping[str, Any], name: str, low: float, high: float) -> float | None:
@@ -298,13 +319,16 @@ def embed_call(data: Mapping[str, Any]) -> EmbedCall:
 # ------------------------------------------------------------------ responses
 
 
-def usage_json(usage: Usage) -> dict[str, Any]:
+def usage_json(usage: Usage, cost: Decimal | None = None) -> dict[str, Any]:
+    """OpenAI's ``usage``, plus ``cost``: the call's cost in USD as a number
+    (``null`` when the model is unpriced), OpenRouter's field for it."""
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "cost": None if cost is None else float(cost),
     }
 
 
@@ -347,7 +371,7 @@ def completion_json(
                 "finish_reason": finish,
             }
         ],
-        "usage": usage_json(response.usage),
+        "usage": usage_json(response.usage, response.cost),
     }
 
 
@@ -355,7 +379,7 @@ class Chunker:
     """Stream events as ``chat.completion.chunk`` SSE lines, OpenAI's shape exactly:
     a role chunk first, content and tool-call deltas (with ``index``), a finish
     chunk, a usage chunk when ``include_usage`` (then ``"usage": null`` on every
-    other chunk), and ``data: [DONE]``."""
+    other chunk; its ``usage.cost`` is the call's cost), and ``data: [DONE]``."""
 
     def __init__(
         self, *, id: str, created: int, model: str, include_usage: bool, functions: bool = False
@@ -367,6 +391,7 @@ class Chunker:
         self.functions = functions  # a legacy request: calls as function_call deltas
         self._started = False
         self._usage: Usage | None = None
+        self.cost: Decimal | None = None  # from the stream's usage event
 
     def _choice(self, delta: str, finish: str | None = None) -> str:
         reason = "null" if finish is None else _dumps(finish)
@@ -411,6 +436,7 @@ class Chunker:
             return self._choice('{"reasoning_content":' + _dumps(text) + "}") if text else ""
         if kind == "usage":
             self._usage = event.usage  # type: ignore[union-attr]
+            self.cost = event.cost  # type: ignore[union-attr]
             return ""
         if kind == "finish":
             reason = event.finish_reason  # type: ignore[union-attr]
@@ -419,7 +445,10 @@ class Chunker:
             out = self._choice("{}", reason)
             if self.include_usage:
                 out += (
-                    self._head + '],"usage":' + _dumps(usage_json(self._usage or Usage())) + "}\n\n"
+                    self._head
+                    + '],"usage":'
+                    + _dumps(usage_json(self._usage or Usage(), self.cost))
+                    + "}\n\n"
                 )
             return out
         return ""
@@ -454,8 +483,14 @@ def embedding_json(response: EmbeddingResponse, *, model: str, as_base64: bool) 
     }
 
 
+def encode(text: str) -> bytes:
+    """UTF-8, a lone surrogate (an upstream's ``"\\ud800"``) as its JSON escape: the
+    text is JSON, where such a character only appears inside a string."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def dumps(value: Any) -> bytes:
-    return _dumps(value).encode()
+    return _dumps(value).encode("utf-8", "backslashreplace")
 
 
 __all__ = [
@@ -468,6 +503,7 @@ __all__ = [
     "dumps",
     "embed_call",
     "embedding_json",
+    "encode",
     "parse_json",
     "usage_json",
 ]

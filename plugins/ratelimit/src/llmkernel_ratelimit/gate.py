@@ -44,6 +44,8 @@ class _Plan:
     rules: tuple[tuple[str, LimitRule], ...]
     tokens: bool
     fixed_requests: tuple[Claim | None, ...]  # per rule; None: keyed per call
+    scoped: bool  # some rule applies to one key's or tenant's calls only
+    modes: tuple[str, ...]  # each rule's mode
 
 
 def _value(dimension: str, candidate: Any, metadata: Mapping[str, Any]) -> str:
@@ -70,7 +72,9 @@ class RateLimitGate:
         self.store = store if store is not None else MemoryStore()
         self.limiter = Limiter(self.store, clock=clock)
         self.clock = clock
-        self._rules = [(_pattern(p), p, rule) for p, rule in settings.limits.items()]
+        self._rules = [
+            (_pattern(rule.pattern or name), name, rule) for name, rule in settings.limits.items()
+        ]
         self._plans: dict[tuple[str, str, str], _Plan] = {}
         self._learned: dict[str, set[str]] = {}  # deployment -> learned kinds
         self.refused = 0
@@ -93,8 +97,10 @@ class RateLimitGate:
             )
             fixed: list[Claim | None] = []
             for name, rule in rules:
-                if rule.requests_per_minute is None or any(
-                    d in ("tenant", "key") for d in rule.per
+                if (
+                    rule.requests_per_minute is None
+                    or any(d in ("tenant", "key") for d in rule.per)
+                    or _scoped(rule)
                 ):
                     fixed.append(None)
                     continue
@@ -104,6 +110,8 @@ class RateLimitGate:
                 rules=rules,
                 tokens=any(r.tokens_per_minute is not None for _, r in rules),
                 fixed_requests=tuple(fixed),
+                scoped=any(_scoped(r) for _, r in rules),
+                modes=tuple(r.mode or self.settings.mode for _, r in rules),
             )
             if len(self._plans) >= self._PLANS_MAX:
                 self._plans.clear()
@@ -125,7 +133,10 @@ class RateLimitGate:
         output_tokens: int,
     ) -> list[Claim]:
         claims = []
+        scoped = plan.scoped
         for (name, rule), fixed in zip(plan.rules, plan.fixed_requests, strict=True):
+            if scoped and not _applies(rule, metadata):
+                continue
             if fixed is not None and rule.tokens_per_minute is None:
                 claims.append(fixed)  # the common case: nothing to build
                 continue
@@ -185,9 +196,8 @@ class RateLimitGate:
             if isinstance(first, Ticket):
                 ticket = first
             else:
-                ticket = await limiter.take(
-                    claims, ctx.deadline, wait=self.settings.mode == "wait", first=first
-                )
+                wait = self._may_wait(plan, candidate, ctx.metadata, claims)
+                ticket = await limiter.take(claims, ctx.deadline, wait=wait, first=first)
         except NoRoom as exc:
             self.refused += 1
             retry_after = None if exc.retry_after == _INF else round(exc.retry_after, 3)
@@ -195,17 +205,65 @@ class RateLimitGate:
                 "a request larger than the limit"
                 if retry_after is None
                 else "no room before the deadline"
-                if self.settings.mode == "wait"
+                if exc.waited
                 else "no room"
             )
+            now = self.clock()
+            named = set(exc.keys)
+            full = [c for c in claims if c.key in named and self.store.wait_for([c], now) > 0] or [
+                c for c in claims if c.key in named
+            ]
+            buckets = ", ".join(
+                f"{c.key}: {c.limit:g} per {c.window:g} s"
+                if c.limit != _INF
+                else f"{c.key}: as the provider reported"
+                for c in full
+            )
             raise RefusedError(
-                f"rate limit on {candidate.qualified}: {why} ({', '.join(exc.keys)})",
+                f"rate limit on {candidate.qualified}: {why} ({buckets})",
                 kind="rate_limit",
                 retry_after=retry_after,
                 provider=candidate.provider,
                 model=candidate.model,
             ) from None
         attempt.state[_STATE] = (ticket, claims, input_tokens)
+
+    def _may_wait(
+        self, plan: _Plan, candidate: Any, metadata: Mapping[str, Any], claims: list[Claim]
+    ) -> bool:
+        """Whether this attempt may wait for room: every rule waits; or rules of both
+        modes apply and those that refuse have room (raises ``NoRoom`` when not)."""
+        applying = [
+            (name, rule, mode)
+            for (name, rule), mode in zip(plan.rules, plan.modes, strict=True)
+            if not plan.scoped or _applies(rule, metadata)
+        ]
+        modes = {mode for _, _, mode in applying}
+        if self._learned.get(candidate.qualified):
+            modes.add(self.settings.mode)  # what providers' headers taught
+        if "reject" not in modes:
+            return True
+        if "wait" not in modes:
+            return False
+        refusing = {
+            key
+            for name, rule, mode in applying
+            if mode == "reject"
+            for key in self._keys_of(name, rule, candidate, metadata)
+        }
+        now = self.clock()
+        mine = [c for c in claims if c.key in refusing]
+        wait = self.store.wait_for(mine, now) if mine else 0.0
+        if wait > 0:
+            raise NoRoom(wait, [c.key for c in mine])
+        return True
+
+    @staticmethod
+    def _keys_of(
+        name: str, rule: LimitRule, candidate: Any, metadata: Mapping[str, Any]
+    ) -> list[str]:
+        base = name + "".join(f"|{d}={_value(d, candidate, metadata)}" for d in rule.per)
+        return [f"{base}|requests", f"{base}|tokens"]
 
     def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
         held = attempt.state.pop(_STATE, None)
@@ -313,6 +371,17 @@ class RateLimitGate:
             },
             "deployments": deployments,
         }
+
+
+def _scoped(rule: LimitRule) -> bool:
+    return rule.key is not None or rule.tenant is not None
+
+
+def _applies(rule: LimitRule, metadata: Mapping[str, Any]) -> bool:
+    """Whether a rule scoped to a key or tenant applies to a call's ``metadata``."""
+    if rule.key is not None and metadata.get("key") != rule.key:
+        return False
+    return rule.tenant is None or metadata.get("tenant") == rule.tenant
 
 
 def _requests_claim(base: str, rule: LimitRule, per_minute: float) -> Claim:

@@ -27,10 +27,11 @@ __all__ = ["Limiter", "NoRoom"]
 class NoRoom(Exception):
     """No room before the deadline (or ever): ``retry_after`` is the estimate."""
 
-    def __init__(self, retry_after: float, keys: Sequence[str]) -> None:
+    def __init__(self, retry_after: float, keys: Sequence[str], *, waited: bool = False) -> None:
         super().__init__(f"no room on {', '.join(keys)}")
         self.retry_after = retry_after
         self.keys = list(keys)
+        self.waited = waited  # the attempt was allowed to wait (until its deadline)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -85,7 +86,7 @@ class Limiter:
             first = got
         now = self.clock()
         if not wait or math.isinf(first) or now + first > deadline:
-            raise NoRoom(first, keys)
+            raise NoRoom(first, keys, waited=wait)
         waiter = _Waiter(claims=claims, loop=asyncio.get_running_loop(), event=asyncio.Event())
         with self._lock:
             for key in keys:
@@ -104,9 +105,9 @@ class Limiter:
                         delay = None  # woken when the waiters ahead move
                     remaining = deadline - now
                 if delay is not None and (math.isinf(delay) or now + delay > deadline):
-                    raise NoRoom(delay, keys)
+                    raise NoRoom(delay, keys, waited=True)
                 if remaining <= 0:
-                    raise NoRoom(delay if delay is not None else 0.0, keys)
+                    raise NoRoom(delay if delay is not None else 0.0, keys, waited=True)
                 timeout = remaining if delay is None else min(delay, remaining)
                 waiter.event.clear()
                 try:

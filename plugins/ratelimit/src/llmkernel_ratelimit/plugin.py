@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
     from llmkernel_ratelimit.gate import RateLimitGate
 
-__all__ = ["gate_of"]
+__all__ = ["gate_of", "make_store"]
 
 NAME = "ratelimit"
 _gates: weakref.WeakKeyDictionary[Any, RateLimitGate] = weakref.WeakKeyDictionary()
@@ -35,7 +35,19 @@ def configure(kernel: Kernel, config: Config) -> None:
     from llmkernel_ratelimit.settings import RateLimitSettings
 
     settings = parse_options(RateLimitSettings, table, where=config.where(f"plugin.{NAME}"))
-    _gates[kernel] = RateLimitGate(settings)
+    _gates[kernel] = RateLimitGate(settings, store=make_store(kernel, settings))
+
+
+def make_store(kernel: Kernel, settings: Any) -> Any:
+    """The store ``settings.store`` names (``memory``: ``None``, the gate's default)."""
+    if settings.store != "file":
+        return None
+    from llmkernel_ratelimit.filestore import FileStore, default_path
+
+    store = FileStore(settings.path or default_path(), capacity=settings.capacity)
+    kernel.lifecycle.on_fork(store.reopen)
+    kernel.lifecycle.add_closer(store.close)
+    return store
 
 
 @hookimpl

@@ -6,9 +6,10 @@ bucket (up to twice its size in a window: a full bucket, then the refill) cannot
 promise. Reservations are corrected later (a request's real token usage replaces
 its estimate).
 
-:class:`LimitStore` is what a shared backend (Redis, for several gateway
-instances) implements; :class:`MemoryStore` keeps the counts in this process.
-Methods are short, non-blocking and thread-safe.
+:class:`LimitStore` is what a shared backend implements; :class:`MemoryStore` keeps
+the counts in this process, :class:`~llmkernel_ratelimit.filestore.FileStore` in a
+file every process of a machine maps (a Redis store, for several gateway instances,
+is the same interface). Methods are short, non-blocking and thread-safe.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -44,9 +45,10 @@ class _Slot:
 
 @attrs.define(kw_only=True, eq=False)
 class Ticket:
-    """What one successful take holds, to correct or return later."""
+    """What one successful take holds, to correct or return later: per bucket key,
+    the store's own handle of the amount taken (each store knows its own)."""
 
-    slots: list[tuple[str, _Slot]] = attrs.field(factory=list)
+    slots: list[tuple[str, Any]] = attrs.field(factory=list)
 
 
 @attrs.frozen(kw_only=True)
@@ -187,7 +189,7 @@ class MemoryStore:
     def correct(self, ticket: Ticket, amounts: Mapping[str, float]) -> None:
         with self._lock:
             for key, slot in ticket.slots:
-                if key not in amounts:
+                if key not in amounts or not isinstance(slot, _Slot):
                     continue
                 window = self._windows.get(key)
                 new = max(0.0, amounts[key])

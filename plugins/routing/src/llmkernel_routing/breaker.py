@@ -9,7 +9,9 @@ States::
     any ──authentication/permission failure──▶ open until the config changes
 
 The cooldown is at least the provider's ``Retry-After`` (capped at
-``max_cooldown``). Every method takes ``now`` (``time.monotonic()`` seconds), so the
+``max_cooldown``). The reason it gives while open keeps the last failure's error
+(``5 consecutive failures; last: ServerError: ...``), so a refusal says what the
+upstream said. Every method takes ``now`` (``time.monotonic()`` seconds), so the
 machine is tested without sleeping. It is not thread-safe on its own: the routing
 state calls it under its lock.
 """
@@ -69,6 +71,7 @@ class BreakerSettings:
 
 # the sliding window is kept in this many slices: bounded memory whatever the traffic
 _SLICES = 12
+_ERROR_CHARS = 300  # of an upstream's error kept in the reason
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -82,6 +85,7 @@ class Breaker:
     until: float = 0.0  # end of the current cooldown (inf when locked)
     cooldown: float = 0.0  # the current cooldown
     reason: str = ""
+    last_error: str = ""  # the last failure's error, as ``Type: message``
     probe: bool = False  # a half-open probe is in flight
     opens: int = 0  # times it opened
     # (slice start, successes, failures), newest last
@@ -132,8 +136,12 @@ class Breaker:
         probe: bool = False,
         kind: str = "",
         retry_after: float | None = None,
+        error: str = "",
     ) -> None:
-        """Record how a passed attempt ended."""
+        """Record how a passed attempt ended (``error``: a failure's, as ``Type:
+        message``, kept for the reason)."""
+        if verdict == "failure" and error:
+            self.last_error = error if len(error) <= _ERROR_CHARS else error[:_ERROR_CHARS] + "…"
         if probe:
             self.probe = False
             if self.state != "half_open":
@@ -175,6 +183,7 @@ class Breaker:
         self.opened_at = None
         self.cooldown = 0.0
         self.reason = ""
+        self.last_error = ""
         self._slices.clear()
 
     def _open(
@@ -199,14 +208,17 @@ class Breaker:
         self.opened_at = now
         self.until = now + self.cooldown
         self.opens += 1
-        self.reason = f"half-open probe failed ({kind})" if grow else (why or kind)
+        self.reason = self._last(f"half-open probe failed ({kind})" if grow else (why or kind))
 
     def _lock(self, kind: str) -> None:
         self.state = "open"
         self.until = math.inf
         self.cooldown = math.inf
         self.opens += 1
-        self.reason = f"{kind} failed: open until the configuration changes"
+        self.reason = self._last(f"{kind} failed: open until the configuration changes")
+
+    def _last(self, why: str) -> str:
+        return f"{why}; last: {self.last_error}" if self.last_error else why
 
     # ------------------------------------------------------------------ window
 

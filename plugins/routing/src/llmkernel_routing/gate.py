@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmkernel.errors import RefusedError
+from llmkernel.errors import LLMKernelError, RefusedError
 from llmkernel_routing.state import Routing
 
 _CLAIM = "llmkernel_routing.claim"
@@ -47,10 +47,35 @@ class RoutingGate:
             status=outcome.status,
             kind=str(getattr(error, "kind", "") or "") if error is not None else "",
             retry_after=getattr(error, "retry_after", None),
+            error=f"{type(error).__name__}: {error}" if error is not None else "",
         )
 
     async def aclose(self) -> None:
         await self.routing.aclose()
 
 
-__all__ = ["RoutingGate"]
+class DeploymentUnavailable(LLMKernelError):
+    """Why a filter left a deployment out: its breaker is open (``kind`` ``breaker``,
+    ``retry_after`` the rest of the cooldown when known) or its health check failed
+    (``health``). Carried as ``Drop.error``, so whoever reports a call with no
+    candidate left (the gateway's 502) can tell a dead upstream from a request no
+    deployment can serve. Not a refusal: no attempt was made."""
+
+    def __init__(self, message: str, *, kind: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def unavailable(routing: Routing, candidate: Any, reason: str) -> DeploymentUnavailable | None:
+    """The error of a filter's drop for ``reason``, when the deployment is down."""
+    if reason.startswith("circuit breaker"):
+        return DeploymentUnavailable(
+            reason, kind="breaker", retry_after=routing.retry_after(candidate)
+        )
+    if reason.startswith("health check failed"):
+        return DeploymentUnavailable(reason, kind="health")
+    return None
+
+
+__all__ = ["DeploymentUnavailable", "RoutingGate", "unavailable"]

@@ -40,12 +40,17 @@ def configure(kernel: Any, config: Any) -> None:
 
 @hookimpl
 def filter_candidates(kernel: Any, ctx: Any, candidates: Iterable[Any]) -> list[Any] | None:
-    reasons = _routing(kernel).drop_reasons(ctx, candidates)
+    routing = _routing(kernel)
+    reasons = routing.drop_reasons(ctx, candidates)
     if not reasons:
         return None
     from llmkernel.context import Drop
+    from llmkernel_routing.gate import unavailable
 
-    return [Drop(candidate=c, reason=reason, by=NAME) for c, reason in reasons]
+    return [
+        Drop(candidate=c, reason=reason, by=NAME, error=unavailable(routing, c, reason))
+        for c, reason in reasons
+    ]
 
 
 @hookimpl

@@ -155,6 +155,7 @@ class Routing:
         status: str,
         kind: str = "",
         retry_after: float | None = None,
+        error: str = "",
     ) -> None:
         """The attempt let through by :meth:`enter` ended (once, however)."""
         key = deployment_key(candidate)
@@ -173,7 +174,12 @@ class Routing:
                 verdict = "none"
             before = breaker.state
             breaker.release(
-                self.clock(), verdict, probe=claim == "probe", kind=kind, retry_after=retry_after
+                self.clock(),
+                verdict,
+                probe=claim == "probe",
+                kind=kind,
+                retry_after=retry_after,
+                error=error,
             )
             after = breaker.state
         if before != after:
