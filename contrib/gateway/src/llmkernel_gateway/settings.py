@@ -97,6 +97,7 @@ class GatewaySettings:
     access_log: bool = True
     status_refresh: float = 3.0  # seconds between status page refreshes
     public_metrics: bool = False  # /metrics without a key (for a scraper on a private net)
+    metrics_refresh: float = 5.0  # seconds between a worker's copies of its plugins' figures
     keys: dict[str, KeySettings] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -108,8 +109,8 @@ class GatewaySettings:
             raise ValueError("workers must be at least 1")
         if not 0 < self.port < 65536:
             raise ValueError("port must be between 1 and 65535")
-        if self.status_refresh <= 0:
-            raise ValueError("status_refresh must be positive")
+        if self.status_refresh <= 0 or self.metrics_refresh <= 0:
+            raise ValueError("status_refresh and metrics_refresh must be positive")
 
     def key_list(self) -> list[Key]:
         return [

@@ -1,0 +1,120 @@
+"""llmkernel hooks of the OpenTelemetry plugin: the end hooks make the spans and
+record the metrics; a gate makes them live where ``propagate`` asks.
+
+Cheap to import, and cheap to run without an SDK: opentelemetry is imported only
+once the application has imported it (and then only if it configured providers).
+The entry point registers :data:`HOOKS`, which reads the global providers; tests
+and applications with their own providers register an :class:`OtelPlugin` of their
+own (and disable the entry point: ``[plugins] disabled = ["otel"]``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from llmkernel import hookimpl
+
+if TYPE_CHECKING:
+    from llmkernel.config import Config
+    from llmkernel.context import Attempt, Outcome, RequestContext
+    from llmkernel.kernel import Kernel
+    from llmkernel_otel.instrument import Instrumentation
+
+__all__ = [
+    "HOOKS",
+    "OtelPlugin",
+    "configure",
+    "instrumentation_for",
+    "on_attempt_end",
+    "on_request_end",
+    "provide_gate",
+]
+
+NAME = "otel"
+
+
+class OtelPlugin:
+    """The hooks, for every kernel that loads them. ``tracer_provider`` and
+    ``meter_provider`` default to the global ones; ``name`` is the plugin's name in
+    the kernel (the entry point's is ``otel``; both read ``[plugin.otel]``)."""
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        name: str = "otel-custom",
+    ) -> None:
+        self.__llmkernel_name__ = name
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.kernels: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
+
+    @hookimpl
+    def configure(self, kernel: Kernel, config: Config) -> None:
+        from llmkernel.options import parse_options
+        from llmkernel_otel.instrument import Instrumentation
+        from llmkernel_otel.settings import OtelSettings
+
+        table = config.plugin_settings(NAME)
+        settings = (
+            parse_options(OtelSettings, table, where=config.where(f"plugin.{NAME}"))
+            if table
+            else OtelSettings()
+        )
+        self.kernels[kernel] = Instrumentation(
+            kernel,
+            settings,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+        )
+
+    @hookimpl
+    def provide_gate(self, kernel: Kernel) -> Any:
+        instrumentation = self.kernels.get(kernel)
+        if instrumentation is None or not instrumentation.settings.propagate:
+            return None  # nothing to propagate: no gate on the hot path
+        return _PropagationGate(instrumentation)
+
+    @hookimpl
+    def on_attempt_end(
+        self, kernel: Kernel, ctx: RequestContext, attempt: Attempt, outcome: Outcome
+    ) -> None:
+        instrumentation = self.kernels.get(kernel)
+        if instrumentation is not None:
+            instrumentation.attempt_ended(ctx, attempt, outcome)
+
+    @hookimpl
+    def on_request_end(self, kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
+        instrumentation = self.kernels.get(kernel)
+        if instrumentation is not None:
+            instrumentation.request_ended(ctx, outcome)
+
+
+class _PropagationGate:
+    """Starts an attempt's span when it starts and puts its ``traceparent`` on the
+    requests of its provider; takes the header away when the attempt ends."""
+
+    def __init__(self, instrumentation: Instrumentation) -> None:
+        self.instrumentation = instrumentation
+
+    async def acquire(self, ctx: RequestContext, attempt: Attempt) -> None:
+        self.instrumentation.attempt_started(ctx, attempt)
+
+    def release(self, ctx: RequestContext, attempt: Attempt, outcome: Outcome) -> None:
+        self.instrumentation.attempt_released(attempt)
+
+
+def instrumentation_for(kernel: Kernel) -> Instrumentation | None:
+    """The entry point's instrumentation of ``kernel`` (``None`` when the plugin is
+    not loaded in it)."""
+    return HOOKS.kernels.get(kernel)
+
+
+#: What the entry point registers: the hooks below are its bound methods.
+HOOKS = OtelPlugin(name=NAME)
+configure = HOOKS.configure
+provide_gate = HOOKS.provide_gate
+on_attempt_end = HOOKS.on_attempt_end
+on_request_end = HOOKS.on_request_end
