@@ -204,16 +204,10 @@ class Metrics:
             "miss, bypassed).",
             ["kind", "result"],
         )
-        self.redis_up = gauge(
-            "llmkernel_gateway_redis_up",
-            "Shared state: 1 when every worker reaches Redis, 0 when one runs degraded "
-            "(only with [redis] configured and a plugin that reports it).",
-            [],
-            live_min,
-        )
-        self.redis_errors = counter(
-            "llmkernel_gateway_redis_errors", "Shared state: failed Redis operations.", []
-        )
+        # made when a plugin first reports shared state (kernel.stats()["redis"])
+        self.redis_up: Any = None
+        self.redis_errors: Any = None
+        self._live_min = live_min
         self._process: _ProcessMirror | None = None
         if self.multiprocess:
             self._process = _ProcessMirror(pc)
@@ -324,6 +318,8 @@ class Metrics:
                 self._mirror_counter(self.child(self.cache_lookups, ("exact", result)), total)
         redis = kernel_stats.get("redis")
         if isinstance(redis, Mapping):
+            if self.redis_up is None:
+                self._redis_metrics()
             connected = redis.get("connected")
             if isinstance(connected, bool):
                 self.redis_up.set(1 if connected else 0)
@@ -332,6 +328,20 @@ class Metrics:
                 self._mirror_counter(self.redis_errors, errors)
         if self._process is not None:
             self._process.refresh(self)
+
+    def _redis_metrics(self) -> None:
+        pc = self._pc
+        self.redis_up = pc.Gauge(
+            "llmkernel_gateway_redis_up",
+            "Shared state: 1 when every worker reaches Redis, 0 when one runs degraded.",
+            registry=self.registry,
+            **self._live_min,
+        )
+        self.redis_errors = pc.Counter(
+            "llmkernel_gateway_redis_errors",
+            "Shared state: failed Redis operations.",
+            registry=self.registry,
+        )
 
     def _mirror_counter(self, child: Any, total: float) -> None:
         """Bring a counter up to a cumulative ``total`` reported elsewhere."""

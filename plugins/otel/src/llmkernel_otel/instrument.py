@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,8 @@ class Instrumentation:
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
-        self.kernel = kernel
+        # weakly: the plugin keeps this per kernel in a WeakKeyDictionary
+        self._kernel = weakref.ref(kernel)
         self.settings = settings or OtelSettings()
         self.conventions = semconv.conventions_from_env()
         capture = self.settings.capture_content
@@ -334,7 +336,10 @@ class Instrumentation:
         assert instruments is not None
         from llmkernel.names import known_names
 
-        names = known_names(self.kernel)
+        kernel = self._kernel()
+        if kernel is None:
+            return
+        names = known_names(kernel)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
             "gen_ai.request.model": names.model(ctx.request.model) or semconv.OTHER,
@@ -375,7 +380,9 @@ class Instrumentation:
             return known
         provider_type, base_url = instance, None
         try:
-            provider = self.kernel.provider(instance)
+            kernel = self._kernel()
+            assert kernel is not None, "the kernel is gone"
+            provider = kernel.provider(instance)
             provider_type = provider.type
             base = getattr(provider, "base_url", None)
             base_url = base() if callable(base) else None

@@ -50,6 +50,17 @@ class OtelPlugin:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.kernels: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
+        # the kernel asked last and its instrumentation (every hook of every call asks)
+        self._last: tuple[weakref.ref[Any], Instrumentation] | None = None
+
+    def _of(self, kernel: Any) -> Instrumentation | None:
+        last = self._last
+        if last is not None and last[0]() is kernel:
+            return last[1]
+        found = self.kernels.get(kernel)
+        if found is not None:
+            self._last = (weakref.ref(kernel), found)
+        return found
 
     @hookimpl
     def configure(self, kernel: Kernel, config: Config) -> None:
@@ -81,13 +92,13 @@ class OtelPlugin:
     def on_attempt_end(
         self, kernel: Kernel, ctx: RequestContext, attempt: Attempt, outcome: Outcome
     ) -> None:
-        instrumentation = self.kernels.get(kernel)
+        instrumentation = self._of(kernel)
         if instrumentation is not None:
             instrumentation.attempt_ended(ctx, attempt, outcome)
 
     @hookimpl
     def on_request_end(self, kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
-        instrumentation = self.kernels.get(kernel)
+        instrumentation = self._of(kernel)
         if instrumentation is not None:
             instrumentation.request_ended(ctx, outcome)
 
