@@ -10,7 +10,7 @@
     hash = "sha256:9f86d0..."          # from `llmkernel gateway-key create team-a`
     models = ["openai/*", "fast"]      # what this key may call; empty: everything
     tenant = "team-a"                  # cache namespace, ledger and budgets (default: the name)
-    budget = { daily = 5.0 }           # handed to the budgets plugin when installed
+    budget = { day = 5.0 }             # handed to the budgets plugin when installed
     rate_limit = { requests_per_minute = 60 }
 
 Only hashes are stored: a key is shown once, when it is created.

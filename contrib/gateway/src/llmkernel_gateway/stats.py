@@ -124,4 +124,9 @@ def deployment_rows(families: Iterable[Any]) -> dict[str, dict[str, Any]]:
                 target = row(labels)
                 if target is not None:
                     target.state = max(target.state or 0, int(sample.value))
-    return {key: rows[key].as_dict() for key in sorted(rows)}
+    # a deployment is what something was sent to (or whose breaker is known)
+    return {
+        key: rows[key].as_dict()
+        for key in sorted(rows)
+        if rows[key].attempts or rows[key].state is not None
+    }

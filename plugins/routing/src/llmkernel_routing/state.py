@@ -405,8 +405,9 @@ class Routing:
         deployments: dict[str, Any] = {}
         for key in sorted(set(self.deployments) | set(self.breakers)):
             data = self.stats_for(key).snapshot(wall, timeline=timeline)
-            with self._lock:
-                data["breaker"] = self.breaker_for(key).snapshot(now)
+            if key != OTHER:  # no breaker is kept for what the config does not define
+                with self._lock:
+                    data["breaker"] = self.breaker_for(key).snapshot(now)
             deployments[key] = data
         section: dict[str, Any] = {"calls": self.calls.snapshot()}
         if timeline:
