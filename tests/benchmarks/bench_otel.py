@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
-from typing import Any
-
 import random
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from common import MODEL, median, paired, pct, upstream
 

@@ -65,9 +65,11 @@ def test_a_chat_is_one_client_span_with_the_conventions_attributes(otel: Otel) -
 
 def test_spans_nest_under_the_callers_current_span_sync_and_async(otel: Otel) -> None:
     tracer = otel.tracer_provider.get_tracer("app")
-    with make_kernel(["x"], plugins=(otel.plugin,)) as kernel:
-        with tracer.start_as_current_span("request handler") as outer:
-            kernel.chat("a/m1", "hi")
+    with (
+        make_kernel(["x"], plugins=(otel.plugin,)) as kernel,
+        tracer.start_as_current_span("request handler") as outer,
+    ):
+        kernel.chat("a/m1", "hi")
     call = otel.span("chat a/m1")
     assert call.parent is not None and call.parent.span_id == outer.get_span_context().span_id
     assert call.context.trace_id == outer.get_span_context().trace_id
@@ -107,10 +109,12 @@ def test_a_stream_span_ends_with_the_stream_and_has_the_time_to_first_chunk(
 
 
 def test_a_stream_the_caller_stops_reading_is_abandoned_not_an_error(otel: Otel) -> None:
-    with make_kernel([["one", " two", " three"]], plugins=(otel.plugin,)) as kernel:
-        with kernel.stream("a/m1", "hi") as stream:
-            for _ in stream:
-                break
+    with (
+        make_kernel([["one", " two", " three"]], plugins=(otel.plugin,)) as kernel,
+        kernel.stream("a/m1", "hi") as stream,
+    ):
+        for _ in stream:
+            break
     call = otel.span("chat a/m1")
     assert dict(call.attributes or {})["llmkernel.status"] == "abandoned"
     assert call.status.status_code is StatusCode.UNSET
@@ -164,9 +168,9 @@ def test_each_attempt_of_a_retry_and_a_fallback_is_a_child_span(otel: Otel) -> N
 
 
 def test_a_failed_call_has_status_error_and_error_type(otel: Otel) -> None:
-    with make_kernel([err(RateLimitError)], plugins=(otel.plugin,), retry={"attempts": 1}) as k:
-        with pytest.raises(RateLimitError):
-            k.chat("a/m1", "hi")
+    kernel = make_kernel([err(RateLimitError)], plugins=(otel.plugin,), retry={"attempts": 1})
+    with kernel, pytest.raises(RateLimitError):
+        kernel.chat("a/m1", "hi")
     call = otel.span("chat a/m1")
     assert call.status.status_code is StatusCode.ERROR
     assert "RateLimitError" in (call.status.description or "")
@@ -188,9 +192,9 @@ class Refuser:
 
 
 def test_a_refused_call(otel: Otel) -> None:
-    with make_kernel(["x"], plugins=(otel.plugin, Refuser())) as kernel:
-        with pytest.raises(RefusedError):
-            kernel.chat("a/m1", "hi")
+    kernel = make_kernel(["x"], plugins=(otel.plugin, Refuser()))
+    with kernel, pytest.raises(RefusedError):
+        kernel.chat("a/m1", "hi")
     call = otel.span("chat a/m1")
     attributes = dict(call.attributes or {})
     assert attributes["error.type"] == "budget"

@@ -200,7 +200,7 @@ class Gateway:
             try:
                 await handler(scope, receive, send, rid, started)
             finally:
-                if span is not None:
+                if span is not None and spans is not None:
                     spans.end(span)
                 if gauge is not None:
                     gauge.dec()

@@ -212,9 +212,10 @@ class Metrics:
         if self.multiprocess:
             self._process = _ProcessMirror(pc)
         else:
-            pc.ProcessCollector(registry=reg)
-            pc.PlatformCollector(registry=reg)
-            pc.GCCollector(registry=reg)
+            own: Any = reg
+            pc.ProcessCollector(registry=own)
+            pc.PlatformCollector(registry=own)
+            pc.GCCollector(registry=own)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._mirrored: dict[tuple[str, ...], float] = {}
         self._day = _today()

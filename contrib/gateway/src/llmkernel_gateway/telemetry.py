@@ -203,9 +203,10 @@ def _budget_collector(kernel: Kernel, keys: list[Key], labels: Labels) -> Any:
         from llmkernel_budgets.plugin import budgets_for
     except ImportError:
         return None
-    store = budgets_for(kernel)
-    if store is None:
+    found = budgets_for(kernel)
+    if found is None:
         return None
+    store = found
     names = labels.names
     values: dict[str, list[str]] = {
         "key": sorted({k.name for k in keys}),

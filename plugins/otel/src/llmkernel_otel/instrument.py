@@ -300,8 +300,9 @@ class Instrumentation:
             out["llmkernel.deployment"] = candidate.qualified
         response = outcome.response
         if response is not None:
-            if getattr(response, "id", None):
-                out["gen_ai.response.id"] = response.id
+            response_id = getattr(response, "id", None)
+            if response_id:
+                out["gen_ai.response.id"] = response_id
             if response.model:
                 out["gen_ai.response.model"] = response.model
             finish = getattr(response, "finish_reason", None)

@@ -40,7 +40,7 @@ class _HeaderGetter:
 @attrs.define(kw_only=True, eq=False)
 class _Handle:
     span: Any
-    token: object
+    token: Any  # opentelemetry.context's token
     status: int | None = None
 
 
@@ -68,7 +68,7 @@ class ServerSpans:
             return None
         from opentelemetry import context, propagate, trace
 
-        parent = propagate.extract(scope.get("headers") or [], getter=self._getter)
+        parent = propagate.extract(scope.get("headers") or [], getter=self._getter)  # type: ignore[arg-type]
         method = str(scope.get("method", ""))
         known = method if method in _METHODS else "_OTHER"
         attributes: dict[str, Any] = {
