@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
@@ -181,6 +182,39 @@ def test_a_failed_call_has_status_error_and_error_type(otel: Otel) -> None:
     (point,) = duration.data.data_points
     assert point.attributes["error.type"] == "rate_limit"
     assert "gen_ai.client.token.usage" not in otel.metrics()  # no usage, no token metric
+
+
+class RefusesA:
+    """A gate that refuses every attempt on provider ``a`` (a budget would)."""
+
+    __llmkernel_name__ = "refuses-a"
+
+    @hookimpl
+    def provide_gate(self) -> object:
+        class Gate:
+            async def acquire(self, ctx: object, attempt: Any) -> None:
+                if attempt.candidate.provider == "a":
+                    raise RefusedError("a is over its budget", kind="budget")
+
+            def release(self, ctx: object, attempt: object, outcome: object) -> None:
+                pass
+
+        return Gate()
+
+
+def test_an_attempt_a_gate_refuses_is_a_refused_span_and_the_next_candidate_answers(
+    otel: Otel,
+) -> None:
+    with make_kernel(["unused"], ["from b"], plugins=(otel.plugin, RefusesA())) as kernel:
+        assert kernel.chat("group", "hi").provider == "b"
+    refused, answered = sorted(
+        (s for s in otel.spans() if s.name.startswith("attempt")), key=lambda s: s.start_time
+    )
+    assert refused.name == "attempt a/m1" and answered.name == "attempt b/m1"
+    assert dict(refused.attributes or {})["llmkernel.attempt.outcome"] == "refused"
+    assert dict(refused.attributes or {})["error.type"] == "budget"
+    assert dict(answered.attributes or {})["llmkernel.attempt.outcome"] == "ok"
+    assert otel.span("chat group").status.status_code is StatusCode.UNSET
 
 
 class Refuser:

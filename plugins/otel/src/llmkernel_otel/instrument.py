@@ -1,4 +1,4 @@
-"""Spans and metrics for kernel calls, from the end hooks, through opentelemetry-api.
+"""Spans and metrics for kernel calls, from the hooks, through opentelemetry-api.
 
 One CLIENT span per call, named ``"{gen_ai.operation.name} {gen_ai.request.model}"``
 (``chat fast``, ``embeddings openai/text-embedding-3-small``), child of the caller's
@@ -58,10 +58,13 @@ def error_type(status: str, error: BaseException | None) -> str | None:
 
 @attrs.define(kw_only=True, eq=False)
 class _Call:
-    """What one call has told the hooks so far (``ctx.state[STATE_KEY]``)."""
+    """What one call has told the hooks so far (``ctx.state[STATE_KEY]``): only
+    failures and live spans; a call that succeeds at once leaves nothing here."""
 
-    #: (attempt, outcome, monotonic end, whether its span was made live)
-    attempts: list[tuple[Any, Any, float, bool]] = attrs.field(factory=list)
+    #: attempt index -> (its error, monotonic end), from ``on_error``
+    failed: dict[int, tuple[BaseException, float]] = attrs.field(factory=dict)
+    #: attempt index -> monotonic end, of the attempts whose span was live
+    ended: dict[int, float] = attrs.field(factory=dict)
     span: Any = None  # the call's span when it was started live (propagation)
 
 
@@ -152,7 +155,7 @@ class Instrumentation:
         offset = _offset_ns()
         if call.span is None:
             call.span = self._call_span(ctx, offset)
-        span = self._attempt_span(call.span, attempt, offset, previous_end=_previous_end(ctx))
+        span = self._attempt_span(call.span, attempt, offset, previous_end=_ended_before(ctx, call))
         attempt.state[_ATTEMPT_SPAN] = span
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
@@ -163,20 +166,24 @@ class Instrumentation:
                 return
             attempt.state[_ATTEMPT_HEADERS] = add_headers(attempt.candidate.provider, carrier)
 
-    def attempt_released(self, attempt: Attempt) -> None:
+    def attempt_released(self, ctx: RequestContext, attempt: Attempt, outcome: Outcome) -> None:
+        """The propagation gate's ``release``: the header goes, the live span ends."""
         outgoing = attempt.state.pop(_ATTEMPT_HEADERS, None)
         if outgoing is not None:
             outgoing.close()
+        span = attempt.state.pop(_ATTEMPT_SPAN, None)
+        if span is not None:
+            now = time.monotonic()
+            _call_of(ctx).ended[attempt.index] = now
+            self._end_attempt(span, outcome.status, outcome.error, _offset_ns() + int(now * 1e9))
 
-    def attempt_ended(self, ctx: RequestContext, attempt: Attempt, outcome: Outcome) -> None:
+    def attempt_failed(self, ctx: RequestContext, error: BaseException) -> None:
+        """``on_error``: the call's last attempt failed now (a retry or fallback may
+        follow). Failures are rare: a call that succeeds at once costs nothing here."""
         if self.tracer is None and not self.tracing():
             return
-        now = time.monotonic()
-        call = _call_of(ctx)
-        span = attempt.state.pop(_ATTEMPT_SPAN, None)
-        call.attempts.append((attempt, outcome, now, span is not None))
-        if span is not None:
-            self._end_attempt(span, attempt, outcome, _offset_ns() + int(now * 1e9))
+        if ctx.attempts:
+            _call_of(ctx).failed[ctx.attempts[-1].index] = (error, time.monotonic())
 
     def request_ended(self, ctx: RequestContext, outcome: Outcome) -> None:
         tracing = self.tracer is not None or self.tracing()
@@ -246,29 +253,35 @@ class Instrumentation:
             offset + int(attempt.started * 1e9),
         )
 
-    def _end_attempt(self, span: Any, attempt: Attempt, outcome: Outcome, end: int) -> None:
-        span.set_attribute("llmkernel.attempt.outcome", outcome.status)
-        failure = error_type(outcome.status, outcome.error)
+    def _end_attempt(self, span: Any, status: str, error: BaseException | None, end: int) -> None:
+        span.set_attribute("llmkernel.attempt.outcome", status)
+        failure = error_type(status, error)
         if failure is not None:
-            _fail(span, failure, outcome.error)
+            _fail(span, failure, error)
         span.end(end_time=end)
 
     def _trace(
         self, ctx: RequestContext, outcome: Outcome, operation: str, where: _Where | None
     ) -> None:
-        call: _Call | None = ctx.state.get(STATE_KEY)
+        call: _Call = ctx.state.get(STATE_KEY) or _Call()
+        now = time.monotonic()
         offset = _offset_ns()
-        end = offset + int(time.monotonic() * 1e9)
-        span = call.span if call is not None else None
+        end = offset + int(now * 1e9)
+        span = call.span
         if span is None:
             span = self._call_span(ctx, offset)
-        if call is not None:
-            previous: float | None = None
-            for attempt, attempt_outcome, ended, live in call.attempts:
-                if not live:
-                    child = self._attempt_span(span, attempt, offset, previous_end=previous)
-                    self._end_attempt(child, attempt, attempt_outcome, offset + int(ended * 1e9))
-                previous = ended
+        previous: float | None = None
+        attempts = ctx.attempts
+        for position, attempt in enumerate(attempts):
+            later = attempts[position + 1].started if position + 1 < len(attempts) else now
+            index = attempt.index
+            if index in call.ended:  # its live span ended with it
+                previous = call.ended[index]
+                continue
+            status, error, ended = _attempt_ending(ctx, call, attempt, outcome, later)
+            child = self._attempt_span(span, attempt, offset, previous_end=previous)
+            self._end_attempt(child, status, error, offset + int(ended * 1e9))
+            previous = ended
         attributes = self._response_attributes(ctx, outcome, where)
         span.set_attributes(attributes)
         if self.capture:
@@ -502,11 +515,34 @@ def _call_of(ctx: RequestContext) -> _Call:
     return call
 
 
-def _previous_end(ctx: RequestContext) -> float | None:
-    call: _Call | None = ctx.state.get(STATE_KEY)
-    if call is None or not call.attempts:
+def _ended_before(ctx: RequestContext, call: _Call) -> float | None:
+    """When the attempt before the current one ended (its failure, or its live span's
+    end), for the wait before this one."""
+    if len(ctx.attempts) < 2:
         return None
-    return call.attempts[-1][2]
+    before = ctx.attempts[-2].index
+    if before in call.ended:
+        return call.ended[before]
+    failed = call.failed.get(before)
+    return failed[1] if failed is not None else None
+
+
+def _attempt_ending(
+    ctx: RequestContext, call: _Call, attempt: Attempt, outcome: Outcome, later: float
+) -> tuple[str, BaseException | None, float]:
+    """How an attempt ended, from what the hooks saw: its ``on_error``, a gate's
+    refusal of its candidate (``ctx.dropped``), or the call's own ending (the last)."""
+    failed = call.failed.get(attempt.index)
+    if failed is not None:
+        return "error", failed[0], failed[1]
+    if attempt is ctx.attempts[-1]:
+        return outcome.status, outcome.error, later
+    from llmkernel.errors import RefusedError
+
+    for drop in ctx.dropped:
+        if drop.candidate == attempt.candidate and isinstance(drop.error, RefusedError):
+            return "refused", drop.error, attempt.started
+    return "error", None, later
 
 
 def _add_server(attributes: dict[str, Any], where: _Where) -> None:

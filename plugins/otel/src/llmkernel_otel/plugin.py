@@ -1,5 +1,7 @@
-"""llmkernel hooks of the OpenTelemetry plugin: the end hooks make the spans and
-record the metrics; a gate makes them live where ``propagate`` asks.
+"""llmkernel hooks of the OpenTelemetry plugin: ``on_request_end`` makes the spans
+and records the metrics, ``on_error`` notes failed attempts (so a call that succeeds
+at once runs one hook of this plugin), and a gate makes the spans live where
+``propagate`` asks.
 
 Cheap to import, and cheap to run without an SDK: opentelemetry is imported only
 once the application has imported it (and then only if it configured providers).
@@ -26,7 +28,7 @@ __all__ = [
     "OtelPlugin",
     "configure",
     "instrumentation_for",
-    "on_attempt_end",
+    "on_error",
     "on_request_end",
     "provide_gate",
 ]
@@ -89,12 +91,12 @@ class OtelPlugin:
         return _PropagationGate(instrumentation)
 
     @hookimpl
-    def on_attempt_end(
-        self, kernel: Kernel, ctx: RequestContext, attempt: Attempt, outcome: Outcome
-    ) -> None:
+    def on_error(self, kernel: Kernel, ctx: RequestContext, error: Exception) -> None:
+        # a failed attempt (rare): a call that succeeds at once never comes here, so
+        # the end hook of the call is the only one on the hot path
         instrumentation = self._of(kernel)
         if instrumentation is not None:
-            instrumentation.attempt_ended(ctx, attempt, outcome)
+            instrumentation.attempt_failed(ctx, error)
 
     @hookimpl
     def on_request_end(self, kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
@@ -114,7 +116,7 @@ class _PropagationGate:
         self.instrumentation.attempt_started(ctx, attempt)
 
     def release(self, ctx: RequestContext, attempt: Attempt, outcome: Outcome) -> None:
-        self.instrumentation.attempt_released(attempt)
+        self.instrumentation.attempt_released(ctx, attempt, outcome)
 
 
 def instrumentation_for(kernel: Kernel) -> Instrumentation | None:
@@ -127,5 +129,5 @@ def instrumentation_for(kernel: Kernel) -> Instrumentation | None:
 HOOKS = OtelPlugin(name=NAME)
 configure = HOOKS.configure
 provide_gate = HOOKS.provide_gate
-on_attempt_end = HOOKS.on_attempt_end
+on_error = HOOKS.on_error
 on_request_end = HOOKS.on_request_end
