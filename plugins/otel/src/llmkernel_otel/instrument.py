@@ -38,6 +38,9 @@ _ATTEMPT_SPAN = "llmkernel_otel.span"
 _ATTEMPT_HEADERS = "llmkernel_otel.headers"
 _OPERATIONS = {"chat": "chat", "stream": "chat", "embed": "embeddings"}
 _SCOPE = "llmkernel"
+#: Seconds between two looks at the global providers while they are the API's own:
+#: an SDK set up after calls began is seen within this long.
+PROBE_EVERY = 0.25
 
 
 def error_type(status: str, error: BaseException | None) -> str | None:
@@ -101,6 +104,9 @@ class Instrumentation:
         self.tracer: Any = None
         self.instruments: _Instruments | None = None
         self._where: dict[str, _Where] = {}
+        # when the global providers were last found to be the API's own (no SDK):
+        # asked again at most every PROBE_EVERY seconds, not on every call
+        self._tracing_probed = self._metering_probed = -PROBE_EVERY
 
     # ------------------------------------------------------------------ enabled?
 
@@ -110,12 +116,15 @@ class Instrumentation:
             return True
         provider = self._tracer_provider
         if provider is None:
-            if "opentelemetry.trace" not in sys.modules:
+            trace = sys.modules.get("opentelemetry.trace")
+            if trace is None:
                 return False  # nobody imported it: no SDK can be configured
-            from opentelemetry import trace
-
+            now = time.monotonic()
+            if now - self._tracing_probed < PROBE_EVERY:
+                return False
             provider = trace.get_tracer_provider()
             if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+                self._tracing_probed = now
                 return False
         self.tracer = provider.get_tracer(
             _SCOPE, semconv.package_version(), schema_url=self.conventions.schema_url or None
@@ -128,13 +137,16 @@ class Instrumentation:
             return True
         provider = self._meter_provider
         if provider is None:
-            if "opentelemetry.metrics" not in sys.modules:
+            metrics = sys.modules.get("opentelemetry.metrics")
+            if metrics is None:
                 return False
-            from opentelemetry import metrics
-
+            now = time.monotonic()
+            if now - self._metering_probed < PROBE_EVERY:
+                return False
             provider = metrics.get_meter_provider()
             # the API's own providers (its proxy and NoOpMeterProvider) record nothing
             if type(provider).__module__.startswith("opentelemetry.metrics"):
+                self._metering_probed = now
                 return False
         meter = provider.get_meter(
             _SCOPE, semconv.package_version(), schema_url=self.conventions.schema_url or None
