@@ -12,6 +12,7 @@ own (and disable the entry point: ``[plugins] disabled = ["otel"]``).
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 NAME = "otel"
+_modules = sys.modules
 
 
 class OtelPlugin:
@@ -49,6 +51,9 @@ class OtelPlugin:
         name: str = "otel-custom",
     ) -> None:
         self.__llmkernel_name__ = name
+        #: providers of its own: the hooks always work (else only once the application
+        #: has imported opentelemetry, without which no SDK can be configured)
+        self.explicit = tracer_provider is not None or meter_provider is not None
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.kernels: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
@@ -94,12 +99,16 @@ class OtelPlugin:
     def on_error(self, kernel: Kernel, ctx: RequestContext, error: Exception) -> None:
         # a failed attempt (rare): a call that succeeds at once never comes here, so
         # the end hook of the call is the only one on the hot path
+        if not self.explicit and "opentelemetry" not in _modules:
+            return
         instrumentation = self._of(kernel)
         if instrumentation is not None:
             instrumentation.attempt_failed(ctx, error)
 
     @hookimpl
     def on_request_end(self, kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
+        if not self.explicit and "opentelemetry" not in _modules:
+            return  # the usual case without an SDK: one dict lookup a call
         instrumentation = self._of(kernel)
         if instrumentation is not None:
             instrumentation.request_ended(ctx, outcome)
