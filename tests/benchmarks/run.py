@@ -24,7 +24,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SECTIONS = ["import", "calls", "local", "gateway", "apis"]
+SECTIONS = ["import", "calls", "local", "gateway", "apis", "otel"]
 
 
 def section(name: str, quick: bool, clean_python: str | None) -> dict[str, Any]:
@@ -366,6 +366,45 @@ def rows(r: dict[str, Any]) -> list[Row]:
                     "",
                     "within 1.2x chat",
                     _met(worst <= 1.2),
+                )
+            )
+    out += otel_rows(r.get("otel", {}))
+    return out
+
+
+def otel_rows(o: dict[str, Any]) -> list[Row]:
+    """llmkernel-otel's cost per call (CPU time, the mock provider)."""
+    if not o or "error" in o:
+        return []
+    out: list[Row] = []
+    for phase, stacks in (("not_imported", o["not_imported"]), ("imported", o["imported"])):
+        for stack, rows_ in stacks.items():
+            base = rows_["without the plugin"]["fastest_us"]
+            for name, row in rows_.items():
+                if name == "without the plugin":
+                    continue
+                target = phase == "not_imported" and stack == "minimal" and "reference" not in name
+                out.append(
+                    (
+                        f"otel, {stack} stack: {name}",
+                        f"+{row['added_fastest_us']:.1f} us (median +{row['added_median_us']:.1f})",
+                        f"without {base:.0f} us CPU",
+                        "",
+                        "< +5 us" if target else "",
+                        _met(row["added_fastest_us"] < 5) if target else "",
+                    )
+                )
+    sdk = o["sdk"]
+    for name, row in sdk.items():
+        if name != "without the plugin":
+            out.append(
+                (
+                    f"otel, minimal stack: {name}",
+                    f"+{row['added_fastest_us']:.0f} us (median +{row['added_median_us']:.0f})",
+                    f"without {sdk['without the plugin']['fastest_us']:.0f} us CPU",
+                    "",
+                    "reported",
+                    "",
                 )
             )
     return out

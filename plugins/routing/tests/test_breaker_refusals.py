@@ -23,6 +23,8 @@ def exploding():
 async def test_an_open_breaker_says_what_the_upstream_said_and_until_when(exploding) -> None:
     config = {
         "providers": {"a": {"type": "wire", "base_url": exploding.url}},
+        # a deployment the config lists: only those have breakers (issue 26.6)
+        "models": {"g": ["a/m"]},
         "retry": {"attempts": 3, "initial_wait": 0.0, "max_wait": 0.0, "jitter": 0.0},
         "plugin": {"routing": {"breaker": {"failures": 2, "cooldown": 30}}},
     }

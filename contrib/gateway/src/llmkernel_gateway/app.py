@@ -37,11 +37,11 @@ from llmkernel_gateway.keys import KeyRing
 from llmkernel_gateway.protocol import WRITER
 from llmkernel_gateway.sessions import Sessions
 from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
-from llmkernel_gateway.stats import Stats
 
 if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
     from llmkernel_gateway.metrics import Metrics
+    from llmkernel_gateway.telemetry import Telemetry
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -84,7 +84,8 @@ class Gateway:
         self._plugins = list(plugins)
         self.kernel: Kernel | None = None
         self.metrics: Metrics | None = None
-        self.stats = Stats()
+        self.telemetry: Telemetry | None = None
+        self.started = 0.0
         self._prefix = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[None]]] = {
@@ -137,10 +138,12 @@ class Gateway:
         """Build the kernel on the serving loop, and the metrics."""
         from llmkernel.kernel import Kernel
         from llmkernel_gateway.handoff import require_plugins, with_key_budgets, with_key_limits
-        from llmkernel_gateway.metrics import Metrics
+        from llmkernel_gateway.telemetry import Telemetry
         from llmkernel_gateway.transport import HttpxTransportPlugin
 
-        plugins = [*self._plugins, *self.apis.plugins()]
+        telemetry = self.telemetry = Telemetry(self.settings)
+        self.metrics = telemetry.metrics
+        plugins = [*self._plugins, *self.apis.plugins(), *telemetry.plugins()]
         if self.settings.transport == "httpx":
             plugins.append(HttpxTransportPlugin())
         keys = self.settings.key_list()
@@ -153,19 +156,21 @@ class Gateway:
             await self.kernel.aclose()
             raise
         self.apis.startup(self.kernel)
-        self.metrics = Metrics()
-        self.stats.started = time.time()
+        telemetry.start(self.kernel, keys, self._paths)
+        self.started = time.time()
         from llmkernel_gateway import loglines
 
         self.kernel.lifecycle.on_exit(loglines.flush)  # the last access lines, if never shut down
 
     async def shutdown(self) -> None:
         """Close the kernel (its providers and closers: a ledger flushes here)."""
+        if self.telemetry is not None:
+            await self.telemetry.stop()
         if self.kernel is not None:
             await self.kernel.aclose()
         await self.apis.shutdown()
-        if self.metrics is not None:
-            self.metrics.close()
+        if self.telemetry is not None:
+            self.telemetry.flush()  # the last spans, after the kernel's
         log.info("gateway.stopped", pid=os.getpid())
         from llmkernel_gateway import loglines
 
@@ -206,9 +211,13 @@ class Gateway:
             gauge = self.metrics.in_flight if self.metrics is not None else None
             if gauge is not None:
                 gauge.inc()
+            spans = self.telemetry.spans if self.telemetry is not None else None
+            span = spans.start(scope) if spans is not None else None
             try:
                 await handler(scope, receive, send, rid, started)
             finally:
+                if span is not None and spans is not None:
+                    spans.end(span)
                 if gauge is not None:
                     gauge.dec()
         except ClientGone:
@@ -482,8 +491,10 @@ class Gateway:
             headers.append((b"trailer", b"x-llmkernel-cost"))
         context = getattr(stream, "context", None)
         attempts = getattr(context, "attempts", None)
+        tick = None
         if attempts:  # the candidate streaming now (cost and usage come in the last chunk)
             candidate = attempts[-1].candidate
+            tick = self.telemetry.chunks(candidate) if self.telemetry is not None else None
             headers += [
                 (b"x-llmkernel-provider", _header(candidate.provider)),
                 (b"x-llmkernel-model", _header(candidate.model)),
@@ -512,6 +523,8 @@ class Gateway:
                                 "more_body": True,
                             }
                         )
+                        if tick is not None:
+                            tick()
             tail = chunker.done()
         except Exception as exc:
             failure = self._failure(exc, rid, stream.request.model)
@@ -612,39 +625,21 @@ class Gateway:
         """One log line, the metrics and the status page's numbers for a request."""
         latency = time.perf_counter() - started
         key_name = key.name if key is not None else ""
-        if response is not None:
-            provider, served = response.provider, response.model
-        else:
-            provider, _, served = model.partition("/") if "/" in model else ("", "", model)
         code = status if status is not None else (failure.status if failure else 200)
         usage = getattr(response, "usage", None)
         cost = getattr(response, "cost", None)
         cached = bool(getattr(response, "cached", False))
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.observe(
+        if self.telemetry is not None:
+            self.telemetry.request_done(
                 route=route,
-                provider=provider,
-                model=served,
                 key=key_name,
+                model=model,
                 status=code,
                 latency=latency,
-                ttft=ttft,
-                usage=usage,
-                cost=cost,
-                cached=cached,
+                response=response,
                 error_kind=failure.kind if failure else None,
-            )
-        # Client mistakes are not a deployment's errors.
-        if response is not None or (failure is not None and failure.status >= 500):
-            self.stats.record(
-                f"{provider}/{served}" if provider else served,
-                latency=latency,
-                ok=failure is None,
                 ttft=ttft,
-                usage=usage,
-                cost=cost,
-                cached=cached,
+                rid=rid,
             )
         if self.settings.access_log:
             fields: dict[str, Any] = {
@@ -732,18 +727,18 @@ class Gateway:
             if isinstance(key, Failure):
                 await self._fail(scope, send, key, rid)
                 return
-        assert self.metrics is not None
-        text, content_type = self.metrics.render()
+        assert self.telemetry is not None
+        text, content_type = self.telemetry.render()
         await _respond(scope, send, 200, text, [(b"content-type", content_type.encode())])
 
     def status(self) -> dict[str, Any]:
         """What the status page shows, as JSON."""
         return {
             "now": time.time(),
-            "started": self.stats.started,
+            "started": self.started,
             "pid": os.getpid(),
             "refresh_seconds": self.settings.status_refresh,
-            "deployments": self.stats.snapshot(self._kernel_stats()),
+            "deployments": self.telemetry.deployment_rows() if self.telemetry else {},
         }
 
     async def _status_json(

@@ -95,7 +95,8 @@ def render(status: Mapping[str, Any]) -> str:
 <title>llmkernel gateway</title><style>{_STYLE}</style></head>
 <body>
 <h1>llmkernel gateway</h1>
-<p class="muted">Worker {status.get("pid")}; numbers from this worker since it started.
+<p class="muted">Every worker's numbers since the server started (served by worker
+{status.get("pid")}).
 <span id="updated">rendered by the server</span></p>
 <table><thead><tr><th>Deployment</th>{header}</tr></thead>
 <tbody id="rows">{"".join(rows) or empty}</tbody></table>

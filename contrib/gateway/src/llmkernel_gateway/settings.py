@@ -10,7 +10,7 @@
     hash = "sha256:9f86d0..."          # from `llmkernel gateway-key create team-a`
     models = ["openai/*", "fast"]      # what this key may call; empty: everything
     tenant = "team-a"                  # cache namespace, ledger and budgets (default: the name)
-    budget = { daily = 5.0 }           # handed to the budgets plugin when installed
+    budget = { day = 5.0 }             # handed to the budgets plugin when installed
     rate_limit = { requests_per_minute = 60 }
 
 Only hashes are stored: a key is shown once, when it is created.
@@ -116,6 +116,7 @@ class GatewaySettings:
     status_refresh: float = 3.0  # seconds between status page refreshes
     session_ttl: float = 8 * 3600.0  # seconds a status page login lasts
     public_metrics: bool = False  # /metrics without a key (for a scraper on a private net)
+    metrics_refresh: float = 5.0  # seconds between a worker's copies of its plugins' figures
     keys: dict[str, KeySettings] = attrs.field(factory=dict)
     # the Responses and Messages APIs (llmkernel_gateway.responses, .messages)
     #: where /v1/responses keeps stored responses: "sqlite" (the file below) or "none"
@@ -138,8 +139,8 @@ class GatewaySettings:
             raise ValueError("workers must be at least 1")
         if not 0 < self.port < 65536:
             raise ValueError("port must be between 1 and 65535")
-        if self.status_refresh <= 0:
-            raise ValueError("status_refresh must be positive")
+        if self.status_refresh <= 0 or self.metrics_refresh <= 0:
+            raise ValueError("status_refresh and metrics_refresh must be positive")
         if self.responses_ttl <= 0 or self.session_ttl <= 0 or self.ping_interval <= 0:
             raise ValueError("responses_ttl, session_ttl and ping_interval must be positive")
         if self.affinity_ttl <= 0:

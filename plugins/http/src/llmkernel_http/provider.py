@@ -65,6 +65,7 @@ from llmkernel.types import (
 from llmkernel_http.aiohttp_transport import AiohttpTransport
 from llmkernel_http.client import default_transport, make_client
 from llmkernel_http.errors import error_for_transport, request_id_from
+from llmkernel_http.outgoing import headers_for
 from llmkernel_http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
 from llmkernel_http.settings import HTTPSettings
 from llmkernel_http.wire import snippet
@@ -282,6 +283,9 @@ class HTTPProvider(Provider):
             added = await self.request_headers(model)
             if added:
                 headers = {**added, **(headers or {})}
+        extra = headers_for(self.name)  # a plugin's, for this context (traceparent)
+        if extra:
+            headers = {**extra, **(headers or {})}
         extra = self.query_params()
         if extra:
             params = {**extra, **(params or {})}
@@ -380,10 +384,10 @@ class HTTPProvider(Provider):
         if self._per_request:
             added = await self.request_headers(model)
             if added:
-                names = {name.lower() for name in added}
-                headers = _Headers(
-                    [(k, v) for k, v in headers if k.lower() not in names] + list(added.items())
-                )
+                headers = _with(headers, added)
+        extra = headers_for(self.name)  # a plugin's, for this context (traceparent)
+        if extra:
+            headers = _with(headers, extra)
         try:
             status, reason, raw, body = await transport.exchange(
                 method, str(url), headers, content, self._extensions["timeout"]
@@ -576,6 +580,12 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 def _dumps(value: Any) -> bytes:
     """A JSON body as httpx's ``json=`` encodes it."""
     return _encoder.encode(value).encode("utf-8")
+
+
+def _with(headers: _Headers, added: Mapping[str, str]) -> _Headers:
+    """``headers`` with ``added`` replacing any of the same name."""
+    names = {name.lower() for name in added}
+    return _Headers([(k, v) for k, v in headers if k.lower() not in names] + list(added.items()))
 
 
 class _Headers(list[tuple[str, str]]):

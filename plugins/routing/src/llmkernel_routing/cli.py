@@ -131,9 +131,21 @@ def gateway_stats(url: str, key: str) -> dict[str, Any]:
         )
     response.raise_for_status()
     deployments = response.json().get("deployments", {})
-    # a row carries the kernel's own figures (routing's) under "kernel" when present
+    return {"deployments": {name: _from_status(row) for name, row in deployments.items()}}
+
+
+def _from_status(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A status page row (the whole server's numbers) in the shape of ``kernel.stats()``."""
+    requests, errors = int(row.get("requests") or 0), int(row.get("errors") or 0)
+    state = row.get("breaker")
     return {
-        "deployments": {name: dict(row.get("kernel") or row) for name, row in deployments.items()}
+        "requests": requests,
+        "successes": requests - errors,
+        "errors": errors,
+        "latency_ms": {"p50": row.get("latency_p50_ms"), "p95": row.get("latency_p95_ms")},
+        "ttft_ms": {"p50": row.get("ttft_p50_ms"), "p95": row.get("ttft_p95_ms")},
+        "cost": row.get("cost_today"),
+        "breaker": {"state": state} if state else {},
     }
 
 

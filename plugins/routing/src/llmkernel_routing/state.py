@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 Claim = Literal[True, "probe"]
 
+#: The one key every deployment the configuration does not define shares: a client
+#: choosing new model names cannot grow the state (no breaker is kept for it).
+OTHER = "other"
+
 
 def deployment_key(candidate: Any) -> str:
     """``provider/model`` of a candidate."""
@@ -80,9 +84,15 @@ def token_ceiling(request: Any) -> int:
 
 @attrs.define(kw_only=True, eq=False)
 class Routing:
-    """Statistics, breakers and health of one kernel's deployments."""
+    """Statistics, breakers and health of one kernel's deployments.
+
+    State is kept per deployment the kernel's configuration defines (``names``, a
+    :class:`llmkernel.names.KnownNames`: alias targets and the models providers
+    declare); every other ``provider/model`` a client sends counts under
+    :data:`OTHER`. Without ``names`` (plain data, tests) every deployment is kept."""
 
     settings: RoutingSettings = attrs.field(factory=RoutingSettings)
+    names: Any = None
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     deployments: dict[str, DeploymentStats] = attrs.field(factory=dict)
@@ -94,9 +104,21 @@ class Routing:
 
     # ------------------------------------------------------------------ access
 
+    def key_of(self, candidate: Any) -> str:
+        """The state key of a candidate: ``provider/model`` when the configuration
+        defines it, else :data:`OTHER` (a ``str`` is taken as a key already)."""
+        if isinstance(candidate, str):
+            return candidate
+        names = self.names
+        if names is None:
+            return deployment_key(candidate)
+        known: str | None = names.deployment(candidate.provider, candidate.model)
+        return known if known is not None else OTHER
+
     def stats_for(self, candidate: Any) -> DeploymentStats:
-        """The live statistics of a candidate (or a ``"provider/model"`` key)."""
-        key = candidate if isinstance(candidate, str) else deployment_key(candidate)
+        """The live statistics of a candidate (or a ``"provider/model"`` key); the
+        shared :data:`OTHER` ones for a deployment the configuration does not define."""
+        key = self.key_of(candidate)
         stats = self.deployments.get(key)
         if stats is None:
             stats = self.deployments.setdefault(key, DeploymentStats(key=key))
@@ -104,7 +126,7 @@ class Routing:
         return stats
 
     def breaker_for(self, candidate: Any) -> Breaker:
-        key = candidate if isinstance(candidate, str) else deployment_key(candidate)
+        key = self.key_of(candidate)
         breaker = self.breakers.get(key)
         if breaker is None:
             breaker = self.breakers.setdefault(key, Breaker(settings=self.settings.breaker))
@@ -114,7 +136,7 @@ class Routing:
         """Neither open in the breaker nor failing its last active health check, and
         no failure since its last success (within the last ``recent`` seconds when
         given): what local-first reads."""
-        key = deployment_key(candidate)
+        key = self.key_of(candidate)
         breaker = self.breakers.get(key)
         if breaker is not None and breaker.current(self.clock()) != "closed":
             return False
@@ -122,7 +144,7 @@ class Routing:
         if check is not None and not check.ok:
             return False
         stats = self.deployments.get(key)
-        if stats is None or stats.last_error is None:
+        if key == OTHER or stats is None or stats.last_error is None:
             return True
         failed_at = stats.last_error["at"]
         if recent is not None and self.wall() - failed_at > recent:
@@ -134,9 +156,9 @@ class Routing:
     def enter(self, candidate: Any) -> Claim | None:
         """Let an attempt through the breaker (and count it in flight), or ``None``
         when the breaker skips this deployment."""
-        key = deployment_key(candidate)
+        key = self.key_of(candidate)
         claim: Claim | Literal[False] = True
-        if self.settings.breaker.enabled:
+        if self.settings.breaker.enabled and key != OTHER:
             breaker = self.breakers.get(key)
             # closed lets everything through and changes nothing: no lock needed
             if breaker is None or breaker.state != "closed":
@@ -158,10 +180,10 @@ class Routing:
         error: str = "",
     ) -> None:
         """The attempt let through by :meth:`enter` ended (once, however)."""
-        key = deployment_key(candidate)
+        key = self.key_of(candidate)
         stats = self.stats_for(key)
         stats.in_flight = max(0, stats.in_flight - 1)
-        if not self.settings.breaker.enabled:
+        if not self.settings.breaker.enabled or key == OTHER:
             return
         with self._lock:
             breaker = self.breaker_for(key)
@@ -259,7 +281,7 @@ class Routing:
         drops: list[tuple[Any, str]] = []
         for candidate in candidates:
             if breakers:
-                breaker = breakers.get(deployment_key(candidate))
+                breaker = breakers.get(self.key_of(candidate))
                 if breaker is not None and breaker.state != "closed":
                     if now is None:
                         now = self.clock()
@@ -310,7 +332,7 @@ class Routing:
                         )
                     )
         for candidate, reason in drops:
-            log.debug("routing.dropped", deployment=deployment_key(candidate), reason=reason)
+            log.debug("routing.dropped", deployment=self.key_of(candidate), reason=reason)
         return drops
 
     def _skipped(self, candidate: Any, why: str) -> None:
@@ -389,8 +411,9 @@ class Routing:
         deployments: dict[str, Any] = {}
         for key in sorted(set(self.deployments) | set(self.breakers)):
             data = self.stats_for(key).snapshot(wall, timeline=timeline)
-            with self._lock:
-                data["breaker"] = self.breaker_for(key).snapshot(now)
+            if key != OTHER:  # no breaker is kept for what the config does not define
+                with self._lock:
+                    data["breaker"] = self.breaker_for(key).snapshot(now)
             deployments[key] = data
         section: dict[str, Any] = {"calls": self.calls.snapshot()}
         if timeline:
@@ -457,8 +480,33 @@ def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing
                 state.settings = settings  # the same object: strategies keep reading it
                 for breaker in state.breakers.values():
                     breaker.settings = settings.breaker
+    if state.names is None and hasattr(kernel, "config"):
+        from llmkernel.names import known_names
+
+        # read the providers on first use: configure runs before they exist
+        state.names = _LazyNames(weakref.ref(kernel), known_names)
     _last = (weakref.ref(kernel), weakref.ref(state))
     return state
+
+
+@attrs.define
+class _LazyNames:
+    """The kernel's :class:`~llmkernel.names.KnownNames`, looked up at the first
+    request (``configure`` runs before the providers exist)."""
+
+    kernel: weakref.ref[Any]
+    factory: Callable[[Any], Any]
+    names: Any = None
+
+    def deployment(self, provider: str, model: str) -> str | None:
+        names = self.names
+        if names is None:
+            kernel = self.kernel()
+            if kernel is None:
+                return f"{provider}/{model}"
+            names = self.names = self.factory(kernel)
+        known: str | None = names.deployment(provider, model)
+        return known
 
 
 def forget(kernel: Any) -> None:
@@ -467,4 +515,4 @@ def forget(kernel: Any) -> None:
     _last = None
 
 
-__all__ = ["Claim", "HealthResult", "Routing", "deployment_key", "forget", "routing_for"]
+__all__ = ["OTHER", "Claim", "HealthResult", "Routing", "deployment_key", "forget", "routing_for"]
