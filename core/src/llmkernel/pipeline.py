@@ -617,9 +617,30 @@ def responded(kernel: Kernel, ctx: RequestContext, response: Response) -> None:
 # ---------------------------------------------------------------------- 8. end
 
 
-def end(kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
+def end(kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> list[Any]:
+    """``on_request_end``; returns the awaitables its implementations handed back
+    (the ledger's: the call's row is durable), for :func:`settle`."""
     if "on_request_end" in kernel.hooked:
-        call_each(kernel.plugin_manager, "on_request_end", kernel=kernel, ctx=ctx, outcome=outcome)
+        return call_each(
+            kernel.plugin_manager, "on_request_end", kernel=kernel, ctx=ctx, outcome=outcome
+        )
+    return []
+
+
+async def settle(waits: list[Any], exc: BaseException | None = None) -> None:
+    """Await what the end hooks handed back before the caller gets the answer.
+    After a failure (``exc``) the caller gets that failure whatever happens here;
+    when the caller is gone (cancelled, or a stream it stopped reading) nothing is
+    awaited."""
+    if exc is None:
+        for awaitable in waits:
+            await awaitable
+        return
+    if status_of(exc) in ("cancelled", "abandoned"):
+        return
+    for awaitable in waits:
+        with contextlib.suppress(Exception):  # the call's own error is what is raised
+            await awaitable
 
 
 def failed(ctx: RequestContext, exc: BaseException, response: Any = None) -> Outcome:
@@ -666,10 +687,14 @@ async def run_chat(kernel: Kernel, ctx: RequestContext) -> Response:
                 await store(kernel, request, response)
             responded(kernel, ctx, response)
     except BaseException as exc:
-        end(kernel, ctx, failed(ctx, exc))
+        waits = end(kernel, ctx, failed(ctx, exc))
+        if waits:
+            await settle(waits, exc)
         raise
     if "on_request_end" in kernel.hooked:
-        end(kernel, ctx, ok_outcome(ctx, response, since=ctx.started, candidate=candidate))
+        waits = end(kernel, ctx, ok_outcome(ctx, response, since=ctx.started, candidate=candidate))
+        if waits:
+            await settle(waits)
     return response
 
 
@@ -694,9 +719,13 @@ async def run_embed(kernel: Kernel, ctx: RequestContext) -> EmbeddingResponse:
             ok_outcome(ctx, response, since=end_attempt.attempt.started, candidate=candidate)
         )
     except BaseException as exc:
-        end(kernel, ctx, failed(ctx, exc))
+        waits = end(kernel, ctx, failed(ctx, exc))
+        if waits:
+            await settle(waits, exc)
         raise
-    end(kernel, ctx, ok_outcome(ctx, response, since=ctx.started, candidate=candidate))
+    waits = end(kernel, ctx, ok_outcome(ctx, response, since=ctx.started, candidate=candidate))
+    if waits:
+        await settle(waits)
     return response
 
 
@@ -708,6 +737,7 @@ async def run_stream(
     :class:`ErrorEvent` and a raised error, never a silent truncation."""
     outcome: Outcome | None = None
     partial: Response | None = None
+    leaving: BaseException | None = None
     try:
         start(kernel, ctx)
         hit = await lookup(kernel, ctx) if kernel.cache is not None else None
@@ -818,11 +848,16 @@ async def run_stream(
         yield UsageEvent(usage=response.usage, cost=response.cost)
         yield FinishEvent(finish_reason=response.finish_reason)
     except BaseException as exc:
+        leaving = exc
         if outcome is None:  # an ending after the final events keeps its "ok"
             outcome = failed(ctx, exc, partial)
         raise
     finally:
-        end(kernel, ctx, outcome if outcome is not None else failed(ctx, GeneratorExit()))
+        waits = end(kernel, ctx, outcome if outcome is not None else failed(ctx, GeneratorExit()))
+        if waits:
+            # the stream's last step, before its reader sees it end (never while it
+            # is being closed: a reader that stopped waits for nothing)
+            await settle(waits, leaving)
 
 
 def _partial(builder: ResponseBuilder) -> Response | None:

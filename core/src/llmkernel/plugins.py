@@ -211,13 +211,15 @@ def _failed(
     return PluginStatus(name=name, status="failed", distribution=dist, version=version, error=error)
 
 
-def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
+def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[Any]:
     """Call every implementation of an observer hook in pluggy's order (``tryfirst``
     first), isolating failures: one that raises is logged with its plugin's name and
-    the rest still run."""
+    the rest still run. Returns what they returned that is not ``None`` (``[]``
+    shared, never to be appended to, when nothing: the usual case)."""
+    results: list[Any] = _NO_RESULTS
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
         try:
-            impl.function(*[kwargs[arg] for arg in impl.argnames])
+            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception as exc:
             log.warning(
                 "llmkernel.plugin.hook_failed",
@@ -225,6 +227,15 @@ def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
                 hook=hook,
                 error=f"{type(exc).__name__}: {exc}",
             )
+            continue
+        if result is not None:
+            if results is _NO_RESULTS:
+                results = []
+            results.append(result)
+    return results
+
+
+_NO_RESULTS: list[Any] = []
 
 
 def call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
