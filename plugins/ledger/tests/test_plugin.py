@@ -146,7 +146,9 @@ def test_a_program_that_never_closes_its_kernel_keeps_every_row(tmp_path: Path) 
             kernel = Kernel.from_config(
                 {{
                     "providers": {{"a": {{"type": "scripted"}}}},
-                    "plugin": {{"ledger": {{"path": {str(path)!r}, "durability": "fast", "linger": 1.0}}}},
+                    "plugin": {{
+                        "ledger": {{"path": {str(path)!r}, "durability": "fast", "linger": 1.0}}
+                    }},
                 }},
                 plugins=[ScriptedPlugin(), llmkernel_ledger.plugin],
                 entry_points=False,

@@ -44,7 +44,10 @@ class Ledger:
             from llmkernel_ledger.store import LedgerStore
 
             self._store = LedgerStore(
-                self.settings.path, timezone=self.settings.timezone, lazy=True
+                self.settings.path,
+                timezone=self.settings.timezone,
+                lazy=True,
+                busy_timeout=self.settings.busy_timeout,
             )
         return self._store
 

@@ -39,7 +39,8 @@ class LedgerSettings:
     once woken, for more rows to commit with (default 0 when durable, 5 ms when
     fast); ``buffer`` rows at most kept in memory while the file cannot be written;
     ``write_timeout`` seconds a failing write is retried before the calls waiting
-    for it fail."""
+    for it fail; ``busy_timeout`` seconds a write waits for another process's lock
+    before that counts as a failed write."""
 
     path: str = attrs.field(factory=default_path)
     timezone: str = attrs.field(default="UTC", validator=known_timezone)
@@ -48,6 +49,7 @@ class LedgerSettings:
     linger: float | None = attrs.field(default=None)
     buffer: int = attrs.field(default=100_000)
     write_timeout: float = attrs.field(default=5.0)
+    busy_timeout: float = attrs.field(default=30.0)
 
     @property
     def durable(self) -> bool:
@@ -73,6 +75,11 @@ class LedgerSettings:
     def _buffer(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1:
             raise ValueError(f"buffer must be at least 1 row, not {value}")
+
+    @busy_timeout.validator
+    def _busy_timeout(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not 0 <= value <= 600:
+            raise ValueError(f"busy_timeout must be between 0 and 600 seconds, not {value}")
 
     @write_timeout.validator
     def _write_timeout(self, attribute: attrs.Attribute[float], value: float) -> None:

@@ -275,15 +275,17 @@ def create_private(path: str | Path) -> None:
     os.close(fd)
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(
+    path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, with a busy
     timeout and the ``decimal_sum`` aggregate; safe to share across threads when
     each use holds the store's lock. A new file is created ``0600``."""
     create_private(path)
     conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.create_aggregate("decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
@@ -296,8 +298,16 @@ class LedgerStore:
     opened (and migrated) on first use; a file that cannot be opened then is tried
     again at the next use."""
 
-    def __init__(self, path: str | Path, *, timezone: str = "UTC", lazy: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timezone: str = "UTC",
+        lazy: bool = False,
+        busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
+    ) -> None:
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self.tz = ZoneInfo(timezone)
         self.lock = threading.RLock()
         self.listeners: list[RowListener] = []
@@ -317,7 +327,7 @@ class LedgerStore:
             with self.lock:
                 conn = self._conn
                 if conn is None:
-                    conn = connect(self.path)
+                    conn = connect(self.path, busy_timeout=self.busy_timeout)
                     try:
                         self._migrate(conn)
                     except BaseException:
