@@ -155,7 +155,9 @@ class _Slab:
     the slab to the spend); the rest is free to hand out."""
 
     __slots__ = (
+        "blocked",
         "counter",
+        "epoch",
         "excess",
         "granted",
         "held",
@@ -175,6 +177,11 @@ class _Slab:
         #: what finished calls were billed beyond their worst cases (overruns), until
         #: their rows are committed: in no row of the database yet
         self.excess = _ZERO
+        #: an overrun since the last lease: hand nothing out from memory until a
+        #: transaction has checked the spend again
+        self.blocked = False
+        #: overruns so far: a lease lifts the block only if none came meanwhile
+        self.epoch = 0
         #: handed out from memory only before this (wall clock), well before expiry
         self.valid_until = float("-inf")
         self.renewed = float("-inf")
@@ -441,6 +448,7 @@ class BudgetStore:
             if hold is not None:
                 return hold
             frozen: list[tuple[_Slab, Decimal, Decimal]] = []
+            epochs: dict[_Slab, int] = {}
             leased: list[tuple[_Slab, Decimal, bool]] = []
             ready: list[_Slab] = []  # slabs that have it: taken in memory, not rewritten
             exact: list[str] = []
@@ -451,7 +459,7 @@ class BudgetStore:
                         if self._take_one(counter, worst, now):
                             ready.append(self._slabs[counter])
                             continue
-                        slab, held, pending = self._freeze(limit, counter, frozen)
+                        slab, held, pending = self._freeze(limit, counter, frozen, epochs=epochs)
                         need = held + pending
                         # overruns not committed yet count too (they are in no row)
                         excess = slab.excess
@@ -489,7 +497,10 @@ class BudgetStore:
                 for slab, granted, has_slab in leased:
                     slab.granted = granted
                     slab.renewed = now
-                    if granted > 0 or has_slab:  # (an empty slab serves free calls)
+                    if slab.epoch == epochs[slab]:  # the spend was checked after its overruns
+                        slab.blocked = False
+                    # (an empty slab serves free calls; after an overrun: none)
+                    if (granted > 0 or has_slab) and not slab.blocked:
                         slab.valid_until = now + self.slab_ttl * 0.75
                     if has_slab:
                         slab.held += worst
@@ -509,16 +520,25 @@ class BudgetStore:
             return True
 
     def _freeze(
-        self, limit: Limit, counter: str, frozen: list[tuple[_Slab, Decimal, Decimal]]
+        self,
+        limit: Limit,
+        counter: str,
+        frozen: list[tuple[_Slab, Decimal, Decimal]],
+        *,
+        epochs: dict[_Slab, int] | None = None,
     ) -> tuple[_Slab, Decimal, Decimal]:
         """Stop handing out ``counter``'s slab while it is re-leased (its free part is
         recomputed in the transaction): its (slab, held, pending) now,
-        also appended to ``frozen`` (restored by :meth:`_thaw` on failure)."""
+        also appended to ``frozen`` (restored by :meth:`_thaw` on failure).
+        ``epochs`` gets the slab's overrun count now (a lease that succeeds lifts an
+        overrun's block only if no other came meanwhile)."""
         with self._lock:
             slab = self._slabs.get(counter)
             if slab is None:
                 slab = self._slabs[counter] = _Slab(limit, counter)
             state = (slab, slab.held, slab.pending)
+            if epochs is not None:
+                epochs[slab] = slab.epoch
             slab.valid_until = float("-inf")  # take() refuses it meanwhile
         frozen.append(state)
         return state
@@ -526,7 +546,7 @@ class BudgetStore:
     def _thaw(self, frozen: Sequence[tuple[_Slab, Decimal, Decimal]]) -> None:
         with self._lock:
             for slab, *_ in frozen:
-                if slab.granted > 0:
+                if slab.granted > 0 and not slab.blocked:
                     slab.valid_until = slab.renewed + self.slab_ttl * 0.75
 
     def _write_slab(
@@ -566,7 +586,9 @@ class BudgetStore:
                 slab.pending += share
                 if excess > 0:
                     slab.excess += excess
-                    slab.valid_until = float("-inf")  # next calls: checked in SQLite
+                    slab.epoch += 1
+                    slab.blocked = True  # next calls: checked in SQLite first
+                    slab.valid_until = float("-inf")
             if share > 0 or excess > 0:
                 self._pending.setdefault(request_id, []).extend(
                     (s, share, excess) for s in hold.slabs
@@ -658,7 +680,7 @@ class BudgetStore:
                 for slab, held, pending in frozen:
                     slab.granted = held + pending
                     slab.renewed = now
-                    if slab.granted > 0:
+                    if slab.granted > 0 and not slab.blocked:
                         slab.valid_until = now + self.slab_ttl * 0.75
                     elif slab.held + slab.pending <= 0 and self._slabs.get(slab.counter) is slab:
                         del self._slabs[slab.counter]
