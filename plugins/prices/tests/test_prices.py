@@ -399,3 +399,13 @@ def test_openai_behind_a_proxy_keeps_its_prices_with_its_preset() -> None:
     free = priced(kernel, "vllm/my-llama")  # named local: free
     assert free is not None and free.cost(Usage(input_tokens=10)) == 0
     assert priced(kernel, "openai/gpt-4.1") is price("openai", "gpt-4.1")
+
+
+def test_gemini_3_1_pro_long_prompts_at_the_higher_rates() -> None:
+    pro = price("gemini", "gemini-3.1-pro-preview")
+    # 50K uncached x 2 + 50K cache reads x 0.20 + 1K output x 12, per million
+    assert pro.cost(
+        Usage(input_tokens=100_000, cached_input_tokens=50_000, output_tokens=1_000)
+    ) == Decimal("0.122")
+    # above 200K input tokens the whole request is billed at 4 / 18
+    assert pro.cost(Usage(input_tokens=1_000_000, output_tokens=1_000)) == Decimal("4.018")
