@@ -10,6 +10,7 @@ locked by another connection, or made immutable (``chattr +i``, as root).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -32,6 +33,20 @@ from llmkernel_ledger.errors import LedgerError
 from llmkernel_ledger.plugin import ledger_for
 
 pytest.importorskip("llmkernel_mock")
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """structlog's ``capture_logs``, leaving structlog unconfigured after if it was
+    (``capture_logs`` leaves it configured, and the kernel's events then go to
+    structlog instead of the standard library logger other tests read)."""
+    was = structlog.is_configured()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            yield logs
+    finally:
+        if not was:
+            structlog.reset_defaults()
 
 
 def make_kernel(path: Path, **ledger: Any) -> Kernel:
@@ -192,7 +207,7 @@ def test_fast_mode_bound_drops_the_oldest_rows_with_a_log(tmp_path: Path) -> Non
         kernel.chat(model="sim/echo", messages="before")
         writer = ledger_for(kernel).writer
         assert writer.flush()
-        with structlog.testing.capture_logs() as logs, Lock(path) as lock:
+        with captured_logs() as logs, Lock(path) as lock:
             for i in range(8):
                 kernel.chat(model="sim/echo", messages=f"call {i}", metadata={"n": str(i)})
                 writer.flush(timeout=10)
