@@ -421,6 +421,64 @@ def test_hook_on_request_end() -> None:
     assert ends[1] == ("chat", "error", None)
 
 
+def test_hook_on_request_end_may_hand_back_an_awaitable() -> None:
+    """The kernel awaits what the hook returns before the caller gets the answer
+    (a ledger makes calls wait for their rows); after a success, what it raises is
+    the call's error; after a failure, the call's own error is raised."""
+    import asyncio
+
+    order: list[str] = []
+
+    class Durable:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        def __await__(self) -> Any:
+            yield from asyncio.sleep(0.01).__await__()
+            order.append("durable")
+            if self.fail:
+                raise LLMKernelError("the ledger could not write")
+
+    class Plugin:
+        fail = False
+
+        @hookimpl
+        def on_request_end(self, outcome: Any) -> Any:
+            order.append(f"end {outcome.status}")
+            return Durable(self.fail)
+
+    plugin = Plugin()
+    kernel = make_kernel(
+        ["ok", ServerError("down"), "ok", "one two"], plugins=(plugin,), retry={"attempts": 1}
+    )
+    with kernel:
+        kernel.chat(model="a/m1", messages="hi")
+        order.append("returned")
+        with pytest.raises(ServerError):
+            kernel.chat(model="a/m1", messages="hi")
+        order.append("raised")
+        plugin.fail = True
+        with pytest.raises(LLMKernelError, match="could not write"):
+            kernel.chat(model="a/m1", messages="hi")
+        plugin.fail = False
+        events = [e.type for e in kernel.stream(model="a/m1", messages="hi")]
+        order.append("stream ended")
+    assert events[-1] == "finish"
+    assert order == [
+        "end ok",
+        "durable",
+        "returned",
+        "end error",
+        "durable",
+        "raised",
+        "end ok",
+        "durable",
+        "end ok",
+        "durable",
+        "stream ended",
+    ]
+
+
 def test_hook_collect_stats() -> None:
     class Counter:
         def __init__(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SECTIONS = ["import", "calls", "local", "gateway", "apis", "otel"]
+SECTIONS = ["import", "calls", "local", "ledger", "gateway", "apis", "otel"]
 
 
 def section(name: str, quick: bool, clean_python: str | None) -> dict[str, Any]:
@@ -280,6 +280,34 @@ def rows(r: dict[str, Any]) -> list[Row]:
                 "budget reservation, per call",
                 f"+{lg['reservation_us']:.0f} us (p99 +{lg['reservation_p99_us']:.0f})",
                 f"call with ledger {lg['call_ledger_us']:.0f} us",
+                "",
+                "",
+                "",
+            )
+        )
+    led = r.get("ledger", {})
+    if led and "error" not in led:
+        for kind in ("sync", "async"):
+            pc = led[f"per_call_{kind}"]
+            durable, fast = pc["durable"], pc["fast"]
+            out.append(
+                (
+                    f"ledger {kind}, one caller: durable / fast (added per call)",
+                    f"+{durable['added_median_us']:.0f} / +{fast['added_median_us']:.0f} us"
+                    f" ({durable['ratio']:.2f}x / {fast['ratio']:.2f}x)",
+                    f"mock call, no ledger {pc['no ledger']['median_us']:.0f} us",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        c50 = led["concurrent_50"]
+        out.append(
+            (
+                "ledger, 50 callers: calls/s durable / fast",
+                f"{c50['durable']['calls_per_s']:.0f} / {c50['fast']['calls_per_s']:.0f}"
+                f" ({c50['durable']['ratio']:.2f}x / {c50['fast']['ratio']:.2f}x)",
+                f"no ledger {c50['no ledger']['calls_per_s']:.0f}",
                 "",
                 "",
                 "",

@@ -150,11 +150,15 @@ class Call:
             self.responded(response)
         except BaseException as exc:
             setup.active -= 1
-            self.end(self.failed(exc))
+            waits = self.end(self.failed(exc))
+            if waits:
+                await settle(waits, exc)
             raise
         setup.active -= 1
         if "on_request_end" in self.hooked:
-            self.end(self.ok(response, ctx.started, candidate))
+            waits = self.end(self.ok(response, ctx.started, candidate))
+            if waits:
+                await settle(waits)
         return response
 
     async def embed(self) -> EmbeddingResponse:
@@ -175,10 +179,14 @@ class Call:
             end_attempt(self.ok(response, end_attempt.attempt.started, candidate))
         except BaseException as exc:
             self.setup.active -= 1
-            self.end(self.failed(exc))
+            waits = self.end(self.failed(exc))
+            if waits:
+                await settle(waits, exc)
             raise
         self.setup.active -= 1
-        self.end(self.ok(response, self.ctx.started, candidate))
+        waits = self.end(self.ok(response, self.ctx.started, candidate))
+        if waits:
+            await settle(waits)
         return response
 
     # ------------------------------------------------------------------ 1. start
@@ -496,9 +504,13 @@ class Call:
 
     # ------------------------------------------------------------------ 7. end
 
-    def end(self, outcome: Outcome) -> None:
+    def end(self, outcome: Outcome) -> list[Any]:
+        """``on_request_end``; returns the awaitables its implementations handed
+        back (the ledger's: the call's row is durable), for :func:`settle`."""
         if "on_request_end" in self.hooked:
-            self.hook("on_request_end", "each", outcome=outcome)
+            waits: list[Any] = self.hook("on_request_end", "each", outcome=outcome)
+            return waits
+        return []
 
     def ok(
         self,
@@ -554,6 +566,21 @@ async def _open_stream(
         await aclose_events(events)
         raise
     return events, held
+
+
+async def settle(waits: list[Any], exc: BaseException | None = None) -> None:
+    """Await what the end hooks handed back before the caller gets the answer. After
+    a failure (``exc``) the caller gets that failure whatever happens here; when the
+    caller is gone (cancelled, or a stream it stopped reading) nothing is awaited."""
+    if exc is None:
+        for awaitable in waits:
+            await awaitable
+        return
+    if status_of(exc) in ("cancelled", "abandoned"):
+        return
+    for awaitable in waits:
+        with contextlib.suppress(Exception):  # the call's own error is what is raised
+            await awaitable
 
 
 def checked(chosen: Any, given: list[Candidate], who: str) -> list[Candidate]:

@@ -353,7 +353,7 @@ def on_attempt_end(kernel: Kernel, ctx: RequestContext, attempt: Attempt, outcom
 
 
 @hookspec
-def on_request_end(kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
+def on_request_end(kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> Any:
     """Called exactly once for every call, however it ended.
 
     Chats, streams and embeddings; answered, failed, refused (by ``on_request``,
@@ -361,10 +361,18 @@ def on_request_end(kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> Non
     (``outcome.cached``). For ledgers and metrics. Every implementation runs;
     failures are logged and ignored.
 
+    The hook is sync. It may return an awaitable: the kernel awaits it before the
+    caller gets the answer (the response returned, the error raised, a stream's end),
+    so an implementation can make the call wait for its I/O without blocking the
+    event loop (the ledger returns one that completes when the call's row is
+    committed). What it raises after a success is the call's error; after a
+    failure the call's own error is raised. Nothing is awaited when the caller is
+    gone (cancelled, a stream it stopped reading).
+
     :param kernel: the kernel.
     :param ctx: the call.
     :param outcome: how the call ended; ``outcome.response`` is the final response.
-    :return: ignored.
+    :return: ``None``, or an awaitable the kernel awaits before answering.
     """
 
 

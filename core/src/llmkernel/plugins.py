@@ -221,7 +221,8 @@ class Hooks:
     Every hook call of the kernel goes through :meth:`call`:
 
     - ``each``: observers (``on_response``, end hooks): every implementation runs; one
-      that raises is logged with its plugin's name and the rest still run;
+      that raises is logged with its plugin's name and the rest still run; what they
+      return that is not ``None`` is returned (an end hook's awaitable);
     - ``strict``: every implementation runs; a kernel error passes through, any other
       exception becomes a :class:`~llmkernel.errors.PluginError` naming the plugin;
     - ``first``: firstresult hooks: ``(answer, plugin name)`` of the first non-None
@@ -246,11 +247,11 @@ class Hooks:
         return list(reversed(getattr(self.manager.hook, hook).get_hookimpls()))
 
     def call(self, hook: str, mode: Mode, **kwargs: Any) -> Any:
-        found: list[tuple[Any, str]] = []
+        found: list[Any] = _NONE
         for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
             if mode == "each":
                 try:
-                    impl.function(*[kwargs[arg] for arg in impl.argnames])
+                    result = impl.function(*[kwargs[arg] for arg in impl.argnames])
                 except Exception as exc:
                     log.warning(
                         "llmkernel.plugin.hook_failed",
@@ -258,16 +259,23 @@ class Hooks:
                         hook=hook,
                         error=f"{type(exc).__name__}: {exc}",
                     )
+                    continue
+                if result is not None:
+                    found = [*found, result]
                 continue
             answer = call_impl(impl, hook, kwargs)
             if answer is None or mode == "strict":
                 continue
             if mode == "first":
                 return answer, impl.plugin_name
-            found.append((answer, impl.plugin_name))
+            found = [*found, (answer, impl.plugin_name)]
         if mode == "first":
             return None, None
-        return found if mode == "all" else None
+        return None if mode == "strict" else found
+
+
+#: what ``each`` and ``all`` return when nothing answered (shared: never appended to)
+_NONE: list[Any] = []
 
 
 def call_impl(impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:

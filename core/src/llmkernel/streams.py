@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
-from llmkernel.call import KEPT, Call, aclose_events, fill, status_of
+from llmkernel.call import KEPT, Call, aclose_events, fill, settle, status_of
 from llmkernel.context import Outcome, RequestContext
 from llmkernel.errors import ProviderError
 from llmkernel.errors import TimeoutError as ProviderTimeoutError
@@ -127,6 +127,7 @@ async def run(call: Call, handle: AsyncChatStream) -> AsyncIterator[StreamEvent]
     ctx, setup = call.ctx, call.setup
     outcome: Outcome | None = None
     partial: Response | None = None
+    leaving: BaseException | None = None
     setup.active += 1
     try:
         call.start()
@@ -191,12 +192,17 @@ async def run(call: Call, handle: AsyncChatStream) -> AsyncIterator[StreamEvent]
         yield UsageEvent(usage=response.usage, cost=response.cost)
         yield FinishEvent(finish_reason=response.finish_reason)
     except BaseException as exc:
+        leaving = exc
         if outcome is None:  # an ending after the final events keeps its "ok"
             outcome = call.failed(exc, partial)
         raise
     finally:
         setup.active -= 1
-        call.end(outcome if outcome is not None else call.failed(GeneratorExit(), partial))
+        waits = call.end(outcome if outcome is not None else call.failed(GeneratorExit(), partial))
+        if waits:
+            # the stream's last step, before its reader sees it end (never while it is
+            # being closed: a reader that stopped waits for nothing)
+            await settle(waits, leaving)
 
 
 def delivered(call: Call, builder: ResponseBuilder, candidate: Candidate) -> Response | None:
@@ -217,11 +223,15 @@ def delivered(call: Call, builder: ResponseBuilder, candidate: Candidate) -> Res
     counted_in = usage.input_tokens or call.ctx.token_count(candidate).tokens
     counted_out = usage.output_tokens
     if text:
-        spoken = ChatRequest(
-            model=candidate.model,
-            messages=(Message(role="assistant", content=(TextPart(text=text),)),),
-        )
-        counted_out = max(counted_out, call.models.count(spoken, candidate).tokens)
+
+        def count(words: str) -> int:
+            said = Message(role="assistant", content=(TextPart(text=words),))
+            return call.models.count(
+                ChatRequest(model=candidate.model, messages=(said,)), candidate
+            ).tokens
+
+        # the text's tokens, without the framing a counter adds for a message
+        counted_out = max(counted_out, count(text) - count(""))
     estimated = counted_in != usage.input_tokens or counted_out != usage.output_tokens
     usage = replace(
         usage,

@@ -278,6 +278,14 @@ class Usage:
         """Input tokens charged at the plain input rate."""
         return max(0, self.input_tokens - self.cached_input_tokens - self.cache_write_tokens)
 
+    def as_dict(self, *, total: bool = False) -> dict[str, int]:
+        """Every field by name (what ``Usage(**d)`` takes back); with ``total``, also
+        ``total_tokens``. The one conversion: JSON output, stores and exports use it."""
+        data: dict[str, int] = attrs.asdict(self)
+        if total:
+            data["total_tokens"] = self.total_tokens
+        return data
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,

@@ -95,3 +95,26 @@ def test_kernel_check_names_the_field(tmp_path: Path) -> None:
 def test_item_from_needs_custom_id_in_python() -> None:
     with pytest.raises(ValueError, match="custom_id"):
         item_from({"messages": [{"role": "user", "content": "x"}]})
+
+
+def test_an_output_line_keeps_every_usage_bucket() -> None:
+    """One conversion of ``Usage`` (``Usage.as_dict``): 1-hour cache writes were
+    dropped from the output lines when each place listed the fields by hand."""
+    from llmkernel.types import Message, Response, TextPart, Usage
+    from llmkernel_batch.results import response_data
+
+    usage = Usage(
+        input_tokens=100,
+        output_tokens=10,
+        cached_input_tokens=20,
+        cache_write_tokens=30,
+        cache_write_1h_tokens=5,
+        reasoning_tokens=4,
+    )
+    response = Response(
+        message=Message(role="assistant", content=(TextPart(text="hi"),)), usage=usage
+    )
+    data = response_data(response)["usage"]
+    assert data == {**usage.as_dict(), "total_tokens": 110}
+    assert data["cache_write_1h_tokens"] == 5
+    assert Usage(**usage.as_dict()) == usage

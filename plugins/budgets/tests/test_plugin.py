@@ -88,14 +88,12 @@ class StubKernel:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.hook = Hooks()
-        self.closers: list[Any] = []
-        self.lifecycle = self  # add_closer, as a kernel's lifecycle has it
+        from llmkernel.lifecycle import Lifecycle
 
-    def add_closer(self, fn: Any) -> None:
-        self.closers.append(fn)
+        self.lifecycle = Lifecycle(top=False)  # a kernel's, for the plugins' closers
 
     def close(self) -> None:
-        for fn in reversed(self.closers):
+        for fn in reversed(self.lifecycle.closers):
             fn()
 
 

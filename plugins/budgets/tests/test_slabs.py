@@ -358,8 +358,13 @@ def test_many_threads_one_store_never_over(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_does_not_use_its_parents_slabs(tmp_path: Path) -> None:
+    from llmkernel.lifecycle import Lifecycle
+
     limit = Limit(name="all", amount=Decimal("100"))
     store = store_at(tmp_path / "b.db", limit, slab=5)
+    lifecycle = Lifecycle()  # a kernel's: the budgets plugin registers store.after_fork
+    lifecycle.on_fork(store.ledger.after_fork)
+    lifecycle.on_fork(store.after_fork)
     acquire(store, "r0")
     parent_owner = store.owner
     read, write = os.pipe()

@@ -28,14 +28,12 @@ from llmkernel_ledger.cli import add_arguments, run
 class StubKernel:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.closers: list[Any] = []
-        self.lifecycle = self  # add_closer, as a kernel's lifecycle has it
+        from llmkernel.lifecycle import Lifecycle
 
-    def add_closer(self, fn: Any) -> None:
-        self.closers.append(fn)
+        self.lifecycle = Lifecycle(top=False)  # a kernel's, for the plugins' closers
 
     def close(self) -> None:
-        for fn in self.closers:
+        for fn in reversed(self.lifecycle.closers):
             fn()
 
 
@@ -147,7 +145,9 @@ def test_a_program_that_never_closes_its_kernel_keeps_every_row(tmp_path: Path) 
             kernel = Kernel.from_config(
                 {{
                     "providers": {{"a": {{"type": "scripted"}}}},
-                    "plugin": {{"ledger": {{"path": {str(path)!r}, "linger": 1.0}}}},
+                    "plugin": {{
+                        "ledger": {{"path": {str(path)!r}, "durability": "fast", "linger": 1.0}}
+                    }},
                 }},
                 plugins=[ScriptedPlugin(), llmkernel_ledger.plugin],
                 entry_points=False,

@@ -1373,6 +1373,27 @@ def test_presets(preset: str | None, base_url: str, key_env: str | None, require
     assert provider.settings.api_key_required is required
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, "openai"),  # OpenAI's own API
+        ({"base_url": "https://api.openai.com/v1"}, "openai"),
+        ({"base_url": "https://api.groq.com/openai/v1"}, "groq"),  # by its API host
+        ({"base_url": "https://api.deepseek.com"}, "deepseek"),
+        ({"preset": "groq", "base_url": "https://proxy.example/v1"}, "groq"),
+        ({"preset": "openai", "base_url": "https://proxy.example/v1"}, "openai"),
+        ({"base_url": "https://proxy.example/v1"}, None),  # a custom server
+        ({"base_url": "http://localhost:8000/v1"}, None),  # local: only when named
+        ({"preset": "vllm"}, "vllm"),
+    ],
+)
+def test_each_instance_names_the_preset_that_prices_it(
+    options: dict[str, str], expected: str | None
+) -> None:
+    provider = OpenAIProvider(ProviderConfig(name="x", type="openai", options=options))
+    assert provider.price_preset == expected
+
+
 def test_explicit_keys_win_over_the_preset() -> None:
     provider = OpenAIProvider(
         ProviderConfig(

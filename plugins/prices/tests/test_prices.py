@@ -346,3 +346,71 @@ def test_openrouter_config_prices_still_apply() -> None:
     assert k.models.cost(candidate, Usage(input_tokens=1_000, output_tokens=100)) == Decimal(
         "0.0035"
     )
+
+
+# ------------------------------------------------------------ with the real openai plugin
+
+
+def openai_kernel(providers: dict[str, Any]) -> Kernel:
+    pytest.importorskip("llmkernel_openai")
+    import llmkernel_openai.plugin as openai_plugin
+    import llmkernel_prices.plugin as prices_plugin
+
+    return Kernel.from_config(
+        {"providers": providers}, plugins=[openai_plugin, prices_plugin], entry_points=False
+    )
+
+
+def priced(kernel: Kernel, qualified: str) -> Any:
+    instance, model = qualified.split("/", 1)
+    return kernel.models.price(Candidate(provider=instance, model=model, provider_type="openai"))
+
+
+GROQ_BY_URL = {
+    "type": "openai",
+    "base_url": "https://api.groq.com/openai/v1",
+    "api_key_env": "GROQ_API_KEY",
+}
+
+
+@pytest.mark.parametrize(
+    "groq", [GROQ_BY_URL, {"type": "openai", "preset": "groq"}], ids=["base_url", "preset"]
+)
+def test_the_readme_groq_example_prices_both_models(groq: dict[str, Any]) -> None:
+    """Configuring an OpenAI-compatible instance no longer unprices everything:
+    ``openai/...`` without a ``[providers.openai]`` table is OpenAI's own API, and
+    the Groq instance (by preset, or by its API host) is priced by Groq's table."""
+    kernel = openai_kernel({"groq": groq})
+    assert priced(kernel, "openai/gpt-4o-mini") is price("openai", "gpt-4o-mini")
+    assert priced(kernel, "groq/llama-3.3-70b-versatile") is price(
+        "groq", "llama-3.3-70b-versatile"
+    )
+    assert priced(kernel, "groq/gpt-4o-mini") is None  # not on Groq's table
+
+
+def test_openai_behind_a_proxy_keeps_its_prices_with_its_preset() -> None:
+    proxy = "https://llm-proxy.example.com/v1"
+    kernel = openai_kernel(
+        {
+            "proxied": {"type": "openai", "base_url": proxy, "preset": "openai"},
+            "custom": {"type": "openai", "base_url": proxy},
+            "local": {"type": "openai", "base_url": "http://localhost:8000/v1"},
+            "vllm": {"type": "openai", "preset": "vllm"},
+        }
+    )
+    assert priced(kernel, "proxied/gpt-4.1") is price("openai", "gpt-4.1")
+    assert priced(kernel, "custom/gpt-4.1") is None  # a custom server: never guessed
+    assert priced(kernel, "local/my-llama") is None  # a local URL may be anything
+    free = priced(kernel, "vllm/my-llama")  # named local: free
+    assert free is not None and free.cost(Usage(input_tokens=10)) == 0
+    assert priced(kernel, "openai/gpt-4.1") is price("openai", "gpt-4.1")
+
+
+def test_gemini_3_1_pro_long_prompts_at_the_higher_rates() -> None:
+    pro = price("gemini", "gemini-3.1-pro-preview")
+    # 50K uncached x 2 + 50K cache reads x 0.20 + 1K output x 12, per million
+    assert pro.cost(
+        Usage(input_tokens=100_000, cached_input_tokens=50_000, output_tokens=1_000)
+    ) == Decimal("0.122")
+    # above 200K input tokens the whole request is billed at 4 / 18
+    assert pro.cost(Usage(input_tokens=1_000_000, output_tokens=1_000)) == Decimal("4.018")

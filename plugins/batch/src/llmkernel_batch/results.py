@@ -108,14 +108,7 @@ def response_data(
             for c in response.tool_calls
         ],
         "finish_reason": response.finish_reason,
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "cached_input_tokens": usage.cached_input_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "output_tokens": usage.output_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "total_tokens": usage.total_tokens,
-        },
+        "usage": usage.as_dict(total=True),
         "cost": None if price is None else format(price, "f"),
         "latency": round(float(response.latency or 0.0), 6),
         "attempts": response.attempts,

@@ -9,7 +9,9 @@ so the kernel moves on to the next candidate or raises it when none is left.
 ``release`` gives the worst case back to the slab and holds the actual cost there
 until the ledger commits the call's row (whose transaction counts the spend); an
 exact reservation is settled on the ledger's writer thread, in the transaction of
-the rows around it.
+the rows around it. What an attempt is billed is its outcome's cost, or, for an
+ending with tokens but no cost (an error after a partial answer, a stream stopped
+early), those tokens at the candidate's price: never a free reservation.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from llmkernel_ledger.record import key_label
+from llmkernel_budgets.limits import Scope
+from llmkernel_budgets.store import Hold
+from llmkernel_ledger.record import billed_cost, key_label
 
 if TYPE_CHECKING:
-    from llmkernel_budgets.store import BudgetStore, Hold
+    from llmkernel_budgets.store import BudgetStore
     from llmkernel_ledger.writer import LedgerWriter
 
 __all__ = ["STATE_KEY", "BudgetGate"]
@@ -64,8 +68,8 @@ class BudgetGate:
                 reservation,
                 lambda: store.reserve(reservation, request_id, scope, worst),
             )
-            if reserved:
-                attempt.state[STATE_KEY] = reservation
+            if reserved and worst is not None:
+                attempt.state[STATE_KEY] = Hold(worst=worst, reservation=reservation)
             return
         hold = store.take(pairs, worst, now)
         if hold is None:
@@ -100,18 +104,21 @@ class BudgetGate:
         self.writer.submit_sql(lambda conn: store.settle_in(conn, reservation, None))
 
     def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
-        held: str | Hold | None = attempt.state.pop(STATE_KEY, None)
+        held: Hold | None = attempt.state.pop(STATE_KEY, None)
         if held is None:
             return
-        cost = getattr(outcome, "cost", None)
+        cost = billed_cost(ctx, outcome)
         store = self.store
-        if isinstance(held, str):
-            reservation = held
-        else:
-            store.release(held, str(ctx.id), cost)
-            if held.reservation is None:
-                return
-            reservation = held.reservation
+        candidate = attempt.candidate
+        store.release(
+            held,
+            str(ctx.id),
+            cost,
+            scope=Scope(provider=candidate.provider, model=candidate.model),
+        )
+        reservation = held.reservation
+        if reservation is None:
+            return
         self.writer.submit_sql(lambda conn: store.settle_in(conn, reservation, cost))
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ plugin must be enabled too (a ``ConfigError`` says so otherwise).
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmkernel import hookimpl
 from llmkernel_budgets import hookspecs as llmkernel_hookspecs
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from llmkernel_budgets.gate import BudgetGate
     from llmkernel_budgets.store import BudgetStore
 
-__all__ = ["budgets_for", "configure", "llmkernel_hookspecs", "provide_gate"]
+__all__ = ["budgets_for", "collect_stats", "configure", "llmkernel_hookspecs", "provide_gate"]
 
 _stores: weakref.WeakKeyDictionary[Kernel, BudgetStore] = weakref.WeakKeyDictionary()
 
@@ -62,32 +62,42 @@ def configure(kernel: Kernel, config: Config) -> None:
             timeout=settings.webhook_timeout,
             attempts=settings.webhook_attempts,
         )
-    store = _stores[kernel] = BudgetStore(
-        ledger.store,
-        limits,
-        timezone=settings.timezone,
-        reservation_ttl=settings.reservation_ttl,
-        thresholds=settings.thresholds(),
-        allow_unpriced=settings.allow_unpriced,
-        on_alert=AlertSink(kernel, webhook),
-        slab=settings.slab,
-        slab_ttl=settings.slab_ttl,
-    )
-    add_closer = kernel.lifecycle.add_closer
-    if add_closer is not None:
-        hook = webhook
+    from llmkernel_ledger.errors import sqlite_errors
 
-        def close() -> None:
-            # the ledger's queued rows settle pending costs and may cross thresholds:
-            # flush it first (whatever order the kernel runs closers in), then give
-            # this process's unused slabs back
-            ledger.writer.flush()
-            store.return_slabs()
-            ledger.close()
-            if hook is not None:
-                hook.close()
+    with sqlite_errors(ledger.settings.path, "open the budgets"):
+        store = _stores[kernel] = BudgetStore(
+            ledger.store,
+            limits,
+            timezone=settings.timezone,
+            reservation_ttl=settings.reservation_ttl,
+            thresholds=settings.thresholds(),
+            allow_unpriced=settings.allow_unpriced,
+            on_alert=AlertSink(kernel, webhook),
+            slab=settings.slab,
+            slab_ttl=settings.slab_ttl,
+        )
+    hook = webhook
 
-        add_closer(close)
+    def give_back() -> None:
+        # the ledger's queued rows settle pending costs and may cross thresholds:
+        # flush it first (whatever order the kernel runs these in), then give this
+        # process's unused slabs back
+        ledger.writer.flush()
+        store.return_slabs()
+
+    def close() -> None:
+        give_back()
+        ledger.close()
+        if hook is not None:
+            hook.close()
+
+    for register, fn in (
+        ("add_closer", close),
+        # a kernel never closed: its slabs go back at exit rather than expiring
+        ("on_exit", give_back),
+        ("on_fork", store.after_fork),
+    ):
+        getattr(kernel.lifecycle, register)(fn)
 
 
 @hookimpl
@@ -99,3 +109,18 @@ def provide_gate(kernel: Kernel) -> BudgetGate | None:
     from llmkernel_ledger.plugin import ledger_for
 
     return BudgetGate(store, ledger_for(kernel).writer)
+
+
+@hookimpl
+def collect_stats(kernel: Kernel) -> dict[str, Any] | None:
+    """``{"budgets": {"overruns": n, "overrun_excess": "0.12"}}``: calls of this
+    process billed more than they reserved, and by how much in all."""
+    store = _stores.get(kernel)
+    if store is None:
+        return None
+    return {
+        "budgets": {
+            "overruns": store.overruns,
+            "overrun_excess": format(store.overrun_excess, "f"),
+        }
+    }

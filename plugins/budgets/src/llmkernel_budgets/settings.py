@@ -8,6 +8,7 @@ from typing import Literal
 import attrs
 
 from llmkernel_budgets.limits import Limit
+from llmkernel_ledger.settings import known_timezone
 
 __all__ = ["BudgetSettings", "LimitSettings"]
 
@@ -58,7 +59,7 @@ class BudgetSettings:
     (renewed while in use, so a crashed process's slab expires)."""
 
     limits: list[LimitSettings] = attrs.field(factory=list)
-    timezone: str = attrs.field(default="UTC")
+    timezone: str = attrs.field(default="UTC", validator=known_timezone)
     reservation_ttl: float = attrs.field(default=900.0)
     alerts: list[float] = attrs.field(factory=lambda: [0.5, 0.8, 1.0])
     allow_unpriced: bool = False
@@ -67,15 +68,6 @@ class BudgetSettings:
     webhook_attempts: int = 3
     slab: int = attrs.field(default=50)
     slab_ttl: float = attrs.field(default=60.0)
-
-    @timezone.validator
-    def _known_zone(self, attribute: attrs.Attribute[str], value: str) -> None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {value!r} is not a known IANA time zone") from None
 
     @alerts.validator
     def _fractions(self, attribute: attrs.Attribute[list[float]], value: list[float]) -> None:

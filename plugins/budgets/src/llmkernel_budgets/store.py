@@ -23,6 +23,14 @@ Correct by construction:
   (``slab_ttl``), renewed by a thread while in use; idle slabs are given back.
 - Alerts are recorded in a table with ``(counter, threshold)`` as the primary key:
   once per threshold per period, whichever process crosses it.
+- An overrun (a call billed more than its reservation, an upstream that ignored
+  ``max_tokens``): the whole cost is billed (never capped), logged
+  (``llmkernel.budgets.overrun``) and counted (``overruns``). Its excess counts
+  against the call's slabs until its row is committed, and those slabs stop
+  handing out from memory: the next calls are checked in a transaction against the
+  spend, so the limit refuses until the spend is back under it.
+- SQLite errors about the file surface as
+  :class:`~llmkernel_ledger.errors.LedgerError` naming it.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -43,6 +51,7 @@ import attrs
 from llmkernel import log
 from llmkernel.errors import BudgetExceededError
 from llmkernel_budgets.limits import Limit, Scope, seconds_to_next_period
+from llmkernel_ledger.errors import sqlite_errors
 
 if TYPE_CHECKING:
     from llmkernel_ledger.store import LedgerRow, LedgerStore
@@ -146,7 +155,10 @@ class _Slab:
     the slab to the spend); the rest is free to hand out."""
 
     __slots__ = (
+        "blocked",
         "counter",
+        "epoch",
+        "excess",
         "granted",
         "held",
         "limit",
@@ -162,6 +174,14 @@ class _Slab:
         self.granted = _ZERO
         self.held = _ZERO
         self.pending = _ZERO
+        #: what finished calls were billed beyond their worst cases (overruns), until
+        #: their rows are committed: in no row of the database yet
+        self.excess = _ZERO
+        #: an overrun since the last lease: hand nothing out from memory until a
+        #: transaction has checked the spend again
+        self.blocked = False
+        #: overruns so far: a lease lifts the block only if none came meanwhile
+        self.epoch = 0
         #: handed out from memory only before this (wall clock), well before expiry
         self.valid_until = float("-inf")
         self.renewed = float("-inf")
@@ -170,7 +190,7 @@ class _Slab:
 
     @property
     def free(self) -> Decimal:
-        return self.granted - self.held - self.pending
+        return self.granted - self.held - self.pending - self.excess
 
 
 @attrs.frozen(kw_only=True)
@@ -215,7 +235,11 @@ class BudgetStore:
         # slabs: one lock for the memory side (taken briefly, never around SQLite)
         self._lock = threading.Lock()
         self._slabs: dict[str, _Slab] = {}
-        self._pending: dict[str, list[tuple[_Slab, Decimal]]] = {}
+        #: finished calls whose rows are not committed: (slab, share held, excess)
+        self._pending: dict[str, list[tuple[_Slab, Decimal, Decimal]]] = {}
+        #: calls billed more than their reservation, and by how much in all
+        self.overruns = 0
+        self.overrun_excess = _ZERO
         self._counters: dict[
             tuple[str | None, ...], tuple[float, float, Scope, tuple[tuple[Limit, str], ...]]
         ] = {}
@@ -223,7 +247,6 @@ class BudgetStore:
         self._renewer: threading.Thread | None = None
         self._stop = threading.Event()
         self._new_owner()
-        _live_stores.add(self)
 
     def _new_owner(self) -> None:
         self.owner = f"slab:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -285,7 +308,11 @@ class BudgetStore:
             self._check_unpriced(scope, limits)
             return False
         pairs = [(limit, limit.counter(scope, now, self.tz)) for limit in limits]
-        with self.ledger.lock, self.ledger.transaction() as conn:
+        with (
+            self._errors("reserve a budget"),
+            self.ledger.lock,
+            self.ledger.transaction() as conn,
+        ):
             self._maybe_purge(conn, now)
             for limit, counter in pairs:
                 self._check(conn, limit, counter, scope, worst, now)
@@ -364,7 +391,11 @@ class BudgetStore:
     def settle(self, reservation: str, cost: Decimal | None) -> None:
         """Hold the actual ``cost`` until the ledger records the call; drop the
         reservation when the attempt cost nothing (or is unpriced)."""
-        with self.ledger.lock, self.ledger.transaction() as conn:
+        with (
+            self._errors("settle a budget"),
+            self.ledger.lock,
+            self.ledger.transaction() as conn,
+        ):
             self.settle_in(conn, reservation, cost)
 
     def settle_in(self, conn: sqlite3.Connection, reservation: str, cost: Decimal | None) -> None:
@@ -411,12 +442,13 @@ class BudgetStore:
         return the unused part of those near it and reserve this call exactly there,
         or raise :class:`~llmkernel.errors.BudgetExceededError`."""
         now = time.time() if now is None else now
-        with self.ledger.lock:
+        with self._errors("reserve a budget"), self.ledger.lock:
             # another thread may have refilled while this one waited for the lock
             hold = self.take(pairs, worst, now)
             if hold is not None:
                 return hold
             frozen: list[tuple[_Slab, Decimal, Decimal]] = []
+            epochs: dict[_Slab, int] = {}
             leased: list[tuple[_Slab, Decimal, bool]] = []
             ready: list[_Slab] = []  # slabs that have it: taken in memory, not rewritten
             exact: list[str] = []
@@ -427,14 +459,23 @@ class BudgetStore:
                         if self._take_one(counter, worst, now):
                             ready.append(self._slabs[counter])
                             continue
-                        slab, held, pending = self._freeze(limit, counter, frozen)
+                        slab, held, pending = self._freeze(limit, counter, frozen, epochs=epochs)
                         need = held + pending
+                        # overruns not committed yet count too (they are in no row)
+                        excess = slab.excess
                         spent, others = self._check(
-                            conn, limit, counter, scope, worst, now, exclude=self.owner, mine=need
+                            conn,
+                            limit,
+                            counter,
+                            scope,
+                            worst,
+                            now,
+                            exclude=self.owner,
+                            mine=need + excess,
                         )
-                        room = limit.amount - spent - others - need
+                        room = limit.amount - spent - others - need - excess
                         size = worst * self.slab
-                        if self.slab > 0 and room >= 2 * size:
+                        if self.slab > 0 and excess == 0 and room >= 2 * size:
                             granted = need + worst + size
                             leased.append((slab, granted, True))
                         else:  # near the limit: give the free part back, reserve exactly
@@ -456,7 +497,10 @@ class BudgetStore:
                 for slab, granted, has_slab in leased:
                     slab.granted = granted
                     slab.renewed = now
-                    if granted > 0 or has_slab:  # (an empty slab serves free calls)
+                    if slab.epoch == epochs[slab]:  # the spend was checked after its overruns
+                        slab.blocked = False
+                    # (an empty slab serves free calls; after an overrun: none)
+                    if (granted > 0 or has_slab) and not slab.blocked:
                         slab.valid_until = now + self.slab_ttl * 0.75
                     if has_slab:
                         slab.held += worst
@@ -476,16 +520,25 @@ class BudgetStore:
             return True
 
     def _freeze(
-        self, limit: Limit, counter: str, frozen: list[tuple[_Slab, Decimal, Decimal]]
+        self,
+        limit: Limit,
+        counter: str,
+        frozen: list[tuple[_Slab, Decimal, Decimal]],
+        *,
+        epochs: dict[_Slab, int] | None = None,
     ) -> tuple[_Slab, Decimal, Decimal]:
         """Stop handing out ``counter``'s slab while it is re-leased (its free part is
         recomputed in the transaction): its (slab, held, pending) now,
-        also appended to ``frozen`` (restored by :meth:`_thaw` on failure)."""
+        also appended to ``frozen`` (restored by :meth:`_thaw` on failure).
+        ``epochs`` gets the slab's overrun count now (a lease that succeeds lifts an
+        overrun's block only if no other came meanwhile)."""
         with self._lock:
             slab = self._slabs.get(counter)
             if slab is None:
                 slab = self._slabs[counter] = _Slab(limit, counter)
             state = (slab, slab.held, slab.pending)
+            if epochs is not None:
+                epochs[slab] = slab.epoch
             slab.valid_until = float("-inf")  # take() refuses it meanwhile
         frozen.append(state)
         return state
@@ -493,7 +546,7 @@ class BudgetStore:
     def _thaw(self, frozen: Sequence[tuple[_Slab, Decimal, Decimal]]) -> None:
         with self._lock:
             for slab, *_ in frozen:
-                if slab.granted > 0:
+                if slab.granted > 0 and not slab.blocked:
                     slab.valid_until = slab.renewed + self.slab_ttl * 0.75
 
     def _write_slab(
@@ -511,31 +564,68 @@ class BudgetStore:
                 (self.owner, self.owner, counter, format(granted, "f"), now, now + self.slab_ttl),
             )
 
-    def release(self, hold: Hold, request_id: str, cost: Decimal | None) -> None:
+    def release(
+        self, hold: Hold, request_id: str, cost: Decimal | None, *, scope: Scope | None = None
+    ) -> None:
         """The attempt is over: its worst case goes back to the slabs, its actual
-        ``cost`` stays held there until the ledger commits the call's row (at most
-        the worst case: a cost over it, from an estimated input count, was never in
-        the slab, and taking it out would uncover the calls still in flight)."""
+        ``cost`` stays held there until the ledger commits the call's row. Of a cost
+        over the worst case (an overrun) the slab holds the worst case (taking more
+        out of its row would uncover the calls still in flight); the excess counts
+        against the slab in memory until the row is committed, and the slab stops
+        handing out from memory (see :meth:`overrun`)."""
+        worst = hold.worst
+        excess = cost - worst if cost is not None and cost > worst else _ZERO
+        if excess > 0:
+            self.overrun(hold, request_id, cost or _ZERO, scope)
         if not hold.slabs:
             return
-        worst = hold.worst
         share = min(cost, worst) if cost is not None and cost > 0 else _ZERO
         with self._lock:
             for slab in hold.slabs:
                 slab.held -= worst
                 slab.pending += share
-            if share > 0:
-                self._pending.setdefault(request_id, []).extend((s, share) for s in hold.slabs)
+                if excess > 0:
+                    slab.excess += excess
+                    slab.epoch += 1
+                    slab.blocked = True  # next calls: checked in SQLite first
+                    slab.valid_until = float("-inf")
+            if share > 0 or excess > 0:
+                self._pending.setdefault(request_id, []).extend(
+                    (s, share, excess) for s in hold.slabs
+                )
+
+    def overrun(
+        self, hold: Hold, request_id: str, cost: Decimal, scope: Scope | None = None
+    ) -> None:
+        """A call billed ``cost``, more than the worst case it reserved: billed in
+        full all the same, logged and counted (``overruns``, in ``kernel.stats()``)."""
+        excess = cost - hold.worst
+        with self._lock:
+            self.overruns += 1
+            self.overrun_excess += excess
+        log.warning(
+            "llmkernel.budgets.overrun",
+            request_id=request_id,
+            provider=None if scope is None else scope.provider,
+            model=None if scope is None else scope.model,
+            reserved=format(hold.worst, "f"),
+            billed=format(cost, "f"),
+            excess=format(excess, "f"),
+            counters=[slab.counter for slab in hold.slabs] or None,
+        )
 
     def _committed(
-        self, costs: Sequence[tuple[str, list[tuple[_Slab, Decimal]]]], moved: dict[_Slab, Decimal]
+        self,
+        costs: Sequence[tuple[str, list[tuple[_Slab, Decimal, Decimal]]]],
+        moved: dict[_Slab, Decimal],
     ) -> None:
         """After the ledger's commit: those calls' costs are in the spend now, and
         ``moved`` out of the slabs' rows."""
         with self._lock:
             for request_id, entries in costs:
-                for slab, cost in entries:
+                for slab, cost, excess in entries:
                     slab.pending -= cost
+                    slab.excess -= excess
                 self._pending.pop(request_id, None)
             for slab, amount in moved.items():
                 slab.granted -= amount
@@ -547,7 +637,7 @@ class BudgetStore:
             busy: list[_Slab] = []
             idle: list[_Slab] = []
             for slab in self._slabs.values():
-                quiet = not slab.used and slab.held + slab.pending == 0
+                quiet = not slab.used and slab.held + slab.pending + slab.excess == 0
                 (idle if quiet else busy).append(slab)
                 slab.used = False
         self._rewrite(busy, idle, time.time() if now is None else now)
@@ -558,7 +648,8 @@ class BudgetStore:
         self._stop.set()
         with self._lock:
             slabs = list(self._slabs.values())
-        self._rewrite([], slabs, time.time())
+        with self._errors("give budget slabs back"):
+            self._rewrite([], slabs, time.time())
 
     def _rewrite(self, busy: Sequence[_Slab], shrink: Sequence[_Slab], now: float) -> None:
         """One transaction: ``busy`` slabs live ``slab_ttl`` longer, ``shrink`` ones
@@ -589,7 +680,7 @@ class BudgetStore:
                 for slab, held, pending in frozen:
                     slab.granted = held + pending
                     slab.renewed = now
-                    if slab.granted > 0:
+                    if slab.granted > 0 and not slab.blocked:
                         slab.valid_until = now + self.slab_ttl * 0.75
                     elif slab.held + slab.pending <= 0 and self._slabs.get(slab.counter) is slab:
                         del self._slabs[slab.counter]
@@ -609,8 +700,12 @@ class BudgetStore:
             self._renewer = thread
         thread.start()
 
-    def _after_fork(self) -> None:
-        # the child must not hand out its parent's slabs: they are the parent's rows
+    def _errors(self, doing: str) -> Any:
+        return sqlite_errors(self.ledger.path, doing)
+
+    def after_fork(self) -> None:
+        """In a forked child (``kernel.on_fork``): the parent's slabs are the parent's
+        rows; the child leases its own."""
         self._lock = threading.Lock()
         self._slabs = {}
         self._pending = {}
@@ -626,7 +721,7 @@ class BudgetStore:
         """The recorded spend of ``limit`` for ``scope`` in the period of ``now``."""
         now = time.time() if now is None else now
         counter = limit.counter(scope or Scope(), now, self.tz)
-        with self.ledger.lock:
+        with self._errors("read a budget"), self.ledger.lock:
             return _spent(self.ledger.conn, counter)
 
     def reserved(
@@ -636,7 +731,7 @@ class BudgetStore:
         process's slabs."""
         now = time.time() if now is None else now
         counter = limit.counter(scope or Scope(), now, self.tz)
-        with self.ledger.lock:
+        with self._errors("read a budget"), self.ledger.lock:
             return _sum(self.ledger.conn, counter, now - self.reservation_ttl, now)
 
     def _on_rows(
@@ -652,7 +747,7 @@ class BudgetStore:
         )
         # calls of this store's slabs: the row's cost leaves the slab as it enters
         # the spend, in this transaction
-        mine: list[tuple[str, list[tuple[_Slab, Decimal]]]] = []
+        mine: list[tuple[str, list[tuple[_Slab, Decimal, Decimal]]]] = []
         moved: dict[_Slab, Decimal] = {}
         if self._pending:
             with self._lock:
@@ -662,7 +757,7 @@ class BudgetStore:
                         mine.append((row.request_id, list(entries)))
                         charged = row.cost if row.cost is not None and row.cost > 0 else _ZERO
                         sums: dict[_Slab, Decimal] = {}
-                        for slab, cost in entries:
+                        for slab, cost, _ in entries:
                             sums[slab] = sums.get(slab, _ZERO) + cost
                         for slab, cost in sums.items():
                             moved[slab] = moved.get(slab, _ZERO) + min(cost, charged)
@@ -737,18 +832,6 @@ class BudgetStore:
         for _, _, alert in alerts:
             if alert is not None:
                 on_alert(alert)
-
-
-#: every store of this process, so a fork can drop the parent's slabs in the child
-_live_stores: weakref.WeakSet[BudgetStore] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for store in list(_live_stores):
-        store._after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _renew_loop(ref: weakref.ref[BudgetStore], stop: threading.Event, every: float) -> None:

@@ -2,7 +2,11 @@
 
 Every call ends in exactly one ``on_request_end``; its row is handed to a writer
 thread (never blocking the event loop) and committed in a ``BEGIN IMMEDIATE``
-transaction. ``Kernel.aclose`` flushes what is still queued.
+transaction shared with the other calls of the moment (group commit). By default
+(``durability = "durable"``) the hook returns an awaitable the kernel awaits before
+the caller gets the answer, so every answer a caller has is in the file, even if
+the process is killed the next instant. ``Kernel.aclose`` flushes what is queued,
+and so does the kernel's exit hook for a kernel that was never closed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
     from llmkernel_ledger.settings import LedgerSettings
     from llmkernel_ledger.store import LedgerStore
-    from llmkernel_ledger.writer import LedgerWriter
+    from llmkernel_ledger.writer import Durable, Failed, LedgerWriter
 
 __all__ = ["Ledger", "configure", "ledger_for", "on_request_end", "register_commands"]
 
@@ -39,7 +43,12 @@ class Ledger:
         if self._store is None:
             from llmkernel_ledger.store import LedgerStore
 
-            self._store = LedgerStore(self.settings.path, timezone=self.settings.timezone)
+            self._store = LedgerStore(
+                self.settings.path,
+                timezone=self.settings.timezone,
+                lazy=True,
+                busy_timeout=self.settings.busy_timeout,
+            )
         return self._store
 
     @property
@@ -47,14 +56,48 @@ class Ledger:
         if self._writer is None:
             from llmkernel_ledger.writer import LedgerWriter
 
+            settings = self.settings
             self._writer = LedgerWriter(
-                self.store, batch=self.settings.batch, linger=self.settings.linger
+                self.store,
+                batch=settings.batch,
+                linger=settings.linger_seconds,
+                buffer=settings.buffer,
+                write_timeout=settings.write_timeout,
             )
         return self._writer
+
+    def record(self, ctx: Any, outcome: Any) -> Durable | None:
+        """Queue the call; when durable and on an event loop, the awaitable of its
+        commit. Its cost is worked out here (an early ending with tokens but no
+        cost is billed at the candidate's price); the row is built on the thread."""
+        from llmkernel_ledger.record import Finished, billed_cost
+
+        item = Finished(ctx, outcome, billed_cost(ctx, outcome))
+        wait = self.settings.durable and _on_a_loop()
+        return self.writer.offer(item, wait=wait)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+    def after_fork(self) -> None:
+        if self._store is not None:
+            self._store.after_fork()
+        if self._writer is not None:
+            self._writer.after_fork()
+
+
+def _on_a_loop() -> bool:
+    import sys
+
+    asyncio = sys.modules.get("asyncio")  # no loop can run without it imported
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 _ledgers: weakref.WeakKeyDictionary[Kernel, Ledger] = weakref.WeakKeyDictionary()
@@ -81,22 +124,40 @@ def configure(kernel: Kernel, config: Config) -> None:
     )
     ledger = Ledger(settings)
     _ledgers[kernel] = ledger
-    add_closer = kernel.lifecycle.add_closer
-    if add_closer is not None:
-        add_closer(ledger.close)
+    for register, hook in (
+        ("add_closer", ledger.close),
+        # a kernel never closed: commit what is queued at interpreter exit (the
+        # writer thread still runs then)
+        ("on_exit", ledger.close),
+        ("on_fork", ledger.after_fork),
+    ):
+        getattr(kernel.lifecycle, register)(hook)
 
 
 @hookimpl
-def on_request_end(kernel: Kernel, ctx: Any, outcome: Any) -> None:
-    """Queue the call (its row is built on the writer thread); never raises into
-    the caller's request."""
+def on_request_end(kernel: Kernel, ctx: Any, outcome: Any) -> Durable | Failed | None:
+    """Queue the call (its row is built on the writer thread); return what the
+    kernel awaits for its commit (durable mode). Never raises into the caller's
+    request: a failure to queue is logged, a failure to commit is the awaitable's."""
     ledger = _ledgers.get(kernel)
     if ledger is None:
-        return
+        return None
     try:
-        ledger.writer.offer_call(ctx, outcome)
+        return ledger.record(ctx, outcome)
     except Exception as exc:
         log.error("llmkernel.ledger.record_failed", error=f"{type(exc).__name__}: {exc}")
+        if not (ledger.settings.durable and _on_a_loop()):
+            return None
+        from llmkernel_ledger.errors import LedgerError
+        from llmkernel_ledger.writer import Failed
+
+        return Failed(
+            LedgerError(
+                f"the call could not be recorded in {ledger.settings.path}: "
+                f"{type(exc).__name__}: {exc}",
+                path=ledger.settings.path,
+            )
+        )
 
 
 @hookimpl

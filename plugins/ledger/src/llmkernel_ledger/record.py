@@ -9,7 +9,7 @@ from typing import Any
 from llmkernel.types import Usage
 from llmkernel_ledger.store import LedgerRow
 
-__all__ = ["key_label", "row_from"]
+__all__ = ["Finished", "billed_cost", "is_estimated", "key_label", "row_from"]
 
 _SECRET_PREFIXES = ("sk-", "sk_", "Bearer ", "AIza")
 
@@ -25,13 +25,60 @@ def key_label(value: Any) -> str | None:
     return text
 
 
-def row_from(ctx: Any, outcome: Any) -> LedgerRow:
-    """The ledger row of a call; reads only the public contract's attributes."""
+def is_estimated(outcome: Any) -> bool:
+    """Whether the outcome's usage is the kernel's estimate (a stream stopped before
+    the provider reported it): ``outcome.usage_estimated`` or ``usage.estimated``."""
+    if getattr(outcome, "usage_estimated", False):
+        return True
+    return bool(getattr(getattr(outcome, "usage", None), "estimated", False))
+
+
+def billed_cost(ctx: Any, outcome: Any) -> Decimal | None:
+    """What the call (or attempt) is billed: ``outcome.cost``, else, when it ended
+    with tokens but no cost (an error after a partial answer, a stream stopped
+    early), those tokens at the candidate's price. ``None`` when unpriced."""
+    cost: Decimal | None = getattr(outcome, "cost", None)
+    if cost is not None:
+        return cost
+    usage = getattr(outcome, "usage", None)
+    candidate = getattr(outcome, "candidate", None)
+    if usage is None or candidate is None or not (usage.input_tokens or usage.output_tokens):
+        return None
+    price_of = getattr(ctx, "price", None)
+    price = price_of(candidate) if price_of is not None else None
+    if price is None:
+        return None
+    billed: Decimal = price.cost(usage)
+    return billed
+
+
+class Finished:
+    """A finished call, turned into its row on the writer thread (off the loop).
+    ``cost`` is what it is billed (:func:`billed_cost`, worked out on the loop)."""
+
+    __slots__ = ("cost", "ctx", "outcome")
+
+    def __init__(self, ctx: Any, outcome: Any, cost: Decimal | None) -> None:
+        self.ctx = ctx
+        self.outcome = outcome
+        self.cost = cost
+
+    def row(self) -> LedgerRow:
+        return row_from(self.ctx, self.outcome, cost=self.cost)
+
+
+_UNSET: Any = object()
+
+
+def row_from(ctx: Any, outcome: Any, *, cost: Decimal | None = _UNSET) -> LedgerRow:
+    """The ledger row of a call; reads only the public contract's attributes.
+    ``cost`` (default: :func:`billed_cost`) is what the call is billed."""
     metadata = getattr(ctx, "metadata", None) or {}
     candidate = getattr(outcome, "candidate", None)
     usage: Usage = getattr(outcome, "usage", None) or Usage()
     error = getattr(outcome, "error", None)
-    cost = getattr(outcome, "cost", None)
+    if cost is _UNSET:
+        cost = billed_cost(ctx, outcome)
     attempts: Any = getattr(outcome, "attempts", None)
     if attempts is None:
         attempts = getattr(ctx, "attempts", None) or ()
@@ -59,6 +106,7 @@ def row_from(ctx: Any, outcome: Any) -> LedgerRow:
         attempts=attempts if isinstance(attempts, int) else len(attempts),
         cached=bool(getattr(outcome, "cached", False)),
         metadata=_extra(metadata),
+        usage_estimated=is_estimated(outcome),
     )
 
 

@@ -10,6 +10,7 @@ is offered.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from llmkernel import log
+from llmkernel_ledger.errors import sqlite_errors
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -80,6 +82,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
     # the call's other metadata (batch run, custom_id, ...) as JSON
     (2, ("ALTER TABLE requests ADD COLUMN metadata TEXT",)),
+    # 1 when the token counts are the kernel's estimate (a stream stopped before the
+    # provider reported its usage), not the provider's
+    (3, ("ALTER TABLE requests ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0",)),
 )
 
 COLUMNS = (
@@ -107,6 +112,7 @@ COLUMNS = (
     "attempts",
     "cached",
     "metadata",
+    "usage_estimated",
 )
 GROUPS = ("day", "month", "provider", "model", "tenant", "key", "kind", "status")
 _TOKENS = (
@@ -153,6 +159,8 @@ class LedgerRow:
     cached: bool = False
     #: the call's metadata beyond tenant and key, as JSON (``{"batch": "run-1"}``)
     metadata: str | None = None
+    #: the token counts (and so the cost) are an estimate, not the provider's report
+    usage_estimated: bool = False
 
     def values(self, tz: ZoneInfo) -> dict[str, Any]:
         return dict(zip(COLUMNS, self.params(tz), strict=True))
@@ -186,6 +194,7 @@ class LedgerRow:
             self.attempts,
             int(self.cached),
             self.metadata,
+            int(self.usage_estimated),
         )
 
 
@@ -250,15 +259,33 @@ class _DecimalSum:
         return format(self.total, "f") if self.seen else None
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def create_private(path: str | Path) -> None:
+    """Create the database file ``0600`` (its directory ``0700``) if it does not
+    exist, so SQLite opens a file only its owner can read; SQLite gives the ``-wal``
+    and ``-shm`` files it makes beside it the database file's permissions. An
+    existing file keeps its mode."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def connect(
+    path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, with a busy
     timeout and the ``decimal_sum`` aggregate; safe to share across threads when
-    each use holds the store's lock."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    each use holds the store's lock. A new file is created ``0600``."""
+    create_private(path)
     conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.create_aggregate("decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
@@ -267,17 +294,55 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 class LedgerStore:
     """The ledger database: writes (from the writer thread) and reads (summaries,
-    export). Migrations run once per database, under a write lock."""
+    export). Migrations run once per database, under a write lock. The file is
+    opened (and migrated) on first use; a file that cannot be opened then is tried
+    again at the next use."""
 
-    def __init__(self, path: str | Path, *, timezone: str = "UTC") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timezone: str = "UTC",
+        lazy: bool = False,
+        busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
+    ) -> None:
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self.tz = ZoneInfo(timezone)
-        self.conn = connect(self.path)
         self.lock = threading.RLock()
         self.listeners: list[RowListener] = []
         self._periods = _Periods(self.tz)
         self.migrations: list[tuple[int, tuple[str, ...]]] = list(MIGRATIONS)
-        self.migrate()
+        self._conn: sqlite3.Connection | None = None
+        #: connections inherited across a fork: never used (nor closed) in the child
+        self._inherited: list[sqlite3.Connection] = []
+        if not lazy:
+            _ = self.conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, opened and migrated on first use."""
+        conn = self._conn
+        if conn is None:
+            with self.lock:
+                conn = self._conn
+                if conn is None:
+                    conn = connect(self.path, busy_timeout=self.busy_timeout)
+                    try:
+                        self._migrate(conn)
+                    except BaseException:
+                        conn.close()
+                        raise
+                    self._conn = conn
+        return conn
+
+    def after_fork(self) -> None:
+        """In a forked child: open a connection of its own at the next use (SQLite
+        connections must not cross a fork; the parent's stays untouched)."""
+        self.lock = threading.RLock()
+        if self._conn is not None:
+            self._inherited.append(self._conn)
+            self._conn = None
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -293,7 +358,14 @@ class LedgerStore:
         self.migrate()
 
     def migrate(self) -> None:
-        with self.lock, self.transaction() as conn:
+        with self.lock:
+            if self._conn is None:
+                _ = self.conn  # opening migrates
+            else:
+                self._migrate(self._conn)
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        with self.lock, _Transaction(connection) as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations "
                 "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
@@ -351,8 +423,13 @@ class LedgerStore:
             if inserted:
                 inserted_total += len(inserted)
                 after.extend(self._notify(conn, inserted))
-        for callback in after:
-            callback()
+        for callback in after:  # committed: a failing one must not look like a failed write
+            try:
+                callback()
+            except Exception as exc:
+                log.error(
+                    "llmkernel.ledger.after_commit_failed", error=f"{type(exc).__name__}: {exc}"
+                )
         return inserted_total
 
     def _notify(
@@ -366,13 +443,13 @@ class LedgerStore:
     # ------------------------------------------------------------------ reading
 
     def count(self) -> int:
-        with self.lock:
+        with self.lock, sqlite_errors(self.path, "read the ledger"):
             return int(self.conn.execute("SELECT count(*) FROM requests").fetchone()[0])
 
     def total(self, *, since: float | None = None, until: float | None = None) -> Decimal:
         """The sum of every priced row's cost, exactly."""
         where, params = _range(since, until)
-        with self.lock:
+        with self.lock, sqlite_errors(self.path, "read the ledger"):
             value = self.conn.execute(
                 f"SELECT decimal_sum(cost) FROM requests {where}", params
             ).fetchone()[0]
@@ -406,7 +483,7 @@ class LedgerStore:
             f"{sums}, decimal_sum(cost) AS cost FROM requests {clause} "
             f"GROUP BY grp ORDER BY grp"
         )
-        with self.lock:
+        with self.lock, sqlite_errors(self.path, "read the ledger"):
             cursor = self.conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
@@ -422,7 +499,7 @@ class LedgerStore:
     ) -> Iterator[dict[str, Any]]:
         """Every row in time order, as dicts with ``cost`` as exact text."""
         clause, params = _range(since, until)
-        with self.lock:
+        with self.lock, sqlite_errors(self.path, "read the ledger"):
             cursor = self.conn.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM requests {clause} ORDER BY ts, id", params
             )
@@ -432,7 +509,9 @@ class LedgerStore:
 
     def close(self) -> None:
         with self.lock:
-            self.conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 def _range(since: float | None, until: float | None) -> tuple[str, list[Any]]:
@@ -456,6 +535,18 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:  # a full disk can fail the COMMIT itself
+                self._rollback()
+                raise
         else:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (a full disk, an I/O error)
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("llmkernel.ledger.rollback_failed", error=str(exc))

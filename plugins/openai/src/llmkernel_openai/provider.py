@@ -66,6 +66,12 @@ class OpenAIProvider(HTTPProvider):
         settings: OpenAISettings = super().load_settings(config)
         return settings.resolved()
 
+    @property
+    def price_preset(self) -> str | None:
+        """The preset whose price table prices this instance (the prices plugin
+        asks), ``None`` for a custom server: see :meth:`OpenAISettings.price_preset`."""
+        return self.settings.price_preset()
+
     # ------------------------------------------------------------------ hooks
 
     def base_url(self) -> str:

@@ -32,6 +32,8 @@ class Preset:
     base_url: str
     api_key_env: str | None
     api_key_required: bool = True
+    #: a server on this machine: named by its preset only (a local URL may be anything)
+    local: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -41,12 +43,14 @@ PRESETS: dict[str, Preset] = {
     "deepseek": Preset(base_url="https://api.deepseek.com/v1", api_key_env="DEEPSEEK_API_KEY"),
     "openrouter": Preset(base_url="https://openrouter.ai/api/v1", api_key_env="OPENROUTER_API_KEY"),
     "mistral": Preset(base_url="https://api.mistral.ai/v1", api_key_env="MISTRAL_API_KEY"),
-    "vllm": Preset(base_url="http://localhost:8000/v1", api_key_env=None, api_key_required=False),
+    "vllm": Preset(
+        base_url="http://localhost:8000/v1", api_key_env=None, api_key_required=False, local=True
+    ),
     "lmstudio": Preset(
-        base_url="http://localhost:1234/v1", api_key_env=None, api_key_required=False
+        base_url="http://localhost:1234/v1", api_key_env=None, api_key_required=False, local=True
     ),
     "llamacpp": Preset(
-        base_url="http://localhost:8080/v1", api_key_env=None, api_key_required=False
+        base_url="http://localhost:8080/v1", api_key_env=None, api_key_required=False, local=True
     ),
 }
 
@@ -100,6 +104,20 @@ class OpenAISettings(HTTPSettings):
             api_key_required=required,
             max_tokens_field=self.max_tokens_field or self._default_max_tokens_field(),
         )
+
+    def price_preset(self) -> str | None:
+        """Whose published prices apply to this instance: its ``preset`` when set
+        (``preset = "openai"`` on a proxy's ``base_url`` keeps OpenAI's prices); else
+        the hosted preset whose API host ``base_url`` is on (none: OpenAI's own API,
+        ``api.groq.com``: Groq...); else ``None``, a custom server, unpriced. Local
+        presets only by name: a server on localhost may be anything."""
+        if self.preset is not None:
+            return self.preset
+        host = urlsplit(self.base_url or OPENAI_BASE_URL).hostname
+        for name, preset in PRESETS.items():
+            if not preset.local and urlsplit(preset.base_url).hostname == host:
+                return name
+        return None
 
     def _default_max_tokens_field(self) -> Literal["max_tokens", "max_completion_tokens"] | None:
         """OpenAI's own API (``preset = "openai"``, or no preset and a base_url that

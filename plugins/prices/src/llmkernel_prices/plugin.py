@@ -32,53 +32,72 @@ _PRESET_TABLES = {
     "together": "together",
     "mistral": "mistral",
 }
-_OPENAI_HOST = "https://api.openai.com"
+_MISSING = object()
 
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-def openai_presets(kernel: Kernel, instance: str | None = None) -> set[str]:
-    """The presets of the configured ``type = "openai"`` instances (or of the one
-    ``instance`` when the kernel says which): ``"openai"`` for OpenAI itself, the
-    preset's name, or ``"custom"`` for another base URL."""
-    presets: set[str] = set()
-    for name, section in kernel.config.providers.items():
-        if section.type != "openai" or (instance is not None and name != instance):
-            continue
-        options: Any = section.options
-        preset = options.get("preset")
-        base_url = str(options.get("base_url") or "")
-        if preset:
-            presets.add(str(preset))
-        elif base_url and not base_url.startswith(_OPENAI_HOST):
-            presets.add("custom")
-        else:
-            presets.add("openai")
+def instance_preset(kernel: Kernel, instance: str) -> str | None:
+    """The preset whose table prices the ``type = "openai"`` ``instance``: OpenAI's
+    own API for a plain ``openai/...`` without a ``[providers.openai]`` table; else
+    what the instance says (``price_preset`` of the openai provider: its ``preset``,
+    or the hosted preset its ``base_url`` is on); else, from its table, its
+    ``preset`` or OpenAI without a ``base_url``. ``None``: a custom server."""
+    section = kernel.config.providers.get(instance)
+    if section is None:
+        return "openai"
+    provider_of = getattr(kernel, "provider", None)
+    if provider_of is not None:
+        try:
+            found = getattr(provider_of(instance), "price_preset", _MISSING)
+        except Exception:  # a provider that cannot be built is priced from its table
+            found = _MISSING
+        if found is None or isinstance(found, str):
+            return found
+    options: Any = section.options
+    if options.get("preset"):
+        return str(options["preset"])
+    return None if options.get("base_url") else "openai"
+
+
+def openai_presets(kernel: Kernel) -> set[str | None]:
+    """The presets of every configured ``type = "openai"`` instance (``None`` for a
+    custom server), or OpenAI's own when there is none."""
+    presets = {
+        instance_preset(kernel, name)
+        for name, section in kernel.config.providers.items()
+        if section.type == "openai"
+    }
     return presets or {"openai"}
 
 
-def _openai_compatible(
-    kernel: Kernel, model: str, instance: str | None = None
-) -> TieredPrice | ModelPrice | None:
+def _table_price(preset: str | None, model: str) -> TieredPrice | ModelPrice | None:
     from llmkernel_prices.table import load_table, local_rule
 
-    presets = openai_presets(kernel, instance)
-    found = {}
-    for preset in presets:
-        table = _PRESET_TABLES.get(preset)
-        if table is not None:
-            price = load_table(table).get(model)
-            if price is not None:
-                found[preset] = price
-    if len(found) == 1:
-        return next(iter(found.values()))
-    if len(found) > 1:  # two priced servers claim the model: do not pick one
-        return None
+    table = _PRESET_TABLES.get(preset or "")
+    if table is not None:
+        return load_table(table).get(model)
     rule = local_rule()
-    if presets <= rule.free_presets:
-        return rule.price
-    return None
+    return rule.price if preset in rule.free_presets else None
+
+
+def _openai_compatible(
+    kernel: Kernel, model: str, instance: str | None
+) -> TieredPrice | ModelPrice | None:
+    if instance is not None:
+        return _table_price(instance_preset(kernel, instance), model)
+    # without the candidate: priced only when every configured server agrees
+    presets = openai_presets(kernel)
+    found = {preset: price for preset in presets if (price := _table_price(preset, model))}
+    if len(found) != 1 or (None in presets):
+        return None
+    (preset, price), *_ = found.items()
+    from llmkernel_prices.table import local_rule
+
+    if preset in local_rule().free_presets and len(presets) > 1:
+        return None  # a local server's free price never stands for a paid one's
+    return price
 
 
 def _warn_once(provider_type: str, model: str) -> None:
@@ -112,10 +131,7 @@ def price_model(
     if provider_type in _NATIVE:
         price = load_table(_NATIVE[provider_type]).get(model)
     elif provider_type == "openai":
-        instance = getattr(candidate, "provider", None)
-        if instance is not None and instance not in kernel.config.providers:
-            instance = None  # "openai/gpt-4o" with no table: OpenAI itself
-        price = _openai_compatible(kernel, model, instance)
+        price = _openai_compatible(kernel, model, getattr(candidate, "provider", None))
     else:
         return None  # a provider type we ship nothing for: its own plugin may price it
     if price is None:
