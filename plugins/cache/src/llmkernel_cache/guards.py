@@ -51,23 +51,28 @@ import attrs
 
 __all__ = ["GUARDS", "Features", "check", "features"]
 
-#: every guard, in the order they run
-GUARDS = ("negation", "numbers", "entities", "order", "antonyms", "dates", "substitution")
+from llmkernel_cache.settings import GUARDS  # every guard, in the order they run
+
+
+def _words(text: str) -> list[str]:
+    """The words of a vocabulary written as text."""
+    return text.split()
+
 
 # ---------------------------------------------------------------------- vocabulary
 
 _NEGATIONS = frozenset(
-    """not no never without none nobody nothing neither nor cannot n't unable nowhere
+    _words("""not no never without none nobody nothing neither nor cannot n't unable nowhere
     nunca sin ningún ninguna ninguno jamás nada nadie
     ne pas jamais sans aucun aucune rien personne
     nicht kein keine keinen keinem keiner nie niemals ohne nichts niemand
-    não nem sem nenhum nenhuma""".split()
+    não nem sem nenhum nenhuma""")
 )
 # "no" is a negation in English and Spanish; French "ne ... pas" counts as one
 _PAIRED = {"ne": "pas"}
 
 _STOPWORDS = frozenset(
-    """a an the and or but if of at by for with about to from in on into onto over
+    _words("""a an the and or but if of at by for with about to from in on into onto over
     under as is are was were be been being am do does did done doing have has had
     having can could would should will shall may might must i me my mine we us our
     you your yours he him his she her it its they them their this that these those
@@ -78,7 +83,7 @@ _STOPWORDS = frozenset(
     le la les un une des du de est et en au aux quel quelle quels quelles qui que
     el los las y es del al cuál cual qué que cómo como
     der die das ein eine ist und zu zur zum den dem des wie welche welcher welches hat
-    o os as um uma é e do da dos das""".split()
+    o os as um uma é e do da dos das""")
 )
 
 _NUMBER_WORDS = {
@@ -134,41 +139,41 @@ _AFTER_NUMBER = {
 }  # fmt: skip
 # units that are also ordinary words: only as units right after a number
 _WORDLIKE_UNITS = frozenset(
-    "second minute day week month year cup pound ton foot yard degree am pm".split()
+    _words("second minute day week month year cup pound ton foot yard degree am pm")
 )
 _SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "%": "%", "°f": "degF", "°c": "degC"}
 _TIME_UNITS = frozenset({"s", "min", "h", "day", "week", "month", "year"})
 
-_WEEKDAYS = """monday tuesday wednesday thursday friday saturday sunday
+_WEEKDAYS = _words("""monday tuesday wednesday thursday friday saturday sunday
     lundi mardi mercredi jeudi vendredi samedi dimanche
     lunes martes miércoles jueves viernes sábado domingo
-    montag dienstag mittwoch donnerstag freitag samstag sonntag""".split()
-_MONTHS = """january february march april may june july august september october
+    montag dienstag mittwoch donnerstag freitag samstag sonntag""")
+_MONTHS = _words("""january february march april may june july august september october
     november december janvier février mars avril mai juin juillet août septembre
     octobre novembre décembre enero febrero marzo abril mayo junio julio agosto
     septiembre octubre noviembre diciembre januar februar märz juni juli oktober
-    dezember""".split()
-_MONTH_ABBREVIATIONS = "jan feb mar apr jun jul aug sep sept oct nov dec".split()
+    dezember""")
+_MONTH_ABBREVIATIONS = _words("jan feb mar apr jun jul aug sep sept oct nov dec")
 _TIMES = frozenset(
-    """today tonight tomorrow yesterday now currently ago since until till later
+    _words("""today tonight tomorrow yesterday now currently ago since until till later
     earlier soon before after morning afternoon evening night noon midnight
     dawn dusk sunrise sunset spring summer autumn winter weekend weekday eve
     christmas easter thanksgiving halloween century decade
     aujourd'hui demain hier ce soir matin nuit hoy mañana ayer noche heute morgen
-    gestern abend nacht""".split()
+    gestern abend nacht""")
 )
-_RELATIVE = frozenset("this next last past previous coming upcoming current".split())
+_RELATIVE = frozenset(_words("this next last past previous coming upcoming current"))
 _PERIODS = frozenset(
-    "week month year weekend day night morning afternoon evening quarter decade "
-    "century season time".split()
+    _words("week month year weekend day night morning afternoon evening quarter decade")
+    + _words("century season time")
 )
 
 _RELATIONS = frozenset(
-    "than from to into by over versus vs before after minus divided per against onto "
-    "toward towards times".split()
+    _words("than from to into by over versus vs before after minus divided per against")
+    + _words("onto toward towards times")
 )
 
-_ANTONYM_PAIRS = """enable disable increase decrease increase reduce gain lose win lose
+_ANTONYM_PAIRS = _words("""enable disable increase decrease increase reduce gain lose win lose
     on off up down in out upload download add remove add subtract open close lower raise
     before after pro con pros cons advantage disadvantage encrypt decrypt strong weak
     start stop start end begin end more less more fewer better worse best worst buy sell
@@ -188,14 +193,15 @@ _ANTONYM_PAIRS = """enable disable increase decrease increase reduce gain lose w
     required success failure pass fail valid invalid legal illegal present absent
     always never often rarely most least higher lower larger smaller bigger smaller
     hotter colder faster slower cheaper pricier sooner later nearer farther closer
-    farther inhale exhale freeze melt hire fire mortgage rent borrow repay""".split()
-_ADJECTIVES = """big small large little huge tiny hot cold warm cool fast slow quick
+    farther inhale exhale freeze melt hire fire mortgage rent borrow repay""")
+_ADJECTIVES = _words("""big small large little huge tiny hot cold warm cool fast slow quick
     cheap high low long short tall old young new strong weak heavy light easy hard
     early late safe good bad great rich poor close near far deep shallow wide narrow
     thick thin loud quiet soft bright dark clean dirty healthy sweet fresh rare common
     simple smart busy popular expensive efficient powerful dangerous important
-    difficult beautiful reliable secure accurate""".split()
-_IRREGULAR = "better best worse worst more most less least fewer fewest further furthest farther farthest elder eldest".split()
+    difficult beautiful reliable secure accurate""")
+_IRREGULAR = _words("""better best worse worst more most less least fewer fewest further
+    furthest farther farthest elder eldest""")
 
 # synonyms a paraphrase swaps freely (a one-word swap between two of them is fine)
 _SYNONYMS = [
@@ -240,13 +246,13 @@ _TOKEN = re.compile(
       | [^\W\d_]*[\w]*(?:[._/][\w]+)+           # identifiers, file names, paths
       | %
       | n't
-      | ['"‘’“”«»]                              # quotes
+      | ['"\u2018\u2019\u201c\u201d«»]     # quotes
     """,
     re.VERBOSE,
 )
 _CONTRACTION = re.compile(r"([^\W\d_]+)'(m|re|ve|ll|d|s)")
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
-_QUOTED = re.compile(r"""(?:^|[\s(])['"“‘«](.+?)['"”’»](?=$|[\s).,;:!?])""")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'"})
+_QUOTED = re.compile(r"""(?:^|[\s(])['"\u201c\u2018«](.+?)['"\u201d\u2019»](?=$|[\s).,;:!?])""")
 _SENTENCE_END = frozenset(".?!¿¡:;")
 
 
@@ -273,8 +279,8 @@ def _stem(word: str) -> str:
 
 def _pairs(words: Sequence[str]) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
-    for a, b in zip(words[::2], words[1::2], strict=True):
-        a, b = _stem(a), _stem(b)
+    for first, second in zip(words[::2], words[1::2], strict=True):
+        a, b = _stem(first), _stem(second)
         out.setdefault(a, set()).add(b)
         out.setdefault(b, set()).add(a)
     return {k: frozenset(v) for k, v in out.items()}
@@ -294,7 +300,7 @@ _SCALAR = frozenset(
         adjective[:-1] + "iest" if adjective.endswith("y") else adjective + "st",
     )
 ) | frozenset(_stem(w) for w in _IRREGULAR)
-_SYNONYM_OF = {_stem(w): group.split()[0] for group in _SYNONYMS for w in group.split()}
+_SYNONYM_OF = {_stem(w): _words(group)[0] for group in _SYNONYMS for w in _words(group)}
 _PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "de", "anti", "mis")
 _STOP_STEMS = frozenset(_stem(w) for w in _STOPWORDS) | _STOPWORDS
 _NUMBER_STEMS = frozenset(_NUMBER_WORDS) | frozenset(_MULTIPLIERS) | frozenset(_ORDINALS)
@@ -347,14 +353,15 @@ def _tokens(text: str) -> list[tuple[str, bool, bool]]:
         if any(ch in _SENTENCE_END for ch in text[end : match.start()]):
             start = True
         end = match.end()
-        if token in "'\"‘’“”«»":
+        if token in "'\"\u2018\u2019\u201c\u201d«»":
             continue
         lowered = token.lower()
         contraction = _CONTRACTION.fullmatch(lowered)
         if lowered.endswith("n't") and len(lowered) > 3:  # don't -> do n't; can't -> can n't
             head = lowered[:-3]
             head = {"ca": "can", "wo": "will", "sha": "shall"}.get(head, head)
-            out.append((token[: len(head)] if head == lowered[: len(head)] else head, token[0].isupper(), start))
+            word = token[: len(head)] if head == lowered[: len(head)] else head
+            out.append((word, token[0].isupper(), start))
             out.append(("n't", False, False))
         elif contraction:  # I'm, what's, we've, Tesla's: the word, then the rest
             head = token[: len(contraction.group(1))]
@@ -505,17 +512,23 @@ def features(text: str) -> Features:
             times.add(lowered)
         elif lowered in _MONTHS or lowered in _MONTH_ABBREVIATIONS:
             nearby = [t[0] for t in tokens[max(0, index - 1) : index + 2]]
-            if capitalized or any(t[:1].isdigit() for t in nearby) or lowered not in ("may", "march"):
+            dated = any(t[:1].isdigit() for t in nearby)
+            if capitalized or dated or lowered not in ("may", "march"):
                 times.add(lowered if lowered not in _MONTH_ABBREVIATIONS else lowered[:3])
         elif lowered == "fall" and index and tokens[index - 1][0].lower() in ("the", "in"):
             times.add("autumn")
         elif lowered in _RELATIVE and index + 1 < len(tokens):
             following = tokens[index + 1][0].lower()
-            if following in _PERIODS or following in _WEEKDAYS or _UNITS.get(following) in (
-                "day",
-                "week",
-                "month",
-                "year",
+            if (
+                following in _PERIODS
+                or following in _WEEKDAYS
+                or _UNITS.get(following)
+                in (
+                    "day",
+                    "week",
+                    "month",
+                    "year",
+                )
             ):
                 times.add(f"{lowered} {_UNITS.get(following, following)}")
         if lowered in _STOPWORDS or stem in _STOP_STEMS:
@@ -645,9 +658,12 @@ def _antonyms(a: Features, b: Features) -> bool:
             continue
         for other in only_b:
             short, long = sorted((word, other), key=len)
-            if len(short) > 3 and other not in _STOP_STEMS:
-                if any(long == prefix + short for prefix in _PREFIXES):
-                    return False
+            if (
+                len(short) > 3
+                and other not in _STOP_STEMS
+                and any(long == prefix + short for prefix in _PREFIXES)
+            ):
+                return False
     scalar_a = {_SYNONYM_OF.get(w, w) for w in only_a & _SCALAR}
     scalar_b = {_SYNONYM_OF.get(w, w) for w in only_b & _SCALAR}
     return not (scalar_a and scalar_b and scalar_a != scalar_b)
@@ -668,9 +684,7 @@ _CHECKS = {
 }
 
 
-def check(
-    stored: Features, asked: Features, guards: Iterable[str] = GUARDS
-) -> str | None:
+def check(stored: Features, asked: Features, guards: Iterable[str] = GUARDS) -> str | None:
     """The first guard that rejects serving ``stored``'s answer for ``asked``, or
     ``None`` when every guard in ``guards`` lets it through."""
     for name in guards:
