@@ -40,7 +40,14 @@ def configure(kernel: Kernel, config: Config) -> None:
     if settings.enabled:  # the cache itself (and its key, sqlite) loads only then
         from llmkernel_cache.cache import ResponseCache
 
-        cache = ResponseCache(settings)
+        if settings.semantic_anywhere:
+            from llmkernel_cache.calls import kernel_calls
+
+            cache = ResponseCache(settings, **kernel_calls(kernel))
+        else:
+            cache = ResponseCache(settings)
+        # a script that never closes its kernel keeps what it stored
+        kernel.on_exit(cache.write_at_exit)
     _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose
     # cache=False, cache_ttl=..., cache_namespace=... are ours: never sent upstream
     kernel.claim_options(*REQUEST_OPTIONS)
