@@ -288,7 +288,7 @@ class ResponseCache:
                 if hit is not None:
                     return hit
         self._remember(request, namespace, key, ticket)  # for the store of the same call
-        if self._unsaved and self.timer() - self._counts_saved > _COUNTS_EVERY:
+        if self._unsaved and self._has_store and self.timer() - self._counts_saved > _COUNTS_EVERY:
             self._drain_later()
         return None
 
@@ -389,7 +389,7 @@ class ResponseCache:
         """Queue a drain on the worker now (reads queued after it see the writes);
         nothing when nothing is queued (a timer after a flush, or after close)."""
         self._draining = False  # before the look: a store after it asks again
-        if self._queue or self._unsaved:
+        if self._queue or (self._unsaved and self._has_store):
             self._submit(self._drain)
 
     # ------------------------------------------------------------------ management
@@ -490,7 +490,7 @@ class ResponseCache:
         """Wait for every pending write (tests, shutdown)."""
         import asyncio
 
-        if self._queue or self._unsaved:
+        if self._queue or (self._unsaved and self._has_store):
             self._drain_now()
         while self._pending:
             pending = list(self._pending)
@@ -498,7 +498,7 @@ class ResponseCache:
 
     def flush(self) -> None:
         """Blocking :meth:`aflush`."""
-        if self._queue or self._unsaved:
+        if self._queue or (self._unsaved and self._has_store):
             self._drain_now()
         while self._pending:
             import concurrent.futures  # pending writes: the worker made, this imported
