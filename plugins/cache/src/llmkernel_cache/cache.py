@@ -258,6 +258,9 @@ class ResponseCache:
             with self._lock:
                 self.hits += 1
                 self.memory_hits += 1
+                unsaved = self._unsaved
+                unsaved["hits"] += 1
+                unsaved["memory_hits"] += 1
             return response
         if self._store is not None or self._store_factory is not None:
             if self._may_have(key):
