@@ -445,6 +445,9 @@ class Gateway:
                 (b"x-llmkernel-model", candidate.model.encode()),
                 (b"x-llmkernel-attempts", str(len(attempts)).encode()),
             ]
+        hit = getattr(stream, "response", None)  # a cached answer is known before it streams
+        if hit is not None and getattr(hit, "cached", False):
+            headers.append((b"x-llmkernel-cache", _cache_header(hit)))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = chunker.start() + chunker.event(first)
         failure: Failure | None = None
@@ -571,6 +574,7 @@ class Gateway:
                 cost=cost,
                 cached=cached,
                 error_kind=failure.kind if failure else None,
+                semantic=cached and getattr(response, "cache_kind", None) == "semantic",
             )
         # Client mistakes are not a deployment's errors.
         if response is not None or (failure is not None and failure.status >= 500):
@@ -762,9 +766,16 @@ def _extension_headers(rid: str, response: Any) -> list[tuple[bytes, bytes]]:
         (b"x-llmkernel-provider", response.provider.encode()),
         (b"x-llmkernel-model", response.model.encode()),
         (b"x-llmkernel-cost", b"unpriced" if cost is None else str(cost).encode()),
-        (b"x-llmkernel-cache", b"hit" if getattr(response, "cached", False) else b"miss"),
+        (b"x-llmkernel-cache", _cache_header(response)),
         (b"x-llmkernel-attempts", str(response.attempts).encode()),
     ]
+
+
+def _cache_header(response: Any) -> bytes:
+    """``x-llmkernel-cache``: ``miss``, ``hit`` (exact) or ``semantic``."""
+    if not getattr(response, "cached", False):
+        return b"miss"
+    return b"semantic" if getattr(response, "cache_kind", None) == "semantic" else b"hit"
 
 
 async def _respond(

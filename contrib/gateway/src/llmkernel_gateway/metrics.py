@@ -72,6 +72,12 @@ class Metrics:
             ["provider", "model", "key"],
             registry=reg,
         )
+        self.semantic_hits = pc.Counter(
+            "llmkernel_gateway_cache_semantic_hits",
+            "Requests answered by the semantic cache (a part of the cache hits).",
+            ["provider", "model", "key"],
+            registry=reg,
+        )
         gauge_kw: dict[str, Any] = {"multiprocess_mode": "livesum"} if self.multiprocess else {}
         self.in_flight = pc.Gauge(
             "llmkernel_gateway_in_flight",
@@ -102,6 +108,7 @@ class Metrics:
         cost: Any = None,
         cached: bool = False,
         error_kind: str | None = None,
+        semantic: bool = False,
     ) -> None:
         child = self._child
         child(self.requests, (route, provider, model, key, str(status))).inc()
@@ -124,6 +131,8 @@ class Metrics:
             child(self.cost, (provider, model, key)).inc(float(cost))
         if cached:
             child(self.cache_hits, (provider, model, key)).inc()
+            if semantic:
+                child(self.semantic_hits, (provider, model, key)).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
