@@ -86,7 +86,7 @@ _STOPWORDS = frozenset(
     o os as um uma é e do da dos das""")
 )
 
-_NUMBER_WORDS = {
+_NUMBER_WORDS: dict[str, int | Fraction] = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
     "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
     "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17,
@@ -416,7 +416,7 @@ def features(text: str) -> Features:
         current: Fraction = Fraction(0)
         for w in pending_words:
             if w in _MULTIPLIERS:
-                current = (current or 1) * _MULTIPLIERS[w]
+                current = (current or Fraction(1)) * _MULTIPLIERS[w]
                 if _MULTIPLIERS[w] >= 1000:
                     total, current = total + current, Fraction(0)
             else:

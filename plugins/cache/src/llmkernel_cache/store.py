@@ -290,12 +290,12 @@ class SQLiteStore:
             responses.exists()
             and self._db["totals"].exists()
             and self._db["counts"].exists()
-            and "prompt" in responses.columns_dict  # type: ignore[union-attr]
+            and "prompt" in responses.columns_dict
         ):
             return
         with self._write():
             if responses.exists():  # a file of an earlier version: the semantic columns
-                have = responses.columns_dict  # type: ignore[union-attr]
+                have = responses.columns_dict
                 for column, kind in (("partition", "TEXT"), ("vector", "BLOB"), ("prompt", "TEXT")):
                     if column not in have:
                         self._conn.execute(f"ALTER TABLE responses ADD COLUMN {column} {kind}")
