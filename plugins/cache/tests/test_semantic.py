@@ -451,6 +451,8 @@ def test_settings_errors_name_the_key() -> None:
         semantic_kernel(None, guards=["negations"])
     with pytest.raises(ConfigError, match="threshold"):
         semantic_kernel(None, threshold=1.5)
+    with pytest.raises(ConfigError, match="verifier"):
+        semantic_kernel(None, verifier="gpt-4o")
 
 
 def test_per_model_overrides() -> None:

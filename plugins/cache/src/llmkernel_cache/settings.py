@@ -78,6 +78,10 @@ class SemanticSettings:
             raise ValueError(
                 f"semantic.embedding_model must be 'provider/model', not {self.embedding_model!r}"
             )
+        if self.verifier and self.verifier != "self" and "/" not in self.verifier:
+            raise ValueError(
+                f"semantic.verifier must be 'self' or 'provider/model', not {self.verifier!r}"
+            )
         for value, key in (
             (self.threshold, "threshold"),
             (self.same_words_threshold, "same_words_threshold"),
