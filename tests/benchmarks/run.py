@@ -24,7 +24,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SECTIONS = ["import", "calls", "local", "ledger", "gateway", "apis", "otel"]
+SECTIONS = ["import", "calls", "local", "ledger", "gateway", "apis", "otel", "semantic"]
 
 
 def section(name: str, quick: bool, clean_python: str | None) -> dict[str, Any]:
@@ -394,6 +394,36 @@ def rows(r: dict[str, Any]) -> list[Row]:
                     "",
                     "within 1.2x chat",
                     _met(worst <= 1.2),
+                )
+            )
+    sem = r.get("semantic", {})
+    if sem and "error" not in sem:
+        for n, figure in sem["search"].items():
+            out.append(
+                (
+                    f"semantic search, {int(n):,} entries in a partition (numpy)",
+                    f"{figure['median_us']:.0f} us (p99 {figure['p99_us']:.0f} us)",
+                    "",
+                    "",
+                    "< 2 ms at 10k" if n == "10000" else "",
+                    _met(figure["median_us"] < 2000) if n == "10000" else "",
+                )
+            )
+        real = sem.get("real model")
+        if real:
+            q = real["quality"]
+            out.append(
+                (
+                    "semantic cache on the labelled set (multilingual-e5-small)",
+                    f"{q['paraphrase']['served']}/{q['paraphrase']['pairs']} paraphrases, "
+                    f"{q['lookalike']['served']}/{q['lookalike']['pairs']} look-alikes served",
+                    f"embedding call {real['embedding call ms']['median']:.1f} ms",
+                    "",
+                    "0 look-alikes, >= half the paraphrases",
+                    _met(
+                        q["lookalike"]["served"] == 0
+                        and 2 * q["paraphrase"]["served"] >= q["paraphrase"]["pairs"]
+                    ),
                 )
             )
     out += otel_rows(r.get("otel", {}))

@@ -308,7 +308,9 @@ class Response:
     Providers fill ``message``, ``finish_reason``, ``usage``, ``id``, ``model``,
     ``headers`` (the HTTP response's headers, lower-cased names) and, for structured
     output, ``parsed``; the kernel adds ``provider``, ``cost``, ``latency``,
-    ``attempts`` and ``cached``.
+    ``attempts`` and ``cached``. A cache that answered says how in ``cache_kind``
+    (``"exact"``, ``"semantic"``) and, for a semantic hit, the cosine ``similarity``
+    of the two prompts.
     """
 
     message: Message
@@ -323,6 +325,8 @@ class Response:
     latency: float = 0.0
     attempts: int = 1
     cached: bool = False
+    cache_kind: Literal["exact", "semantic"] | None = None
+    similarity: float | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @property

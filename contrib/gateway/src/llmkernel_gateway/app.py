@@ -500,6 +500,9 @@ class Gateway:
                 (b"x-llmkernel-model", _header(candidate.model)),
                 (b"x-llmkernel-attempts", str(len(attempts)).encode()),
             ]
+        hit = getattr(stream, "response", None)  # a cached answer is known before it streams
+        if hit is not None and getattr(hit, "cached", False):
+            headers.append((b"x-llmkernel-cache", _cache_header(hit)))
         start = {"type": "http.response.start", "status": 200, "headers": headers}
         body = chunker.start() + chunker.event(first)
         failure: Failure | None = None
@@ -638,6 +641,7 @@ class Gateway:
                 latency=latency,
                 response=response,
                 error_kind=failure.kind if failure else None,
+                semantic=cached and getattr(response, "cache_kind", None) == "semantic",
                 ttft=ttft,
                 rid=rid,
             )
@@ -849,9 +853,16 @@ def _extension_headers(rid: str, response: Any) -> list[tuple[bytes, bytes]]:
         (b"x-llmkernel-provider", _header(response.provider)),
         (b"x-llmkernel-model", _header(response.model)),
         (b"x-llmkernel-cost", b"unpriced" if cost is None else str(cost).encode()),
-        (b"x-llmkernel-cache", b"hit" if getattr(response, "cached", False) else b"miss"),
+        (b"x-llmkernel-cache", _cache_header(response)),
         (b"x-llmkernel-attempts", str(response.attempts).encode()),
     ]
+
+
+def _cache_header(response: Any) -> bytes:
+    """``x-llmkernel-cache``: ``miss``, ``hit`` (exact) or ``semantic``."""
+    if not getattr(response, "cached", False):
+        return b"miss"
+    return b"semantic" if getattr(response, "cache_kind", None) == "semantic" else b"hit"
 
 
 async def _respond(

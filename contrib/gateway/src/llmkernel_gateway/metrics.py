@@ -160,6 +160,11 @@ class Metrics:
             "Requests answered from the response cache.",
             [*deployment, "key"],
         )
+        self.semantic_hits = counter(
+            "llmkernel_gateway_cache_semantic_hits",
+            "Requests answered by the semantic cache (a part of the cache hits).",
+            [*deployment, "key"],
+        )
         self.attempts = counter(
             "llmkernel_gateway_attempts",
             "Attempts on a deployment, by outcome (ok, error, refused, cancelled, abandoned).",
@@ -246,6 +251,7 @@ class Metrics:
         cached: bool = False,
         error_kind: str | None = None,
         upstream: float | None = None,
+        semantic: bool = False,
     ) -> None:
         """One request; ``provider`` and ``model`` are label values already."""
         child = self.child
@@ -272,6 +278,8 @@ class Metrics:
             self._add_today((provider, model), cost)
         if cached:
             child(self.cache_hits, (provider, model, key)).inc()
+            if semantic:
+                child(self.semantic_hits, (provider, model, key)).inc()
 
     def _add_today(self, deployment: tuple[str, str], cost: Decimal) -> None:
         today = _today()

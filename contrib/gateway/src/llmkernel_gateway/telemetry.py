@@ -110,8 +110,10 @@ class Telemetry:
         error_kind: str | None = None,
         ttft: float | None = None,
         rid: str = "",
+        semantic: bool = False,
     ) -> None:
-        """The metrics of one request (``model`` as the client sent it)."""
+        """The metrics of one request (``model`` as the client sent it); ``semantic``:
+        answered by the semantic cache."""
         seen = observe.take()
         metrics = self.metrics
         labels = metrics.labels
@@ -137,6 +139,7 @@ class Telemetry:
             cached=bool(getattr(response, "cached", False)),
             error_kind=error_kind,
             upstream=seen.upstream if seen is not None else None,
+            semantic=semantic,
         )
         spans = self.spans
         if spans is not None:

@@ -1,4 +1,5 @@
-"""llmkernel-cache: an exact-match response cache, memory in front of SQLite.
+"""llmkernel-cache: an exact-match response cache, memory in front of SQLite, and a
+guarded semantic layer behind it.
 
 Names load on first use (PEP 562): importing the package, as the plugin
 entry point does, stays cheap.
@@ -15,6 +16,8 @@ _EXPORTS: dict[str, str] = {
     "MemoryLRU": "llmkernel_cache.store",
     "ResponseCache": "llmkernel_cache.cache",
     "SQLiteStore": "llmkernel_cache.store",
+    "SemanticSettings": "llmkernel_cache.settings",
+    "VectorRow": "llmkernel_cache.store",
     "Store": "llmkernel_cache.store",
     "canonical": "llmkernel_cache.key",
     "request_key": "llmkernel_cache.key",
@@ -23,8 +26,8 @@ _EXPORTS: dict[str, str] = {
 if TYPE_CHECKING:
     from llmkernel_cache.cache import ResponseCache
     from llmkernel_cache.key import canonical, request_key
-    from llmkernel_cache.settings import CacheSettings
-    from llmkernel_cache.store import Entry, MemoryLRU, SQLiteStore, Store
+    from llmkernel_cache.settings import CacheSettings, SemanticSettings
+    from llmkernel_cache.store import Entry, MemoryLRU, SQLiteStore, Store, VectorRow
 
 
 def __getattr__(name: str) -> Any:
@@ -42,7 +45,9 @@ __all__ = [
     "MemoryLRU",
     "ResponseCache",
     "SQLiteStore",
+    "SemanticSettings",
     "Store",
+    "VectorRow",
     "canonical",
     "request_key",
 ]

@@ -11,14 +11,15 @@ for persistence and never waits on a thread.
 from __future__ import annotations
 
 import collections
-import contextlib
 import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
 
 from llmkernel import log
 from llmkernel.types import ChatRequest, Response, replace
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
 
+    from llmkernel_cache.semantic import CountTokens, Embed, SemanticLayer, Ticket, Verify
+    from llmkernel_cache.store import VectorRow
+
 __all__ = ["ResponseCache"]
 
 T = TypeVar("T")
@@ -42,6 +46,10 @@ _WRITE_DELAY = 0.01
 _STALE_DRAIN = 1.0
 _ZERO = Decimal(0)
 _STORED_FINISH = frozenset({"stop", "tool_calls"})
+#: counts kept in the store's file (every process's), beside this process's own
+_SHARED_COUNTS = frozenset({"hits", "memory_hits", "misses", "bypassed", "stores"})
+#: seconds between two writes of the counts when nothing else is written
+_COUNTS_EVERY = 1.0
 
 
 def _control(request: ChatRequest, name: str) -> Any:
@@ -56,6 +64,8 @@ def _switch(value: Any) -> bool:
         return True
     if value is False:
         return False
+    if isinstance(value, Mapping):  # cache={"semantic": False}: the semantic layer's
+        return _switch(value.get("enabled"))
     text = str(value).strip().lower()
     if text in ("false", "0", "no", "off"):
         return False
@@ -88,6 +98,10 @@ class ResponseCache:
     ``stats()`` counts hits and misses of this process and the store's size.
     ``clock`` (epoch seconds) dates entries and their expiry; ``timer`` (monotonic
     seconds) times the freshness of what is known of the store's keys.
+
+    With ``[plugin.cache] semantic`` enabled, ``embed`` (the kernel's ``aembed``, as
+    the plugin gives it) is required; ``verify`` asks a chat model for the optional
+    verifier and ``count_tokens`` counts a prompt's tokens for ``max_prompt_tokens``.
     """
 
     def __init__(
@@ -97,6 +111,9 @@ class ResponseCache:
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.monotonic,
+        embed: Embed | None = None,
+        verify: Verify | None = None,
+        count_tokens: CountTokens | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock  # epoch seconds: expiry
@@ -121,10 +138,13 @@ class ResponseCache:
         self.bypassed = 0
         self.stores = 0
         self.errors = 0
+        self.semantic_counts: collections.Counter[str] = collections.Counter()
+        self._unsaved: collections.Counter[str] = collections.Counter()  # for the file
+        self._counts_saved = timer()
         self._totals = Totals()
         self._closed = False
         # (namespace, key) by request identity, from a lookup to the same call's store
-        self._keys: dict[int, tuple[weakref.ref[ChatRequest], str, str]] = {}
+        self._keys: dict[int, tuple[weakref.ref[ChatRequest], str, str, Ticket | None]] = {}
         # what the store may hold, known without a hop (see _may_have): written by
         # the worker only; the loop reads it
         self._scannable = (store is None and self._store_factory is not None) or (
@@ -142,6 +162,23 @@ class ResponseCache:
         self._draining = False
         self._drain_asked = -math.inf
         self._unwritten: set[str] = set()
+        self.semantic: SemanticLayer | None = None
+        if settings.enabled and settings.semantic_anywhere:
+            if embed is None:
+                raise ValueError("the semantic cache needs an embed function (the kernel's)")
+            from llmkernel_cache.semantic import SemanticLayer
+
+            self.semantic = SemanticLayer(
+                settings,
+                embed=embed,
+                verify=verify,
+                count_tokens=count_tokens,
+                count=self._count_semantic,
+                timer=timer,
+                max_rows=max(
+                    1, settings.max_entries if self._has_store else settings.memory_entries
+                ),
+            )
 
     def __repr__(self) -> str:
         return f"<ResponseCache path={self.settings.resolved_path!r}>"
@@ -182,7 +219,9 @@ class ResponseCache:
         namespace = namespace_for(request, self.settings.namespace)
         return namespace, request_key(request, namespace)
 
-    def _remember(self, request: ChatRequest, namespace: str, key: str) -> None:
+    def _remember(
+        self, request: ChatRequest, namespace: str, key: str, ticket: Ticket | None = None
+    ) -> None:
         """Keep the key of a missed lookup for the ``store`` of the same call: the
         kernel looks up and then stores the same request object, so a call
         computes its key once. A lookup always computes it afresh (a request's
@@ -193,15 +232,15 @@ class ResponseCache:
         def forget(_: object, ident: int = ident) -> None:
             keys.pop(ident, None)
 
-        keys[ident] = (weakref.ref(request, forget), namespace, key)
+        keys[ident] = (weakref.ref(request, forget), namespace, key, ticket)
 
-    def _recall(self, request: ChatRequest) -> tuple[str, str]:
-        """The key :meth:`_remember` kept for this very request object (used once),
-        else :meth:`where`."""
+    def _recall(self, request: ChatRequest) -> tuple[str, str, Ticket | None]:
+        """The key (and semantic ticket) :meth:`_remember` kept for this very request
+        object (used once), else :meth:`where`."""
         known = self._keys.pop(id(request), None)
         if known is not None and known[0]() is request:
-            return known[1], known[2]
-        return self.where(request)
+            return known[1], known[2], known[3]
+        return (*self.where(request), None)
 
     # ------------------------------------------------------------------ the kernel's calls
 
@@ -219,6 +258,9 @@ class ResponseCache:
             with self._lock:
                 self.hits += 1
                 self.memory_hits += 1
+                unsaved = self._unsaved
+                unsaved["hits"] += 1
+                unsaved["memory_hits"] += 1
             return response
         if self._store is not None or self._store_factory is not None:
             if self._may_have(key):
@@ -232,15 +274,56 @@ class ResponseCache:
                     entry = None
                 if entry is not None:
                     response = codec.loads(entry.body)
-                    response = replace(response, cost=_ZERO)
+                    response = replace(response, cost=_ZERO, cache_kind="exact")
                     self.memory.put(namespace, key, response, entry.size, entry.expires)
                     self._count("hits")
                     return response
             else:
                 self._count("misses_in_memory")
-        self._remember(request, namespace, key)  # for the store of the same call
         self._count("misses")
+        ticket = None
+        if self.semantic is not None:
+            plan = self.semantic.plan(request, namespace)
+            if plan is not None:
+                hit, ticket = await self.semantic.lookup(
+                    request, namespace, plan, now=now, fetch=self._fetch, load=self._vectors
+                )
+                if hit is not None:
+                    return hit
+        self._remember(request, namespace, key, ticket)  # for the store of the same call
+        if self._unsaved and self._has_store and self.timer() - self._counts_saved > _COUNTS_EVERY:
+            self._drain_later()
         return None
+
+    async def _fetch(self, namespace: str, key: str) -> Response | None:
+        """The answer stored under ``key`` (memory, then the store), or ``None``."""
+        now = self.clock()
+        response = self.memory.get(namespace, key, now)
+        if response is not None or not self._has_store:
+            return response
+        entry = await self._start(lambda store: store.get(namespace, key, now))
+        if entry is None:
+            return None
+        response = replace(codec.loads(entry.body), cost=_ZERO, cache_kind="exact")
+        self.memory.put(namespace, key, response, entry.size, entry.expires)
+        return response
+
+    def _vectors(
+        self, namespace: str, partition: str, after: int
+    ) -> concurrent.futures.Future[tuple[int, list[VectorRow]]] | None:
+        """The store's rows of a partition, read on the worker after the queued
+        writes; ``None`` when there is no store or it keeps no vectors."""
+        if not self._has_store or (self._store is not None and not hasattr(self._store, "vectors")):
+            return None
+        if self._queue:
+            self._drain_now()
+        now = self.clock()
+
+        def read(store: Store) -> tuple[int, list[VectorRow]]:
+            vectors = getattr(store, "vectors", None)
+            return (after, []) if vectors is None else vectors(namespace, partition, after, now)
+
+        return self._worker().submit(self._in_worker, read, False)
 
     async def store(self, request: ChatRequest, response: Response) -> None:
         """Keep a fresh, complete answer. Refusals, cached answers and (unless
@@ -252,27 +335,40 @@ class ResponseCache:
             self.settings.store_truncated and response.finish_reason == "length"
         ):
             return
-        namespace, key = self._recall(request)
+        namespace, key, ticket = self._recall(request)
         body = codec.dumps(response)
         size = len(body.encode())
         now = self.clock()
         expires = now + ttl if ttl > 0 else 0.0
-        self.memory.put(namespace, key, codec.kept(response, cost=_ZERO), size, expires)
+        kept = codec.kept(response, cost=_ZERO, cache_kind="exact")
+        self.memory.put(namespace, key, kept, size, expires)
         self._count("stores")
+        # only a complete answer is found by meaning
+        semantic = ticket is not None and response.finish_reason == "stop"
+        if semantic and self.semantic is not None and ticket is not None:
+            self.semantic.stored(ticket, key, expires)
         if self._store is None and self._store_factory is None:
             return
         self._unwritten.add(key)
-        self._queue.append(
-            Entry(
-                namespace=namespace,
-                key=key,
-                body=body,
-                size=size,
-                model=request.model,
-                created=now,
-                expires=expires,
-            )
+        entry = Entry(
+            namespace=namespace,
+            key=key,
+            body=body,
+            size=size,
+            model=request.model,
+            created=now,
+            expires=expires,
         )
+        if semantic and ticket is not None:
+            from llmkernel_cache.index import to_bytes
+
+            entry = attrs.evolve(
+                entry,
+                partition=ticket.partition,
+                vector=to_bytes(ticket.vector),
+                prompt=ticket.prompt,
+            )
+        self._queue.append(entry)
         self._drain_later()
 
     def _drain_later(self) -> None:
@@ -296,7 +392,7 @@ class ResponseCache:
         """Queue a drain on the worker now (reads queued after it see the writes);
         nothing when nothing is queued (a timer after a flush, or after close)."""
         self._draining = False  # before the look: a store after it asks again
-        if self._queue:
+        if self._queue or (self._unsaved and self._has_store):
             self._submit(self._drain)
 
     # ------------------------------------------------------------------ management
@@ -335,9 +431,27 @@ class ResponseCache:
         def clear(store: Store) -> int:
             removed = store.clear(namespace)
             self._rebuild = True  # the filter's bits for them only cost hops: drop them
+            if self.semantic is not None:
+                self.semantic.index.clear()  # read again from the store
             return removed
 
         return clear
+
+    def counts(self) -> dict[str, int]:
+        """Hit and miss counts of every process that used the store's file (this
+        one's included), by name; this process's own without a store (blocking)."""
+        if not self._has_store:
+            with self._lock:
+                mine = {k: getattr(self, k) for k in sorted(_SHARED_COUNTS)}
+                mine.update({f"semantic.{k}": v for k, v in self.semantic_counts.items()})
+            return mine
+
+        def read(store: Store) -> dict[str, int]:
+            self._save_counts(store)
+            counts = getattr(store, "counts", None)
+            return dict(counts()) if counts is not None else {}
+
+        return self._call(read)
 
     def namespaces(self) -> dict[str, Totals]:
         """Entries and bytes per namespace in the store (blocking)."""
@@ -364,13 +478,22 @@ class ResponseCache:
             "bytes": self._totals.bytes if self._has_store else self.memory.bytes,
             "evictions": self.memory.evictions
             + (getattr(self._store, "evictions", 0) if self._store is not None else 0),
+            **({} if self.semantic is None else {"semantic": self._semantic_stats()}),
         }
+
+    def _semantic_stats(self) -> dict[str, Any]:
+        from llmkernel_cache.semantic import stats_of
+
+        assert self.semantic is not None
+        with self._lock:
+            counts = collections.Counter(self.semantic_counts)
+        return stats_of(counts, len(self.semantic.index))
 
     async def aflush(self) -> None:
         """Wait for every pending write (tests, shutdown)."""
         import asyncio
 
-        if self._queue:
+        if self._queue or (self._unsaved and self._has_store):
             self._drain_now()
         while self._pending:
             pending = list(self._pending)
@@ -378,7 +501,7 @@ class ResponseCache:
 
     def flush(self) -> None:
         """Blocking :meth:`aflush`."""
-        if self._queue:
+        if self._queue or (self._unsaved and self._has_store):
             self._drain_now()
         while self._pending:
             import concurrent.futures  # pending writes: the worker made, this imported
@@ -421,7 +544,6 @@ class ResponseCache:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="llmkernel-cache"
                     )
-                    _flush_at_exit(self)
                 executor = self._executor
         return executor
 
@@ -434,10 +556,27 @@ class ResponseCache:
         return self._store
 
     def _close_store(self) -> None:
+        if self._store is not None and not self._closed:
+            self._save_counts(self._store)
         self._closed = True
         if self._store is not None and self._store_factory is not None:
             self._store.close()
             self._store = None
+
+    def write_at_exit(self) -> None:
+        """Write what is queued (entries and counts) in the calling thread: the
+        kernel's exit hook (``kernel.on_exit``), run at interpreter exit when the
+        kernel was not closed. Its workers are gone by then (``concurrent.futures``
+        joins them before ``atexit``), so nothing else uses the store: a program
+        that never closes its kernel, or whose loop stopped before the delayed
+        hand-over (sync calls run the loop only while they wait), loses no answer."""
+        if self._closed or not self._has_store or not (self._queue or self._unsaved):
+            return
+        store = self._open()
+        self._drain(store)
+        flush = getattr(store, "flush", None)
+        if flush is not None:
+            flush()
 
     def _in_worker(self, fn: Callable[[Store], T], refresh: bool = False) -> T:
         store = self._open()
@@ -540,11 +679,13 @@ class ResponseCache:
             self._failed("key_scan", exc)
 
     def _drain(self, store: Store) -> None:
-        """On the worker: write every queued entry in one transaction."""
+        """On the worker: write every queued entry in one transaction, then the
+        counts."""
         self._draining = False  # a store from now on queues another drain
         queue, batch = self._queue, []
         while queue:
             batch.append(queue.popleft())
+        self._save_counts(store)
         if not batch:
             return
         try:
@@ -573,36 +714,28 @@ class ResponseCache:
         self._count("errors")
         log.warning(f"llmkernel_cache.{what}_failed", error=f"{type(exc).__name__}: {exc}")
 
+    def _save_counts(self, store: Store) -> None:
+        """Add this process's new counts to the store's (a store that keeps them)."""
+        add = getattr(store, "add_counts", None)
+        with self._lock:
+            deltas, self._unsaved = self._unsaved, collections.Counter()
+            self._counts_saved = self.timer()
+        if add is not None and deltas:
+            try:
+                add(dict(deltas))
+            except BaseException:
+                with self._lock:
+                    self._unsaved.update(deltas)  # kept for the next write
+                raise
+
     def _count(self, *names: str) -> None:
         with self._lock:
             for name in names:
                 setattr(self, name, getattr(self, name) + 1)
+                if name in _SHARED_COUNTS:
+                    self._unsaved[name] += 1
 
-
-#: caches with a worker, their queued writes handed over at interpreter exit (one hook)
-_HOOKED = False
-_LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
-
-
-def _flush_at_exit(cache: ResponseCache) -> None:
-    """Queued writes are handed to the worker when the interpreter exits, before the
-    workers of ``concurrent.futures`` are joined (``threading``'s exit hooks run
-    newest first, before ``atexit``'s; this one is registered after
-    ``concurrent.futures``' own): a program that never closes its kernel, or whose
-    loop stopped running before the delayed hand-over (sync calls run the loop only
-    while they wait), loses no answer it stored."""
-    global _HOOKED
-    if not _HOOKED:
-        _HOOKED = True
-        register = getattr(threading, "_register_atexit", None)
-        if register is not None:
-            with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
-                register(_drain_all)
-    _LIVE.add(cache)
-
-
-def _drain_all() -> None:
-    for cache in list(_LIVE):
-        if cache._queue and cache._executor is not None:
-            with contextlib.suppress(RuntimeError):  # the worker is already gone
-                cache._drain_now()
+    def _count_semantic(self, name: str) -> None:
+        with self._lock:
+            self.semantic_counts[name] += 1
+            self._unsaved[f"semantic.{name}"] += 1

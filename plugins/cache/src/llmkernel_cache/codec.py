@@ -112,6 +112,8 @@ def kept(response: Response, **changes: Any) -> Response:
             "latency": 0.0,
             "attempts": 1,
             "cached": False,
+            "cache_kind": None,
+            "similarity": None,
             "headers": {},
             **changes,
         },

@@ -40,7 +40,14 @@ def configure(kernel: Kernel, config: Config) -> None:
     if settings.enabled:  # the cache itself (and its key, sqlite) loads only then
         from llmkernel_cache.cache import ResponseCache
 
-        cache = ResponseCache(settings)
+        if settings.semantic_anywhere:
+            from llmkernel_cache.calls import kernel_calls
+
+            cache = ResponseCache(settings, **kernel_calls(kernel))
+        else:
+            cache = ResponseCache(settings)
+        # a script that never closes its kernel keeps what it stored
+        kernel.lifecycle.on_exit(cache.write_at_exit)
     _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose
     # cache=False, cache_ttl=..., cache_namespace=... are ours: never sent upstream
     kernel.models.claim_options(*REQUEST_OPTIONS)
@@ -93,8 +100,14 @@ def _run(args: argparse.Namespace, kernel: Kernel) -> int:
     if args.namespace:
         namespaces = {k: v for k, v in namespaces.items() if k == args.namespace}
     rows = {ns: {"entries": t.entries, "bytes": t.bytes} for ns, t in namespaces.items()}
+    counts = cache.counts()
+    lookups = _lookups(counts)
     if args.json:
-        print(json.dumps({"path": cache.settings.resolved_path, "namespaces": rows}))
+        print(
+            json.dumps(
+                {"path": cache.settings.resolved_path, "namespaces": rows, "lookups": lookups}
+            )
+        )
         return 0
     print(f"cache: {cache.settings.resolved_path or '(memory only)'}")
     if not rows:
@@ -105,4 +118,47 @@ def _run(args: argparse.Namespace, kernel: Kernel) -> int:
     total_bytes = sum(r["bytes"] for r in rows.values())
     if len(rows) > 1:
         print(f"total: {total_entries} entries, {total_bytes} bytes")
+    exact = lookups["exact"]
+    print(
+        f"exact: {exact['hits']} hits ({exact['memory_hits']} from memory), "
+        f"{exact['misses']} misses, hit rate {exact['hit_rate']:.1%}, "
+        f"{exact['bypassed']} bypassed"
+    )
+    semantic = lookups.get("semantic")
+    if semantic is not None:
+        print(
+            f"semantic: {semantic['hits']} hits, {semantic['misses']} misses, "
+            f"{semantic['rejected']} rejected, {semantic['embeddings']} embeddings"
+        )
+        if semantic["rejected_by"]:
+            by = ", ".join(f"{k} {v}" for k, v in semantic["rejected_by"].items())
+            print(f"  rejected by: {by}")
+        if semantic["skipped"]:
+            by = ", ".join(f"{k} {v}" for k, v in semantic["skipped"].items())
+            print(f"  not semantic: {by}")
     return 0
+
+
+def _lookups(counts: Mapping[str, int]) -> dict[str, Any]:
+    """Every process's counts (kept in the cache file) as the CLI shows them."""
+    hits, misses = counts.get("hits", 0), counts.get("misses", 0)
+    out: dict[str, Any] = {
+        "exact": {
+            "hits": hits,
+            "memory_hits": counts.get("memory_hits", 0),
+            "misses": misses,
+            "bypassed": counts.get("bypassed", 0),
+            "stores": counts.get("stores", 0),
+            "hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
+        }
+    }
+    semantic = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("semantic.")}
+    if semantic:
+        from collections import Counter
+
+        from llmkernel_cache.semantic import stats_of
+
+        section = stats_of(Counter(semantic), 0)
+        section.pop("entries")
+        out["semantic"] = section
+    return out

@@ -20,7 +20,16 @@ if TYPE_CHECKING:
 
     from llmkernel.types import Response
 
-__all__ = ["Entry", "KeyMark", "MemoryLRU", "SQLiteStore", "Store", "Totals"]
+__all__ = [
+    "Entry",
+    "KeyMark",
+    "MemoryLRU",
+    "SQLiteStore",
+    "Store",
+    "Totals",
+    "VectorRow",
+    "create_private",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -34,9 +43,25 @@ class Entry:
     model: str = ""
     created: float = 0.0
     expires: float = 0.0
+    #: the semantic layer's: its partition, the prompt's vector (float32 bytes) and
+    #: the prompt itself (the guards compare it); empty for exact-only entries
+    partition: str = ""
+    vector: bytes = b""
+    prompt: str = ""
 
     def expired(self, now: float) -> bool:
         return 0 < self.expires <= now
+
+
+@attrs.frozen(kw_only=True)
+class VectorRow:
+    """An entry of one semantic partition, as :meth:`SQLiteStore.vectors` reads it."""
+
+    rowid: int
+    key: str
+    prompt: str
+    vector: bytes
+    expires: float
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +109,27 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# A store may also have (the cache uses what it finds):
+#   put_many(entries)                      the queued writes in one call
+#   scan_keys(mark)                        the in-memory key filter (see SQLiteStore)
+#   vectors(namespace, partition, after)   the semantic layer's rows of a partition
+#   add_counts(deltas) / counts()          hit and miss counts shared by processes
+
+
+def create_private(path: str) -> None:
+    """Create ``path`` (and its directory) readable by its owner only, unless it
+    exists. SQLite gives the ``-wal`` and ``-shm`` files the database file's mode."""
+    import os
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 # ---------------------------------------------------------------------- memory
@@ -161,12 +207,16 @@ class MemoryLRU:
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses (namespace TEXT NOT NULL, key TEXT NOT NULL, "
     "model TEXT, created REAL, expires REAL, last_used REAL, size INTEGER, body TEXT, "
+    "partition TEXT, vector BLOB, prompt TEXT, "
     "PRIMARY KEY (namespace, key))",
+    "CREATE INDEX IF NOT EXISTS responses_partition ON responses (namespace, partition) "
+    "WHERE partition IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 0), "
     "entries INTEGER NOT NULL, bytes INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO totals (id, entries, bytes) VALUES (0, 0, 0)",
     "CREATE INDEX IF NOT EXISTS responses_last_used ON responses (last_used)",
     "CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)",
+    "CREATE TABLE IF NOT EXISTS counts (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TRIGGER IF NOT EXISTS responses_insert AFTER INSERT ON responses BEGIN "
     "UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.size WHERE id = 0; END",
     "CREATE TRIGGER IF NOT EXISTS responses_delete AFTER DELETE ON responses BEGIN "
@@ -210,14 +260,12 @@ class SQLiteStore:
         max_bytes: int,
         touch_batch: int = 64,
     ) -> None:
-        import os
         import sqlite3
 
         import sqlite_utils
 
         if path != ":memory:":
-            directory = os.path.dirname(os.path.abspath(path))
-            os.makedirs(directory, exist_ok=True)
+            create_private(path)
         self.path = path
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -237,9 +285,20 @@ class SQLiteStore:
         if path != ":memory:" and self._db.journal_mode != "wal":
             self._db.enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        if self._db["responses"].exists() and self._db["totals"].exists():
+        responses = self._db["responses"]
+        if (
+            responses.exists()
+            and self._db["totals"].exists()
+            and self._db["counts"].exists()
+            and "prompt" in responses.columns_dict
+        ):
             return
         with self._write():
+            if responses.exists():  # a file of an earlier version: the semantic columns
+                have = responses.columns_dict
+                for column, kind in (("partition", "TEXT"), ("vector", "BLOB"), ("prompt", "TEXT")):
+                    if column not in have:
+                        self._conn.execute(f"ALTER TABLE responses ADD COLUMN {column} {kind}")
             for statement in _SCHEMA:
                 self._conn.execute(statement)
 
@@ -301,12 +360,14 @@ class SQLiteStore:
                     [(t, ns, k) for (ns, k), t in touched.items()],
                 )
             self._conn.executemany(
-                "INSERT INTO responses "
-                "(namespace, key, model, created, expires, last_used, size, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO responses (namespace, key, model, created, expires, "
+                "last_used, size, body, partition, vector, prompt) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET model = excluded.model, "
                 "created = excluded.created, expires = excluded.expires, "
-                "last_used = excluded.last_used, size = excluded.size, body = excluded.body",
+                "last_used = excluded.last_used, size = excluded.size, body = excluded.body, "
+                "partition = excluded.partition, vector = excluded.vector, "
+                "prompt = excluded.prompt",
                 [
                     (
                         entry.namespace,
@@ -317,6 +378,9 @@ class SQLiteStore:
                         entry.created or now,
                         entry.size,
                         entry.body,
+                        entry.partition or None,
+                        entry.vector or None,
+                        entry.prompt or None,
                     )
                     for entry in entries
                 ],
@@ -362,6 +426,42 @@ class SQLiteStore:
             assert mark is not None
             rowid, key = mark.rowid, mark.key
         return KeyMark(version=version, rowid=rowid, key=key), [k for _, k in rows], whole
+
+    def vectors(
+        self, namespace: str, partition: str, after: int, now: float
+    ) -> tuple[int, list[VectorRow]]:
+        """The live rows of one semantic partition past rowid ``after``: ``(the
+        largest rowid read, rows)``. Rows written since by any process come next."""
+        rows = self._conn.execute(
+            "SELECT rowid, key, prompt, vector, expires FROM responses "
+            "WHERE namespace = ? AND partition = ? AND rowid > ? "
+            "AND (expires = 0 OR expires > ?) ORDER BY rowid",
+            (namespace, partition, after, now),
+        ).fetchall()
+        out = [
+            VectorRow(rowid=r[0], key=r[1], prompt=r[2] or "", vector=r[3] or b"", expires=r[4])
+            for r in rows
+        ]
+        return (out[-1].rowid if out else after), out
+
+    def version(self) -> int:
+        """SQLite's ``data_version``: changes when another connection commits."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def add_counts(self, deltas: Mapping[str, int]) -> None:
+        """Add to the hit and miss counts kept in the file (every process's)."""
+        if not deltas:
+            return
+        with self._write():
+            self._conn.executemany(
+                "INSERT INTO counts (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                list(deltas.items()),
+            )
+
+    def counts(self) -> dict[str, int]:
+        """The counts every process added, by name."""
+        return dict(self._conn.execute("SELECT name, value FROM counts ORDER BY name").fetchall())
 
     def _evict(self) -> None:
         entries, size = self._conn.execute(
