@@ -35,7 +35,12 @@ def configure(kernel: Kernel, config: Config) -> None:
     from llmkernel_ratelimit.settings import RateLimitSettings
 
     settings = parse_options(RateLimitSettings, table, where=config.where(f"plugin.{NAME}"))
-    _gates[kernel] = RateLimitGate(settings)
+    store = None
+    if config.redis and settings.shared:  # fleet-wide counts (llmkernel-redis)
+        from llmkernel_ratelimit.shared import shared_store
+
+        store = shared_store(kernel)
+    _gates[kernel] = RateLimitGate(settings, store=store)
 
 
 @hookimpl

@@ -50,8 +50,11 @@ class LimitRule:
 class RateLimitSettings:
     """``mode = "wait"`` waits for room (never past the call's deadline);
     ``"reject"`` refuses at once with ``retry_after`` so routing can try another
-    candidate. ``learn_from_headers`` also limits by what providers report left."""
+    candidate. ``learn_from_headers`` also limits by what providers report left.
+    ``shared = false`` keeps the counts in this process even when ``[redis]`` is
+    set (by default they are fleet-wide then)."""
 
     mode: Literal["wait", "reject"] = "wait"
     learn_from_headers: bool = True
+    shared: bool = True
     limits: dict[str, LimitRule] = attrs.field(factory=dict)
