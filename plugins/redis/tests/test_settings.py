@@ -49,7 +49,10 @@ def test_every_key_and_its_default() -> None:
         ({"url": "redis://h", "instances": 0}, r"instances must be positive"),
         ({"url": "redis://h", "instances": "2"}, r"'instances' in \[redis\]"),
         ({"url": "redis://h", "key_prefix": "a b"}, r"key_prefix must be"),
-        ({"cache_url": "redis://h"}, r"missing required key 'url' in \[redis\].*LLMKERNEL_REDIS_URL"),
+        (
+            {"cache_url": "redis://h"},
+            r"missing required key 'url' in \[redis\].*LLMKERNEL_REDIS_URL",
+        ),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(table: dict[str, object], message: str) -> None:
