@@ -84,7 +84,8 @@ async def test_the_reservation_of_a_killed_holder_expires(
 
         async def main():
             budgets = SharedBudgets(RedisLink({redis_server.url!r}, timeout=2), "t:")
-            got = await budgets.reserve("held", [("k|total", Decimal("1"), Decimal("0.9"))], ttl=1.0)
+            held = [("k|total", Decimal("1"), Decimal("0.9"))]
+            got = await budgets.reserve("held", held, ttl=1.0)
             assert got is None
             print("reserved", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
@@ -92,7 +93,9 @@ async def test_the_reservation_of_a_killed_holder_expires(
         asyncio.run(main())
         """
     )
-    holder = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    holder = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True
+    )
     assert holder.returncode == -signal.SIGKILL and holder.stdout.strip() == "reserved"
     refused = await budgets.reserve("mine", [("k|total", D("1"), D("0.5"))], ttl=60)
     assert isinstance(refused, Refused) and refused.reserved == D("0.9")
