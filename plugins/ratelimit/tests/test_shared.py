@@ -39,7 +39,7 @@ def _no_env_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def config(url: str, limit: dict[str, Any], **redis: Any) -> dict[str, Any]:
     return {
         "providers": {"a": {"type": "scripted"}},
-        "redis": {"url": url, "timeout": 2, "retry_interval": 0.2, **redis},
+        "redis": {"url": url, "timeout": 5, "retry_interval": 0.2, **redis},
         "plugin": {
             "ratelimit": {"mode": "reject", "limits": {"*": {**limit, "per": ["key"]}}},
         },
@@ -101,10 +101,10 @@ def test_200_requests_over_two_processes_never_pass_a_keys_request_limit(
     outputs = run_two_processes(
         tmp_path, config(redis_server.url, {"requests_per_minute": 20}, instances=2), 100
     )
+    assert [o["redis"]["outages"] for o in outputs] == [0, 0]  # Redis answered throughout
     counts = tally(outputs)
     # not 40: each process alone would admit 20, the fleet admits 20 in all
     assert counts == {"ok": 20, "refused": 180}
-    assert all(o["redis"]["state"] == "ok" for o in outputs)
 
 
 def test_200_requests_over_two_processes_never_pass_a_keys_token_limit(

@@ -22,7 +22,7 @@ D = Decimal
 
 @pytest.fixture
 async def budgets(redis_server: RedisServer) -> SharedBudgets:
-    link = RedisLink(redis_server.url, timeout=2)
+    link = RedisLink(redis_server.url, timeout=5)
     yield SharedBudgets(link, "t:")
     await link.aclose()
 

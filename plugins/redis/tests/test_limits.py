@@ -17,7 +17,7 @@ from llmkernel_redis.testing import RedisServer
 
 @pytest.fixture
 async def windows(redis_server: RedisServer) -> SharedWindows:
-    link = RedisLink(redis_server.url, timeout=2)
+    link = RedisLink(redis_server.url, timeout=5)
     yield SharedWindows(link, "t:")
     await link.aclose()
 
@@ -123,8 +123,8 @@ def _next_version(script: Script) -> Script:
 async def test_two_versions_side_by_side(redis_server: RedisServer) -> None:
     newer = _next_version(RATELIMIT)
     assert newer.sha != RATELIMIT.sha
-    link_old = RedisLink(redis_server.url, timeout=2)
-    link_new = RedisLink(redis_server.url, timeout=2)
+    link_old = RedisLink(redis_server.url, timeout=5)
+    link_new = RedisLink(redis_server.url, timeout=5)
     old = SharedWindows(link_old, "t:")
     new = SharedWindows(link_new, "t:", script=newer)
     c = [claim("v|requests", 50)]

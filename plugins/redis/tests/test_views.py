@@ -17,7 +17,7 @@ from llmkernel_redis.testing import RedisServer
 
 @pytest.fixture
 async def link(redis_server: RedisServer) -> RedisLink:
-    link = RedisLink(redis_server.url, timeout=2)
+    link = RedisLink(redis_server.url, timeout=5)
     yield link
     await link.aclose()
 
