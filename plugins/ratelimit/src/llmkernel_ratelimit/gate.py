@@ -70,7 +70,10 @@ class RateLimitGate:
     ) -> None:
         self.settings = settings
         self.store = store if store is not None else MemoryStore()
-        self.limiter = Limiter(self.store, clock=clock)
+        make = getattr(self.store, "limiter", None)  # a store with a limiter of its own
+        self.limiter: Limiter = (
+            make(clock) if make is not None else Limiter(self.store, clock=clock)
+        )
         self.clock = clock
         self._rules = [
             (_pattern(rule.pattern or name), name, rule) for name, rule in settings.limits.items()

@@ -35,11 +35,17 @@ def configure(kernel: Kernel, config: Config) -> None:
     from llmkernel_ratelimit.settings import RateLimitSettings
 
     settings = parse_options(RateLimitSettings, table, where=config.where(f"plugin.{NAME}"))
-    _gates[kernel] = RateLimitGate(settings, store=make_store(kernel, settings))
+    _gates[kernel] = RateLimitGate(settings, store=make_store(kernel, config, settings))
 
 
-def make_store(kernel: Kernel, settings: Any) -> Any:
-    """The store ``settings.store`` names (``memory``: ``None``, the gate's default)."""
+def make_store(kernel: Kernel, config: Config, settings: Any) -> Any:
+    """The store the settings name: fleet-wide over Redis when ``[redis]`` is set
+    (unless ``shared = false``), else ``store``: ``file`` (every process of a
+    machine), or ``memory`` (``None``, the gate's default)."""
+    if config.redis and settings.shared:  # fleet-wide counts (llmkernel-redis)
+        from llmkernel_ratelimit.shared import shared_store
+
+        return shared_store(kernel)
     if settings.store != "file":
         return None
     from llmkernel_ratelimit.filestore import FileStore, default_path

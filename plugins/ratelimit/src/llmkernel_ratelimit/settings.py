@@ -62,10 +62,13 @@ class RateLimitSettings:
     ``"reject"`` refuses at once with ``retry_after`` so routing can try another
     candidate. ``learn_from_headers`` also limits by what providers report left.
     ``store = "file"`` shares the counts with every process using the same ``path``
-    (default ``$XDG_STATE_HOME/llmkernel/ratelimit.buckets``)."""
+    (default ``$XDG_STATE_HOME/llmkernel/ratelimit.buckets``).
+    ``shared = false`` keeps the counts in this process even when ``[redis]`` is
+    set (by default they are fleet-wide then)."""
 
     mode: Literal["wait", "reject"] = "wait"
     learn_from_headers: bool = True
+    shared: bool = True
     limits: dict[str, LimitRule] = attrs.field(factory=dict)
     #: where the counts live: this process (``memory``), or a file every process
     #: of this machine that names it shares (``file``, at ``path``)

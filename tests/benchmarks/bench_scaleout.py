@@ -1,0 +1,162 @@
+"""Scale-out: gateway instances with and without a shared Redis, under wrk, and the
+cost of a Redis round trip.
+
+    python tests/benchmarks/bench_scaleout.py [--quick]
+
+In one run, against the same fake upstream (``common.upstream``) and one
+``redis-server`` started here (free port, no persistence):
+
+- ``redis``: p50/p99 of one ``llmkernel.ratelimit`` take (the call every attempt
+  makes with ``[redis]``) and of a ``PING``, one connection, sequential: the round
+  trips Redis adds (goal: take p50 under 0.3 ms);
+- ``one instance``: ``llmkernel serve`` with a rate limit kept in memory;
+- ``one instance, redis``: the same limit fleet-wide through Redis;
+- ``two instances, redis``: two servers on one Redis, two wrk runs at once, one per
+  instance (the load balancer's split), requests/s added up (goal: 1.6x one
+  instance, where the 2-core machine's CPU allows: wrk, the upstream and Redis
+  share it).
+
+Phase 2 of the scale-out work adds budgets, cache and keys to the config here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_gateway import start, stop_tree, wrk
+from common import free_port, upstream
+
+LIMITS = (
+    '\n[plugin.ratelimit]\nmode = "reject"\n'
+    '\n[plugin.ratelimit.limits."*"]\nrequests_per_minute = 100000000\n'
+)
+
+
+def redis_round_trips(url: str, count: int) -> dict[str, Any]:
+    from llmkernel_redis.limits import SharedWindows, WindowClaim
+    from llmkernel_redis.link import RedisLink
+
+    async def run() -> dict[str, Any]:
+        link = RedisLink(url, timeout=2, pool_size=1)
+        windows = SharedWindows(link, "bench:")
+        claims = [
+            WindowClaim(bucket="b|requests", limit=1e12, window=60, amount=1),
+            WindowClaim(bucket="b|tokens", limit=1e12, window=60, amount=500),
+        ]
+        take, ping = [], []
+        for i in range(count + 100):
+            started = time.perf_counter()
+            await windows.take(f"a{i}", claims)
+            middle = time.perf_counter()
+            await link.client().ping()
+            ended = time.perf_counter()
+            if i >= 100:  # warmed up
+                take.append((middle - started) * 1000)
+                ping.append((ended - middle) * 1000)
+        await link.aclose()
+
+        def summary(values: list[float]) -> dict[str, float]:
+            values.sort()
+            return {
+                "p50_ms": statistics.median(values),
+                "p99_ms": values[int(len(values) * 0.99)],
+            }
+
+        return {"take": summary(take), "ping": summary(ping), "count": count}
+
+    return asyncio.run(run())
+
+
+def serve(config: Path, env: dict[str, str]) -> tuple[Any, str]:
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "llmkernel"), "-c", str(config), "serve"]
+    process, _ = start([*argv, "--port", str(port)], f"http://127.0.0.1:{port}/health", env)
+    return process, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def load(urls: list[str], seconds: float) -> dict[str, Any]:
+    """wrk on every URL at once (50 connections each); requests/s added up."""
+    results: list[dict[str, float]] = [{} for _ in urls]
+
+    def one(i: int) -> None:
+        results[i] = wrk(urls[i], connections=50, seconds=seconds)
+
+    for url in urls:
+        wrk(url, connections=10, seconds=1)  # warm up
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    c1 = wrk(urls[0], connections=1, seconds=seconds, threads=1)
+    return {"rps": sum(r["rps"] for r in results), "each": results, "c1": c1}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
+    if missing:
+        return {"error": f"not installed: {', '.join(missing)}"}
+    from llmkernel_redis.testing import RedisServer
+
+    seconds = 3.0 if quick else 8.0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMKERNEL_")}
+    env.setdefault("BENCH_KEY", "sk-bench")
+    out: dict[str, Any] = {}
+    with (
+        upstream() as base,
+        tempfile.TemporaryDirectory(prefix="llmkernel-bench-scale-") as tmp,
+    ):
+        server = RedisServer(shutil.which("redis-server") or "", Path(tmp))
+        server.start()
+        try:
+            out["redis"] = redis_round_trips(server.url, 2000 if quick else 10000)
+            common = (
+                f'[providers.bench]\ntype = "openai"\nbase_url = "{base}"\n'
+                "api_key_required = false\n\n[plugin.gateway]\naccess_log = false\n" + LIMITS
+            )
+            local = Path(tmp) / "local.toml"
+            local.write_text(common)
+            shared = Path(tmp) / "shared.toml"
+            shared.write_text(f'{common}\n[redis]\nurl = "{server.url}"\ninstances = 2\n')
+            for label, configs in (
+                ("one instance", [local]),
+                ("one instance, redis", [shared]),
+                ("two instances, redis", [shared, shared]),
+            ):
+                processes = []
+                try:
+                    urls = []
+                    for config in configs:
+                        process, url = serve(config, env)
+                        processes.append(process)
+                        urls.append(url)
+                    out[label] = load(urls, seconds)
+                except Exception as exc:  # recorded, the run goes on
+                    out[label] = {"error": repr(exc)}
+                finally:
+                    for process in processes:
+                        stop_tree(process)
+        finally:
+            server.stop()
+    one = out.get("one instance, redis", {}).get("rps")
+    two = out.get("two instances, redis", {}).get("rps")
+    if one and two:
+        out["two_over_one"] = two / one
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(parser.parse_args().quick), indent=1))
