@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from llmkernel.plugins import PluginStatus
     from llmkernel.provider import Provider
 
-__all__ = ["UsageError", "build_parser", "main"]
+__all__ = ["UsageError", "build_parser", "main", "parse_option"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -188,6 +188,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 class UsageError(Exception):
     """A command-line argument the CLI refuses (exit 2, one line); plugin commands
     raise it too."""
+
+
+def parse_option(text: str, reserved: Mapping[str, str] | None = None) -> tuple[str, Any]:
+    """One ``-o KEY=VALUE`` (every command's ``-o`` is ``--option``): ``VALUE`` as
+    JSON when it parses, else the string. A key in ``reserved`` is refused, naming
+    the option to use instead."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"option {text!r} must be KEY=VALUE")
+    if reserved and key in reserved:
+        raise UsageError(f"option {key!r} cannot be set with -o: use {reserved[key]}")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
 
 
 #: the first-party commands -> the plugin (``llmkernel-<name>``) that adds each

@@ -99,7 +99,7 @@ class LogStore:
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {_VERSION}")
-        self.db["responses"].enable_fts(["prompt", "response"], create_triggers=True)
+        self.db.table("responses").enable_fts(["prompt", "response"], create_triggers=True)
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
