@@ -147,8 +147,7 @@ def test_sync_calls_from_many_threads_never_hang() -> None:
     for _ in range(60):
         kernel = make_kernel(["ok"] * 8)
         threads = [
-            threading.Thread(target=kernel.chat, args=("a/m1", "hi"), daemon=True)
-            for _ in range(8)
+            threading.Thread(target=kernel.chat, args=("a/m1", "hi"), daemon=True) for _ in range(8)
         ]
         for thread in threads:
             thread.start()
