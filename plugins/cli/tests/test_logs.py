@@ -56,7 +56,8 @@ def test_search_model_filter_and_count(cli: Any) -> None:
 
 def test_costs_are_summed_exactly(cli: Any, tmp_path: Path) -> None:
     (tmp_path / "llmkernel.toml").write_text(
-        "[prices.'mock/echo']\ninput = 1.5\noutput = 3\n[prices.'mock/chat']\ninput = 2\noutput = 4\n"
+        "[prices.'mock/echo']\ninput = 1.5\noutput = 3\n"
+        "[prices.'mock/chat']\ninput = 2\noutput = 4\n"
     )
     cli.ok("chat", "one two three", "-m", "mock/echo")
     cli.ok("chat", "four", "-m", "mock/chat")
