@@ -12,10 +12,20 @@ from llmkernel_http import capabilities_by_prefix
 #: read 2026-12-07)
 KNOWN_MODELS: dict[str, Capabilities] = {
     "gpt-4o": Capabilities(
-        tools=True, images=True, documents=True, json_schema=True, context_window=128_000, max_output_tokens=16_384
+        tools=True,
+        images=True,
+        documents=True,
+        json_schema=True,
+        context_window=128_000,
+        max_output_tokens=16_384,
     ),
     "gpt-4o-mini": Capabilities(
-        tools=True, images=True, documents=True, json_schema=True, context_window=128_000, max_output_tokens=16_384
+        tools=True,
+        images=True,
+        documents=True,
+        json_schema=True,
+        context_window=128_000,
+        max_output_tokens=16_384,
     ),
     "gpt-4.1": Capabilities(
         tools=True,
