@@ -303,3 +303,15 @@ def test_chat_names_a_plugin_that_fails_to_import(tmp_path: Path) -> None:
     assert chat.returncode == 2
     assert "failed to import: ModuleNotFoundError" in chat.stderr, chat.stderr
     assert "install llmkernel-broken" not in chat.stderr
+
+
+def test_a_validation_error_comes_before_the_offline_mock_note(tmp_path: Path) -> None:
+    """With no default model, the one-time note is printed only once the input is
+    good: a bad request is one line."""
+    for args in (["-o", "stop=5"], ["-o", "temperature=[1]"], ["-a", "missing.png"]):
+        result = run("chat", "hi", *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("llmkernel: error: "), result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+    fine = run("chat", "hi", cwd=tmp_path)
+    assert fine.stdout == "hi\n" and "offline mock provider" in fine.stderr
