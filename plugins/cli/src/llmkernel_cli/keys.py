@@ -2,7 +2,7 @@
 
 Keys go to the system keyring when the ``keyring`` package is installed and has a
 backend (``keys.json`` then lists the name with ``null``), else into ``keys.json``
-itself, mode 0600. Providers read them with :func:`llmkernel.keys.stored_key` when
+itself, mode 0600. Providers read them with :func:`llmkernel_http.keys.stored_key` when
 their ``api_key_env`` variable is unset. A key is read without echo and is never
 printed, logged or put in an error.
 """
@@ -34,8 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _keys() -> Any:
+    """``llmkernel_http.keys``: the stored keys are for its providers."""
+    try:
+        from llmkernel_http import keys
+    except ImportError:
+        from llmkernel.cli import UsageError
+
+        raise UsageError(
+            "stored keys are read by HTTP providers: install one (llmkernel-openai, "
+            "llmkernel-anthropic, ...), which brings llmkernel-http"
+        ) from None
+    return keys
+
+
 def _read() -> dict[str, Any]:
-    from llmkernel.keys import keys_path
+    keys_path = _keys().keys_path
 
     try:
         data = json.loads(keys_path().read_text(encoding="utf-8"))
@@ -49,10 +63,9 @@ def _read() -> dict[str, Any]:
 
 
 def _write(data: dict[str, Any]) -> None:
-    from llmkernel.keys import keys_path
     from llmkernel_cli.paths import write_private
 
-    write_private(keys_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_private(_keys().keys_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _secret(args: argparse.Namespace) -> str:
@@ -88,8 +101,9 @@ def _keyring() -> Any:
 
 def run(args: argparse.Namespace, kernel: Kernel) -> int:
     from llmkernel.cli import UsageError
-    from llmkernel.keys import KEYRING_SERVICE, keys_path
 
+    keys = _keys()
+    keys_path, KEYRING_SERVICE = keys.keys_path, keys.KEYRING_SERVICE
     action = args.action or "list"
     if action == "path":
         print(keys_path())

@@ -17,7 +17,7 @@ class HTTPSettings:
     The API key is never in config: ``api_key_env`` names the environment variable
     that holds it, read when the client is built; when it is unset, a key stored
     for the provider instance's name with ``llmkernel keys set NAME`` is used
-    (:func:`llmkernel.keys.stored_key`).
+    (:func:`llmkernel_http.keys.stored_key`).
     """
 
     base_url: str = ""
@@ -41,7 +41,7 @@ class HTTPSettings:
             return None
         value = os.environ.get(self.api_key_env)
         if not value:
-            from llmkernel.keys import stored_key
+            from llmkernel_http.keys import stored_key
 
             value = stored_key(provider)
         if not value and required:

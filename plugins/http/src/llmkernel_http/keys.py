@@ -1,5 +1,5 @@
 """API keys stored by ``llmkernel keys set`` (the llmkernel-cli plugin), read by
-providers whose ``api_key_env`` variable is unset.
+HTTP providers (:meth:`HTTPSettings.api_key`) whose ``api_key_env`` variable is unset.
 
 ``keys.json`` in the user config directory (``$XDG_CONFIG_HOME/llmkernel``, mode
 0600) maps a provider instance name to its key; a name mapped to ``null`` is in
