@@ -1,4 +1,4 @@
-"""A user's install: ``core`` and one plugin alone in a fresh environment.
+"""A user's install: ``core``, the CLI and one provider alone in a fresh environment.
 
 Built with ``uv pip install --offline`` from uv's cache, so the test uses no network.
 ``uv sync`` (what ``uv run`` does) installs from the lock file and leaves the cache
@@ -44,15 +44,16 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--python",
         python,
         ROOT / "core",
+        ROOT / "plugins" / "cli",
         ROOT / "plugins" / "mock",
         cwd=where,
     )
     if installed.returncode != 0 and _cold_cache(installed.stderr):
         reason = (
-            "uv's cache lacks what an offline install of ./core ./plugins/mock needs; "
-            "warm it once with `uv venv /tmp/warm && uv pip install --python "
-            "/tmp/warm/bin/python ./core ./plugins/mock` (as .ci/run does). uv said: "
-            + _why(installed.stderr)
+            "uv's cache lacks what an offline install of ./core ./plugins/cli ./plugins/mock "
+            "needs; warm it once with `uv venv /tmp/warm && uv pip install --python "
+            "/tmp/warm/bin/python ./core ./plugins/cli ./plugins/mock` (as .ci/run does). "
+            "uv said: " + _why(installed.stderr)
         )
         if os.environ.get("CI"):
             pytest.fail(f"under CI the cache must be warm: {reason}")
@@ -82,7 +83,7 @@ def test_core_and_mock_alone_give_a_working_kernel(venv: Path) -> None:
     assert chat.stdout == "hello from a fresh venv\n"
     listed = sh(cli, "plugins", "--json", cwd=venv)
     names = {p["name"]: p for p in json.loads(listed.stdout)}
-    assert set(names) == {"mock"}, "a package not installed is not listed"
+    assert set(names) == {"cli", "mock"}, "a package not installed is not listed"
     assert names["mock"]["distribution"] == "llmkernel-mock"
     assert names["mock"]["status"] == "loaded"
 
@@ -91,3 +92,17 @@ def test_a_provider_not_installed_is_named(venv: Path) -> None:
     result = sh(venv / "bin" / "llmkernel", "chat", "hi", "-m", "openai/gpt-4o-mini", cwd=venv)
     assert result.returncode == 2
     assert "install llmkernel-openai" in result.stderr
+
+
+def test_chat_without_llmkernel_cli_says_to_install_it(venv: Path) -> None:
+    """The last test of the module: it takes llmkernel-cli out of the shared venv."""
+    python = venv / "bin" / "python"
+    removed = sh(UV or "uv", "pip", "uninstall", "--python", python, "llmkernel-cli", cwd=venv)
+    assert removed.returncode == 0, removed.stderr
+    result = sh(venv / "bin" / "llmkernel", "chat", "hi", cwd=venv)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "llmkernel: error: the 'chat' command comes with llmkernel-cli, which is not "
+        "installed: pip install llmkernel-cli"
+    )
+    assert "chat" in sh(venv / "bin" / "llmkernel", "--help", cwd=venv).stdout

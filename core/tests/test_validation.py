@@ -145,3 +145,30 @@ def test_a_kernel_used_from_two_event_loops_says_so() -> None:
         loop.close()
     # once its loop is closed, a kernel may move on to a new one
     assert asyncio.run(call()) == "two"
+
+
+def test_a_file_part_in_openais_shape_or_the_kernels() -> None:
+    from llmkernel.types import FilePart
+
+    kernel = make_kernel(["ok"])
+    openai_shape = {
+        "type": "file",
+        "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"},
+    }
+    native = {"type": "file", "media_type": "application/pdf", "url": "https://x.test/b.pdf"}
+    request = kernel.build_request(
+        "a/m1",
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}, openai_shape, native]}],
+    )
+    assert request.messages[0].content[1:] == (
+        FilePart(media_type="application/pdf", data="JVBERi0=", filename="a.pdf"),
+        FilePart(media_type="application/pdf", url="https://x.test/b.pdf"),
+    )
+    for bad, field in (
+        ({"type": "file", "file": {"file_data": "JVBERi0="}}, "file.file_data"),
+        ({"type": "file", "data": "JVBERi0="}, "media_type"),
+        ({"type": "file", "media_type": "application/pdf"}, "exactly one of url= or data="),
+    ):
+        with pytest.raises(InvalidRequestError, match=field.replace(".", r"\.")):
+            kernel.build_request("a/m1", [{"role": "user", "content": [bad]}])
+    kernel.close()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from llmkernel.plugins import PluginStatus
     from llmkernel.provider import Provider
 
-__all__ = ["build_parser", "main", "response_json"]
+__all__ = ["UsageError", "build_parser", "main", "parse_option"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         # plugins add commands; listing them here would import every plugin and
         # make --help slow, so say where to look instead
         epilog=(
-            "Installed plugins add more commands (with the first-party ones: serve, "
-            "gateway-keys, costs, stats, cache, tokens, batch); `llmkernel plugins` "
-            "lists what is installed, `llmkernel COMMAND --help` explains one."
+            "Installed plugins add the other commands (the first-party ones: "
+            f"{', '.join(_FIRST_PARTY)}); `llmkernel plugins` lists what is installed, "
+            "`llmkernel COMMAND --help` explains one."
         ),
     )
     parser.add_argument("--version", action="version", version=f"llmkernel {__version__}")
@@ -77,27 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common = _common()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    chat = sub.add_parser("chat", help="send a prompt and stream the reply", parents=[common])
-    chat.add_argument(
-        "prompt",
-        nargs="?",
-        help="the prompt; piped text on stdin goes before it; '-' or nothing: stdin is the prompt",
-    )
-    chat.add_argument("-m", "--model", help="provider/model or alias (default: default_model)")
-    chat.add_argument("-s", "--system", help="system prompt")
-    chat.add_argument("--json", action="store_true", help="print the response as JSON")
-    chat.add_argument("--no-stream", action="store_true", help="wait for the whole reply")
-    chat.add_argument("--max-tokens", type=int)
-    chat.add_argument("--temperature", type=float)
-    chat.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a request field or provider option (VALUE parsed as JSON when it can be)",
-    )
 
     models = sub.add_parser(
         "models", help="known models of every installed provider, and aliases", parents=[common]
@@ -144,7 +123,7 @@ def _common() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    builtin = {"chat", "models", "plugins"}
+    builtin = {"models", "plugins"}
     command = _command_name(argv)
     from llmkernel.errors import (
         AllCandidatesFailedError,
@@ -163,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # plugin commands need the kernel's plugins before arguments are parsed
             kernel = _kernel(_config_arg(argv))
             registry = _plugin_commands(kernel, parser)
+            if command not in registry.commands and command in _FIRST_PARTY:
+                raise UsageError(_missing_command(command, kernel))
         args = parser.parse_args(argv)
         args.verbose += getattr(args, "sub_verbose", 0)
         args.config = getattr(args, "sub_config", None) or args.config
@@ -180,8 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _plugins(kernel, args, sys.stdout, problems)
         kernel = kernel or _kernel(args.config)
         with kernel:
-            if args.command == "chat":
-                return _chat(kernel, args, sys.stdout)
             assert registry is not None
             result = registry.commands[args.command].run(args, kernel)
             return int(result or 0)
@@ -207,7 +186,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class UsageError(Exception):
-    """A command-line argument the CLI itself refuses (exit 2)."""
+    """A command-line argument the CLI refuses (exit 2, one line); plugin commands
+    raise it too."""
+
+
+def parse_option(text: str, reserved: Mapping[str, str] | None = None) -> tuple[str, Any]:
+    """One ``-o KEY=VALUE`` (every command's ``-o`` is ``--option``): ``VALUE`` as
+    JSON when it parses, else the string. A key in ``reserved`` is refused, naming
+    the option to use instead."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"option {text!r} must be KEY=VALUE")
+    if reserved and key in reserved:
+        raise UsageError(f"option {key!r} cannot be set with -o: use {reserved[key]}")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+#: the first-party commands -> the plugin (``llmkernel-<name>``) that adds each
+_FIRST_PARTY = {
+    **dict.fromkeys(
+        ("chat", "repl", "logs", "templates", "keys", "embed", "embed-multi", "similar"), "cli"
+    ),
+    **dict.fromkeys(("serve", "gateway-keys"), "gateway"),
+    "costs": "ledger",
+    "stats": "routing",
+    "cache": "cache",
+    "tokens": "tiktoken",
+    "batch": "batch",
+}
+
+
+def _missing_command(command: str, kernel: Kernel) -> str:
+    """Why a first-party command is not there: its plugin is disabled or broken, or
+    not installed."""
+    plugin = _FIRST_PARTY[command]
+    why = _plugin_problem(plugin, kernel.plugins, kernel.config)
+    if why:
+        return f"the {command!r} command comes with llmkernel-{plugin}, but {why}"
+    return (
+        f"the {command!r} command comes with llmkernel-{plugin}, which is not installed: "
+        f"pip install llmkernel-{plugin}"
+    )
 
 
 def _broken_pipe() -> int:
@@ -331,115 +353,6 @@ def _plugin_commands(kernel: Kernel, parser: argparse.ArgumentParser) -> Any:
         if command.arguments is not None:
             command.arguments(child)
     return registry
-
-
-# keyword arguments of kernel.chat the CLI sets itself
-_RESERVED = {"model": "-m", "messages": "the prompt"}
-
-
-def _option(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise UsageError(f"option {text!r} must be KEY=VALUE")
-    if key in _RESERVED:
-        raise UsageError(f"option {key!r} cannot be set with -o: use {_RESERVED[key]}")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        return key, raw
-
-
-def _prompt(args: argparse.Namespace) -> str:
-    """The prompt argument and/or stdin: piped text comes first, then the prompt, a
-    blank line between; ``-`` or no prompt makes stdin the prompt."""
-    prompt = args.prompt
-    piped: str | None = None
-    stdin = sys.stdin
-    if stdin is not None and not stdin.isatty():
-        piped = stdin.read().rstrip("\n")
-    if prompt in (None, "-"):
-        if piped is None:
-            raise UsageError("no prompt: pass one, or pipe it on stdin")
-        prompt = piped
-    elif piped:
-        prompt = f"{piped}\n\n{prompt}"
-    if not prompt.strip():
-        raise UsageError("the prompt is empty")
-    return str(prompt)
-
-
-def _chat(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
-    options = dict(_option(o) for o in args.option)
-    prompt = _prompt(args)
-    messages: list[dict[str, str]] = []
-    if args.system:
-        messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": prompt})
-    if args.max_tokens is not None:
-        options["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
-    if args.json or args.no_stream:
-        response = kernel.chat(model=args.model, messages=messages, **options)
-        if args.json:
-            out.write(json.dumps(response_json(response), indent=2) + "\n")
-        else:
-            out.write(response.text + "\n")
-            for call in response.tool_calls:
-                out.write(f"[tool call] {call.name}({call.arguments_json})\n")
-        out.flush()
-    else:
-        calls: dict[int, list[str]] = {}
-        names: dict[int, str] = {}
-        with kernel.stream(model=args.model, messages=messages, **options) as stream:
-            for event in stream:
-                if event.type == "text":
-                    out.write(event.text)
-                    out.flush()
-                elif event.type == "tool_call":
-                    calls.setdefault(event.index, []).append(event.arguments)
-                    if event.name:
-                        names[event.index] = event.name
-            out.write("\n")
-            for index, pieces in sorted(calls.items()):
-                out.write(f"[tool call] {names.get(index, '?')}({''.join(pieces)})\n")
-            out.flush()
-            response = stream.response  # type: ignore[assignment]
-    if args.verbose and response is not None:
-        usage = response.usage
-        cost = "unpriced" if response.cost is None else f"${response.cost:.6f}"
-        print(
-            f"[{response.provider}/{response.model}] input {usage.input_tokens} "
-            f"(cached {usage.cached_input_tokens}), output {usage.output_tokens} "
-            f"(reasoning {usage.reasoning_tokens}), total {usage.total_tokens} tokens; "
-            f"cost {cost}; {response.latency * 1000:.0f} ms, {response.attempts} attempt(s)",
-            file=sys.stderr,
-        )
-    return EXIT_OK
-
-
-def response_json(response: Any) -> dict[str, Any]:
-    """A response as plain JSON types (Decimal cost as a string)."""
-    usage = response.usage
-    return {
-        "id": response.id,
-        "provider": response.provider,
-        "model": response.model,
-        "text": response.text,
-        "reasoning": response.reasoning or None,
-        "tool_calls": [
-            {"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
-            for c in response.tool_calls
-        ],
-        "finish_reason": response.finish_reason,
-        "parsed": response.parsed,
-        "refusal": response.refusal,
-        "usage": usage.as_dict(total=True),
-        "cost": None if response.cost is None else str(response.cost),
-        "latency": round(response.latency, 6),
-        "attempts": response.attempts,
-        "cached": response.cached,
-    }
 
 
 def _models(

@@ -11,6 +11,7 @@ from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
     ChatRequest,
     EmbeddingRequest,
+    FilePart,
     ImagePart,
     Message,
     Part,
@@ -89,7 +90,7 @@ def content(value: Any, field: str) -> tuple[Part, ...]:
         return ()
     if isinstance(value, str):
         return (TextPart(text=value),)
-    if isinstance(value, TextPart | ImagePart | ReasoningPart):
+    if isinstance(value, TextPart | ImagePart | FilePart | ReasoningPart):
         return (value,)
     if not isinstance(value, Sequence):
         raise invalid(field, f"expected a string or a list of parts, got {type(value).__name__}")
@@ -97,7 +98,7 @@ def content(value: Any, field: str) -> tuple[Part, ...]:
 
 
 def part(value: Any, field: str) -> Part:
-    if isinstance(value, TextPart | ImagePart | ReasoningPart):
+    if isinstance(value, TextPart | ImagePart | FilePart | ReasoningPart):
         return value
     if isinstance(value, str):
         return TextPart(text=value)
@@ -129,6 +130,8 @@ def part(value: Any, field: str) -> Part:
             )
         except ValueError as exc:
             raise invalid(field, str(exc)) from None
+    if kind == "file":
+        return file(value, field)
     if kind in ("reasoning", "thinking"):
         return ReasoningPart(
             text=value.get("text") or value.get("thinking") or "",
@@ -160,6 +163,36 @@ def image(url: str, detail: Any, field: str) -> ImagePart:
             raise invalid(f"{field}.image_url.url", "a data URL must be data:<type>;base64,<data>")
         return ImagePart(data=data, media_type=media_type, detail=detail)
     return ImagePart(url=url, detail=detail)
+
+
+def file(value: Mapping[str, Any], field: str) -> FilePart:
+    """OpenAI's ``{"type": "file", "file": {"file_data": "data:...;base64,...",
+    "filename": ...}}``, or the kernel's own ``{"type": "file", "media_type", "data"
+    or "url", "filename"}``."""
+    spec = value.get("file")
+    media_type, data, url = value.get("media_type"), value.get("data"), value.get("url")
+    filename = value.get("filename")
+    if isinstance(spec, Mapping):
+        filename = spec.get("filename")
+        raw = spec.get("file_data")
+        if not isinstance(raw, str) or not raw.startswith("data:"):
+            raise invalid(f"{field}.file.file_data", "must be a data:<type>;base64,<data> URL")
+        header, _, data = raw.partition(",")
+        media_type = header[5:].split(";")[0]
+        if ";base64" not in header or not media_type or not data:
+            raise invalid(f"{field}.file.file_data", "must be a data:<type>;base64,<data> URL")
+    if not isinstance(media_type, str) or not media_type:
+        raise invalid(f"{field}.media_type", "a file part needs its media type (application/pdf)")
+    try:
+        return FilePart(
+            media_type=media_type,
+            data=data,
+            url=url,
+            filename=filename,
+            cache_control=_cache_control(value, field),
+        )
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from None
 
 
 def tool_call(value: ToolCall | Mapping[str, Any], field: str) -> ToolCall:

@@ -76,6 +76,25 @@ class ImagePart:
 
 
 @attrs.frozen(kw_only=True)
+class FilePart:
+    """A document (a PDF, say) sent with the prompt: by ``url`` or inline as base64
+    ``data``, with its ``media_type`` and optional ``filename``. Providers that take
+    documents send it in their own shape (OpenAI ``file``, Anthropic ``document``,
+    Gemini ``inlineData``); the others refuse it, naming the message."""
+
+    media_type: str
+    data: str | None = None
+    url: str | None = None
+    filename: str | None = None
+    cache_control: Mapping[str, Any] | None = None
+    type: Literal["file"] = "file"
+
+    def __attrs_post_init__(self) -> None:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("FilePart needs exactly one of url= or data=")
+
+
+@attrs.frozen(kw_only=True)
 class ReasoningPart:
     """The model's thinking, kept so it can be sent back on the next turn.
 
@@ -90,7 +109,7 @@ class ReasoningPart:
     type: Literal["reasoning"] = "reasoning"
 
 
-Part: TypeAlias = TextPart | ImagePart | ReasoningPart
+Part: TypeAlias = TextPart | ImagePart | FilePart | ReasoningPart
 
 
 # --------------------------------------------------------------------------- tools
@@ -450,6 +469,8 @@ class Capabilities:
 
     tools: bool = True
     images: bool = False
+    #: documents (PDF) as input, :class:`FilePart`
+    documents: bool = False
     json_schema: bool = False
     reasoning: bool = False
     embeddings: bool = False

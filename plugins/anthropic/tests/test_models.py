@@ -122,6 +122,7 @@ def test_capability_details() -> None:
     assert provider.capabilities("claude-3-5-haiku") == Capabilities(
         tools=True,
         images=True,
+        documents=True,
         json_schema=True,
         reasoning=False,
         embeddings=False,

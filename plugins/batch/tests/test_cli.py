@@ -68,7 +68,7 @@ def test_run_then_rerun_skips_done_and_retry_failed_replaces_errors(
 ) -> None:
     config, data = setup(tmp_path, 300, failure_rate=0.3)
     out = tmp_path / "out.jsonl"
-    code = main(["-c", str(config), "batch", str(data), "-o", str(out), "-n", "20"])
+    code = main(["-c", str(config), "batch", str(data), "--output", str(out), "-n", "20"])
     first = lines(out)
     assert len(first) == 300 and len({x["custom_id"] for x in first}) == 300
     failed = [x for x in first if x["status"] == "error"]
@@ -78,13 +78,13 @@ def test_run_then_rerun_skips_done_and_retry_failed_replaces_errors(
     assert summary.startswith(f"batch: 300 done ({300 - len(failed)} ok, {len(failed)} failed)")
 
     # again, without --retry-failed: nothing to do
-    main(["-c", str(config), "batch", str(data), "-o", str(out)])
+    main(["-c", str(config), "batch", str(data), "--output", str(out)])
     assert lines(out) == first
     assert "0 done" in capsys.readouterr().err
 
     # the failed ones again, on a provider that no longer fails
     config.write_text(CONFIG.format(latency=0.0, failure_rate=0.0))
-    code = main(["-c", str(config), "batch", str(data), "-o", str(out), "--retry-failed"])
+    code = main(["-c", str(config), "batch", str(data), "--output", str(out), "--retry-failed"])
     final = lines(out)
     assert code == 0
     assert Counter(x["custom_id"] for x in final) == Counter(f"r{i}" for i in range(300))
@@ -97,7 +97,7 @@ def test_run_then_rerun_skips_done_and_retry_failed_replaces_errors(
 def test_ordered_output_follows_the_input(tmp_path: Path) -> None:
     config, data = setup(tmp_path, 120, failure_rate=0.2)
     out = tmp_path / "out.jsonl"
-    main(["-c", str(config), "batch", str(data), "-o", str(out), "-n", "16", "--ordered"])
+    main(["-c", str(config), "batch", str(data), "--output", str(out), "-n", "16", "--ordered"])
     assert [x["custom_id"] for x in lines(out)] == [f"r{i}" for i in range(120)]
 
 
@@ -111,7 +111,7 @@ def test_budget_stops_within_one_worst_case_and_says_so(
     total = Decimal(dry.split("worst-case cost: $")[1].split()[0])
     worst = total / 200
     amount = worst * 50 + worst / 3
-    code = main(["-c", str(config), "batch", str(data), "-o", str(out), "-n", "8",
+    code = main(["-c", str(config), "batch", str(data), "--output", str(out), "-n", "8",
                  "--budget", str(amount)])  # fmt: skip
     err = capsys.readouterr().err
     done = lines(out)
@@ -123,7 +123,9 @@ def test_budget_stops_within_one_worst_case_and_says_so(
     assert amount - worst * 8 < spent <= amount
     assert 50 <= len(done) < 200
     # a larger budget goes on from there, without redoing anything
-    main(["-c", str(config), "batch", str(data), "-o", str(out), "--budget", str(worst * 1000)])
+    main(
+        ["-c", str(config), "batch", str(data), "--output", str(out), "--budget", str(worst * 1000)]
+    )
     assert Counter(x["custom_id"] for x in lines(out)) == Counter(f"r{i}" for i in range(200))
 
 
@@ -153,6 +155,23 @@ def test_text_file_with_model_and_default_output(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_o_is_option_everywhere_and_help_names_the_real_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = setup(tmp_path, 0)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a long question\n")
+    args = ["-c", str(config), "batch", str(prompts), "-m", "sim/chat"]
+    assert main([*args, "-o", "max_tokens=2", "-o", "seed=7"]) == 0
+    (result,) = lines(tmp_path / "prompts.results.jsonl")
+    assert result["response"]["usage"]["output_tokens"] <= 2
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "STEM.results.jsonl beside INPUT, prompts.txt -> prompts.results.jsonl" in text
+    assert "-o KEY=VALUE, --option KEY=VALUE" in text
+
+
 def test_partial_last_line_is_cut_before_resuming(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text('{"custom_id":"a","status":"ok"}\n{"custom_id":"b","sta')
@@ -172,7 +191,7 @@ def _start(config: Path, data: Path, out: Path) -> subprocess.Popen[bytes]:
             str(config),
             "batch",
             str(data),
-            "-o",
+            "--output",
             str(out),
             "-n",
             "10",
@@ -211,7 +230,7 @@ def test_sigkill_mid_run_then_rerun_nothing_twice_nothing_lost(
     before = repaired.finished()
     assert 60 <= len(before) < 600  # killed mid-run
     config.write_text(CONFIG.format(latency=0.0, failure_rate=0.1))
-    main(["-c", str(config), "batch", str(data), "-o", str(out), "-n", "20"])
+    main(["-c", str(config), "batch", str(data), "--output", str(out), "-n", "20"])
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     # the rerun did only what was not done
     assert f"batch: {600 - len(before)} done" in summary

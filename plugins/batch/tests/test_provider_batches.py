@@ -182,7 +182,7 @@ def test_openai_batch_round_trip(
         fake.status = "completed"
         target = tmp_path / "out.jsonl"
         code, _, err = run(
-            ["-c", str(cfg), "batch", "results", "batch_abc123", "-o", str(target)], capsys
+            ["-c", str(cfg), "batch", "results", "batch_abc123", "--output", str(target)], capsys
         )
         got = results(target)
         assert set(got) == {"req-0", "req-1", "req-2"}
@@ -197,7 +197,7 @@ def test_openai_batch_round_trip(
         assert "2 ok, 1 failed" in err
 
         # collected again: the ledger keeps one row per answer
-        run(["-c", str(cfg), "batch", "results", "batch_abc123", "-o", str(target)], capsys)
+        run(["-c", str(cfg), "batch", "results", "batch_abc123", "--output", str(target)], capsys)
         from llmkernel_ledger.store import LedgerStore
 
         store = LedgerStore(tmp_path / "ledger.db")
@@ -524,7 +524,7 @@ def test_submit_with_wait_polls_until_done_and_writes_results(
         data = write_input(tmp_path / "in.jsonl", "oa/gpt-4o-mini")
         target = tmp_path / "out.jsonl"
         args = ["-c", str(cfg), "batch", str(data), "--provider-batch", "--wait"]
-        code, out, _ = run([*args, "--poll-interval", "0.01", "-o", str(target)], capsys)
+        code, out, _ = run([*args, "--poll-interval", "0.01", "--output", str(target)], capsys)
         assert out.splitlines()[0] == "batch_abc123"
         assert len(polls) >= 3
         assert code == 1  # one of the three failed

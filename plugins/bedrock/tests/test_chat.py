@@ -442,3 +442,17 @@ async def test_secrets_quoted_by_an_exception_frame_are_redacted(
                 pass
     assert server.requests[-1].headers["authorization"] == f"Bearer {key}"
     assert key not in str(info.value) and "authorization: [redacted]" in str(info.value)
+
+
+def test_a_document_is_refused_not_dropped() -> None:
+    from llmkernel.errors import InvalidRequestError
+    from llmkernel.types import ChatRequest, FilePart, Message, TextPart
+    from llmkernel_bedrock.convert import build_converse_body
+    from llmkernel_bedrock.settings import BedrockSettings
+
+    doc = FilePart(media_type="application/pdf", data="JVBERi0=")
+    request = ChatRequest(
+        model="m", messages=(Message(role="user", content=(TextPart(text="x"), doc)),)
+    )
+    with pytest.raises(InvalidRequestError, match="not sent to Bedrock"):
+        build_converse_body(request, BedrockSettings(), provider="bedrock")

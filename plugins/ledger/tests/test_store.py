@@ -56,6 +56,10 @@ def test_exact_sums_and_groups(tmp_path: Path) -> None:
     tenants = {r["tenant"]: r["requests"] for r in store.summary("tenant")}
     assert tenants == {None: 12, "acme": 1}
     assert [r["day"] for r in store.summary("day")] == ["2025-11-30"]
+    # the same model name on two providers is two models
+    store.write([row(13, provider="az", model=row(0).model)])
+    by_model = {r["model"]: r["requests"] for r in store.summary("model")}
+    assert by_model == {f"oa/{row(0).model}": 12, "an/claude": 1, f"az/{row(0).model}": 1}
     with pytest.raises(ValueError, match="cannot group by 'cost'"):
         store.summary("cost")
 

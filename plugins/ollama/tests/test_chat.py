@@ -729,3 +729,17 @@ async def test_total_timeout_on_chat(server: FakeServer) -> None:
     with pytest.raises(errors.TimeoutError):
         await provider.chat(request())
     await provider.aclose()
+
+
+def test_a_document_is_refused_naming_the_provider() -> None:
+    from llmkernel.errors import InvalidRequestError
+    from llmkernel.types import ChatRequest, FilePart, Message, TextPart
+    from llmkernel_ollama.convert import chat_body
+    from llmkernel_ollama.settings import OllamaSettings
+
+    doc = FilePart(media_type="application/pdf", data="JVBERi0=")
+    request = ChatRequest(
+        model="llama3", messages=(Message(role="user", content=(TextPart(text="x"), doc)),)
+    )
+    with pytest.raises(InvalidRequestError, match="takes no documents"):
+        chat_body(request, OllamaSettings(), stream=False, provider="ollama")

@@ -384,3 +384,31 @@ async def test_an_error_status_is_the_kernels(provider: OpenAIProvider, server: 
     with pytest.raises(errors.RateLimitError) as info:
         await provider.chat(ChatRequest(model="gpt-5", messages=(Message.user("x"),)))
     assert info.value.retry_after == 3
+
+
+def test_a_pdf_is_an_input_file_item() -> None:
+    from llmkernel.types import FilePart, Message, TextPart
+    from llmkernel_openai.responses import input_items
+
+    message = Message(
+        role="user",
+        content=(
+            TextPart(text="summarize"),
+            FilePart(media_type="application/pdf", data="JVBERi0=", filename="a.pdf"),
+            FilePart(media_type="application/pdf", url="https://example.com/b.pdf"),
+        ),
+    )
+    assert input_items(message) == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "summarize"},
+                {
+                    "type": "input_file",
+                    "filename": "a.pdf",
+                    "file_data": "data:application/pdf;base64,JVBERi0=",
+                },
+                {"type": "input_file", "file_url": "https://example.com/b.pdf"},
+            ],
+        }
+    ]

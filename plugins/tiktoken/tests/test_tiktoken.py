@@ -290,3 +290,24 @@ def test_special_token_text_is_counted_as_text_never_refused() -> None:
         + len(ordinary(arguments.arguments_json))
     )
     assert count.tokens == expected
+
+
+def test_tokens_says_nothing_about_the_offline_mock(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("llmkernel_mock")
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkernel.cli", "tokens", "hello there"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LLMKERNEL_")},
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("tokens (estimate: about 4 characters per token)\n")
+    assert result.stderr == "", "no default model warning: counting calls nothing"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
     ChatRequest,
+    FilePart,
     ImagePart,
     Message,
     ReasoningPart,
@@ -181,6 +182,8 @@ def _user_blocks(message: Message, index: int) -> list[Block]:
                 blocks.extend(_marked([{"type": "text", "text": part.text}], part))
         elif isinstance(part, ImagePart):
             blocks.extend(_marked([image_block(part, f"messages[{index}]")], part))
+        elif isinstance(part, FilePart):
+            blocks.extend(_marked([document_block(part)], part))
         # a user message has no thinking to send back
     return blocks
 
@@ -252,6 +255,16 @@ def image_block(part: ImagePart, field: str) -> Block:
             "source": {"type": "base64", "media_type": media_type, "data": data},
         }
     return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def document_block(part: FilePart) -> Block:
+    """A ``document`` block (a PDF): base64 ``data`` or a URL."""
+    if part.data is None:
+        return {"type": "document", "source": {"type": "url", "url": part.url}}
+    return {
+        "type": "document",
+        "source": {"type": "base64", "media_type": part.media_type, "data": part.data},
+    }
 
 
 # --------------------------------------------------------------------------- tools

@@ -12,6 +12,9 @@ def _claude(max_output: int, *, reasoning: bool) -> Capabilities:
     return Capabilities(
         tools=True,
         images=True,
+        # PDF ``document`` blocks: "All active models support PDF processing"
+        # (platform.claude.com/docs/en/build-with-claude/pdf-support, read 2026-12-07)
+        documents=True,
         json_schema=True,  # by forced tool use
         reasoning=reasoning,
         embeddings=False,

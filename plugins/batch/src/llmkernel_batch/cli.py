@@ -1,6 +1,7 @@
 """``llmkernel batch``: a live run of a JSONL (or text) file, or a provider batch.
 
-llmkernel batch prompts.jsonl -o results.jsonl -n 50 --budget 5.00
+llmkernel batch prompts.jsonl --output results.jsonl -n 50 --budget 5.00
+llmkernel batch prompts.txt -t summarize -o temperature=0
 llmkernel batch prompts.jsonl --dry-run
 llmkernel batch prompts.jsonl --provider-batch -m openai/gpt-4o-mini
 llmkernel batch status|results|cancel ID
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -34,11 +36,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or an action on a provider batch",
     )
     parser.add_argument(
-        "-o", "--output", metavar="PATH", help="results JSONL (default: INPUT.results.jsonl; "
-        "'-' for stdout, not resumable)"
+        "--output", metavar="PATH", help="results JSONL (default: STEM.results.jsonl beside "
+        "INPUT, prompts.txt -> prompts.results.jsonl; '-' for stdout, not resumable)"
     )  # fmt: skip
     parser.add_argument("-m", "--model", help="model for lines without one (and text files)")
     parser.add_argument("-s", "--system", help="system prompt for lines without one")
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a request field or provider option for lines without it (VALUE as JSON if it is)",
+    )
+    parser.add_argument(
+        "-t", "--template", metavar="NAME", help="a saved template (llmkernel-cli): its model, "
+        "system prompt and options; its prompt for each line of a text file"
+    )  # fmt: skip
+    parser.add_argument(
+        "-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="a template parameter",
+    )  # fmt: skip
     parser.add_argument("--format", choices=("auto", "jsonl", "text"), default="auto")
     parser.add_argument(
         "-n", "--concurrency", type=int, help="requests at once (default 8, [plugin.batch])"
@@ -101,8 +119,15 @@ def _input(kernel: Kernel, path: Path, args: argparse.Namespace, out: TextIO, er
 
     if not path.is_file():
         raise ConfigError(f"no input file {str(path)!r}")
+    model, system, options, render = _defaults(args)
     entries = read_items(
-        path, format=args.format, model=args.model, system=args.system, kernel=kernel
+        path,
+        format=args.format,
+        model=model,
+        system=system,
+        kernel=kernel,
+        options=options,
+        render=render,
     )
     if args.dry_run:
         return dry_run(kernel, entries, stdout=out, stderr=err)
@@ -144,6 +169,31 @@ def _input(kernel: Kernel, path: Path, args: argparse.Namespace, out: TextIO, er
         stdout=out,
         stderr=err,
     )
+
+
+def _defaults(
+    args: argparse.Namespace,
+) -> tuple[str | None, str | None, dict[str, object], Callable[[str], str] | None]:
+    """``(model, system, options, render)`` from -m, -s, -o and -t (a template
+    of llmkernel-cli, when installed)."""
+    from llmkernel.cli import UsageError, parse_option
+
+    options: dict[str, object] = {}
+    model, system, render = args.model, args.system, None
+    if args.template:
+        try:
+            from llmkernel_cli.templates import load
+        except ImportError:
+            raise UsageError("-t needs llmkernel-cli: pip install llmkernel-cli") from None
+        template = load(args.template)
+        params = dict(args.param)
+        model = model or template.model
+        system = system or template.render("", params)[0]
+        options.update(template.options)
+        if template.prompt is not None:
+            render = lambda text: template.render(text, params)[1]  # noqa: E731
+    options.update(parse_option(o, {"model": "-m", "messages": "the file"}) for o in args.option)
+    return model, system, options, render
 
 
 def _default_output(path: Path) -> Path:

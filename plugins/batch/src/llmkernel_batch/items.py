@@ -10,7 +10,7 @@ is reported with its number and skipped; it never stops the run.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,10 +76,12 @@ def item_from(
     line: int = 0,
     model: str | None = None,
     system: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> BatchItem:
     """A :class:`BatchItem` from one decoded line (or a dict given in Python);
     ``ValueError`` naming the field when it is not a request. ``model`` fills a
-    line without one; ``system`` is put first when the line has no system message."""
+    line without one; ``system`` is put first when the line has no system message;
+    ``options`` (``-o``, a template's) fill the fields a line does not set."""
     if isinstance(data, BatchItem):
         return data
     if not isinstance(data, Mapping):
@@ -110,6 +112,8 @@ def item_from(
         out["max_tokens"] = out.pop("max_completion_tokens")
     if not out.get("model") and model:
         out["model"] = model
+    for key, value in (options or {}).items():
+        out.setdefault(key, value)
     if system and not any(
         isinstance(m, Mapping) and m.get("role") in ("system", "developer") for m in messages
     ):
@@ -155,10 +159,13 @@ def read_items(
     model: str | None = None,
     system: str | None = None,
     kernel: Kernel | None = None,
+    options: Mapping[str, Any] | None = None,
+    render: Callable[[str], str] | None = None,
 ) -> Iterator[BatchItem | BadLine]:
     """The file's requests in order, a :class:`BadLine` for each line that is not
     one (bad JSON, a missing field, a repeated ``custom_id``, or - given a
-    ``kernel`` - a request the kernel refuses to build). Blank lines are skipped."""
+    ``kernel`` - a request the kernel refuses to build). Blank lines are skipped.
+    ``render`` turns each line of a text file into its prompt (a template's)."""
     path = Path(path)
     with path.open(encoding="utf-8") as handle:
         lines = iter(handle)
@@ -170,7 +177,8 @@ def read_items(
                 first = raw
                 break
         kind = _detect(path, first) if format == "auto" else format
-        yield from _items(_chain(buffered, lines), kind, model, system, kernel)
+        defaults = {"model": model, "system": system, "options": options}
+        yield from _items(_chain(buffered, lines), kind, defaults, kernel, render)
 
 
 def _chain(first: list[str], rest: Iterable[str]) -> Iterator[str]:
@@ -181,9 +189,9 @@ def _chain(first: list[str], rest: Iterable[str]) -> Iterator[str]:
 def _items(
     lines: Iterable[str],
     kind: Literal["jsonl", "text"],
-    model: str | None,
-    system: str | None,
+    defaults: Mapping[str, Any],
     kernel: Kernel | None,
+    render: Callable[[str], str] | None,
 ) -> Iterator[BatchItem | BadLine]:
     seen: set[str] = set()
     for number, raw in enumerate(lines, start=1):
@@ -192,18 +200,22 @@ def _items(
             continue
         try:
             if kind == "text":
+                prompt = raw.rstrip("\r\n")
                 item = item_from(
-                    {"messages": [{"role": "user", "content": raw.rstrip("\r\n")}]},
+                    {
+                        "messages": [
+                            {"role": "user", "content": render(prompt) if render else prompt}
+                        ]
+                    },
                     line=number,
-                    model=model,
-                    system=system,
+                    **defaults,
                 )
             else:
                 try:
                     data = json.loads(text)
                 except ValueError as exc:
                     raise ValueError(f"not JSON ({exc})") from None
-                item = item_from(data, line=number, model=model, system=system)
+                item = item_from(data, line=number, **defaults)
             if item.custom_id in seen:
                 raise ValueError(f"custom_id {item.custom_id!r} is repeated")
             if kernel is not None:

@@ -24,6 +24,7 @@ from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
     ChatRequest,
     EmbeddingRequest,
+    FilePart,
     ImagePart,
     Message,
     Reasoning,
@@ -209,6 +210,8 @@ def _blocks(message: Message, bad: Bad) -> list[dict[str, Any]]:
                 blocks.append({"text": part.text})
         elif isinstance(part, ImagePart):
             blocks.append({"image": _image(part, bad)})
+        elif isinstance(part, FilePart):
+            raise bad("documents (a FilePart) are not sent to Bedrock yet: send the text instead")
         elif isinstance(part, ReasoningPart) and message.role == "assistant":
             blocks.append({"reasoningContent": _reasoning(part)})
     # Thinking goes first in an assistant turn, as the model produced it.

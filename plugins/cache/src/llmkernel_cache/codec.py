@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from llmkernel.types import (
+    FilePart,
     ImagePart,
     Message,
     Part,
@@ -39,6 +40,14 @@ def _part(part: Part) -> dict[str, Any]:
             "signature": part.signature,
             "redacted": part.redacted,
         }
+    if isinstance(part, FilePart):
+        return {
+            "type": "file",
+            "url": part.url,
+            "data": part.data,
+            "media_type": part.media_type,
+            "filename": part.filename,
+        }
     return {
         "type": "image",
         "url": part.url,
@@ -54,6 +63,8 @@ def _load_part(data: dict[str, Any]) -> Part:
         return TextPart(**data)
     if kind == "reasoning":
         return ReasoningPart(**data)
+    if kind == "file":
+        return FilePart(**data)
     return ImagePart(**data)
 
 

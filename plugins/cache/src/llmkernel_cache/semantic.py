@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from llmkernel.types import ChatRequest, ImagePart, Message, Response, TextPart, replace
+from llmkernel.types import ChatRequest, FilePart, ImagePart, Message, Response, TextPart, replace
 from llmkernel_cache import guards
 from llmkernel_cache.index import SemanticIndex, as_vector
 from llmkernel_cache.key import canonical
@@ -165,7 +165,7 @@ class SemanticLayer:
         for message in request.messages:
             if message.tool_calls or message.tool_call_id is not None or message.role == "tool":
                 return "tools"
-            if any(isinstance(p, ImagePart) for p in message.content):
+            if any(isinstance(p, ImagePart | FilePart) for p in message.content):
                 return "images"
             users += message.role == "user"
         if users > settings.max_turns:

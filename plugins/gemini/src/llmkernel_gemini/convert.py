@@ -8,7 +8,7 @@
 * reasoning kept from an earlier answer goes back as ``thought`` parts with their
   signature; a signature Gemini put on an answer's text part (kept as a
   :class:`ReasoningPart` without text) goes back on that message's text;
-* images are ``inlineData`` (base64) or ``fileData`` (a URL);
+* images and documents (PDF) are ``inlineData`` (base64) or ``fileData`` (a URL);
 * structured output is ``responseMimeType`` plus ``responseSchema`` (or
   ``responseJsonSchema``), thinking is ``thinkingConfig``.
 
@@ -28,6 +28,7 @@ from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
     ChatRequest,
     EmbeddingRequest,
+    FilePart,
     ImagePart,
     Message,
     Reasoning,
@@ -123,6 +124,8 @@ def _user_parts(message: Message, where: str) -> list[dict[str, Any]]:
             parts.append({"text": part.text})
         elif isinstance(part, ImagePart):
             parts.append(image_part(part, where))
+        elif isinstance(part, FilePart):
+            parts.append(file_part(part))
         # reasoning in a user or system message means nothing to Gemini: skipped
     if not parts:
         parts.append({"text": ""})
@@ -143,6 +146,13 @@ def image_part(part: ImagePart, where: str = "image") -> dict[str, Any]:
             "give the ImagePart a media_type (e.g. 'image/png')"
         )
     return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def file_part(part: FilePart) -> dict[str, Any]:
+    """A document (PDF): ``inlineData`` for base64 data, ``fileData`` for a URL."""
+    if part.data is not None:
+        return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
+    return {"fileData": {"mimeType": part.media_type, "fileUri": part.url}}
 
 
 def _model_parts(message: Message) -> list[dict[str, Any]]:

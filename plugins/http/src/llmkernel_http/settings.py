@@ -15,7 +15,9 @@ class HTTPSettings:
     """The keys every HTTP provider accepts under ``[providers.NAME]``.
 
     The API key is never in config: ``api_key_env`` names the environment variable
-    that holds it, read when the client is built.
+    that holds it, read when the client is built; when it is unset, a key stored
+    for the provider instance's name with ``llmkernel keys set NAME`` is used
+    (:func:`llmkernel_http.keys.stored_key`).
     """
 
     base_url: str = ""
@@ -33,13 +35,19 @@ class HTTPSettings:
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
 
     def api_key(self, *, provider: str, model: str = "", required: bool = True) -> str | None:
-        """The key from the environment; a clear error naming the variable if unset."""
+        """The key from the environment, else the stored one; a clear error naming the
+        variable if neither."""
         if not self.api_key_env:
             return None
         value = os.environ.get(self.api_key_env)
+        if not value:
+            from llmkernel_http.keys import stored_key
+
+            value = stored_key(provider)
         if not value and required:
             raise AuthenticationError(
-                f"no API key: set the environment variable {self.api_key_env}",
+                f"no API key: set the environment variable {self.api_key_env} "
+                f"(or store one: llmkernel keys set {provider})",
                 provider=provider,
                 model=model,
             )

@@ -125,6 +125,9 @@ _TOKENS = (
 )
 
 
+_QUALIFIED = "coalesce(provider, '-') || '/' || coalesce(model, '-')"
+
+
 def period_keys(ts: float, tz: ZoneInfo) -> tuple[str, str]:
     """The calendar day and month of epoch ``ts`` in ``tz``: ``("2026-11-30", "2026-11")``."""
     local = datetime.fromtimestamp(ts, tz)
@@ -463,7 +466,8 @@ class LedgerStore:
         until: float | None = None,
         where: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Totals grouped ``by`` one of :data:`GROUPS` (or all rows as one group):
+        """Totals grouped ``by`` one of :data:`GROUPS` (or all rows as one group;
+        ``model`` groups by ``provider/model``):
         ``requests``, ``unpriced`` (rows without a cost), ``errors``, ``cached``, each
         token bucket and ``cost`` (``Decimal``)."""
         if by is not None and by not in GROUPS:
@@ -474,7 +478,8 @@ class LedgerStore:
                 raise ValueError(f"cannot filter by {column!r}")
             clause += (" AND " if clause else "WHERE ") + f"{column} = ?"
             params.append(value)
-        group = f"{by}" if by else "'all'"
+        # a model is named with its provider: gpt-4o on openai and on azure are two
+        group = (_QUALIFIED if by == "model" else by) if by else "'all'"
         sums = ", ".join(f"sum({t}) AS {t}" for t in _TOKENS)
         sql = (
             f"SELECT {group} AS grp, count(*) AS requests, "

@@ -180,6 +180,7 @@ class MockProvider(Provider):
         return Capabilities(
             tools=self.settings.tool_calls,  # tool_calls = false: a model without tools
             images=True,
+            documents=True,
             json_schema=True,
             reasoning=True,
             embeddings=model == "embed",

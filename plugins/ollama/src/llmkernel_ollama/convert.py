@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
     ChatRequest,
+    FilePart,
     ImagePart,
     Message,
     Reasoning,
@@ -116,6 +117,8 @@ def _message(message: Message, names: Mapping[str, str], bad: Bad) -> dict[str, 
     if role == "developer":
         role = "system"
     out: dict[str, Any] = {"role": role, "content": message.text}
+    if any(isinstance(part, FilePart) for part in message.content):
+        raise bad("Ollama's chat API takes no documents (a FilePart): send the text instead")
     images = [_image(part, bad) for part in message.content if isinstance(part, ImagePart)]
     if images:
         out["images"] = images

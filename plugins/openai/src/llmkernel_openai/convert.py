@@ -8,6 +8,7 @@ from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
     ChatRequest,
     EmbeddingRequest,
+    FilePart,
     ImagePart,
     Message,
     Reasoning,
@@ -93,7 +94,7 @@ def message(msg: Message, *, send_reasoning: bool = False) -> dict[str, Any]:
         reasoning = "".join(p.text for p in msg.content if isinstance(p, ReasoningPart))
         if send_reasoning and reasoning:
             out["reasoning_content"] = reasoning
-    elif msg.role == "user" and any(isinstance(p, ImagePart) for p in msg.content):
+    elif msg.role == "user" and any(isinstance(p, ImagePart | FilePart) for p in msg.content):
         out["content"] = [part for p in msg.content if (part := content_part(p)) is not None]
     else:
         out["content"] = msg.text
@@ -102,9 +103,11 @@ def message(msg: Message, *, send_reasoning: bool = False) -> dict[str, Any]:
     return out
 
 
-def content_part(part: TextPart | ImagePart | ReasoningPart) -> dict[str, Any] | None:
+def content_part(part: TextPart | ImagePart | FilePart | ReasoningPart) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
+    if isinstance(part, FilePart):
+        return file_part(part)
     if isinstance(part, ImagePart):
         url = part.url if part.url is not None else f"data:{part.media_type};base64,{part.data}"
         image: dict[str, Any] = {"url": url}
@@ -112,6 +115,19 @@ def content_part(part: TextPart | ImagePart | ReasoningPart) -> dict[str, Any] |
             image["detail"] = part.detail
         return {"type": "image_url", "image_url": image}
     return None  # reasoning is not user content
+
+
+def file_part(part: FilePart) -> dict[str, Any]:
+    """A PDF as Chat Completions' ``file`` content part (base64 ``file_data``; the
+    API takes no file URL and only PDFs)."""
+    if part.data is None:
+        raise InvalidRequestError(
+            f"OpenAI Chat Completions takes a file as data, not by URL ({part.url!r}): "
+            "download it and send FilePart(data=...)"
+        )
+    file: dict[str, Any] = {"file_data": f"data:{part.media_type};base64,{part.data}"}
+    file["filename"] = part.filename or "document.pdf"
+    return {"type": "file", "file": file}
 
 
 def tool(spec: Tool) -> dict[str, Any]:

@@ -7,16 +7,30 @@ import re
 from llmkernel.types import Capabilities
 from llmkernel_http import capabilities_by_prefix
 
+#: ``documents``: PDF file inputs, which Chat Completions takes on the models with
+#: vision ("gpt-4o and later"; developers.openai.com/api/docs/guides/file-inputs,
+#: read 2026-12-07)
 KNOWN_MODELS: dict[str, Capabilities] = {
     "gpt-4o": Capabilities(
-        tools=True, images=True, json_schema=True, context_window=128_000, max_output_tokens=16_384
+        tools=True,
+        images=True,
+        documents=True,
+        json_schema=True,
+        context_window=128_000,
+        max_output_tokens=16_384,
     ),
     "gpt-4o-mini": Capabilities(
-        tools=True, images=True, json_schema=True, context_window=128_000, max_output_tokens=16_384
+        tools=True,
+        images=True,
+        documents=True,
+        json_schema=True,
+        context_window=128_000,
+        max_output_tokens=16_384,
     ),
     "gpt-4.1": Capabilities(
         tools=True,
         images=True,
+        documents=True,
         json_schema=True,
         context_window=1_047_576,
         max_output_tokens=32_768,
@@ -24,6 +38,7 @@ KNOWN_MODELS: dict[str, Capabilities] = {
     "gpt-4.1-mini": Capabilities(
         tools=True,
         images=True,
+        documents=True,
         json_schema=True,
         context_window=1_047_576,
         max_output_tokens=32_768,
@@ -31,6 +46,7 @@ KNOWN_MODELS: dict[str, Capabilities] = {
     "o3": Capabilities(
         tools=True,
         images=True,
+        documents=True,
         json_schema=True,
         reasoning=True,
         context_window=200_000,
@@ -47,6 +63,7 @@ KNOWN_MODELS: dict[str, Capabilities] = {
     "o4-mini": Capabilities(
         tools=True,
         images=True,
+        documents=True,
         json_schema=True,
         reasoning=True,
         context_window=200_000,
@@ -55,6 +72,7 @@ KNOWN_MODELS: dict[str, Capabilities] = {
     "gpt-5": Capabilities(
         tools=True,
         images=True,
+        documents=True,
         json_schema=True,
         reasoning=True,
         context_window=400_000,
@@ -63,6 +81,7 @@ KNOWN_MODELS: dict[str, Capabilities] = {
     "gpt-5-mini": Capabilities(
         tools=True,
         images=True,
+        documents=True,
         json_schema=True,
         reasoning=True,
         context_window=400_000,

@@ -25,6 +25,7 @@ import attrs
 from llmkernel.errors import InvalidRequestError
 from llmkernel.types import (
     ChatRequest,
+    FilePart,
     FinishEvent,
     FinishReason,
     ImagePart,
@@ -156,6 +157,14 @@ def _input_part(part: Part) -> dict[str, Any] | None:
     if isinstance(part, ImagePart):
         url = part.url if part.url is not None else f"data:{part.media_type};base64,{part.data}"
         return {"type": "input_image", "image_url": url, "detail": part.detail or "auto"}
+    if isinstance(part, FilePart):
+        if part.url is not None:
+            return {"type": "input_file", "file_url": part.url}
+        return {
+            "type": "input_file",
+            "filename": part.filename or "document.pdf",
+            "file_data": f"data:{part.media_type};base64,{part.data}",
+        }
     return None
 
 

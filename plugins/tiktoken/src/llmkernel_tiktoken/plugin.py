@@ -82,7 +82,10 @@ def _run(args: argparse.Namespace, kernel: Kernel) -> int:
     text = args.text
     if text is None or text == "-":
         text = sys.stdin.read()
-    model = args.model or kernel.models.default_model
+    from llmkernel.config import OFFLINE_DEFAULT_MODEL
+
+    # counting calls no model: no note about the offline mock
+    model = args.model or kernel.config.default_model or OFFLINE_DEFAULT_MODEL
     if getattr(args, "remote", False):
         import asyncio
 
