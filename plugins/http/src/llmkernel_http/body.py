@@ -1,0 +1,99 @@
+"""Bounds on what an answer can make the kernel hold: its body, what its
+``Content-Encoding`` decodes to, and one event of a stream.
+
+An upstream controls the size of its answers; a gzip bomb (1 MB that inflates to
+gigabytes) or an absurd ``Content-Length`` must end in a clear error, not in memory
+growth. :class:`~llmkernel_http.HTTPProvider` applies ``max_response_bytes`` (its
+settings) to every answer it reads whole, before and after decoding, and the stream
+decoders (:mod:`llmkernel_http.sse`, :mod:`llmkernel_http.ndjson`) bound one event or
+line by :data:`MAX_EVENT_SIZE`. Past a bound, :class:`UnreadableBody` is raised, which
+the provider reports as :class:`~llmkernel.errors.MalformedResponseError`.
+
+Decoding is httpx's (``Response.read()``); this module only proves first, in bounded
+steps, that the decoded body stays within the bound. The kernel asks for ``gzip`` and
+``deflate`` only (:data:`ACCEPT_ENCODING`): those it can bound with :mod:`zlib`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+__all__ = [
+    "ACCEPT_ENCODING",
+    "MAX_EVENT_SIZE",
+    "MAX_RESPONSE_BYTES",
+    "UnreadableBody",
+    "check_decoded_size",
+]
+
+#: The default of ``max_response_bytes``: an answer's body, encoded and decoded.
+MAX_RESPONSE_BYTES = 64 * 2**20
+#: The longest event (or line) a stream decoder holds, in characters.
+MAX_EVENT_SIZE = 16 * 2**20
+#: The content codings the kernel asks for (``Accept-Encoding``).
+ACCEPT_ENCODING = "gzip, deflate"
+
+#: deflate's largest expansion: a body this many times smaller than the bound cannot
+#: exceed it, so it needs no trial decoding
+_DEFLATE_RATIO = 1032
+_ZLIB = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+
+
+class UnreadableBody(Exception):
+    """An answer the kernel will not read: over a size bound, or in a content coding
+    it did not ask for or cannot decode. The message names the bound."""
+
+
+def too_large(what: str, size: int | str, limit: int) -> UnreadableBody:
+    return UnreadableBody(
+        f"{what} is over max_response_bytes = {limit} ({size} bytes); "
+        "raise max_response_bytes in the provider's table if such answers are expected"
+    )
+
+
+def check_decoded_size(body: bytes, content_encoding: str, limit: int) -> None:
+    """Raise :class:`UnreadableBody` if ``body`` decoded by ``content_encoding`` (the
+    header's value: codings in the order applied) would be over ``limit`` bytes, or
+    uses a coding other than ``gzip``/``deflate``/``identity``. Decodes only when the
+    body could exceed the bound, never holding more than ``limit`` bytes of output."""
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    for coding in codings:
+        if coding not in _ZLIB:
+            raise UnreadableBody(
+                f"the answer's content coding {coding!r} is not one the kernel asked for "
+                f"(Accept-Encoding: {ACCEPT_ENCODING})"
+            )
+    if not codings or (len(codings) == 1 and len(body) * _DEFLATE_RATIO <= limit):
+        return
+    for coding in reversed(codings):
+        body = _inflate(body, coding, limit)
+
+
+def _inflate(body: bytes, coding: str, limit: int) -> bytes:
+    wbits = _ZLIB[coding]
+    try:
+        return _bounded(zlib.decompressobj(wbits), body, limit)
+    except zlib.error:
+        if coding != "deflate":
+            raise UnreadableBody(f"the answer's {coding} body does not decode") from None
+    try:  # a raw deflate stream, as some servers send for "deflate" (httpx reads it too)
+        return _bounded(zlib.decompressobj(-zlib.MAX_WBITS), body, limit)
+    except zlib.error:
+        raise UnreadableBody("the answer's deflate body does not decode") from None
+
+
+def _bounded(decompressor: Any, data: bytes, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        room = limit + 1 - size
+        part = decompressor.decompress(data, room)
+        size += len(part)
+        if size > limit:
+            raise too_large("the answer's decoded body", f"more than {limit}", limit)
+        parts.append(part)
+        data = decompressor.unconsumed_tail
+        if not data and len(part) < room:
+            return b"".join(parts)
