@@ -696,8 +696,14 @@ async def test_a_reset_mid_body_fails_and_the_pool_recovers(pool: ConnectionPool
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nContent-Length: 3\r\n\r\nabc",
             "malformed answer: Duplicate Content-Length",
         ),
-        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", "malformed answer: Invalid character in chunk size"),
-        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\r\n", "malformed answer: Invalid character in chunk size"),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            "malformed answer: Invalid character in chunk size",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\r\n",
+            "malformed answer: Invalid character in chunk size",
+        ),
         (
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-2\r\nab\r\n0\r\n\r\n",
             "malformed answer: Invalid character in chunk size",
@@ -714,8 +720,14 @@ async def test_a_reset_mid_body_fails_and_the_pool_recovers(pool: ConnectionPool
         (b"HTTP/1.1 200 OK\r\n: no name\r\n\r\n", "malformed answer"),
         (b"HTTP/1.1 200 OK\r\nname : value\r\n\r\n", "malformed answer"),
         (b"HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\n\r\n", "malformed answer"),
-        (b"HTTP/1.1 200 OK\r\n" + b"x-big: " + b"v" * 70_000, "status line and headers are over 65536 bytes"),
-        (b"HTTP/1.1 200 OK\r\n" + b"x-many: v\r\n" * 8000, "status line and headers are over 65536 bytes"),
+        (
+            b"HTTP/1.1 200 OK\r\n" + b"x-big: " + b"v" * 70_000,
+            "status line and headers are over 65536 bytes",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n" + b"x-many: v\r\n" * 8000,
+            "status line and headers are over 65536 bytes",
+        ),
     ],
     ids=[
         "garbage",

@@ -42,7 +42,7 @@ async def test_post_sends_json_and_reads_the_answer(http_client: str) -> None:
                 "POST", "/chat", model="m", json={"text": "héllo", "n": 1}
             )
             # the aiohttp transport takes the fast path; httpx's pool the plain one
-            assert (provider._fast is not None) == (http_client == "aiohttp")
+            assert (provider._exchange is not None) == (http_client == "aiohttp")
         finally:
             await provider.aclose()
         assert data == {"ok": "é"}

@@ -113,7 +113,7 @@ class _Answer:
         self.keep_alive = False
         self.extra = False  # bytes came after the answer: the connection is not reusable
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """Parse ``data``; raises ``httpx.RemoteProtocolError`` for a malformed answer
         and :class:`UnreadableBody` past the body's bound."""
         if not self.head:
@@ -126,7 +126,7 @@ class _Answer:
                     raise httpx.RemoteProtocolError(
                         f"the answer's status line and headers are over {MAX_HEAD} bytes"
                     )
-                data = view[room:]  # type: ignore[assignment]
+                data = view[room:]
         self.fed += len(data)
         self._parse(data)
         if self.head and self.fed - self.size > _FRAMING + _PER_CHUNK * self.chunks:
@@ -183,7 +183,7 @@ class _Answer:
             self.reason, self.headers, self.length, self.chunked = b"", [], None, False
             return
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
+        if version not in ("1.1", "1.0"):
             raise httpx.RemoteProtocolError(f"HTTP/{version} is not HTTP/1.x")
         self.status = status
         self.head = True
@@ -410,6 +410,11 @@ class ConnectionPool:
         self._loop_time: Callable[[], float] = _no_loop_time
         self._generation = 0
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the pool's connections belong to (the last one used)."""
+        return self._loop
+
     async def exchange(
         self,
         method: str,
@@ -434,7 +439,9 @@ class ConnectionPool:
         connection = await self._acquire(target, timeouts)
         waiter: asyncio.Future[Answer] = loop.create_future()
         connection.waiter = waiter
-        connection.answer = _Answer(self._max_body if max_body is None else max_body, method == "HEAD")
+        connection.answer = _Answer(
+            self._max_body if max_body is None else max_body, method == "HEAD"
+        )
         connection.received = False
         assert connection.transport is not None
         try:

@@ -10,7 +10,11 @@ It holds the policy every HTTP adapter shares, written once:
   :mod:`llmkernel_http.connections`); closed by :meth:`aclose`;
 * :meth:`send` and :meth:`send_json`: an error status becomes the provider's error
   (:meth:`error_for_response`), a transport failure the kernel's network or timeout
-  error; every error carries the response ``headers``;
+  error; every error carries the response ``headers``; both apply :meth:`auth` (an
+  ``httpx.Auth`` flow: signing, refreshed tokens) whatever the path;
+* bounds on answers: ``max_response_bytes`` for a body read whole, before and after
+  decoding, and one event of a stream (:mod:`llmkernel_http.body`), past which the
+  answer is a :class:`~llmkernel.errors.MalformedResponseError`;
 * the ``timeout`` around each call and the ``first_token_timeout`` of streams,
   measured to the first *content* event (text, reasoning or a tool call), the same
   for every provider;
@@ -26,6 +30,7 @@ A subclass writes only what its API makes different::
         settings_class = MySettings
 
         def auth_headers(self, key): return {"x-api-key": key}
+        def auth(self): ...                                  # optional: an httpx.Auth
         def error_for_response(self, response, body, model): ...
         async def send_chat(self, request): ...              # -> Response
         async def stream_events(self, request): ...          # async generator
@@ -63,6 +68,7 @@ from llmkernel.types import (
     replace,
 )
 from llmkernel_http.aiohttp_transport import AiohttpTransport
+from llmkernel_http.body import UnreadableBody, check_decoded_size, too_large
 from llmkernel_http.client import default_transport, make_client
 from llmkernel_http.errors import error_for_transport, request_id_from
 from llmkernel_http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
@@ -101,19 +107,22 @@ class HTTPProvider(Provider):
         self.settings = self.load_settings(config)
         self.call_timeout = self.settings.timeout
         self._transport = config.transport
+        self._lifecycle = config.lifecycle
         self._client: httpx.AsyncClient | None = None
         self._secrets: Secrets = Secrets()
-        # the hot path: requests go straight to the transport with prebuilt URLs
-        self._direct: httpx.AsyncBaseTransport | None = None
+        self._auth: httpx.Auth | None = None
+        # prebuilt per client: URLs by path, the base URL, query parameters, timeouts
         self._base = ""
         self._urls: dict[str, httpx.URL] = {}
+        self._query: dict[str, str] = {}
+        self._timeouts: dict[str, float | None] = {}
         self._extensions: dict[str, Any] = {}
-        # send_json's fast path: AiohttpTransport.exchange (the kernel's own connections,
-        # llmkernel_http.connections; aiohttp behind a proxy), no httpx request objects
-        self._fast: AiohttpTransport | None = None
-        self._per_request = False  # request_headers() is overridden
-        self._fast_headers = _Headers()
-        self._fast_json_headers = _Headers()
+        # send_json's path on the default transport: AiohttpTransport.exchange (the
+        # kernel's own connections, llmkernel_http.connections; aiohttp behind a proxy)
+        self._exchange: AiohttpTransport | None = None
+        self._headers = _Headers()
+        self._json_headers = _Headers()
+        self._hooked = False  # exit and fork hooks registered with the kernel
 
     def load_settings(self, config: ProviderConfig) -> Any:
         """The instance's settings from its table; override to post-process them."""
@@ -140,8 +149,18 @@ class HTTPProvider(Provider):
         return {"authorization": f"Bearer {key}"}
 
     def query_params(self) -> Mapping[str, str]:
-        """Query parameters sent with every request (Azure's ``api-version``...)."""
+        """Query parameters sent with every request (Azure's ``api-version``...);
+        read once, when the client is built."""
         return {}
+
+    def auth(self) -> httpx.Auth | None:
+        """An ``httpx.Auth`` flow applied to every request, on every path (streams
+        through httpx's client, answers read whole over the kernel's connections):
+        a signature over the exact request (AWS SigV4), a bearer token fetched and
+        refreshed per request. ``None`` (the default): :meth:`auth_headers` carry a
+        static key. Built once, with the client; secrets it adds must be known to
+        :meth:`redact`."""
+        return None
 
     def error_for_response(
         self, response: httpx.Response, body: bytes, model: str
@@ -209,42 +228,53 @@ class HTTPProvider(Provider):
     def client(self, model: str = "") -> httpx.AsyncClient:
         """The pooled client, built at the first request (when the key is read)."""
         if self._client is None:
+            settings = self.settings
             headers = self.default_headers()
             key = self.api_key(model)
             if key:
                 headers.update(self.auth_headers(key))
             self._secrets = self._collect_secrets(key, headers)
-            transport = self._transport or default_transport(self.settings)
+            transport = self._transport or default_transport(settings)
+            self._auth = self.auth()
             client = make_client(
-                self.settings, base_url=self.base_url(), headers=headers, transport=transport
+                settings,
+                base_url=self.base_url(),
+                headers=headers,
+                transport=transport,
+                auth=self._auth,
             )
-            # With a transport of its own choosing (aiohttp's, or provide_transport's)
-            # the provider hands requests to it directly: httpx's client layer adds
-            # cookies, auth and redirect handling that no LLM API uses, and URL
-            # merging per call; together they cost as much as the transport. With
-            # httpx's own pool (http_client = "httpx"), requests go through the client.
-            self._direct = transport
             self._base = str(client.base_url).rstrip("/") + "/"
+            self._query = dict(self.query_params())
             self._urls = {}
-            self._extensions = {"timeout": client.timeout.as_dict()}
-            # send_json skips httpx's Request and Response objects (about a tenth of
-            # a call to a fast upstream) when nothing needs them: the kernel's own
-            # transport, no query parameters, and no subclass reshaping send() or
-            # read_body()
-            cls = type(self)
-            plain = (
-                cls.send is HTTPProvider.send
-                and cls.read_body is HTTPProvider.read_body
-                and not self.query_params()
-            )
-            self._fast = transport if plain and type(transport) is AiohttpTransport else None
-            self._per_request = cls.request_headers is not HTTPProvider.request_headers
-            self._fast_headers = _Headers(client.headers.multi_items())
-            self._fast_json_headers = _Headers(self._fast_headers)
+            self._timeouts = client.timeout.as_dict()
+            self._extensions = {"timeout": self._timeouts}
+            # answers read whole go over AiohttpTransport.exchange (the kernel's own
+            # connections) when the client is on it: the default; any other
+            # transport (http_client = "httpx", provide_transport) gets them through
+            # httpx's client, like streams
+            self._exchange = transport if isinstance(transport, AiohttpTransport) else None
+            self._headers = _Headers(client.headers.multi_items())
+            self._json_headers = _Headers(self._headers)
             if "content-type" not in client.headers:
-                self._fast_json_headers.append(("content-type", "application/json"))
+                self._json_headers.append(("content-type", "application/json"))
+            lifecycle = self._lifecycle
+            if self._exchange is not None and lifecycle is not None and not self._hooked:
+                self._hooked = True
+                lifecycle.on_exit(self._abandon)
+                lifecycle.on_fork(self._forget)
             self._client = client
         return self._client
+
+    def _abandon(self) -> None:
+        """The kernel's exit hook (a kernel never closed): close the connections."""
+        if self._client is not None and self._exchange is not None:
+            self._exchange.abandon()
+
+    def _forget(self) -> None:
+        """The kernel's fork hook: in the child, the connections are the parent's."""
+        if self._client is not None and self._exchange is not None:
+            self._exchange.forget()
+        self._client = None
 
     def _collect_secrets(self, key: str | None, headers: Mapping[str, str]) -> Secrets:
         return collect_secrets(key, headers, self.settings.headers)
@@ -257,12 +287,6 @@ class HTTPProvider(Provider):
         """Remove secrets from ``error``'s message, code and headers, in place."""
         return scrub(error, self._secrets)
 
-    async def request_headers(self, model: str) -> Mapping[str, str] | None:
-        """Headers made for each request, on top of the client's (a bearer token
-        that expires, fetched or refreshed here); ``None`` for none. Override it
-        rather than :meth:`send`; secrets in them must be known to :meth:`redact`."""
-        return None
-
     async def send(
         self,
         method: str,
@@ -273,67 +297,105 @@ class HTTPProvider(Provider):
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send a request; return the open (streaming) response when its status is
-        2xx (the caller reads and closes it). An error status reads the body, closes
-        the response and raises :meth:`error_for_response`'s error with the
-        response headers; a transport failure raises :meth:`error_for_transport`'s."""
-        client = self.client(model)
-        if self._per_request:
-            added = await self.request_headers(model)
-            if added:
-                headers = {**added, **(headers or {})}
-        extra = self.query_params()
-        if extra:
-            params = {**extra, **(params or {})}
-        url = self._url(path)
+        """Send a request through the client (its :meth:`auth` flow included); return
+        the open (streaming) response when its status is 2xx (the caller reads and
+        closes it). ``path`` is relative to :meth:`base_url`, or a whole URL. An
+        error status reads the body, closes the response and raises
+        :meth:`error_for_response`'s error with the response headers; a transport
+        failure raises :meth:`error_for_transport`'s."""
+        client = self._client or self.client(model)
+        sent = client.headers
         if headers:
-            merged = client.headers.copy()
-            merged.update(headers)
+            sent = client.headers.copy()
+            sent.update(headers)
         request = httpx.Request(
             method,
-            url,
-            params=params,
-            headers=merged if headers else client.headers,
+            self._url(path, params),
+            headers=sent,
             json=json,
             extensions=self._extensions,
         )
         try:
-            if self._direct is not None:
-                response = await self._direct.handle_async_request(request)
-                response.request = request
-            else:
-                response = await client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.RequestError as exc:
             raise self.error_for_transport(exc, model) from exc
         if response.is_success:
             return response
-        raise self._failed(response, await self.read_body(response, model), model)
+        raise self._failed(await self._whole(response, model), model)
 
-    def _url(self, path: str) -> httpx.URL:
-        """The URL of ``path`` under the base URL, built once per path (a bounded
-        number of them)."""
+    def _url(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.URL:
+        """The URL of ``path`` (under the base URL unless it is a whole URL) with
+        :meth:`query_params` and ``params``; built once per path (a bounded number
+        of them) when there are no ``params``."""
         url = self._urls.get(path)
         if url is None:
-            url = httpx.URL(self._base + path.lstrip("/"))
+            url = httpx.URL(path if "://" in path else self._base + path.lstrip("/"))
+            if self._query:
+                url = url.copy_merge_params(self._query)
             if len(self._urls) < _URL_CACHE_SIZE:
                 self._urls[path] = url
-        return url
+        return url.copy_merge_params(params) if params else url
 
-    def _failed(self, response: httpx.Response, body: bytes, model: str) -> errors.ProviderError:
-        """The error of an error answer: :meth:`error_for_response`'s, with the
-        response headers, scrubbed."""
-        error = self.error_for_response(response, body, model)
+    def _failed(self, response: httpx.Response, model: str) -> errors.ProviderError:
+        """The error of an error answer read whole: :meth:`error_for_response`'s,
+        with the response headers, scrubbed."""
+        error = self.error_for_response(response, response.content, model)
         error.headers = headers_of(response)
         return self.scrub(error)
 
     async def read_body(self, response: httpx.Response, model: str) -> bytes:
-        """The whole body; the response is closed whatever happens."""
+        """The whole body, decoded, within ``max_response_bytes`` before and after
+        decoding (past it: :meth:`malformed`); the response is closed whatever
+        happens."""
+        return (await self._whole(response, model)).content
+
+    async def _whole(self, response: httpx.Response, model: str) -> httpx.Response:
+        """``response`` read whole within bounds, as a read (closed) response."""
+        limit = self.settings.max_response_bytes
+        refused: UnreadableBody | None = None
+        if response.is_stream_consumed:  # read already (a transport that answers whole)
+            await response.aclose()
+            if len(response.content) > limit:
+                refused = too_large("the answer's body", len(response.content), limit)
+                raise self.malformed(str(refused), model=model, response=response)
+            return response
         try:
-            return await response.aread()
+            raw = await _read_raw(response, limit)
         except httpx.RequestError as exc:
             raise self.error_for_transport(exc, model) from exc
+        except UnreadableBody as exc:
+            refused = exc
         finally:
             await response.aclose()
+        if refused is not None:
+            raise self.malformed(str(refused), model=model, response=response)
+        whole = httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(raw),
+            request=response.request,
+            extensions=response.extensions,
+        )
+        self._decode(whole, raw, model)
+        return whole
+
+    def _decode(self, response: httpx.Response, raw: bytes, model: str) -> bytes:
+        """Read ``response`` (its body ``raw``, still encoded) with httpx's decoders,
+        once :func:`~llmkernel_http.body.check_decoded_size` proved the decoded
+        body within ``max_response_bytes``."""
+        problem = None
+        encoding = response.headers.get("content-encoding")
+        if encoding:
+            try:
+                check_decoded_size(raw, encoding, self.settings.max_response_bytes)
+            except UnreadableBody as exc:
+                problem = str(exc)
+        if problem is None:
+            try:
+                return response.read()
+            except httpx.DecodingError:
+                problem = f"the answer's {encoding} body does not decode"
+        raise self.malformed(problem, model=model, response=response)
 
     async def send_json(
         self,
@@ -344,52 +406,102 @@ class HTTPProvider(Provider):
         json: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> tuple[Any, httpx.Response]:
-        """:meth:`send`, then read the whole body and decode its JSON: ``(data,
-        response)`` (the response is closed). A body that is not JSON raises
-        :meth:`malformed` with its start."""
-        if self._client is None:
-            self.client(model)
-        if self._fast is not None and not params:
-            response, body = await self._send_fast(method, path, model, json)
+        """Send a request, read the whole answer and decode its JSON: ``(data,
+        response)``, the response read and closed. The same errors as :meth:`send`;
+        a body that is not JSON, or over ``max_response_bytes`` (before or after
+        decoding), raises :meth:`malformed`. The request goes through
+        :meth:`auth`'s flow on every transport; on the default one
+        (:class:`~llmkernel_http.AiohttpTransport`) over the kernel's own
+        connections, without httpx's client machinery."""
+        client = self._client or self.client(model)
+        url = self._url(path, params)
+        if self._exchange is not None:
+            response = await self._exchanged(method, url, json, model)
         else:
-            response = await self.send(method, path, model=model, json=json, params=params)
-            body = await self.read_body(response, model)
+            request = httpx.Request(
+                method, url, headers=client.headers, json=json, extensions=self._extensions
+            )
+            try:
+                opened = await client.send(request, stream=True)
+            except httpx.RequestError as exc:
+                raise self.error_for_transport(exc, model) from exc
+            response = await self._whole(opened, model)
+            if not response.is_success:
+                raise self._failed(response, model)
+        body = response.content
         try:
-            return _loads(body), response
-        except ValueError:
+            data = _loads(body)
+        except ValueError:  # the error is raised outside: nothing of the body chained
+            data = _NOT_JSON
+        if data is _NOT_JSON:
             raise self.malformed(
                 f"HTTP {response.status_code} with a body that is not JSON: {snippet(body)!r}",
                 model=model,
                 response=response,
-            ) from None
+            )
+        return data, response
 
-    async def _send_fast(
-        self, method: str, path: str, model: str, json: Any
-    ) -> tuple[httpx.Response, bytes]:
-        """:meth:`send` then :meth:`read_body` through ``AiohttpTransport.exchange``
-        (the kernel's own keep-alive connections), without httpx's request and client
-        machinery; the same errors, the same
-        ``httpx.Response`` (headers, status, decoded content) for the caller."""
-        transport = self._fast
-        assert transport is not None
-        url = self._url(path)
-        if json is None:
-            content, headers = None, self._fast_headers
-        else:
-            content, headers = _dumps(json), self._fast_json_headers
-        if self._per_request:
-            added = await self.request_headers(model)
-            if added:
-                names = {name.lower() for name in added}
-                headers = _Headers(
-                    [(k, v) for k, v in headers if k.lower() not in names] + list(added.items())
-                )
+    async def _exchanged(
+        self, method: str, url: httpx.URL, json: Any, model: str
+    ) -> httpx.Response:
+        """:meth:`send_json`'s request over ``AiohttpTransport.exchange``: the auth
+        flow applied to an ``httpx.Request`` (when there is one), the answer read
+        whole (:meth:`_decode`) into an ``httpx.Response``."""
+        content = None if json is None else _dumps(json)
+        headers: list[tuple[str, str]] = self._headers if content is None else self._json_headers
+        request = None
+        auth = self._auth
+        flow = None
+        if auth is not None:
+            request = httpx.Request(method, url, headers=headers, content=content)
+            flow = auth.async_auth_flow(request)
+            request = await anext(flow)
         try:
-            status, reason, raw, body = await transport.exchange(
-                method, str(url), headers, content, self._extensions["timeout"]
+            while True:
+                if request is not None:  # the flow's request, as it will be sent
+                    headers = [
+                        (k, v)
+                        for k, v in request.headers.multi_items()
+                        if k not in ("host", "content-length")
+                    ]
+                    url, content = request.url, request.content or None
+                response = await self._exchange_one(method, url, headers, content, model)
+                if flow is None:
+                    break
+                try:  # a flow of several requests (a challenge) asks for the next
+                    request = await flow.asend(response)
+                except StopAsyncIteration:
+                    break
+        finally:
+            if flow is not None:
+                await flow.aclose()
+        if response.is_success:
+            return response
+        response.request = request or httpx.Request(method, url, headers=headers, content=content)
+        raise self._failed(response, model)
+
+    async def _exchange_one(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: Sequence[tuple[str, str]],
+        content: bytes | None,
+        model: str,
+    ) -> httpx.Response:
+        exchange = self._exchange
+        assert exchange is not None
+        limit = self.settings.max_response_bytes
+        refused = None
+        try:
+            status, reason, raw, body = await exchange.exchange(
+                method, str(url), list(headers), content, self._timeouts, max_body=limit
             )
         except httpx.RequestError as exc:
             raise self.error_for_transport(exc, model) from exc
+        except UnreadableBody as exc:
+            refused = str(exc)
+        if refused is not None:
+            raise self.malformed(refused, model=model)
         response = httpx.Response(
             status,
             headers=raw,
@@ -399,20 +511,8 @@ class HTTPProvider(Provider):
                 "reason_phrase": reason.encode("ascii", "replace"),
             },
         )
-        if _identity(raw):
-            # what read() would do for a body sent as it is, without its decoder
-            # chain and stream checks (a fifth of this method's cost)
-            content_read = response._content = body
-            response.is_stream_consumed = response.is_closed = True
-        else:
-            try:
-                content_read = response.read()  # decodes a compressed body, as httpx does
-            except httpx.DecodingError as exc:
-                raise self.error_for_transport(exc, model) from exc
-        if response.is_success:
-            return response, content_read
-        response.request = httpx.Request(method, url, headers=headers, content=content)
-        raise self._failed(response, content_read, model)
+        self._decode(response, body, model)
+        return response
 
     def opened(self, response: httpx.Response) -> MetadataEvent:
         """The event a stream yields first: the response headers."""
@@ -468,6 +568,7 @@ class HTTPProvider(Provider):
 
         timer = loop.call_at(limit, expire, limit)
         events = self.stream_events(request)
+        refused: str | None = None
         try:
             while True:
                 cancelling = task.cancelling()
@@ -485,8 +586,12 @@ class HTTPProvider(Provider):
                 except errors.ProviderError as exc:
                     self.scrub(exc)
                     raise
+                except UnreadableBody as exc:  # an event over its bound
+                    refused = str(exc)
                 finally:
                     reading = False
+                if refused is not None:
+                    raise self.malformed(refused, model=request.model)
                 if limit != deadline and isinstance(event, _CONTENT):
                     limit = deadline
                     timer.cancel()
@@ -546,7 +651,6 @@ class HTTPProvider(Provider):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        self._direct = None
         if client is not None:
             await client.aclose()  # closes the transport too
 
@@ -558,12 +662,24 @@ class HTTPProvider(Provider):
         return replace(response, headers=headers_of(http))
 
 
-def _identity(raw: Sequence[tuple[bytes, bytes]]) -> bool:
-    """Whether a response's raw headers leave its body as sent (no Content-Encoding)."""
-    for name, _ in raw:  # noqa: SIM110  (a loop: no generator per call)
-        if len(name) == 16 and name.lower() == b"content-encoding":
-            return False
-    return True
+async def _read_raw(response: httpx.Response, limit: int) -> bytes:
+    """``response``'s body as sent (still encoded), refused past ``limit`` bytes (a
+    ``Content-Length`` over it before anything is read)."""
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large("the answer's Content-Length", length, limit)
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_raw():
+        size += len(part)
+        if size > limit:
+            raise too_large("the answer's body", f"more than {limit}", limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+#: what send_json's JSON decoding gives for a body that is not JSON
+_NOT_JSON = object()
 
 
 def _loads(body: bytes) -> Any:
