@@ -17,7 +17,7 @@ steps, that the decoded body stays within the bound. The kernel asks for ``gzip`
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Iterator
 
 __all__ = [
     "ACCEPT_ENCODING",
@@ -37,6 +37,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 #: deflate's largest expansion: a body this many times smaller than the bound cannot
 #: exceed it, so it needs no trial decoding
 _DEFLATE_RATIO = 1032
+_STEP = 2**20  # decoded bytes at a time
 _ZLIB = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 
 
@@ -56,7 +57,8 @@ def check_decoded_size(body: bytes, content_encoding: str, limit: int) -> None:
     """Raise :class:`UnreadableBody` if ``body`` decoded by ``content_encoding`` (the
     header's value: codings in the order applied) would be over ``limit`` bytes, or
     uses a coding other than ``gzip``/``deflate``/``identity``. Decodes only when the
-    body could exceed the bound, never holding more than ``limit`` bytes of output."""
+    body could exceed the bound, counting the output a megabyte at a time without
+    keeping it."""
     codings = [c.strip().lower() for c in content_encoding.split(",")]
     codings = [c for c in codings if c and c != "identity"]
     for coding in codings:
@@ -67,33 +69,28 @@ def check_decoded_size(body: bytes, content_encoding: str, limit: int) -> None:
             )
     if not codings or (len(codings) == 1 and len(body) * _DEFLATE_RATIO <= limit):
         return
-    for coding in reversed(codings):
-        body = _inflate(body, coding, limit)
+    for coding in reversed(codings[1:]):  # stacked: the outer ones decoded first
+        body = b"".join(_inflating(body, coding, limit))
+    for _ in _inflating(body, codings[0], limit):  # the last one only counted
+        pass
 
 
-def _inflate(body: bytes, coding: str, limit: int) -> bytes:
-    wbits = _ZLIB[coding]
-    try:
-        return _bounded(zlib.decompressobj(wbits), body, limit)
-    except zlib.error:
-        if coding != "deflate":
-            raise UnreadableBody(f"the answer's {coding} body does not decode") from None
-    try:  # a raw deflate stream, as some servers send for "deflate" (httpx reads it too)
-        return _bounded(zlib.decompressobj(-zlib.MAX_WBITS), body, limit)
-    except zlib.error:
-        raise UnreadableBody("the answer's deflate body does not decode") from None
-
-
-def _bounded(decompressor: Any, data: bytes, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        room = limit + 1 - size
-        part = decompressor.decompress(data, room)
-        size += len(part)
-        if size > limit:
-            raise too_large("the answer's decoded body", f"more than {limit}", limit)
-        parts.append(part)
-        data = decompressor.unconsumed_tail
-        if not data and len(part) < room:
-            return b"".join(parts)
+def _inflating(body: bytes, coding: str, limit: int) -> Iterator[bytes]:
+    """``body`` decoded, in parts of at most :data:`_STEP` bytes, past ``limit``
+    bytes: :class:`UnreadableBody`."""
+    for wbits in (_ZLIB[coding], -zlib.MAX_WBITS):  # a raw deflate stream, for "deflate"
+        decompressor = zlib.decompressobj(wbits)
+        data, size = body, 0
+        try:
+            while True:
+                part = decompressor.decompress(data, _STEP)
+                size += len(part)
+                if size > limit:
+                    raise too_large("the answer's decoded body", f"more than {limit}", limit)
+                yield part
+                data = decompressor.unconsumed_tail
+                if not data and len(part) < _STEP:
+                    return
+        except zlib.error:
+            if coding != "deflate" or wbits < 0 or size:
+                raise UnreadableBody(f"the answer's {coding} body does not decode") from None

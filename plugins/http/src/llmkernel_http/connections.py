@@ -24,8 +24,9 @@ does not do:
   dropped);
 * bounds on what an answer can make it hold: 64 KiB of status line and headers,
   ``max_body`` bytes of body (a ``Content-Length`` above it is refused before any of
-  the body arrives), and chunk framing plus trailers within 128 KiB and 32 bytes a
-  chunk;
+  the body arrives), and 2 KiB of framing beyond the least the answer needs (chunk
+  extensions, zeros padding a chunk size, trailers, extra whitespace: a 4,000-digit
+  chunk size is refused, as by h11);
 * a request is written once. A kept connection seen closed before writing (by
   the loop, or by a zero-timeout ``poll`` of its socket just before) is replaced by
   another; once the request is written, a connection that ends without
@@ -62,10 +63,9 @@ Answer = tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]
 
 #: The most bytes of status line and headers an answer may have.
 MAX_HEAD = 64 * 1024
-#: Chunk framing (size lines, extensions, CRLFs) and trailers: this much in all,
-#: plus ``_PER_CHUNK`` bytes a chunk.
-_FRAMING = 2 * MAX_HEAD
-_PER_CHUNK = 32
+#: Bytes an answer may hold beyond the least its head and chunks need: chunk
+#: extensions, padded chunk sizes, trailers, extra whitespace, in all.
+_SLACK = 2048
 _NO_BODY_STATUS = (204, 304)
 
 
@@ -74,8 +74,8 @@ class _Answer:
 
     __slots__ = (
         "body",
+        "chunk_start",
         "chunked",
-        "chunks",
         "complete",
         "extra",
         "fed",
@@ -83,6 +83,7 @@ class _Answer:
         "headers",
         "informational",
         "keep_alive",
+        "least",
         "length",
         "limit",
         "no_body",
@@ -103,7 +104,8 @@ class _Answer:
         self.body: list[bytes] = []
         self.size = 0  # body bytes so far
         self.fed = 0  # bytes handed to the parser
-        self.chunks = 0
+        self.least = 0  # the fewest bytes the head and chunks read so far can take
+        self.chunk_start = 0  # the body's size when the current chunk began
         self.length: bytes | None = None
         self.chunked = False
         self.head = False  # the final answer's head is read
@@ -129,8 +131,11 @@ class _Answer:
                 data = view[room:]
         self.fed += len(data)
         self._parse(data)
-        if self.head and self.fed - self.size > _FRAMING + _PER_CHUNK * self.chunks:
-            raise httpx.RemoteProtocolError("the answer's chunk framing or trailers are too long")
+        if self.head and self.fed - self.size - self.least > _SLACK:
+            raise httpx.RemoteProtocolError(
+                "the answer's chunk framing or trailers are too long "
+                f"({self.fed - self.size - self.least} bytes more than needed)"
+            )
 
     def _parse(self, data: bytes | memoryview) -> None:
         try:
@@ -156,10 +161,12 @@ class _Answer:
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
+        self.least += len(reason)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.head:
             return  # a trailer (bounded with the framing): not a header of the answer
+        self.least += len(name) + len(value) + 3  # name:value CRLF
         self.headers.append((name, value.rstrip(b" \t")))
         size = len(name)
         if size == 17 and name.lower() == b"transfer-encoding":
@@ -178,6 +185,7 @@ class _Answer:
     def on_headers_complete(self) -> None:
         parser = self.parser
         status = parser.get_status_code()
+        self.least += 16  # "HTTP/1.1 200 " CRLF, and the head's last CRLF
         if status < 200 and status != 101:  # informational: the real answer follows
             self.informational = True
             self.reason, self.headers, self.length, self.chunked = b"", [], None, False
@@ -208,7 +216,11 @@ class _Answer:
         self.body.append(body)
 
     def on_chunk_header(self) -> None:
-        self.chunks += 1
+        self.chunk_start = self.size
+
+    def on_chunk_complete(self) -> None:
+        size = self.size - self.chunk_start
+        self.least += len(f"{size:x}") + 4  # the size line's CRLF, the data's CRLF
 
     def on_message_complete(self) -> None:
         if self.informational:

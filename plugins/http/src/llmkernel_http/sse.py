@@ -18,7 +18,7 @@ import attrs
 from llmkernel_http.body import MAX_EVENT_SIZE, UnreadableBody
 
 # Only CR, LF and CRLF end a line: JSON data may hold U+2028 and friends.
-_LINE = re.compile(r"([^\r\n]*)(?:\r\n|\r|\n)")
+_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @attrs.frozen(kw_only=True)
@@ -42,27 +42,42 @@ class SSEDecoder:
     _retry: int | None = None
     _pending_cr: bool = False
     _size: int = 0  # characters of data in the event so far
+    #: past the bound after events of the same chunk: raised at the next feed
+    _refused: UnreadableBody | None = None
     max_event_size: int = attrs.field(default=MAX_EVENT_SIZE, kw_only=True)
 
     def feed(self, chunk: str) -> list[SSEEvent]:
+        if self._refused is not None:
+            raise self._refused
         if self._pending_cr and chunk.startswith("\n"):
             chunk = chunk[1:]
         self._pending_cr = chunk.endswith("\r")
         text = self._buffer + chunk
         events: list[SSEEvent] = []
-        end = 0
-        for match in _LINE.finditer(text):
-            end = match.end()
-            event = self._line(match.group(1))
-            if event is not None:
-                events.append(event)
-        self._buffer = text[end:]
-        if len(self._buffer) > self.max_event_size:
-            raise _too_long("line", self.max_event_size)
+        # the complete lines: up to the last break (found from the end, so a long
+        # line without one costs a scan, not a regex search from every position)
+        end = max(text.rfind("\n"), text.rfind("\r")) + 1
+        try:
+            if end:
+                lines = _BREAK.split(text[:end])
+                lines.pop()  # after the last break: empty
+                for line in lines:
+                    event = self._line(line)
+                    if event is not None:
+                        events.append(event)
+            self._buffer = text[end:]
+            if len(self._buffer) > self.max_event_size:
+                raise _too_long("line", self.max_event_size)
+        except UnreadableBody as exc:
+            if not events:
+                raise
+            self._refused = exc  # the events before it are delivered first
         return events
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: a final event without its blank line is dispatched too."""
+        if self._refused is not None:
+            raise self._refused
         events = []
         if self._buffer:
             event = self._line(self._buffer)
