@@ -129,9 +129,9 @@ async def rate(call: Any, callers: int, seconds: float) -> float:
 def parsers() -> dict[str, float]:
     """µs to parse the upstream's answer (head and body) once."""
     import h11
+    from upstream import COMPLETION
 
     from llmkernel_http.connections import _Answer
-    from upstream import COMPLETION
 
     wire = (
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "

@@ -21,8 +21,8 @@ import sys
 import textwrap
 import threading
 import zlib
-from pathlib import Path
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,7 +54,7 @@ class Plain(HTTPProvider):
             await response.aclose()
 
 
-class plugin:  # noqa: N801 - a plugin object, as a module would be
+class plugin:
     @staticmethod
     @hookimpl
     def provide_chat(config: Any) -> Any:
@@ -103,7 +103,6 @@ async def raw(handler: Handler) -> AsyncIterator[tuple[str, list[bytes]]]:
             writer.close()
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    server.seen = seen  # type: ignore[attr-defined]
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
     finally:
@@ -152,12 +151,11 @@ async def test_a_post_read_then_dropped_reaches_the_server_once_per_attempt(
             await writer.drain()
         await request(reader, seen)  # read, then the connection closes unanswered
 
-    async with raw(handler) as (url, _):
-        async with kernel_for(url, attempts=attempts) as kernel:
-            assert (await kernel.achat(model="p/m", messages="first")).text == "ok"
-            seen.clear()
-            with pytest.raises(errors.NetworkError) as info:
-                await kernel.achat(model="p/m", messages="again")
+    async with raw(handler) as (url, _), kernel_for(url, attempts=attempts) as kernel:
+        assert (await kernel.achat(model="p/m", messages="first")).text == "ok"
+        seen.clear()
+        with pytest.raises(errors.NetworkError) as info:
+            await kernel.achat(model="p/m", messages="again")
     assert info.value.retryable
     assert "without sending an answer" in str(info.value)
     assert seen == [b"POST /chat HTTP/1.1"] * attempts
@@ -182,12 +180,11 @@ async def test_an_absurd_content_length_is_refused_before_the_body() -> None:
             await reader.read()
         closed.set()
 
-    async with raw(handler) as (url, _):
-        async with kernel_for(url) as kernel:
-            with pytest.raises(errors.MalformedResponseError, match="max_response_bytes") as info:
-                await kernel.achat(model="p/m", messages="x")
-            async with asyncio.timeout(3):
-                await closed.wait()  # the client hung up instead of reading on
+    async with raw(handler) as (url, _), kernel_for(url) as kernel:
+        with pytest.raises(errors.MalformedResponseError, match="max_response_bytes") as info:
+            await kernel.achat(model="p/m", messages="x")
+        async with asyncio.timeout(3):
+            await closed.wait()  # the client hung up instead of reading on
     assert "Content-Length" in str(info.value) and "10000000000" in str(info.value)
     assert info.value.provider == "p"
 
@@ -325,13 +322,12 @@ async def test_a_stream_event_past_its_bound_is_malformed(monkeypatch: pytest.Mo
                 writer.write(b"x" * 1024)
                 await writer.drain()
 
-    async with raw(handler) as (url, _):
-        async with kernel_for(url) as kernel:
-            texts = []
-            with pytest.raises(errors.MalformedResponseError, match="over 4096 characters"):
-                async for event in kernel.astream(model="p/m", messages="x"):
-                    if event.type == "text":
-                        texts.append(event.text)
+    async with raw(handler) as (url, _), kernel_for(url) as kernel:
+        texts = []
+        with pytest.raises(errors.MalformedResponseError, match="over 4096 characters"):
+            async for event in kernel.astream(model="p/m", messages="x"):
+                if event.type == "text":
+                    texts.append(event.text)
     assert texts == ["hi"]
 
 
@@ -383,10 +379,9 @@ async def test_no_secret_is_reachable_from_a_malformed_answer_error(
             writer.write(answer(body))
             await writer.drain()
 
-    async with raw(handler) as (url, _):
-        async with kernel_for(url, http_client=http_client) as kernel:
-            with pytest.raises(errors.MalformedResponseError) as info:
-                await kernel.achat(model="p/m", messages="x")
+    async with raw(handler) as (url, _), kernel_for(url, http_client=http_client) as kernel:
+        with pytest.raises(errors.MalformedResponseError) as info:
+            await kernel.achat(model="p/m", messages="x")
     assert "not JSON" in str(info.value) and "[redacted]" in str(info.value)
     strings = reachable(info.value)
     assert strings and not [s for s in strings if SECRET in s]

@@ -166,9 +166,12 @@ async def with_httpx(url: str) -> Any:
 
 async def with_aiohttp(url: str) -> Any:
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.post(url, data=b"{}") as response:
-                return await response.read()
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, data=b"{}") as response,
+        ):
+            return await response.read()
     except aiohttp.ClientError as exc:
         return exc
 
