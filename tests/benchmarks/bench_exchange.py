@@ -137,8 +137,7 @@ def parsers() -> dict[str, float]:
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
         + str(len(COMPLETION)).encode()
         + b"\r\ndate: Mon, 07 Dec 2026 12:00:00 GMT\r\nx-request-id: req_123\r\n"
-        b"openai-processing-ms: 120\r\nx-ratelimit-remaining-requests: 9999\r\n\r\n"
-        + COMPLETION
+        b"openai-processing-ms: 120\r\nx-ratelimit-remaining-requests: 9999\r\n\r\n" + COMPLETION
     )
 
     def with_httptools() -> None:
