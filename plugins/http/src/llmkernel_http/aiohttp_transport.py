@@ -26,7 +26,7 @@ import concurrent.futures
 import contextlib
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -38,7 +38,11 @@ if TYPE_CHECKING:
 
 from llmkernel_http.body import MAX_RESPONSE_BYTES, UnreadableBody, too_large
 
-__all__ = ["AiohttpTransport", "aiohttp_available"]
+__all__ = ["AiohttpTransport", "Exchange", "aiohttp_available"]
+
+#: ``exchange(method, url, headers, content, timeouts, *, max_body=None)``: one
+#: request, its answer read whole (:meth:`AiohttpTransport.exchange`).
+Exchange = Callable[..., Awaitable[tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]]]
 
 
 def aiohttp_available() -> bool:
@@ -153,8 +157,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         The exchange goes over the kernel's own keep-alive connections
         (:class:`~llmkernel_http.connections.ConnectionPool`), a third of aiohttp's
         cost; through aiohttp when a proxy is configured in the environment."""
+        return await self.exchanger()(method, url, headers, content, timeouts, max_body=max_body)
+
+    def exchanger(self) -> Exchange:
+        """The callable :meth:`exchange` hands requests to, for a caller that sends
+        many (``HTTPProvider`` asks once per client): the kernel's connection pool's
+        ``exchange``, or aiohttp's client when a proxy is configured. Valid until
+        :meth:`forget`."""
+        if self._proxy():
+            return self._through_aiohttp
         pool = self._pool
-        if pool is None and not self._proxy():
+        if pool is None:
             from llmkernel_http.connections import ConnectionPool
 
             pool = self._pool = ConnectionPool(
@@ -163,8 +176,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ssl_context=self._ssl,
                 max_body=self._max_body,
             )
-        if pool is not None:
-            return await pool.exchange(method, url, headers, content, timeouts, max_body=max_body)
+        return pool.exchange
+
+    async def _through_aiohttp(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        content: bytes | None,
+        timeouts: Mapping[str, float | None],
+        *,
+        max_body: int | None = None,
+    ) -> tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]:
         limit = self._max_body if max_body is None else max_body
         response = await self._request(method, url, headers, content, timeouts, None)
         try:
@@ -212,9 +235,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise _mapped(exc, request, connecting=True) from exc
 
     async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        if self._pool is not None:
+            self._pool.close()  # it opens new connections if used again
         session, self._session = self._session, None
         if session is not None:
             await session.close()

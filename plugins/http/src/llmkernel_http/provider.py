@@ -45,8 +45,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import httpx
 
@@ -67,7 +67,7 @@ from llmkernel.types import (
     ToolCallDelta,
     replace,
 )
-from llmkernel_http.aiohttp_transport import AiohttpTransport
+from llmkernel_http.aiohttp_transport import AiohttpTransport, Exchange
 from llmkernel_http.body import UnreadableBody, check_decoded_size, too_large
 from llmkernel_http.client import default_transport, make_client
 from llmkernel_http.errors import error_for_transport, request_id_from
@@ -82,8 +82,6 @@ _CONTENT = (TextDelta, ReasoningDelta, ToolCallDelta)
 _URL_CACHE_SIZE = 256
 #: The longest a health check waits.
 HEALTH_TIMEOUT = 30.0
-
-T = TypeVar("T")
 
 
 def headers_of(response: httpx.Response) -> dict[str, str]:
@@ -117,9 +115,10 @@ class HTTPProvider(Provider):
         self._query: dict[str, str] = {}
         self._timeouts: dict[str, float | None] = {}
         self._extensions: dict[str, Any] = {}
-        # send_json's path on the default transport: AiohttpTransport.exchange (the
+        # send_json's path on the default transport: AiohttpTransport.exchanger() (the
         # kernel's own connections, llmkernel_http.connections; aiohttp behind a proxy)
-        self._exchange: AiohttpTransport | None = None
+        self._transport_used: httpx.AsyncBaseTransport | None = None
+        self._exchange: Exchange | None = None
         self._headers = _Headers()
         self._json_headers = _Headers()
         self._hooked = False  # exit and fork hooks registered with the kernel
@@ -252,7 +251,10 @@ class HTTPProvider(Provider):
             # connections) when the client is on it: the default; any other
             # transport (http_client = "httpx", provide_transport) gets them through
             # httpx's client, like streams
-            self._exchange = transport if isinstance(transport, AiohttpTransport) else None
+            self._transport_used = transport
+            self._exchange = (
+                transport.exchanger() if isinstance(transport, AiohttpTransport) else None
+            )
             self._headers = _Headers(client.headers.multi_items())
             self._json_headers = _Headers(self._headers)
             if "content-type" not in client.headers:
@@ -267,13 +269,15 @@ class HTTPProvider(Provider):
 
     def _abandon(self) -> None:
         """The kernel's exit hook (a kernel never closed): close the connections."""
-        if self._client is not None and self._exchange is not None:
-            self._exchange.abandon()
+        transport = self._transport_used
+        if self._client is not None and isinstance(transport, AiohttpTransport):
+            transport.abandon()
 
     def _forget(self) -> None:
         """The kernel's fork hook: in the child, the connections are the parent's."""
-        if self._client is not None and self._exchange is not None:
-            self._exchange.forget()
+        transport = self._transport_used
+        if self._client is not None and isinstance(transport, AiohttpTransport):
+            transport.forget()
         self._client = None
 
     def _collect_secrets(self, key: str | None, headers: Mapping[str, str]) -> Secrets:
@@ -444,28 +448,52 @@ class HTTPProvider(Provider):
     async def _exchanged(
         self, method: str, url: httpx.URL, json: Any, model: str
     ) -> httpx.Response:
-        """:meth:`send_json`'s request over ``AiohttpTransport.exchange``: the auth
-        flow applied to an ``httpx.Request`` (when there is one), the answer read
-        whole (:meth:`_decode`) into an ``httpx.Response``."""
+        """:meth:`send_json`'s request over the transport's whole-body exchange (the
+        kernel's own connections): the auth flow applied to an ``httpx.Request``
+        when there is one, the answer read whole (:meth:`_decode`) into an
+        ``httpx.Response``."""
         content = None if json is None else _dumps(json)
-        headers: list[tuple[str, str]] = self._headers if content is None else self._json_headers
-        request = None
-        auth = self._auth
-        flow = None
-        if auth is not None:
+        headers: Sequence[tuple[str, str]] = (
+            self._headers if content is None else self._json_headers
+        )
+        request = flow = None
+        if self._auth is not None:
             request = httpx.Request(method, url, headers=headers, content=content)
-            flow = auth.async_auth_flow(request)
+            flow = self._auth.async_auth_flow(request)
             request = await anext(flow)
+        limit = self.settings.max_response_bytes
+        exchange = self._exchange
+        assert exchange is not None
         try:
             while True:
-                if request is not None:  # the flow's request, as it will be sent
+                if request is not None:  # the flow's request, exactly as it is sent
                     headers = [
                         (k, v)
                         for k, v in request.headers.multi_items()
                         if k not in ("host", "content-length")
                     ]
                     url, content = request.url, request.content or None
-                response = await self._exchange_one(method, url, headers, content, model)
+                refused = None
+                try:
+                    status, reason, raw, body = await exchange(
+                        method, str(url), headers, content, self._timeouts, max_body=limit
+                    )
+                except httpx.RequestError as exc:
+                    raise self.error_for_transport(exc, model) from exc
+                except UnreadableBody as exc:
+                    refused = str(exc)
+                if refused is not None:
+                    raise self.malformed(refused, model=model)
+                response = httpx.Response(
+                    status,
+                    headers=raw,
+                    stream=httpx.ByteStream(body),
+                    extensions={
+                        "http_version": b"HTTP/1.1",
+                        "reason_phrase": reason.encode("ascii", "replace"),
+                    },
+                )
+                self._decode(response, body, model)
                 if flow is None:
                     break
                 try:  # a flow of several requests (a challenge) asks for the next
@@ -480,40 +508,6 @@ class HTTPProvider(Provider):
         response.request = request or httpx.Request(method, url, headers=headers, content=content)
         raise self._failed(response, model)
 
-    async def _exchange_one(
-        self,
-        method: str,
-        url: httpx.URL,
-        headers: Sequence[tuple[str, str]],
-        content: bytes | None,
-        model: str,
-    ) -> httpx.Response:
-        exchange = self._exchange
-        assert exchange is not None
-        limit = self.settings.max_response_bytes
-        refused = None
-        try:
-            status, reason, raw, body = await exchange.exchange(
-                method, str(url), list(headers), content, self._timeouts, max_body=limit
-            )
-        except httpx.RequestError as exc:
-            raise self.error_for_transport(exc, model) from exc
-        except UnreadableBody as exc:
-            refused = str(exc)
-        if refused is not None:
-            raise self.malformed(refused, model=model)
-        response = httpx.Response(
-            status,
-            headers=raw,
-            stream=httpx.ByteStream(body),
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": reason.encode("ascii", "replace"),
-            },
-        )
-        self._decode(response, body, model)
-        return response
-
     def opened(self, response: httpx.Response) -> MetadataEvent:
         """The event a stream yields first: the response headers."""
         return MetadataEvent(headers=headers_of(response))
@@ -523,23 +517,9 @@ class HTTPProvider(Provider):
 
     # ------------------------------------------------------------ the Provider API
 
-    async def _timed(self, awaitable: Awaitable[T], model: str, what: str) -> T:
-        """``awaitable`` within ``timeout``: our own expiry becomes the kernel's
-        ``TimeoutError`` (``no {what} within ...``); provider errors are scrubbed."""
-        timeout = self.settings.timeout
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                return await awaitable
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            raise self.timed_out(model, f"no {what} within timeout={timeout:g}s") from None
-        except errors.ProviderError as exc:
-            self.scrub(exc)
-            raise
-
     async def chat(self, request: ChatRequest) -> Response:
-        return await self._timed(self.send_chat(request), request.model, "complete answer")
+        async with _Deadline(self, request.model, "complete answer"):
+            return await self.send_chat(request)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Events as they arrive. ``first_token_timeout`` bounds the wait for the
@@ -611,20 +591,12 @@ class HTTPProvider(Provider):
         return self.timed_out(request.model, what)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        return await self._timed(self.send_embed(request), request.model, "embeddings")
+        async with _Deadline(self, request.model, "embeddings"):
+            return await self.send_embed(request)
 
     async def list_models(self) -> list[ModelInfo]:
-        timeout = self.settings.timeout
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                return await self.fetch_models()
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            raise self.timed_out("", f"no model list within timeout={timeout:g}s") from None
-        except errors.ProviderError as exc:
-            self.scrub(exc)
-            raise
+        async with _Deadline(self, "", "model list"):
+            return await self.fetch_models()
 
     async def health(self) -> Health:
         """:meth:`probe` within ``timeout`` (at most 30 s). Never raises."""
@@ -660,6 +632,36 @@ class HTTPProvider(Provider):
     def with_headers(response: Response, http: httpx.Response) -> Response:
         """``response`` carrying ``http``'s headers."""
         return replace(response, headers=headers_of(http))
+
+
+class _Deadline:
+    """``timeout`` around a call (:meth:`HTTPProvider.chat`, ``embed``,
+    ``list_models``): its expiry becomes the kernel's ``TimeoutError`` (``no {what}
+    within ...``); provider errors leaving it are scrubbed. A context manager rather
+    than a wrapper coroutine: no frame of its own under the call."""
+
+    __slots__ = ("model", "provider", "scope", "what")
+
+    def __init__(self, provider: HTTPProvider, model: str, what: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.what = what
+        self.scope = asyncio.timeout(provider.settings.timeout)
+
+    async def __aenter__(self) -> None:
+        await self.scope.__aenter__()
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
+        try:
+            await self.scope.__aexit__(kind, exc, traceback)
+        except TimeoutError:
+            if not self.scope.expired():  # pragma: no cover - raised by the scope only
+                raise
+            timeout = self.provider.settings.timeout
+            what = f"no {self.what} within timeout={timeout:g}s"
+            raise self.provider.timed_out(self.model, what) from None
+        if isinstance(exc, errors.ProviderError):
+            self.provider.scrub(exc)
 
 
 async def _read_raw(response: httpx.Response, limit: int) -> bytes:
