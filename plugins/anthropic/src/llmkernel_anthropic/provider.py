@@ -165,7 +165,7 @@ class AnthropicProvider(HTTPProvider):
         if not isinstance(payload, dict):
             raise errors.MalformedResponseError(
                 f"anthropic answered {path} with something that is not a JSON object: "
-                f"{snippet(response.text)!r}",
+                f"{snippet(str(payload))!r}",
                 provider=self.name,
                 status=200,
                 request_id=request_id_from(response.headers),

@@ -9,9 +9,10 @@ decoders (:mod:`llmkernel_http.sse`, :mod:`llmkernel_http.ndjson`) bound one eve
 line by :data:`MAX_EVENT_SIZE`. Past a bound, :class:`UnreadableBody` is raised, which
 the provider reports as :class:`~llmkernel.errors.MalformedResponseError`.
 
-Decoding is httpx's (``Response.read()``); this module only proves first, in bounded
-steps, that the decoded body stays within the bound. The kernel asks for ``gzip`` and
-``deflate`` only (:data:`ACCEPT_ENCODING`): those it can bound with :mod:`zlib`.
+:func:`decode` decodes an answer read whole with :mod:`zlib`, in bounded steps (the
+kernel asks for ``gzip`` and ``deflate`` only, :data:`ACCEPT_ENCODING`: the codings
+it can bound); streams are decoded by httpx chunk by chunk, each chunk bounded by
+what it can expand to, and their events by :data:`MAX_EVENT_SIZE`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = [
     "MAX_EVENT_SIZE",
     "MAX_RESPONSE_BYTES",
     "UnreadableBody",
-    "check_decoded_size",
+    "decode",
 ]
 
 #: The default of ``max_response_bytes``: an answer's body, encoded and decoded.
@@ -53,12 +54,13 @@ def too_large(what: str, size: int | str, limit: int) -> UnreadableBody:
     )
 
 
-def check_decoded_size(body: bytes, content_encoding: str, limit: int) -> None:
-    """Raise :class:`UnreadableBody` if ``body`` decoded by ``content_encoding`` (the
-    header's value: codings in the order applied) would be over ``limit`` bytes, or
-    uses a coding other than ``gzip``/``deflate``/``identity``. Decodes only when the
-    body could exceed the bound, counting the output a megabyte at a time without
-    keeping it."""
+def decode(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """``body`` decoded by ``content_encoding`` (the header's value: codings in the
+    order applied; ``gzip``, ``deflate`` and ``identity``), with :mod:`zlib`, as
+    httpx's decoders do. Raises :class:`UnreadableBody` for another coding, a body
+    that does not decode, or one that would be over ``limit`` bytes decoded: a body
+    that could be (deflate expands at most 1032 times) is first counted a megabyte
+    at a time, keeping none of it, so a bomb never grows memory."""
     codings = [c.strip().lower() for c in content_encoding.split(",")]
     codings = [c for c in codings if c and c != "identity"]
     for coding in codings:
@@ -67,12 +69,12 @@ def check_decoded_size(body: bytes, content_encoding: str, limit: int) -> None:
                 f"the answer's content coding {coding!r} is not one the kernel asked for "
                 f"(Accept-Encoding: {ACCEPT_ENCODING})"
             )
-    if not codings or (len(codings) == 1 and len(body) * _DEFLATE_RATIO <= limit):
-        return
-    for coding in reversed(codings[1:]):  # stacked: the outer ones decoded first
+    for index, coding in enumerate(reversed(codings)):
+        if index == len(codings) - 1 and len(body) * _DEFLATE_RATIO > limit:
+            for _ in _inflating(body, coding, limit):  # the last one counted first
+                pass
         body = b"".join(_inflating(body, coding, limit))
-    for _ in _inflating(body, codings[0], limit):  # the last one only counted
-        pass
+    return body
 
 
 def _inflating(body: bytes, coding: str, limit: int) -> Iterator[bytes]:

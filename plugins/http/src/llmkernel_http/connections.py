@@ -451,7 +451,7 @@ class ConnectionPool:
         connection = await self._acquire(target, timeouts)
         waiter: asyncio.Future[Answer] = loop.create_future()
         connection.waiter = waiter
-        connection.answer = _Answer(
+        reading = connection.answer = _Answer(
             self._max_body if max_body is None else max_body, method == "HEAD"
         )
         connection.received = False
@@ -462,11 +462,14 @@ class ConnectionPool:
             answer = await waiter
         except BaseException:
             connection.abort()
+            raise
+        finally:
+            # the parser holds the answer's methods: a cycle, left for the reference
+            # count to free rather than the cyclic collector (which, under many
+            # concurrent calls, would scan them all)
+            del reading.parser
             connection.waiter = connection.answer = None
             self._release(connection)
-            raise
-        connection.waiter = connection.answer = None
-        self._release(connection)
         return answer
 
     # -------------------------------------------------------------- the pool

@@ -68,7 +68,7 @@ from llmkernel.types import (
     replace,
 )
 from llmkernel_http.aiohttp_transport import AiohttpTransport, Exchange
-from llmkernel_http.body import UnreadableBody, check_decoded_size, too_large
+from llmkernel_http.body import UnreadableBody, decode, too_large
 from llmkernel_http.client import default_transport, make_client
 from llmkernel_http.errors import error_for_transport, request_id_from
 from llmkernel_http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
@@ -165,15 +165,34 @@ class HTTPProvider(Provider):
         self, response: httpx.Response, body: bytes, model: str
     ) -> errors.ProviderError:
         """The kernel error for an HTTP error ``response`` whose ``body`` was read.
-        Every adapter overrides this with its API's error body reader."""
+        Every adapter overrides this with its API's error body reader, usually
+        ending in :meth:`status_error`."""
+        text = snippet(body, 300)
+        return self.status_error(
+            response, f"HTTP {response.status_code}" + (f": {text}" if text else ""), model=model
+        )
+
+    def status_error(
+        self,
+        response: httpx.Response,
+        message: str,
+        *,
+        model: str,
+        code: str | None = None,
+        error_type: str | None = None,
+    ) -> errors.ProviderError:
+        """:func:`~llmkernel_http.error_for_status` for ``response``: its status, request
+        id and ``Retry-After``, this provider's name, and the ``message``, ``code`` and
+        ``error_type`` the API's error body gave."""
         from llmkernel_http.errors import error_for_status, parse_retry_after
 
-        text = snippet(body, 300)
         return error_for_status(
             response.status_code,
-            f"HTTP {response.status_code}" + (f": {text}" if text else ""),
+            message,
             provider=self.name,
             model=model,
+            code=code,
+            error_type=error_type,
             request_id=request_id_from(response.headers),
             retry_after=parse_retry_after(response.headers),
         )
@@ -215,6 +234,10 @@ class HTTPProvider(Provider):
     async def fetch_models(self) -> list[ModelInfo]:
         """The provider's model list, asked over the network."""
         return []
+
+    def declared_models(self) -> list[str]:
+        """The models of the ``models`` key (for ``llmkernel models``)."""
+        return list(self.settings.models)
 
     async def probe(self) -> str:
         """The health check's request (cheap, and it checks the key); returns the
@@ -325,7 +348,7 @@ class HTTPProvider(Provider):
             raise self.error_for_transport(exc, model) from exc
         if response.is_success:
             return response
-        raise self._failed(await self._whole(response, model), model)
+        raise self._failed(*await self._whole(response, model), model)
 
     def _url(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.URL:
         """The URL of ``path`` (under the base URL unless it is a whole URL) with
@@ -340,10 +363,12 @@ class HTTPProvider(Provider):
                 self._urls[path] = url
         return url.copy_merge_params(params) if params else url
 
-    def _failed(self, response: httpx.Response, model: str) -> errors.ProviderError:
-        """The error of an error answer read whole: :meth:`error_for_response`'s,
-        with the response headers, scrubbed."""
-        error = self.error_for_response(response, response.content, model)
+    def _failed(self, response: httpx.Response, body: bytes, model: str) -> errors.ProviderError:
+        """The error of an error answer, its body read whole (``body``, decoded):
+        :meth:`error_for_response`'s, with the response headers, scrubbed. The
+        response is read first, so the error reader may use ``response.text``."""
+        response.read()  # within the bound: ``body`` is what it decodes to
+        error = self.error_for_response(response, body, model)
         error.headers = headers_of(response)
         return self.scrub(error)
 
@@ -351,10 +376,11 @@ class HTTPProvider(Provider):
         """The whole body, decoded, within ``max_response_bytes`` before and after
         decoding (past it: :meth:`malformed`); the response is closed whatever
         happens."""
-        return (await self._whole(response, model)).content
+        return (await self._whole(response, model))[1]
 
-    async def _whole(self, response: httpx.Response, model: str) -> httpx.Response:
-        """``response`` read whole within bounds, as a read (closed) response."""
+    async def _whole(self, response: httpx.Response, model: str) -> tuple[httpx.Response, bytes]:
+        """``response`` read whole within bounds: the response (closed; its body can
+        still be ``read()``) and the decoded body."""
         limit = self.settings.max_response_bytes
         refused: UnreadableBody | None = None
         if response.is_stream_consumed:  # read already (a transport that answers whole)
@@ -362,7 +388,7 @@ class HTTPProvider(Provider):
             if len(response.content) > limit:
                 refused = too_large("the answer's body", len(response.content), limit)
                 raise self.malformed(str(refused), model=model, response=response)
-            return response
+            return response, response.content
         try:
             raw = await _read_raw(response, limit)
         except httpx.RequestError as exc:
@@ -380,25 +406,21 @@ class HTTPProvider(Provider):
             request=response.request,
             extensions=response.extensions,
         )
-        self._decode(whole, raw, model)
-        return whole
+        encoding = whole.headers.get("content-encoding")
+        return whole, self._decoded(whole, raw, encoding, model)
 
-    def _decode(self, response: httpx.Response, raw: bytes, model: str) -> bytes:
-        """Read ``response`` (its body ``raw``, still encoded) with httpx's decoders,
-        once :func:`~llmkernel_http.body.check_decoded_size` proved the decoded
-        body within ``max_response_bytes``."""
-        problem = None
-        encoding = response.headers.get("content-encoding")
-        if encoding:
-            try:
-                check_decoded_size(raw, encoding, self.settings.max_response_bytes)
-            except UnreadableBody as exc:
-                problem = str(exc)
-        if problem is None:
-            try:
-                return response.read()
-            except httpx.DecodingError:
-                problem = f"the answer's {encoding} body does not decode"
+    def _decoded(
+        self, response: httpx.Response, raw: bytes, encoding: str | None, model: str
+    ) -> bytes:
+        """``raw`` (a body as sent) decoded by ``encoding`` (the response's
+        ``Content-Encoding``) within ``max_response_bytes``
+        (:func:`~llmkernel_http.body.decode`)."""
+        if not encoding:
+            return raw
+        try:
+            return decode(raw, encoding, self.settings.max_response_bytes)
+        except UnreadableBody as exc:
+            problem = str(exc)
         raise self.malformed(problem, model=model, response=response)
 
     async def send_json(
@@ -411,7 +433,8 @@ class HTTPProvider(Provider):
         params: Mapping[str, Any] | None = None,
     ) -> tuple[Any, httpx.Response]:
         """Send a request, read the whole answer and decode its JSON: ``(data,
-        response)``, the response read and closed. The same errors as :meth:`send`;
+        response)``, the response closed, with its status and headers (its body was
+        read into ``data``; ``response.read()`` gives the bytes). The same errors as :meth:`send`;
         a body that is not JSON, or over ``max_response_bytes`` (before or after
         decoding), raises :meth:`malformed`. The request goes through
         :meth:`auth`'s flow on every transport; on the default one
@@ -420,7 +443,7 @@ class HTTPProvider(Provider):
         client = self._client or self.client(model)
         url = self._url(path, params)
         if self._exchange is not None:
-            response = await self._exchanged(method, url, json, model)
+            response, body = await self._exchanged(method, url, json, model)
         else:
             request = httpx.Request(
                 method, url, headers=client.headers, json=json, extensions=self._extensions
@@ -429,10 +452,9 @@ class HTTPProvider(Provider):
                 opened = await client.send(request, stream=True)
             except httpx.RequestError as exc:
                 raise self.error_for_transport(exc, model) from exc
-            response = await self._whole(opened, model)
+            response, body = await self._whole(opened, model)
             if not response.is_success:
-                raise self._failed(response, model)
-        body = response.content
+                raise self._failed(response, body, model)
         try:
             data = _loads(body)
         except ValueError:  # the error is raised outside: nothing of the body chained
@@ -447,11 +469,11 @@ class HTTPProvider(Provider):
 
     async def _exchanged(
         self, method: str, url: httpx.URL, json: Any, model: str
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
         """:meth:`send_json`'s request over the transport's whole-body exchange (the
         kernel's own connections): the auth flow applied to an ``httpx.Request``
-        when there is one, the answer read whole (:meth:`_decode`) into an
-        ``httpx.Response``."""
+        when there is one; the answer (an ``httpx.Response`` with its body not read
+        into it) and its body decoded (:meth:`_decoded`)."""
         content = None if json is None else _dumps(json)
         headers: Sequence[tuple[str, str]] = (
             self._headers if content is None else self._json_headers
@@ -493,7 +515,7 @@ class HTTPProvider(Provider):
                         "reason_phrase": reason.encode("ascii", "replace"),
                     },
                 )
-                self._decode(response, body, model)
+                decoded = self._decoded(response, body, _content_encoding(raw), model)
                 if flow is None:
                     break
                 try:  # a flow of several requests (a challenge) asks for the next
@@ -504,9 +526,18 @@ class HTTPProvider(Provider):
             if flow is not None:
                 await flow.aclose()
         if response.is_success:
-            return response
+            return response, decoded
         response.request = request or httpx.Request(method, url, headers=headers, content=content)
-        raise self._failed(response, model)
+        raise self._failed(response, decoded, model)
+
+    async def stream_text(self, response: httpx.Response, model: str) -> AsyncIterator[str]:
+        """A streamed body's text as it arrives (``response.aiter_text()``); a cut or
+        reset connection raises :meth:`error_for_transport`'s (retryable) error."""
+        try:
+            async for text in response.aiter_text():
+                yield text
+        except httpx.HTTPError as exc:
+            raise self.error_for_transport(exc, model) from exc
 
     def opened(self, response: httpx.Response) -> MetadataEvent:
         """The event a stream yields first: the response headers."""
@@ -662,6 +693,14 @@ class _Deadline:
             raise self.provider.timed_out(self.model, what) from None
         if isinstance(exc, errors.ProviderError):
             self.provider.scrub(exc)
+
+
+def _content_encoding(raw: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The ``Content-Encoding`` of raw headers (a loop: cheaper than httpx's lookup)."""
+    for name, value in raw:
+        if len(name) == 16 and name.lower() == b"content-encoding":
+            return value.decode("latin-1")
+    return None
 
 
 async def _read_raw(response: httpx.Response, limit: int) -> bytes:
