@@ -17,6 +17,11 @@ benchmark's chat body each:
 Then the same at 50 concurrent callers (requests/s), and the parsers alone on the
 upstream's exact answer bytes: httptools (the pool's ``_Answer``) and h11 (httpx's).
 Prints JSON; ratios are against bare httpx (per call) in the same run.
+
+``--callgrind`` counts instead of timing: the user-space instructions of one
+exchange (the difference between 1,300 and 300 exchanges in fresh processes under
+``valgrind --tool=callgrind``) for the pool, the ``--old`` one and aiohttp's client.
+Slow (minutes), but immune to a shared machine's noise.
 """
 
 from __future__ import annotations
@@ -168,16 +173,78 @@ def parsers() -> dict[str, float]:
 
 QUICK = False
 
+CALLGRIND_CLIENT = """
+import asyncio, sys
+sys.path.insert(0, {here!r})
+import bench_exchange as b
+which, url, n = sys.argv[1], sys.argv[2] + "/chat/completions", int(sys.argv[3])
+
+async def main():
+    if which == "aiohttp":
+        import aiohttp
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            for _ in range(n):
+                async with session.post(url, data=b.BODY, headers=dict(b.HEADERS)) as r:
+                    await r.read()
+        return
+    if which == "pool":
+        from llmkernel_http.connections import ConnectionPool
+    else:
+        ConnectionPool = b.load(which).ConnectionPool
+    pool = ConnectionPool(ssl_context=b.no_tls)
+    for _ in range(n):
+        await pool.exchange("POST", url, b.HEADERS, b.BODY, b.TIMEOUTS)
+    pool.close()
+
+asyncio.run(main())
+"""
+
+
+def instructions(base: str, old: str | None) -> dict[str, float]:
+    """Thousands of user-space instructions an exchange, by callgrind."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("valgrind") is None:
+        return {}
+    script = CALLGRIND_CLIENT.format(here=str(Path(__file__).parent))
+
+    def count(which: str, n: int) -> int:
+        valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        done = subprocess.run(
+            [*valgrind, sys.executable, "-c", script, which, base, str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        assert found, done.stderr[-2000:]
+        return int(found.group(1))
+
+    names = {"pool": "kernel's connections (httptools)", "aiohttp": "bare aiohttp"}
+    if old:
+        names[old] = "kernel's connections (hand-written, before)"
+    return {
+        name: (count(which, 1300) - count(which, 300)) / 1000 / 1000
+        for which, name in names.items()
+    }
+
 
 def main() -> None:
     global QUICK
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--old", help="a connections.py to compare with (e.g. from git)")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions")
     args = parser.parse_args()
     QUICK = args.quick
     sys.path.insert(0, str(Path(__file__).parent))
     with upstream() as base:
+        if args.callgrind:
+            result: dict[str, Any] = {"k_instructions_an_exchange": instructions(base, args.old)}
+            print(json.dumps(result, indent=2))
+            return
         result = asyncio.run(calls(base, args.old))
     result["parse_us"] = parsers()
     print(json.dumps(result, indent=2))
