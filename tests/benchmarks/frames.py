@@ -40,7 +40,10 @@ def main() -> None:
                 elif getattr(arg, "__name__", "") != "write":
                     return
                 code = frame.f_code
-                if code.co_name != "exchange" or "connections" not in code.co_filename:
+                if (
+                    code.co_name not in ("exchange", "_send")
+                    or "connections" not in code.co_filename
+                ):
                     return
                 names = []
                 current: FrameType | None = frame
