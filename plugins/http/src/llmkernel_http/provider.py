@@ -73,6 +73,7 @@ from llmkernel_http.client import default_transport, make_client
 from llmkernel_http.errors import error_for_transport, request_id_from
 from llmkernel_http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
 from llmkernel_http.settings import HTTPSettings
+from llmkernel_http.transport import read_raw
 from llmkernel_http.wire import snippet
 
 __all__ = ["REDACTED", "HTTPProvider", "headers_of"]
@@ -390,7 +391,7 @@ class HTTPProvider(Provider):
                 raise self.malformed(str(refused), model=model, response=response)
             return response, response.content
         try:
-            raw = await _read_raw(response, limit)
+            raw = await read_raw(response, limit)
         except httpx.RequestError as exc:
             raise self.error_for_transport(exc, model) from exc
         except UnreadableBody as exc:
@@ -701,22 +702,6 @@ def _content_encoding(raw: Sequence[tuple[bytes, bytes]]) -> str | None:
         if len(name) == 16 and name.lower() == b"content-encoding":
             return value.decode("latin-1")
     return None
-
-
-async def _read_raw(response: httpx.Response, limit: int) -> bytes:
-    """``response``'s body as sent (still encoded), refused past ``limit`` bytes (a
-    ``Content-Length`` over it before anything is read)."""
-    length = response.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large("the answer's Content-Length", length, limit)
-    parts: list[bytes] = []
-    size = 0
-    async for part in response.aiter_raw():
-        size += len(part)
-        if size > limit:
-            raise too_large("the answer's body", f"more than {limit}", limit)
-        parts.append(part)
-    return b"".join(parts)
 
 
 #: what send_json's JSON decoding gives for a body that is not JSON
