@@ -138,26 +138,44 @@ OK = answer(b'{"text": "ok"}')
 # --------------------------------------------------------------------------- point 9
 
 
+SSE = b"data: ok\n\n"
+STREAMED = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: "
+    + str(len(SSE)).encode()
+    + b"\r\n\r\n"
+    + SSE
+)
+
+
 @pytest.mark.parametrize("attempts", [1, 3])
+@pytest.mark.parametrize("face", ["chat", "stream"])
 async def test_a_post_read_then_dropped_reaches_the_server_once_per_attempt(
-    attempts: int,
+    attempts: int, face: str
 ) -> None:
+    """The kernel's own connections (chat) and aiohttp's (streams) alike."""
     seen: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: Any, index: int) -> None:
         if index == 0:  # a first call answered, so the next one reuses the connection
             await request(reader, seen)
-            writer.write(OK)
+            writer.write(OK if face == "chat" else STREAMED)
             await writer.drain()
         await request(reader, seen)  # read, then the connection closes unanswered
 
+    async def call(kernel: Kernel, text: str) -> str:
+        if face == "chat":
+            return (await kernel.achat(model="p/m", messages=text)).text
+        events = [e async for e in kernel.astream(model="p/m", messages=text)]
+        return "".join(e.text for e in events if e.type == "text")
+
     async with raw(handler) as (url, _), kernel_for(url, attempts=attempts) as kernel:
-        assert (await kernel.achat(model="p/m", messages="first")).text == "ok"
+        assert await call(kernel, "first") == "ok"
         seen.clear()
         with pytest.raises(errors.NetworkError) as info:
-            await kernel.achat(model="p/m", messages="again")
+            await call(kernel, "again")
     assert info.value.retryable
-    assert "without sending an answer" in str(info.value)
+    if face == "chat":
+        assert "without sending an answer" in str(info.value)
     assert seen == [b"POST /chat HTTP/1.1"] * attempts
 
 

@@ -628,6 +628,63 @@ def test_a_kernel_never_closed_prints_no_unclosed_session_warning(face: str) -> 
     # with kernel`); no public API closes a transport of a closed loop
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_connections_alone() -> None:
+    """The provider's fork hook (through the kernel's lifecycle) drops the parent's
+    connections in the child without closing them: the child makes calls on new
+    connections and exits without closing its kernel (its exit hooks run), and the
+    parent goes on with its own connection. (Closing the parent's connection in the
+    child would take its socket out of the epoll set the two processes share: the
+    parent's next answer would never be seen.)"""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("llmkernel_openai")
+    script = textwrap.dedent(
+        """
+        import json, os
+        from llmkernel import Kernel
+        import llmkernel_openai.plugin
+        from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
+
+        answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": "hi"}}],
+                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        server = FakeServer()
+        server.expect("POST", "/v1/chat/completions", FakeResponse.json_body(answer))
+        os.environ["FORK_KEY"] = "k"
+        kernel = Kernel.from_config(
+            {"providers": {"p": {"type": "openai", "base_url": server.url + "/v1",
+                                 "api_key_env": "FORK_KEY", "read_timeout": 3}},
+             "retry": {"attempts": 1}},
+            plugins=[llmkernel_openai.plugin], entry_points=False)
+        print("parent", kernel.chat(model="p/m", messages="x").text, flush=True)
+        pid = os.fork()
+        if pid == 0:
+            print("child", kernel.chat(model="p/m", messages="x").text, flush=True)
+            raise SystemExit(0)  # a normal exit, the kernel not closed: exit hooks run
+        os.waitpid(pid, 0)
+        print("parent", kernel.chat(model="p/m", messages="x").text, flush=True)
+        kernel.close()
+        print("requests", len(server.requests))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:4] == ["parent hi", "child hi", "parent hi", "requests 3"]
+    # (the child's interpreter shutdown may report the parent's loop and socket it
+    # held on to as "unclosed": they are the parent's, and are only let go of there)
+    assert "Traceback" not in done.stderr and "Unclosed" not in done.stderr, done.stderr
+
+
 def test_redaction_helpers_for_providers_off_the_base() -> None:
     from llmkernel_http import REDACTED, collect_secrets, redact, scrub
 
