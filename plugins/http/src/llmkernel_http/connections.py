@@ -305,6 +305,11 @@ class _Connection(asyncio.Protocol):
         if waiter.done():
             return
         self._stop_timer()
+        if exc is not None and not isinstance(exc, OSError):
+            # not a network failure: raised into a transport's callback (by a signal
+            # handler, say), and the caller's to see as it is
+            waiter.set_exception(exc)
+            return
         answer = self.answer
         if answer is not None and answer.until_close and exc is None:
             waiter.set_result(answer.result())  # the connection's end ends the body
