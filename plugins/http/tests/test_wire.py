@@ -562,6 +562,22 @@ def test_default_transport_is_aiohttp_unless_asked() -> None:
     assert default_transport(HTTPSettings(http_client="httpx")) is None
 
 
+#: the start of the scripts below: an OpenAI chat completion for the fake server
+SCRIPT_START = __import__("textwrap").dedent(
+    """
+    import asyncio, json, os
+    from llmkernel import Kernel
+    import llmkernel_openai.plugin
+    from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
+
+    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "hi"}}],
+              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    """
+)
+
+
 @pytest.mark.parametrize("face", ["sync", "async"])
 def test_a_kernel_never_closed_prints_no_unclosed_session_warning(face: str) -> None:
     """aiohttp prints "Unclosed client session" (and asyncio "unclosed transport")
@@ -574,17 +590,8 @@ def test_a_kernel_never_closed_prints_no_unclosed_session_warning(face: str) -> 
     import textwrap
 
     pytest.importorskip("llmkernel_openai")
-    script = textwrap.dedent(
+    script = SCRIPT_START + textwrap.dedent(
         """
-        import asyncio, json, os
-        from llmkernel import Kernel
-        import llmkernel_openai.plugin
-        from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
-
-        answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                  "choices": [{"index": 0, "finish_reason": "stop",
-                               "message": {"role": "assistant", "content": "hi"}}],
-                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
                  "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
         server = FakeServer()
@@ -641,17 +648,8 @@ def test_a_forked_child_leaves_the_parents_connections_alone() -> None:
     import textwrap
 
     pytest.importorskip("llmkernel_openai")
-    script = textwrap.dedent(
+    script = SCRIPT_START + textwrap.dedent(
         """
-        import json, os
-        from llmkernel import Kernel
-        import llmkernel_openai.plugin
-        from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
-
-        answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                  "choices": [{"index": 0, "finish_reason": "stop",
-                               "message": {"role": "assistant", "content": "hi"}}],
-                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
         server = FakeServer()
         server.expect("POST", "/v1/chat/completions", FakeResponse.json_body(answer))
         os.environ["FORK_KEY"] = "k"
