@@ -60,13 +60,15 @@ class Lifecycle:
         self.fork_hooks.append(hook)
 
     def run_exit_hooks(self) -> None:
-        """Its own exit hooks newest first, then its children's; once."""
+        """Its children's exit hooks (the newest child first), then its own, newest
+        first; once. A kernel's own (the sync portal's stop) run last, after its
+        plugins' and providers' (which may still use the portal's loop)."""
         if self.closed:
             return
         self.closed = True
-        _run(reversed(self.exit_hooks), "exit")
-        for child in list(self.children):
+        for child in reversed(self.children):
             child.run_exit_hooks()
+        _run(reversed(self.exit_hooks), "exit")
 
     def run_fork_hooks(self) -> None:
         _run(list(self.fork_hooks), "fork")

@@ -42,13 +42,13 @@ async def test_post_sends_json_and_reads_the_answer(http_client: str) -> None:
                 "POST", "/chat", model="m", json={"text": "héllo", "n": 1}
             )
             # the aiohttp transport takes the fast path; httpx's pool the plain one
-            assert (provider._fast is not None) == (http_client == "aiohttp")
+            assert (provider._exchange is not None) == (http_client == "aiohttp")
         finally:
             await provider.aclose()
         assert data == {"ok": "é"}
         assert response.status_code == 200
         assert response.headers["x-request-id"] == "r1"
-        assert json.loads(response.text) == {"ok": "é"}
+        assert json.loads(response.read()) == {"ok": "é"}
         sent = server.requests[0]
         assert sent.json() == {"text": "héllo", "n": 1}
         assert sent.headers["content-type"] == "application/json"
@@ -90,9 +90,12 @@ async def test_a_compressed_answer_is_decoded() -> None:
             await provider.aclose()
         assert data == {"text": "squeezed"}
         assert response.headers["content-encoding"] == "gzip"
+        assert response.read() == json.dumps({"text": "squeezed"}).encode()  # httpx decodes
 
 
-async def test_an_uncompressed_answer_is_a_read_response() -> None:
+async def test_the_answer_keeps_its_body_for_read() -> None:
+    """The body went into ``data``; the response keeps it, unread, for a caller
+    that wants the bytes (``read()``), with the headers and status."""
     body = json.dumps({"text": "plain"}).encode()
     with FakeServer() as server:
         server.expect(
@@ -108,8 +111,8 @@ async def test_an_uncompressed_answer_is_a_read_response() -> None:
         finally:
             await provider.aclose()
         assert data == {"text": "plain"}
-        assert response.content == body
-        assert response.read() == body  # already read: the same bytes again
+        assert response.read() == body
+        assert response.content == body  # read now: the same bytes again
         assert response.json() == {"text": "plain"}
         assert response.is_closed
         assert response.headers["x-request-id"] == "r1"

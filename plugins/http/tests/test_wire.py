@@ -212,7 +212,7 @@ async def test_send_error_status_calls_error_for_with_the_body_and_closes(status
     assert info.value.provider == "p"
     [(response, body)] = error_for.calls
     assert response.status_code == status and response.is_closed
-    assert body == b'{"error": "no"}' and response.text == '{"error": "no"}'
+    assert body == b'{"error": "no"}'
 
 
 async def test_send_and_read_json_map_a_reset_connection_to_network_error() -> None:
@@ -288,7 +288,7 @@ async def test_read_json_of_a_body_that_is_not_json_is_malformed() -> None:
     assert "p answered HTTP 200" in error.message and "not JSON" in error.message
     assert "<html> <body>upstream said no</body> </html>xxx" in error.message
     assert (error.provider, error.model, error.status, error.request_id) == ("p", "m", 200, "r-7")
-    assert error.__cause__ is None and error.__suppress_context__
+    assert error.__cause__ is None and error.__context__ is None
     assert seen == [" ".join(html.split())[:200]]
 
 
@@ -562,30 +562,111 @@ def test_default_transport_is_aiohttp_unless_asked() -> None:
     assert default_transport(HTTPSettings(http_client="httpx")) is None
 
 
-def test_a_kernel_never_closed_prints_no_unclosed_session_warning() -> None:
-    """aiohttp prints "Unclosed client session" for a pool not closed by the time
-    it is collected; a script that never closes its kernel must stay quiet."""
+#: the start of the scripts below: an OpenAI chat completion for the fake server
+SCRIPT_START = __import__("textwrap").dedent(
+    """
+    import asyncio, json, os
+    from llmkernel import Kernel
+    import llmkernel_openai.plugin
+    from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
+
+    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "hi"}}],
+              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    """
+)
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_kernel_never_closed_prints_no_unclosed_session_warning(face: str) -> None:
+    """aiohttp prints "Unclosed client session" (and asyncio "unclosed transport")
+    for a pool not closed by the time it is collected; a script that never closes
+    its kernel must stay quiet: the provider's exit hook, registered with the
+    kernel's lifecycle, closes both pools (aiohttp's, for the stream, and the
+    kernel's own connections, for the chat)."""
     import subprocess
     import sys
     import textwrap
 
-    script = textwrap.dedent(
+    pytest.importorskip("llmkernel_openai")
+    script = SCRIPT_START + textwrap.dedent(
         """
-        import json, os
-        from llmkernel_http import AiohttpTransport
-        from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
-        import asyncio, httpx
-
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
         server = FakeServer()
-        server.expect("GET", "/x", FakeResponse.json_body({"ok": True}))
+        server.expect("POST", "/v1/chat/completions", FakeResponse.json_body(answer))
+        server.expect("POST", "/v1/chat/completions",
+                      FakeResponse.sse([f"data: {json.dumps(chunk)}\\n\\n", "data: [DONE]\\n\\n"]))
+        os.environ["NEVER_CLOSED_KEY"] = "k"
+        kernel = Kernel.from_config(
+            {"providers": {"p": {"type": "openai", "base_url": server.url + "/v1",
+                                 "api_key_env": "NEVER_CLOSED_KEY"}}},
+            plugins=[llmkernel_openai.plugin], entry_points=False)
+        if FACE == "sync":
+            print(kernel.chat(model="p/m", messages="x").text)
+            print("".join(e.text for e in kernel.stream(model="p/m", messages="x")
+                          if e.type == "text"))
+        else:
+            async def main():
+                print((await kernel.achat(model="p/m", messages="x")).text)
+                text = [e.text async for e in kernel.astream(model="p/m", messages="x")
+                        if e.type == "text"]
+                print("".join(text))
+            asyncio.run(main())
+        # never closed
+        """
+    ).replace("FACE", repr(face))
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-X", "dev", "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hi", "hi"]
+    assert "Unclosed" not in done.stderr, done.stderr  # aiohttp's session and connector
+    if face == "sync":
+        # the kernel's loop is still there at exit: every socket is closed on it
+        assert "unclosed" not in done.stderr, done.stderr
+    # asyncio.run closed the loop under the open connections: asyncio's own
+    # "unclosed transport" ResourceWarning is the script's (close the kernel: `async
+    # with kernel`); no public API closes a transport of a closed loop
 
-        async def main():
-            client = httpx.AsyncClient(transport=AiohttpTransport())
-            print((await client.get(server.url + "/x")).json())
-            return client  # never closed
 
-        kept = asyncio.run(main())
-        dropped = AiohttpTransport()
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_connections_alone() -> None:
+    """The provider's fork hook (through the kernel's lifecycle) drops the parent's
+    connections in the child without closing them: the child makes calls on new
+    connections and exits without closing its kernel (its exit hooks run), and the
+    parent goes on with its own connection. (Closing the parent's connection in the
+    child would take its socket out of the epoll set the two processes share: the
+    parent's next answer would never be seen.)"""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("llmkernel_openai")
+    script = SCRIPT_START + textwrap.dedent(
+        """
+        server = FakeServer()
+        server.expect("POST", "/v1/chat/completions", FakeResponse.json_body(answer))
+        os.environ["FORK_KEY"] = "k"
+        kernel = Kernel.from_config(
+            {"providers": {"p": {"type": "openai", "base_url": server.url + "/v1",
+                                 "api_key_env": "FORK_KEY", "read_timeout": 3}},
+             "retry": {"attempts": 1}},
+            plugins=[llmkernel_openai.plugin], entry_points=False)
+        print("parent", kernel.chat(model="p/m", messages="x").text, flush=True)
+        pid = os.fork()
+        if pid == 0:
+            print("child", kernel.chat(model="p/m", messages="x").text, flush=True)
+            raise SystemExit(0)  # a normal exit, the kernel not closed: exit hooks run
+        os.waitpid(pid, 0)
+        print("parent", kernel.chat(model="p/m", messages="x").text, flush=True)
+        kernel.close()
+        print("requests", len(server.requests))
         """
     )
     done = subprocess.run(
@@ -596,8 +677,10 @@ def test_a_kernel_never_closed_prints_no_unclosed_session_warning() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "{'ok': True}" in done.stdout
-    assert "Unclosed" not in done.stderr, done.stderr
+    assert done.stdout.split("\n")[:4] == ["parent hi", "child hi", "parent hi", "requests 3"]
+    # (the child's interpreter shutdown may report the parent's loop and socket it
+    # held on to as "unclosed": they are the parent's, and are only let go of there)
+    assert "Traceback" not in done.stderr and "Unclosed" not in done.stderr, done.stderr
 
 
 def test_redaction_helpers_for_providers_off_the_base() -> None:

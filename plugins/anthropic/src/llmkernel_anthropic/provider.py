@@ -180,7 +180,7 @@ class AnthropicProvider(HTTPProvider):
         tokens = payload.get("input_tokens") if isinstance(payload, Mapping) else None
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
             raise self.malformed(
-                f"a count_tokens answer without input_tokens: {snippet(response.text)!r}",
+                f"a count_tokens answer without input_tokens: {snippet(str(payload))!r}",
                 model=request.model,
                 response=response,
             )
@@ -226,7 +226,7 @@ class AnthropicProvider(HTTPProvider):
         if not isinstance(payload, dict):
             raise errors.MalformedResponseError(
                 f"anthropic answered {path} with something that is not a JSON object: "
-                f"{snippet(response.text)!r}",
+                f"{snippet(str(payload))!r}",
                 provider=self.name,
                 status=200,
                 request_id=request_id_from(response.headers),

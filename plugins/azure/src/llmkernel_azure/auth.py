@@ -1,21 +1,25 @@
 """Bearer tokens for Azure OpenAI, from a command or from Entra ID (azure-identity,
-imported on the first request only), cached until they near expiry. (The ``api-key``
-header from an environment variable is the base provider's: ``api_key_env``.)"""
+imported on the first request only), cached until they near expiry, and put on each
+request by :class:`BearerTokens`, an ``httpx.Auth`` flow the provider's base applies
+on every path. (The ``api-key`` header from an environment variable is the base
+provider's: ``api_key_env``.)"""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import time
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 import attrs
+import httpx
 
 from llmkernel import errors
 from llmkernel_azure.settings import AzureSettings
 from llmkernel_http import Secrets, collect_secrets
 
-__all__ = ["Credentials"]
+__all__ = ["BearerTokens", "Credentials"]
 
 _MARGIN = 60.0  # refresh a token this many seconds before it expires
 _KEPT = 4  # the tokens redacted from errors: the current one and a few before it
@@ -102,3 +106,23 @@ class Credentials:
                 model=model,
             ) from None
         return str(found.token), max(0.0, float(found.expires_on) - time.time())
+
+
+class BearerTokens(httpx.Auth):
+    """The ``httpx.Auth`` flow that puts :class:`Credentials`' current token (fetched
+    or refreshed first) on each request. Async only: fetching runs in a thread."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def __repr__(self) -> str:
+        return "<BearerTokens>"
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers.update(await self.credentials.headers(""))
+        yield request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        raise RuntimeError("BearerTokens authenticates async requests only")

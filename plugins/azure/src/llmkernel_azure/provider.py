@@ -5,7 +5,8 @@ A subclass of llmkernel-openai's :class:`~llmkernel_openai.provider.OpenAIProvid
 (itself on :class:`llmkernel_http.HTTPProvider`: client and transport, timeouts,
 response headers, secret redaction, health): the bodies, answers, stream chunks and
 error bodies are OpenAI's. This module adds Azure's URLs (``path``, ``base_url``,
-``query_params``), auth (``api-key``, or bearer tokens per request), deployment
+``query_params``), auth (``api-key``, or bearer tokens per request through the
+``auth`` hook, an ``httpx.Auth`` flow), deployment
 names in the bodies, and the content filter (errors and refusals naming the
 filtered categories).
 """
@@ -29,7 +30,7 @@ from llmkernel.types import (
     replace,
 )
 from llmkernel_azure import errors as azure_errors
-from llmkernel_azure.auth import Credentials
+from llmkernel_azure.auth import BearerTokens, Credentials
 from llmkernel_azure.settings import AzureSettings
 from llmkernel_http import redact, scrub
 from llmkernel_openai.models import capabilities_for
@@ -114,10 +115,10 @@ class AzureProvider(OpenAIProvider):
         """Removes the API key and the bearer tokens (current and recent)."""
         return scrub(super().scrub(error), self._credentials.secrets)
 
-    async def request_headers(self, model: str) -> Mapping[str, str] | None:
-        """The bearer token (fetched or refreshed first) when a token authenticates."""
-        log.debug("llmkernel.azure.request.sent", provider=self.name, model=model)
-        return await self._credentials.headers(model)
+    def auth(self) -> BearerTokens | None:
+        """The bearer token on each request (fetched or refreshed first) when a token
+        authenticates (``token_command`` or ``entra``); else the ``api-key`` header."""
+        return BearerTokens(self._credentials) if self.settings.token_auth else None
 
     # ------------------------------------------------------------------ answers
 

@@ -1,28 +1,34 @@
 """Signing Bedrock requests: SigV4 with botocore's signer and credential chain, or a
 Bedrock API key as a bearer token.
 
-botocore is imported here only, on the first request, never when the plugin loads.
-Resolving credentials may read files or ask an instance metadata service, so it runs
-in a thread; refreshing temporary credentials does too.
+:class:`SigV4` is an ``httpx.Auth`` flow: the provider's base applies it to every
+request it sends (streams through httpx's client, answers read whole over the
+kernel's own connections), so the signature covers exactly the URL, headers and
+body sent. botocore is imported here only, on the first request, never when the
+plugin loads. Resolving credentials may read files or ask an instance metadata
+service, so it runs in a thread; refreshing temporary credentials does too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any
 
 import attrs
+import httpx
 
 from llmkernel import errors
 from llmkernel_http import Secrets, collect_secrets
 
-__all__ = ["SIGNING_NAME", "AwsSigner", "resolve_region"]
+__all__ = ["SIGNING_NAME", "AwsSigner", "SigV4", "resolve_region"]
 
 #: SigV4 signs Bedrock Runtime and Bedrock requests with the service name "bedrock".
 SIGNING_NAME = "bedrock"
 _SIGNED = ("authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
+#: the request headers signed besides host and the x-amz-* ones
+_COVERED = ("accept", "content-type")
 
 
 def _session(profile: str | None) -> Any:
@@ -120,3 +126,32 @@ class AwsSigner:
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
         SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(request)
         return {name: value for name, value in request.headers.items() if name.lower() in _SIGNED}
+
+
+class SigV4(httpx.Auth):
+    """The ``httpx.Auth`` flow that signs each request with :class:`AwsSigner`
+    (``Authorization``, ``X-Amz-Date`` and, for temporary credentials,
+    ``X-Amz-Security-Token``), over the exact URL and body sent; ``accept`` and
+    ``content-type`` are signed with ``host``. Async only: the credential chain may
+    run in a thread."""
+
+    requires_request_body = True
+
+    def __init__(self, signer: AwsSigner) -> None:
+        self.signer = signer
+
+    def __repr__(self) -> str:
+        return f"<SigV4 {self.signer.region!r}>"
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        covered = {name: request.headers[name] for name in _COVERED if name in request.headers}
+        signed = await self.signer.sign(
+            request.method, str(request.url), covered, request.content, model=""
+        )
+        request.headers.update(signed)
+        yield request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        raise RuntimeError("SigV4 signs async requests only")

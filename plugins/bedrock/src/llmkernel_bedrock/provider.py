@@ -4,9 +4,11 @@ ListFoundationModels, signed with SigV4 (or a Bedrock API key as a bearer token)
 
 Built on :class:`llmkernel_http.HTTPProvider` (pooled client on the aiohttp
 transport, timeouts with the first-content rule, response headers, health, secret
-redaction). It overrides :meth:`BedrockProvider.send`: a SigV4 signature covers the
-exact bytes of the body and the URL sent, so the body is encoded and the request
-signed here, and the model list is asked of another host (the control plane).
+redaction). Signing is its :meth:`BedrockProvider.auth` hook: an ``httpx.Auth`` flow
+(:class:`~llmkernel_bedrock.auth.SigV4`) that the base applies to the exact request
+sent on every path; the region (and the endpoints that follow from it) is resolved
+before the first request; the model list is asked of another host (the control
+plane) by its whole URL.
 
 Secrets (the Bedrock API key, the AWS secret key and session token, and the values
 of the ``Authorization`` and ``X-Amz-Security-Token`` headers sent) are scrubbed
@@ -17,7 +19,6 @@ them; an error body is redacted before it is cut to length.
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -37,7 +38,7 @@ from llmkernel.types import (
     Usage,
 )
 from llmkernel_bedrock import convert
-from llmkernel_bedrock.auth import AwsSigner, resolve_region
+from llmkernel_bedrock.auth import AwsSigner, SigV4, resolve_region
 from llmkernel_bedrock.errors import error_for, malformed, request_id
 from llmkernel_bedrock.eventstream import EventStreamDecoder, EventStreamError
 from llmkernel_bedrock.models import capabilities_for, model_list
@@ -83,7 +84,11 @@ class BedrockProvider(HTTPProvider):
         return self.runtime_url
 
     def default_headers(self) -> dict[str, str]:
-        return {"user-agent": USER_AGENT}
+        return {**super().default_headers(), "user-agent": USER_AGENT}
+
+    def auth(self) -> SigV4 | None:
+        """SigV4, unless a Bedrock API key (a bearer token) authenticates."""
+        return SigV4(self._signer) if self._signer is not None else None
 
     def error_for_response(
         self, response: httpx.Response, body: bytes, model: str
@@ -161,46 +166,11 @@ class BedrockProvider(HTTPProvider):
             )
         self._ready = True
 
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        model: str,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """Encode the body, sign the request (SigV4, unless a bearer key is in the
-        client's headers) and send it; ``path`` may be a whole URL (the control
-        plane). The open response when its status is 2xx, else the kernel error,
-        its secrets scrubbed."""
-        await self._prepare(model)
-        client = self.client(model)
-        content = jsonlib.dumps(json, separators=(",", ":")).encode() if json is not None else b""
-        sent = {"accept": "application/json", **(headers or {})}
-        if json is not None:
-            sent["content-type"] = "application/json"
-        request = client.build_request(method, path, content=content, headers=sent, params=params)
-        if self._signer is not None:
-            signed = await self._signer.sign(method, str(request.url), sent, content, model=model)
-            request.headers.update(signed)
-        log.debug("llmkernel.bedrock.request.sent", provider=self.name, model=model, path=path)
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.RequestError as exc:
-            raise self.error_for_transport(exc, model) from exc
-        if response.is_success:
-            return response
-        body = await self.read_body(response, model)
-        error = self.error_for_response(response, body, model)
-        error.headers = headers_of(response)
-        raise self.scrub(error, request.headers)
-
     # ------------------------------------------------------------------ chat
 
     async def send_chat(self, request: ChatRequest) -> Response:
         model = request.model
+        await self._prepare(model)
         body = convert.build_converse_body(request, self.settings, provider=self.name)
         data, response = await self.send_json(
             "POST", model_path(model, "converse"), model=model, json=body
@@ -215,6 +185,7 @@ class BedrockProvider(HTTPProvider):
 
     async def stream_events(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         model = request.model
+        await self._prepare(model)
         body = convert.build_converse_body(request, self.settings, provider=self.name)
         response = await self.send(
             "POST",
@@ -300,6 +271,7 @@ class BedrockProvider(HTTPProvider):
                 provider=self.name,
                 model=model,
             )
+        await self._prepare(model)
         path = model_path(model, "invoke")
         vectors: list[list[float]] = []
         usage = Usage()

@@ -15,6 +15,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "llmkernel_http.aiohttp_transport": ["AiohttpTransport"],
+        "llmkernel_http.body": ["UnreadableBody"],
         "llmkernel_http.client": ["default_transport", "make_client"],
         "llmkernel_http.errors": [
             "error_for_status",
@@ -48,6 +49,7 @@ __getattr__, __dir__ = lazy_exports(
 
 if TYPE_CHECKING:
     from llmkernel_http.aiohttp_transport import AiohttpTransport
+    from llmkernel_http.body import UnreadableBody
     from llmkernel_http.client import default_transport, make_client
     from llmkernel_http.errors import (
         error_for_status,
@@ -86,6 +88,7 @@ __all__ = [
     "SSEDecoder",
     "SSEEvent",
     "Secrets",
+    "UnreadableBody",
     "aiter_ndjson",
     "aiter_sse",
     "capabilities_by_prefix",

@@ -12,15 +12,21 @@ whole) goes over the kernel's own keep-alive connections instead
 aiohttp is imported when the first client is built, never by ``import llmkernel``.
 Failures are raised as httpx's exceptions (connect errors, read errors, timeouts), so
 provider code sees the same errors as on httpx's own transport.
+
+Closing is :meth:`AiohttpTransport.aclose`. For a kernel never closed, the provider
+registers :meth:`AiohttpTransport.abandon` with the kernel's lifecycle (an exit hook)
+and :meth:`AiohttpTransport.forget` for a forked child; the transport registers
+nothing itself.
 """
 
 from __future__ import annotations
 
-import atexit
+import asyncio
+import concurrent.futures
+import contextlib
 import os
 import ssl
-import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,7 +36,13 @@ if TYPE_CHECKING:
 
     from llmkernel_http.connections import ConnectionPool
 
-__all__ = ["AiohttpTransport", "aiohttp_available"]
+from llmkernel_http.body import MAX_RESPONSE_BYTES, UnreadableBody, too_large
+
+__all__ = ["AiohttpTransport", "Exchange", "aiohttp_available"]
+
+#: ``exchange(method, url, headers, content, timeouts, *, max_body=None)``: one
+#: request, its answer read whole (:meth:`AiohttpTransport.exchange`).
+Exchange = Callable[..., Awaitable[tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]]]
 
 
 def aiohttp_available() -> bool:
@@ -48,7 +60,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     :class:`~llmkernel_http.connections.ConnectionPool`.
 
     ``max_connections`` bounds each of the two pools (0: no bound), ``keepalive_expiry``
-    is how long an idle connection is kept. Both are created at their first request,
+    is how long an idle connection is kept, ``max_body`` is the default bound on a
+    body :meth:`exchange` reads. Both are created at their first request,
     on the running loop, and closed by :meth:`aclose`. Whether a proxy is configured
     in the environment is read once, at the first request. Redirects are never
     followed and bodies are handed to httpx still encoded (httpx decodes them).
@@ -60,8 +73,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         max_connections: int = 512,
         keepalive_expiry: float = 30.0,
         verify: bool | ssl.SSLContext = True,
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._max_connections = max_connections
+        self._max_body = max_body
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's
         self._keepalive_expiry = keepalive_expiry
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
@@ -86,7 +102,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self._keepalive_expiry,
             ttl_dns_cache=300,
         )
-        _LIVE.add(self)
+        self._loop = asyncio.get_running_loop()
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
@@ -127,30 +143,58 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers: list[tuple[str, str]],
         content: bytes | None,
         timeouts: Mapping[str, float | None],
+        *,
+        max_body: int | None = None,
     ) -> tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]:
         """One request, its answer read whole, without httpx's ``Request`` and
         ``Response`` objects (``HTTPProvider.send_json``'s fast path): the status, the
         reason, the raw headers and the body still encoded. ``url`` is sent as it
         is (already encoded); ``Host`` and ``Content-Length`` are added. Failures
-        are raised as httpx's exceptions, as by :meth:`handle_async_request`.
+        are raised as httpx's exceptions, as by :meth:`handle_async_request`; a
+        body over ``max_body`` bytes (default: the transport's) as
+        :class:`~llmkernel_http.body.UnreadableBody`.
 
         The exchange goes over the kernel's own keep-alive connections
         (:class:`~llmkernel_http.connections.ConnectionPool`), a third of aiohttp's
         cost; through aiohttp when a proxy is configured in the environment."""
+        return await self.exchanger()(method, url, headers, content, timeouts, max_body=max_body)
+
+    def exchanger(self) -> Exchange:
+        """The callable :meth:`exchange` hands requests to, for a caller that sends
+        many (``HTTPProvider`` asks once per client): the kernel's connection pool's
+        ``exchange``, or aiohttp's client when a proxy is configured. Valid until
+        :meth:`forget`."""
+        if self._proxy():
+            return self._through_aiohttp
         pool = self._pool
-        if pool is None and not self._proxy():
+        if pool is None:
             from llmkernel_http.connections import ConnectionPool
 
             pool = self._pool = ConnectionPool(
                 max_connections=self._max_connections,
                 keepalive_expiry=self._keepalive_expiry,
                 ssl_context=self._ssl,
+                max_body=self._max_body,
             )
-        if pool is not None:
-            return await pool.exchange(method, url, headers, content, timeouts)
+        return pool.exchange
+
+    async def _through_aiohttp(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        content: bytes | None,
+        timeouts: Mapping[str, float | None],
+        *,
+        max_body: int | None = None,
+    ) -> tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]:
+        limit = self._max_body if max_body is None else max_body
         response = await self._request(method, url, headers, content, timeouts, None)
         try:
-            body = await response.read()
+            body = await _read_within(response, limit)
+        except UnreadableBody:
+            response.close()
+            raise
         except Exception as exc:
             raise _mapped(exc, None, connecting=False) from exc
         finally:
@@ -192,38 +236,50 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            self._pool.close()  # it opens new connections if used again
         session, self._session = self._session, None
         if session is not None:
             await session.close()
 
-    def _abandon(self) -> None:
-        """Close the pool's sockets without the event loop: for a transport
-        dropped, or a process ending, without :meth:`aclose` (aiohttp would print
-        "Unclosed client session" and "Unclosed connector" otherwise)."""
-        session, self._session = self._session, None
-        if session is None or session.closed:
+    def abandon(self) -> None:
+        """Close the connections from outside the event loop: the kernel's exit hook
+        when a script never closed its kernel (aiohttp would print "Unclosed client
+        session" otherwise). Runs :meth:`aclose` on the session's loop when it is
+        idle, hands it to the loop when another thread runs it (waiting at most a
+        second), or, when that loop is closed, on a loop of its own (aiohttp then
+        only marks its pool closed: sockets of a closed loop cannot be closed)."""
+        loop = self._loop if self._session is not None else None
+        if loop is None and self._pool is not None:
+            loop = self._pool.loop
+        if loop is None:
             return
-        connector = session.connector
-        close = getattr(connector, "_close", None)  # synchronous; close() wants a loop
-        if close is not None:
-            try:
-                close()
-            except Exception:  # the loop may be closed or gone: nothing left to do
-                return
+        with contextlib.suppress(Exception):  # at exit: nothing more to do about it
+            if loop.is_closed():
+                asyncio.run(self._let_go())
+            elif loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(self._let_go(), loop)
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    done.result(timeout=1.0)
+            else:
+                loop.run_until_complete(self._let_go())
 
-    def __del__(self) -> None:
-        self._abandon()
+    async def _let_go(self) -> None:
+        await self.aclose()
+        await asyncio.sleep(0)  # the transports' closing callbacks run
+
+    def forget(self) -> None:
+        """In a child made by ``os.fork``: the connections are the parent's; drop them
+        without closing them (a TLS close would write on the parent's sockets). They
+        are kept referenced (:data:`INHERITED`) so that collecting them closes
+        nothing either; the next request opens new ones."""
+        for held in (self._session, self._pool):
+            if held is not None:
+                INHERITED.append(held)
+        self._session = self._pool = self._loop = None
 
 
-#: transports with an open session, closed quietly when the process ends
-_LIVE: weakref.WeakSet[AiohttpTransport] = weakref.WeakSet()
-
-
-@atexit.register
-def _abandon_all() -> None:
-    for transport in list(_LIVE):
-        transport._abandon()
+#: a forked child's inherited sessions and pools, never closed or collected there
+INHERITED: list[object] = []
 
 
 class _ResponseBody(httpx.AsyncByteStream):
@@ -243,6 +299,22 @@ class _ResponseBody(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # back to the pool when read to its end, closed otherwise
         self._response.release()
+
+
+async def _read_within(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, refused past ``limit`` bytes (a ``Content-Length`` over it
+    before anything is read)."""
+    length = response.content_length
+    if length is not None and length > limit:
+        raise too_large("the answer's Content-Length", length, limit)
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.content.iter_any():
+        size += len(part)
+        if size > limit:
+            raise too_large("the answer's body", f"more than {limit}", limit)
+        parts.append(part)
+    return b"".join(parts)
 
 
 def _proxy_env() -> bool:

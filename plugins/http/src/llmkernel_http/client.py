@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import httpx
 
+from llmkernel_http.body import ACCEPT_ENCODING
 from llmkernel_http.settings import HTTPSettings
 
 __all__ = ["default_transport", "make_client"]
@@ -20,7 +21,9 @@ def default_transport(settings: HTTPSettings) -> httpx.AsyncBaseTransport | None
         from llmkernel_http.aiohttp_transport import AiohttpTransport, aiohttp_available
 
         if aiohttp_available():
-            return AiohttpTransport(max_connections=settings.max_connections)
+            return AiohttpTransport(
+                max_connections=settings.max_connections, max_body=settings.max_response_bytes
+            )
     return None
 
 
@@ -30,6 +33,7 @@ def make_client(
     base_url: str,
     headers: Mapping[str, str],
     transport: httpx.AsyncBaseTransport | None = None,
+    auth: httpx.Auth | None = None,
 ) -> httpx.AsyncClient:
     """An ``AsyncClient`` sized for real concurrency.
 
@@ -37,7 +41,9 @@ def make_client(
     hook), else :func:`default_transport`: aiohttp's pool, which holds up under
     concurrency where httpx's own does not. With ``http_client = "httpx"`` httpx's
     pool is used, sized by the settings (its default of 100 connections, 20 kept
-    alive, collapses under load).
+    alive, collapses under load). ``auth`` (an ``httpx.Auth``) applies to every
+    request. ``Accept-Encoding`` asks for the codings whose decoded size the kernel
+    can bound (:mod:`llmkernel_http.body`).
     """
     if transport is None:
         transport = default_transport(settings)
@@ -54,7 +60,8 @@ def make_client(
     )
     return httpx.AsyncClient(
         base_url=base_url,
-        headers={**headers, **settings.headers},
+        headers={"accept-encoding": ACCEPT_ENCODING, **headers, **settings.headers},
+        auth=auth,
         timeout=timeout,
         limits=limits,
         transport=transport,

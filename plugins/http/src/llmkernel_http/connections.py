@@ -3,47 +3,239 @@ read whole.
 
 ``HTTPProvider.send_json`` (every non-streamed chat and embedding call) needs no
 more than that: a status, headers and a body. aiohttp's client spends most of a
-call to a fast upstream on machinery this exchange never uses (request and
-response objects, traces, cookie handling, per-request timers, payload
-registries); on asyncio's protocols directly the same exchange costs a third as
-much (docs/performance.md, "the kernel's own connections"). Streams and proxied
-requests stay on aiohttp.
+call to a fast upstream on machinery this exchange never uses (request and response
+objects, traces, cookie handling, per-request timers, payload registries); on
+asyncio's protocols directly the same exchange costs a third as much
+(docs/performance.md, "The kernel's own connections"). Streams and proxied requests
+stay on aiohttp.
 
-What it does: ``http`` and ``https`` (TLS through the loop, with the caller's
-context), keep-alive with an idle expiry, a bound on open connections with a pool
-timeout, responses framed by ``Content-Length``, chunked transfer coding or the
-connection's end, informational (1xx) answers skipped, ``Connection: close`` and
-HTTP/1.0 honoured, one retry on a fresh connection when a reused one turns out
-closed before any byte of the answer came back (the server's idle close racing the
-request). The body is returned still encoded: the caller's ``httpx.Response``
-decodes it. Failures are httpx's exceptions (``ConnectError``, ``ConnectTimeout``,
-``ReadTimeout``, ``PoolTimeout``, ``RemoteProtocolError``, ``ReadError``,
-``LocalProtocolError``, ``UnsupportedProtocol``), as on httpx's own transport.
+Answers are parsed by llhttp through httptools (the parser of uvicorn and Node.js):
+the status line, headers, ``Content-Length``, chunked coding and its trailers,
+informational (1xx) answers and keep-alive (``Connection``, HTTP/1.0) are its, in
+its strict mode. On top of it this module refuses what httpx's parser (h11) refuses
+and llhttp lets through (a second ``Transfer-Encoding`` header, a coding other than
+``chunked``, a version other than HTTP/1.0 and 1.1), and keeps only what a parser
+does not do:
+
+* connections reused per scheme, host and port, with an idle expiry; a bound on
+  open connections, with a pool timeout; TLS through the loop, with the caller's
+  context;
+* the read timeout (the longest silence), and cancellation (the connection is
+  dropped);
+* bounds on what an answer can make it hold: 64 KiB of status line and headers,
+  ``max_body`` bytes of body (a ``Content-Length`` above it is refused before any of
+  the body arrives), and 2 KiB of framing beyond the least the answer needs (chunk
+  extensions, zeros padding a chunk size, trailers, extra whitespace: a 4,000-digit
+  chunk size is refused, as by h11);
+* a request is written once. A kept connection seen closed before writing (by
+  the loop, or by a zero-timeout ``poll`` of its socket just before) is replaced by
+  another; once the request is written, a connection that ends without
+  an answer is an error (the server may have read the request, so only the kernel's
+  retry policy may send it again).
+
+The request line and headers are written here (httptools parses, it does not
+write), refused if a header holds a line break or NUL. The body is returned still
+encoded: the caller's ``httpx.Response`` decodes it. Failures are httpx's exceptions
+(``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``PoolTimeout``,
+``RemoteProtocolError``, ``ReadError``, ``LocalProtocolError``,
+``UnsupportedProtocol``), as on httpx's own transport, and
+:class:`~llmkernel_http.body.UnreadableBody` for a body over its bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+import httptools
 import httpx
 
-__all__ = ["ConnectionPool"]
+from llmkernel_http.body import MAX_RESPONSE_BYTES, UnreadableBody, too_large
+
+__all__ = ["MAX_HEAD", "ConnectionPool"]
 
 Answer = tuple[int, str, tuple[tuple[bytes, bytes], ...], bytes]
 
-_MAX_HEAD = 64 * 1024  # a response's status line and headers
-_UNTIL_CLOSE = -2
-_CHUNKED = -1
-_NO_BODY_STATUS = frozenset({204, 304})
+#: The most bytes of status line and headers an answer may have.
+MAX_HEAD = 64 * 1024
+#: Bytes an answer may hold beyond the least its head and chunks need: chunk
+#: extensions, padded chunk sizes, trailers, extra whitespace, in all.
+_SLACK = 2048
+_NO_BODY_STATUS = (204, 304)
 
 
-class _Stale(Exception):
-    """A reused connection was closed before any byte of the answer arrived."""
+class _Answer:
+    """One answer as llhttp reads it (httptools calls these methods), within bounds."""
+
+    __slots__ = (
+        "body",
+        "chunk_start",
+        "chunked",
+        "complete",
+        "extra",
+        "fed",
+        "head",
+        "headers",
+        "informational",
+        "keep_alive",
+        "least",
+        "length",
+        "limit",
+        "no_body",
+        "parser",
+        "reason",
+        "size",
+        "status",
+        "until_close",
+    )
+
+    def __init__(self, limit: int, no_body: bool) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.limit = limit
+        self.no_body = no_body  # the request was HEAD
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0  # body bytes so far
+        self.fed = 0  # bytes handed to the parser
+        self.least = 0  # the fewest bytes the head and chunks read so far can take
+        self.chunk_start = 0  # the body's size when the current chunk began
+        self.length: bytes | None = None
+        self.chunked = False
+        self.head = False  # the final answer's head is read
+        self.informational = False
+        self.until_close = False  # the body ends with the connection
+        self.complete = False
+        self.keep_alive = False
+        self.extra = False  # bytes came after the answer: the connection is not reusable
+
+    def feed(self, data: bytes | memoryview) -> None:
+        """Parse ``data``; raises ``httpx.RemoteProtocolError`` for a malformed answer
+        and :class:`UnreadableBody` past the body's bound."""
+        if not self.head:
+            room = MAX_HEAD - self.fed
+            if len(data) > room:  # the parser sees at most MAX_HEAD bytes of head
+                view = memoryview(data)
+                self.fed += room
+                self._parse(view[:room])
+                if not self.head:
+                    raise httpx.RemoteProtocolError(
+                        f"the answer's status line and headers are over {MAX_HEAD} bytes"
+                    )
+                data = view[room:]
+        self.fed += len(data)
+        self._parse(data)
+        if self.head and self.fed - self.size - self.least > _SLACK:
+            raise httpx.RemoteProtocolError(
+                "the answer's chunk framing or trailers are too long "
+                f"({self.fed - self.size - self.least} bytes more than needed)"
+            )
+
+    def _parse(self, data: bytes | memoryview) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            return  # 101: the answer ended with its head
+        except httptools.HttpParserCallbackError as exc:
+            refused = exc.__context__  # what one of the methods below raised
+            if isinstance(refused, httpx.RemoteProtocolError | UnreadableBody):
+                raise refused from None
+            raise  # pragma: no cover - a bug of ours
+        except httptools.HttpParserError as exc:
+            if self.complete:  # after the answer (data after "Connection: close")
+                self.extra = True
+                return
+            raise httpx.RemoteProtocolError(f"malformed answer: {exc}") from None
+
+    # ------------------------------------------------------------ httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer nobody asked for
+            self.extra = True
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+        self.least += len(reason)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head:
+            return  # a trailer (bounded with the framing): not a header of the answer
+        self.least += len(name) + len(value) + 3  # name:value CRLF
+        self.headers.append((name, value.rstrip(b" \t")))
+        size = len(name)
+        if size == 17 and name.lower() == b"transfer-encoding":
+            # as h11: one Transfer-Encoding, and it is "chunked" (llhttp takes two,
+            # and reads a body with any other coding to the connection's end)
+            if self.chunked:
+                raise httpx.RemoteProtocolError("the answer has two Transfer-Encoding headers")
+            if value.strip(b" \t").lower() != b"chunked":
+                raise httpx.RemoteProtocolError(
+                    f"unsupported Transfer-Encoding {value[:40]!r} (only chunked)"
+                )
+            self.chunked = True
+        elif size == 14 and name.lower() == b"content-length":
+            self.length = value  # llhttp refuses a second one, and anything not digits
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        status = parser.get_status_code()
+        self.least += 16  # "HTTP/1.1 200 " CRLF, and the head's last CRLF
+        if status < 200 and status != 101:  # informational: the real answer follows
+            self.informational = True
+            self.reason, self.headers, self.length, self.chunked = b"", [], None, False
+            return
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise httpx.RemoteProtocolError(f"HTTP/{version} is not HTTP/1.x")
+        self.status = status
+        self.head = True
+        if status == 101 or self.no_body:
+            self.complete = True
+            self.keep_alive = status != 101 and parser.should_keep_alive()
+        elif status in _NO_BODY_STATUS:
+            return
+        elif self.length is not None:
+            if int(self.length) > self.limit:
+                raise too_large("the answer's Content-Length", self.length.decode(), self.limit)
+        elif not self.chunked:
+            self.until_close = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.extra = True  # a body after a HEAD's answer
+            return
+        self.size += len(body)
+        if self.size > self.limit:
+            raise too_large("the answer's body", f"more than {self.limit}", self.limit)
+        self.body.append(body)
+
+    def on_chunk_header(self) -> None:
+        self.chunk_start = self.size
+
+    def on_chunk_complete(self) -> None:
+        size = self.size - self.chunk_start
+        self.least += len(f"{size:x}") + 4  # the size line's CRLF, the data's CRLF
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+        elif not self.complete:
+            self.complete = True
+            self.keep_alive = self.parser.should_keep_alive()
+
+    def result(self) -> Answer:
+        return (
+            self.status,
+            self.reason.decode("latin-1"),
+            tuple(self.headers),
+            self.body[0] if len(self.body) == 1 else b"".join(self.body),
+        )
 
 
 class _Target:
@@ -89,13 +281,8 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.generation = generation
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.answer: _Answer | None = None
         self.waiter: asyncio.Future[Answer] | None = None
-        self.head: tuple[int, str, tuple[tuple[bytes, bytes], ...]] | None = None
-        self.remaining = 0  # body bytes still to come, or _CHUNKED / _UNTIL_CLOSE
-        self.chunks: list[bytes] = []
-        self.chunk_left = -1  # bytes of the current chunk still to read (-1: a size line)
-        self.no_body = False  # the request was HEAD
         self.reusable = False
         self.received = False
         self.closed = False
@@ -117,12 +304,24 @@ class _Connection(asyncio.Protocol):
             return
         if waiter.done():
             return
-        if self.head is not None and self.remaining == _UNTIL_CLOSE:
-            self._finish(bytes(self.buffer))
-            return
         self._stop_timer()
+        if exc is not None and not isinstance(exc, OSError):
+            # not a network failure: raised into a transport's callback (by a signal
+            # handler, say), and the caller's to see as it is
+            waiter.set_exception(exc)
+            return
+        answer = self.answer
+        if answer is not None and answer.until_close and exc is None:
+            waiter.set_result(answer.result())  # the connection's end ends the body
+            return
         if not self.received:
-            waiter.set_exception(_Stale())
+            # the request was written: the server may have read it, so it is not sent again
+            reason = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+            waiter.set_exception(
+                httpx.RemoteProtocolError(
+                    f"the server closed the connection without sending an answer{reason}"
+                )
+            )
         elif exc is not None:
             waiter.set_exception(httpx.ReadError(f"{type(exc).__name__}: {exc}"))
         else:
@@ -137,158 +336,24 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         waiter = self.waiter
-        if waiter is None or waiter.done():  # bytes nobody asked for: not reusable
-            self.reusable = False
-            self._close()
+        answer = self.answer
+        if answer is None or waiter is None or waiter.done():  # bytes nobody asked for
+            self.shut()
             return
         self.received = True
-        self.buffer += data
         if self.timer is not None:
             self.last_data = self.pool._loop_time()
         try:
-            self._advance()
-        except httpx.RemoteProtocolError as exc:
+            answer.feed(data)
+        except (httpx.RemoteProtocolError, UnreadableBody) as exc:
             self._stop_timer()
-            self._close()
-            if not waiter.done():
-                waiter.set_exception(exc)
-
-    # -------------------------------------------------------------- the answer
-
-    def _advance(self) -> None:
-        buffer = self.buffer
-        while self.head is None:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > _MAX_HEAD:
-                    raise httpx.RemoteProtocolError("the response's headers are too long")
-                return
-            head = bytes(buffer[:end])
-            del buffer[: end + 4]
-            self._read_head(head)
-        remaining = self.remaining
-        if remaining >= 0:
-            if len(buffer) < remaining:
-                return
-            if len(buffer) == remaining:
-                body = bytes(buffer)
-                buffer.clear()
-            else:  # more than the answer: nothing else was asked for
-                body = bytes(buffer[:remaining])
-                del buffer[:remaining]
-                self.reusable = False
-            self._finish(body)
-        elif remaining == _CHUNKED:
-            self._advance_chunks()
-
-    def _read_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        status_line = lines[0]
-        version = status_line[:9]
-        if version not in (b"HTTP/1.1 ", b"HTTP/1.0 ") or len(status_line) < 12:
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        try:
-            status = int(status_line[9:12])
-        except ValueError:
-            raise httpx.RemoteProtocolError(
-                f"not an HTTP/1.x status line: {status_line[:80]!r}"
-            ) from None
-        reason = status_line[13:].decode("latin-1")
-        headers = []
-        length: bytes | None = None
-        chunked = False
-        connection = b""
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name[-1:] in b" \t" or name[:1] in b" \t":
-                raise httpx.RemoteProtocolError(f"malformed response header {line[:80]!r}")
-            value = value.strip(b" \t")
-            headers.append((name, value))
-            lower = name.lower()
-            if lower == b"content-length":
-                if length is not None and length != value:
-                    raise httpx.RemoteProtocolError("the response has conflicting Content-Length")
-                length = value
-            elif lower == b"transfer-encoding":
-                chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-            elif lower == b"connection":
-                connection = value.lower()
-        if 100 <= status < 200 and status != 101:
-            return  # informational: the real answer follows
-        self.head = (status, reason, tuple(headers))
-        if version == b"HTTP/1.1 ":
-            self.reusable = b"close" not in connection
-        else:
-            self.reusable = b"keep-alive" in connection
-        if status == 101:  # switching protocols: not HTTP any more
-            self.remaining = 0
-            self.reusable = False
-        elif self.no_body or status in _NO_BODY_STATUS:
-            self.remaining = 0
-        elif chunked:
-            self.remaining = _CHUNKED
-            self.chunks = []
-            self.chunk_left = -1
-        elif length is not None:
-            if not length.isdigit():
-                raise httpx.RemoteProtocolError(f"invalid Content-Length {length[:40]!r}")
-            self.remaining = int(length)
-        else:
-            self.remaining = _UNTIL_CLOSE
-            self.reusable = False
-
-    def _advance_chunks(self) -> None:
-        buffer = self.buffer
-        at = 0
-        while True:
-            if self.chunk_left < 0:  # a size line
-                end = buffer.find(b"\r\n", at)
-                if end < 0:
-                    if len(buffer) - at > 4096:
-                        raise httpx.RemoteProtocolError("a chunk size line is too long")
-                    break
-                size_text = bytes(buffer[at:end]).split(b";", 1)[0].strip()
-                if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
-                    # hex digits only: int() would take "-2", "+2", "0x2" or "2_0"
-                    raise httpx.RemoteProtocolError(f"invalid chunk size {size_text[:40]!r}")
-                size = int(size_text, 16)
-                if size == 0:  # the last chunk, then trailers up to an empty line
-                    if buffer[end + 2 : end + 4] == b"\r\n":
-                        done = end + 4
-                    else:
-                        trailers = buffer.find(b"\r\n\r\n", end + 2)
-                        if trailers < 0:
-                            break
-                        done = trailers + 4
-                    if len(buffer) > done:
-                        self.reusable = False
-                    buffer.clear()
-                    body = b"".join(self.chunks)
-                    self.chunks = []
-                    self._finish(body)
-                    return
-                self.chunk_left = size
-                at = end + 2
-            elif len(buffer) - at >= self.chunk_left + 2:
-                stop = at + self.chunk_left
-                if buffer[stop : stop + 2] != b"\r\n":
-                    raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
-                self.chunks.append(bytes(buffer[at:stop]))
-                at = stop + 2
-                self.chunk_left = -1
-            else:
-                break
-        if at:
-            del buffer[:at]
-
-    def _finish(self, body: bytes) -> None:
-        self._stop_timer()
-        head = self.head
-        assert head is not None
-        self.head = None
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result((head[0], head[1], head[2], body))
+            self.shut()
+            waiter.set_exception(exc)
+            return
+        if answer.complete:
+            self._stop_timer()
+            self.reusable = answer.keep_alive and not answer.extra
+            waiter.set_result(answer.result())
 
     # -------------------------------------------------------------- timers, closing
 
@@ -311,7 +376,7 @@ class _Connection(asyncio.Protocol):
         if loop.time() < due:
             self.timer = loop.call_at(due, self._check_timer)
             return
-        self._close()
+        self.shut()
         waiter.set_exception(httpx.ReadTimeout(f"no data for {timeout:g}s"))
 
     def _stop_timer(self) -> None:
@@ -320,7 +385,8 @@ class _Connection(asyncio.Protocol):
             self.timer = None
             timer.cancel()
 
-    def _close(self) -> None:
+    def shut(self) -> None:
+        """Close the connection (it is not reused)."""
         self.reusable = False
         transport = self.transport
         if transport is not None and not transport.is_closing():
@@ -338,7 +404,8 @@ class ConnectionPool:
     """Keep-alive HTTP/1.1 connections by scheme, host and port, for
     :meth:`exchange`. ``max_connections`` bounds the open connections (0: none);
     ``keepalive_expiry`` is how long an idle one is kept; ``ssl_context`` makes the
-    TLS context at the first ``https`` request."""
+    TLS context at the first ``https`` request; ``max_body`` is the default bound
+    on an answer's body."""
 
     def __init__(
         self,
@@ -346,10 +413,12 @@ class ConnectionPool:
         max_connections: int = 512,
         keepalive_expiry: float = 30.0,
         ssl_context: Callable[[], ssl.SSLContext | bool],
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._max = max_connections
         self._expiry = keepalive_expiry
         self._ssl_context = ssl_context
+        self._max_body = max_body
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -358,6 +427,11 @@ class ConnectionPool:
         self._loop_time: Callable[[], float] = _no_loop_time
         self._generation = 0
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the pool's connections belong to (the last one used)."""
+        return self._loop
+
     async def exchange(
         self,
         method: str,
@@ -365,10 +439,13 @@ class ConnectionPool:
         headers: Sequence[tuple[str, str]],
         content: bytes | None,
         timeouts: Mapping[str, float | None],
+        *,
+        max_body: int | None = None,
     ) -> Answer:
         """Send one request and read its answer whole: ``(status, reason, raw
         headers, body still encoded)``. ``url`` is sent as it is (already encoded);
-        ``host`` and ``content-length`` are added."""
+        ``host`` and ``content-length`` are added. A body over ``max_body`` bytes
+        (default: the pool's) raises :class:`~llmkernel_http.body.UnreadableBody`."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop or self._generation < 0:
             self._adopt(loop)
@@ -376,44 +453,28 @@ class ConnectionPool:
         if target is None:
             target = self._target(url)
         request = _encode(method, target, headers, content)
-        for attempt in (0, 1):
-            connection, reused = await self._acquire(target, timeouts, fresh=attempt == 1)
-            try:
-                return await self._send(connection, request, method, timeouts)
-            except _Stale:
-                if reused and attempt == 0:
-                    continue
-                raise httpx.RemoteProtocolError(
-                    "the server closed the connection without sending an answer"
-                ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _send(
-        self,
-        connection: _Connection,
-        request: bytes,
-        method: str,
-        timeouts: Mapping[str, float | None],
-    ) -> Answer:
-        loop = self._loop
-        assert loop is not None and connection.transport is not None
+        connection = await self._acquire(target, timeouts)
         waiter: asyncio.Future[Answer] = loop.create_future()
         connection.waiter = waiter
+        reading = connection.answer = _Answer(
+            self._max_body if max_body is None else max_body, method == "HEAD"
+        )
         connection.received = False
-        connection.no_body = method == "HEAD"
-        connection.buffer.clear()
-        connection.head = None
+        assert connection.transport is not None
         try:
             connection.transport.write(request)
             connection.arm(timeouts.get("read"))
             answer = await waiter
         except BaseException:
             connection.abort()
-            connection.waiter = None
-            self._release(connection)
             raise
-        connection.waiter = None
-        self._release(connection)
+        finally:
+            # the parser holds the answer's methods: a cycle, left for the reference
+            # count to free rather than the cyclic collector (which, under many
+            # concurrent calls, would scan them all)
+            del reading.parser
+            connection.waiter = connection.answer = None
+            self._release(connection)
         return answer
 
     # -------------------------------------------------------------- the pool
@@ -437,12 +498,9 @@ class ConnectionPool:
         self._targets[url] = target
         return target
 
-    async def _acquire(
-        self, target: _Target, timeouts: Mapping[str, float | None], *, fresh: bool = False
-    ) -> tuple[_Connection, bool]:
-        """A connection for ``target`` (a new one if ``fresh``), and whether it was
-        used before."""
-        idle = None if fresh else self._idle.get(target.key)
+    async def _acquire(self, target: _Target, timeouts: Mapping[str, float | None]) -> _Connection:
+        """An open connection for ``target``: an idle one not seen closed, else a new one."""
+        idle = self._idle.get(target.key)
         now = self._loop_time()
         while idle:
             connection = idle.pop()
@@ -450,18 +508,18 @@ class ConnectionPool:
             if connection.closed or transport is None or transport.is_closing():
                 self._open -= 1
                 continue
-            if now - connection.idle_since > self._expiry:
+            if now - connection.idle_since > self._expiry or _readable(transport):
                 self._open -= 1
                 connection.closed = True
                 transport.close()
                 continue
-            return connection, True
+            return connection
         if self._max and self._open >= self._max and not self._evict():
             await self._wait_for_slot(timeouts.get("pool"))
-            return await self._acquire(target, timeouts, fresh=fresh)
+            return await self._acquire(target, timeouts)
         self._open += 1
         try:
-            return await self._connect(target, timeouts.get("connect")), False
+            return await self._connect(target, timeouts.get("connect"))
         except BaseException:
             self._open -= 1
             self._wake()
@@ -474,7 +532,7 @@ class ConnectionPool:
             if connections:
                 connection = connections.pop(0)
                 connection.closed = True
-                connection._close()
+                connection.shut()
                 self._open -= 1
                 return True
         return False
@@ -531,7 +589,7 @@ class ConnectionPool:
     def _release(self, connection: _Connection) -> None:
         if connection.generation != self._generation:  # of a loop or pool gone
             connection.closed = True
-            connection._close()
+            connection.shut()
             return
         if connection.reusable and not connection.closed:
             connection.idle_since = self._loop_time()
@@ -539,7 +597,7 @@ class ConnectionPool:
         else:
             if not connection.closed:
                 connection.closed = True
-                connection._close()
+                connection.shut()
             self._open -= 1
         self._wake()
 
@@ -560,7 +618,7 @@ class ConnectionPool:
             for connection in connections:
                 connection.closed = True
                 with contextlib.suppress(RuntimeError):  # its event loop is closed
-                    connection._close()
+                    connection.shut()
 
 
 def _encode(
@@ -577,13 +635,28 @@ def _encode(
     lines.append("\r\n")
     text = "".join(lines)
     breaks = len(lines)  # one CRLF a line, two in the prefix, none after the method
-    if text.count("\n") != breaks or text.count("\r") != breaks:
-        raise httpx.LocalProtocolError("a request header contains a line break")
+    if text.count("\n") != breaks or text.count("\r") != breaks or "\0" in text:
+        raise httpx.LocalProtocolError("a request header contains a line break or NUL")
     try:
         head = text.encode("latin-1")
     except UnicodeEncodeError:
         raise httpx.LocalProtocolError("a request header is not latin-1 text") from None
     return head + content if content else head
+
+
+def _readable(transport: asyncio.Transport) -> bool:
+    """Whether an idle connection has something to read that the loop has not seen
+    yet: the server's close (or bytes nobody asked for). Either way it is not used:
+    a request written on it could reach a server that is closing it."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or _poll is None:  # pragma: no cover - no poll(2) on this platform
+        return False
+    poller = _poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+_poll = getattr(select, "poll", None)
 
 
 def _no_loop_time() -> float:

@@ -10,7 +10,11 @@ It holds the policy every HTTP adapter shares, written once:
   :mod:`llmkernel_http.connections`); closed by :meth:`aclose`;
 * :meth:`send` and :meth:`send_json`: an error status becomes the provider's error
   (:meth:`error_for_response`), a transport failure the kernel's network or timeout
-  error; every error carries the response ``headers``;
+  error; every error carries the response ``headers``; both apply :meth:`auth` (an
+  ``httpx.Auth`` flow: signing, refreshed tokens) whatever the path;
+* bounds on answers: ``max_response_bytes`` for a body read whole, before and after
+  decoding, and one event of a stream (:mod:`llmkernel_http.body`), past which the
+  answer is a :class:`~llmkernel.errors.MalformedResponseError`;
 * the ``timeout`` around each call and the ``first_token_timeout`` of streams,
   measured to the first *content* event (text, reasoning or a tool call), the same
   for every provider;
@@ -26,6 +30,7 @@ A subclass writes only what its API makes different::
         settings_class = MySettings
 
         def auth_headers(self, key): return {"x-api-key": key}
+        def auth(self): ...                                  # optional: an httpx.Auth
         def error_for_response(self, response, body, model): ...
         async def send_chat(self, request): ...              # -> Response
         async def stream_events(self, request): ...          # async generator
@@ -40,8 +45,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import httpx
 
@@ -62,12 +67,14 @@ from llmkernel.types import (
     ToolCallDelta,
     replace,
 )
-from llmkernel_http.aiohttp_transport import AiohttpTransport
+from llmkernel_http.aiohttp_transport import AiohttpTransport, Exchange
+from llmkernel_http.body import UnreadableBody, decode, too_large
 from llmkernel_http.client import default_transport, make_client
 from llmkernel_http.errors import error_for_transport, request_id_from
 from llmkernel_http.outgoing import headers_for
 from llmkernel_http.redact import REDACTED, Secrets, collect_secrets, redact, scrub
 from llmkernel_http.settings import HTTPSettings
+from llmkernel_http.transport import read_raw
 from llmkernel_http.wire import snippet
 
 __all__ = ["REDACTED", "HTTPProvider", "headers_of"]
@@ -77,8 +84,6 @@ _CONTENT = (TextDelta, ReasoningDelta, ToolCallDelta)
 _URL_CACHE_SIZE = 256
 #: The longest a health check waits.
 HEALTH_TIMEOUT = 30.0
-
-T = TypeVar("T")
 
 
 def headers_of(response: httpx.Response) -> dict[str, str]:
@@ -102,19 +107,23 @@ class HTTPProvider(Provider):
         self.settings = self.load_settings(config)
         self.call_timeout = self.settings.timeout
         self._transport = config.transport
+        self._lifecycle = config.lifecycle
         self._client: httpx.AsyncClient | None = None
         self._secrets: Secrets = Secrets()
-        # the hot path: requests go straight to the transport with prebuilt URLs
-        self._direct: httpx.AsyncBaseTransport | None = None
+        self._auth: httpx.Auth | None = None
+        # prebuilt per client: URLs by path, the base URL, query parameters, timeouts
         self._base = ""
         self._urls: dict[str, httpx.URL] = {}
+        self._query: dict[str, str] = {}
+        self._timeouts: dict[str, float | None] = {}
         self._extensions: dict[str, Any] = {}
-        # send_json's fast path: AiohttpTransport.exchange (the kernel's own connections,
-        # llmkernel_http.connections; aiohttp behind a proxy), no httpx request objects
-        self._fast: AiohttpTransport | None = None
-        self._per_request = False  # request_headers() is overridden
-        self._fast_headers = _Headers()
-        self._fast_json_headers = _Headers()
+        # send_json's path on the default transport: AiohttpTransport.exchanger() (the
+        # kernel's own connections, llmkernel_http.connections; aiohttp behind a proxy)
+        self._transport_used: httpx.AsyncBaseTransport | None = None
+        self._exchange: Exchange | None = None
+        self._headers = _Headers()
+        self._json_headers = _Headers()
+        self._hooked = False  # exit and fork hooks registered with the kernel
 
     def load_settings(self, config: ProviderConfig) -> Any:
         """The instance's settings from its table; override to post-process them."""
@@ -141,22 +150,51 @@ class HTTPProvider(Provider):
         return {"authorization": f"Bearer {key}"}
 
     def query_params(self) -> Mapping[str, str]:
-        """Query parameters sent with every request (Azure's ``api-version``...)."""
+        """Query parameters sent with every request (Azure's ``api-version``...);
+        read once, when the client is built."""
         return {}
+
+    def auth(self) -> httpx.Auth | None:
+        """An ``httpx.Auth`` flow applied to every request, on every path (streams
+        through httpx's client, answers read whole over the kernel's connections):
+        a signature over the exact request (AWS SigV4), a bearer token fetched and
+        refreshed per request. ``None`` (the default): :meth:`auth_headers` carry a
+        static key. Built once, with the client; secrets it adds must be known to
+        :meth:`redact`."""
+        return None
 
     def error_for_response(
         self, response: httpx.Response, body: bytes, model: str
     ) -> errors.ProviderError:
         """The kernel error for an HTTP error ``response`` whose ``body`` was read.
-        Every adapter overrides this with its API's error body reader."""
+        Every adapter overrides this with its API's error body reader, usually
+        ending in :meth:`status_error`."""
+        text = snippet(body, 300)
+        return self.status_error(
+            response, f"HTTP {response.status_code}" + (f": {text}" if text else ""), model=model
+        )
+
+    def status_error(
+        self,
+        response: httpx.Response,
+        message: str,
+        *,
+        model: str,
+        code: str | None = None,
+        error_type: str | None = None,
+    ) -> errors.ProviderError:
+        """:func:`~llmkernel_http.error_for_status` for ``response``: its status, request
+        id and ``Retry-After``, this provider's name, and the ``message``, ``code`` and
+        ``error_type`` the API's error body gave."""
         from llmkernel_http.errors import error_for_status, parse_retry_after
 
-        text = snippet(body, 300)
         return error_for_status(
             response.status_code,
-            f"HTTP {response.status_code}" + (f": {text}" if text else ""),
+            message,
             provider=self.name,
             model=model,
+            code=code,
+            error_type=error_type,
             request_id=request_id_from(response.headers),
             retry_after=parse_retry_after(response.headers),
         )
@@ -199,6 +237,10 @@ class HTTPProvider(Provider):
         """The provider's model list, asked over the network."""
         return []
 
+    def declared_models(self) -> list[str]:
+        """The models of the ``models`` key (for ``llmkernel models``)."""
+        return list(self.settings.models)
+
     async def probe(self) -> str:
         """The health check's request (cheap, and it checks the key); returns the
         detail to report. The default lists the models."""
@@ -210,42 +252,58 @@ class HTTPProvider(Provider):
     def client(self, model: str = "") -> httpx.AsyncClient:
         """The pooled client, built at the first request (when the key is read)."""
         if self._client is None:
+            settings = self.settings
             headers = self.default_headers()
             key = self.api_key(model)
             if key:
                 headers.update(self.auth_headers(key))
             self._secrets = self._collect_secrets(key, headers)
-            transport = self._transport or default_transport(self.settings)
+            transport = self._transport or default_transport(settings)
+            self._auth = self.auth()
             client = make_client(
-                self.settings, base_url=self.base_url(), headers=headers, transport=transport
+                settings,
+                base_url=self.base_url(),
+                headers=headers,
+                transport=transport,
+                auth=self._auth,
             )
-            # With a transport of its own choosing (aiohttp's, or provide_transport's)
-            # the provider hands requests to it directly: httpx's client layer adds
-            # cookies, auth and redirect handling that no LLM API uses, and URL
-            # merging per call; together they cost as much as the transport. With
-            # httpx's own pool (http_client = "httpx"), requests go through the client.
-            self._direct = transport
             self._base = str(client.base_url).rstrip("/") + "/"
+            self._query = dict(self.query_params())
             self._urls = {}
-            self._extensions = {"timeout": client.timeout.as_dict()}
-            # send_json skips httpx's Request and Response objects (about a tenth of
-            # a call to a fast upstream) when nothing needs them: the kernel's own
-            # transport, no query parameters, and no subclass reshaping send() or
-            # read_body()
-            cls = type(self)
-            plain = (
-                cls.send is HTTPProvider.send
-                and cls.read_body is HTTPProvider.read_body
-                and not self.query_params()
+            self._timeouts = client.timeout.as_dict()
+            self._extensions = {"timeout": self._timeouts}
+            # answers read whole go over AiohttpTransport.exchange (the kernel's own
+            # connections) when the client is on it: the default; any other
+            # transport (http_client = "httpx", provide_transport) gets them through
+            # httpx's client, like streams
+            self._transport_used = transport
+            self._exchange = (
+                transport.exchanger() if isinstance(transport, AiohttpTransport) else None
             )
-            self._fast = transport if plain and type(transport) is AiohttpTransport else None
-            self._per_request = cls.request_headers is not HTTPProvider.request_headers
-            self._fast_headers = _Headers(client.headers.multi_items())
-            self._fast_json_headers = _Headers(self._fast_headers)
+            self._headers = _Headers(client.headers.multi_items())
+            self._json_headers = _Headers(self._headers)
             if "content-type" not in client.headers:
-                self._fast_json_headers.append(("content-type", "application/json"))
+                self._json_headers.append(("content-type", "application/json"))
+            lifecycle = self._lifecycle
+            if self._exchange is not None and lifecycle is not None and not self._hooked:
+                self._hooked = True
+                lifecycle.on_exit(self._abandon)
+                lifecycle.on_fork(self._forget)
             self._client = client
         return self._client
+
+    def _abandon(self) -> None:
+        """The kernel's exit hook (a kernel never closed): close the connections."""
+        transport = self._transport_used
+        if self._client is not None and isinstance(transport, AiohttpTransport):
+            transport.abandon()
+
+    def _forget(self) -> None:
+        """The kernel's fork hook: in the child, the connections are the parent's."""
+        transport = self._transport_used
+        if self._client is not None and isinstance(transport, AiohttpTransport):
+            transport.forget()
+        self._client = None
 
     def _collect_secrets(self, key: str | None, headers: Mapping[str, str]) -> Secrets:
         return collect_secrets(key, headers, self.settings.headers)
@@ -258,12 +316,6 @@ class HTTPProvider(Provider):
         """Remove secrets from ``error``'s message, code and headers, in place."""
         return scrub(error, self._secrets)
 
-    async def request_headers(self, model: str) -> Mapping[str, str] | None:
-        """Headers made for each request, on top of the client's (a bearer token
-        that expires, fetched or refreshed here); ``None`` for none. Override it
-        rather than :meth:`send`; secrets in them must be known to :meth:`redact`."""
-        return None
-
     async def send(
         self,
         method: str,
@@ -274,70 +326,107 @@ class HTTPProvider(Provider):
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send a request; return the open (streaming) response when its status is
-        2xx (the caller reads and closes it). An error status reads the body, closes
-        the response and raises :meth:`error_for_response`'s error with the
-        response headers; a transport failure raises :meth:`error_for_transport`'s."""
-        client = self.client(model)
-        if self._per_request:
-            added = await self.request_headers(model)
-            if added:
-                headers = {**added, **(headers or {})}
+        """Send a request through the client (its :meth:`auth` flow included); return
+        the open (streaming) response when its status is 2xx (the caller reads and
+        closes it). ``path`` is relative to :meth:`base_url`, or a whole URL. An
+        error status reads the body, closes the response and raises
+        :meth:`error_for_response`'s error with the response headers; a transport
+        failure raises :meth:`error_for_transport`'s."""
+        client = self._client or self.client(model)
+        sent = client.headers
         extra = headers_for(self.name)  # a plugin's, for this context (traceparent)
         if extra:
             headers = {**extra, **(headers or {})}
-        extra = self.query_params()
-        if extra:
-            params = {**extra, **(params or {})}
-        url = self._url(path)
         if headers:
-            merged = client.headers.copy()
-            merged.update(headers)
+            sent = client.headers.copy()
+            sent.update(headers)
         request = httpx.Request(
             method,
-            url,
-            params=params,
-            headers=merged if headers else client.headers,
+            self._url(path, params),
+            headers=sent,
             json=json,
             extensions=self._extensions,
         )
         try:
-            if self._direct is not None:
-                response = await self._direct.handle_async_request(request)
-                response.request = request
-            else:
-                response = await client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.RequestError as exc:
             raise self.error_for_transport(exc, model) from exc
         if response.is_success:
             return response
-        raise self._failed(response, await self.read_body(response, model), model)
+        raise self._failed(*await self._whole(response, model), model)
 
-    def _url(self, path: str) -> httpx.URL:
-        """The URL of ``path`` under the base URL, built once per path (a bounded
-        number of them)."""
+    def _url(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.URL:
+        """The URL of ``path`` (under the base URL unless it is a whole URL) with
+        :meth:`query_params` and ``params``; built once per path (a bounded number
+        of them) when there are no ``params``."""
         url = self._urls.get(path)
         if url is None:
-            url = httpx.URL(self._base + path.lstrip("/"))
+            url = httpx.URL(path if "://" in path else self._base + path.lstrip("/"))
+            if self._query:
+                url = url.copy_merge_params(self._query)
             if len(self._urls) < _URL_CACHE_SIZE:
                 self._urls[path] = url
-        return url
+        return url.copy_merge_params(params) if params else url
 
     def _failed(self, response: httpx.Response, body: bytes, model: str) -> errors.ProviderError:
-        """The error of an error answer: :meth:`error_for_response`'s, with the
-        response headers, scrubbed."""
+        """The error of an error answer, its body read whole (``body``, decoded):
+        :meth:`error_for_response`'s, with the response headers, scrubbed. The
+        response is read first, so the error reader may use ``response.text``."""
+        response.read()  # within the bound: ``body`` is what it decodes to
         error = self.error_for_response(response, body, model)
         error.headers = headers_of(response)
         return self.scrub(error)
 
     async def read_body(self, response: httpx.Response, model: str) -> bytes:
-        """The whole body; the response is closed whatever happens."""
+        """The whole body, decoded, within ``max_response_bytes`` before and after
+        decoding (past it: :meth:`malformed`); the response is closed whatever
+        happens."""
+        return (await self._whole(response, model))[1]
+
+    async def _whole(self, response: httpx.Response, model: str) -> tuple[httpx.Response, bytes]:
+        """``response`` read whole within bounds: the response (closed; its body can
+        still be ``read()``) and the decoded body."""
+        limit = self.settings.max_response_bytes
+        refused: UnreadableBody | None = None
+        if response.is_stream_consumed:  # read already (a transport that answers whole)
+            await response.aclose()
+            if len(response.content) > limit:
+                refused = too_large("the answer's body", len(response.content), limit)
+                raise self.malformed(str(refused), model=model, response=response)
+            return response, response.content
         try:
-            return await response.aread()
+            raw = await read_raw(response, limit)
         except httpx.RequestError as exc:
             raise self.error_for_transport(exc, model) from exc
+        except UnreadableBody as exc:
+            refused = exc
         finally:
             await response.aclose()
+        if refused is not None:
+            raise self.malformed(str(refused), model=model, response=response)
+        whole = httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(raw),
+            request=response.request,
+            extensions=response.extensions,
+        )
+        encoding = whole.headers.get("content-encoding")
+        return whole, self._decoded(whole, raw, encoding, model)
+
+    def _decoded(
+        self, response: httpx.Response, raw: bytes, encoding: str | None, model: str
+    ) -> bytes:
+        """``raw`` (a body as sent) decoded by ``encoding`` (the response's
+        ``Content-Encoding``) within ``max_response_bytes``
+        (:func:`~llmkernel_http.body.decode`)."""
+        if not encoding:
+            return raw
+        try:
+            return decode(raw, encoding, self.settings.max_response_bytes)
+        except UnreadableBody as exc:
+            problem = str(exc)
+        raise self.malformed(problem, model=model, response=response)
 
     async def send_json(
         self,
@@ -348,75 +437,120 @@ class HTTPProvider(Provider):
         json: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> tuple[Any, httpx.Response]:
-        """:meth:`send`, then read the whole body and decode its JSON: ``(data,
-        response)`` (the response is closed). A body that is not JSON raises
-        :meth:`malformed` with its start."""
-        if self._client is None:
-            self.client(model)
-        if self._fast is not None and not params:
-            response, body = await self._send_fast(method, path, model, json)
+        """Send a request, read the whole answer and decode its JSON: ``(data,
+        response)``, the response closed, with its status and headers (its body was
+        read into ``data``; ``response.read()`` gives the bytes). The same errors as :meth:`send`;
+        a body that is not JSON, or over ``max_response_bytes`` (before or after
+        decoding), raises :meth:`malformed`. The request goes through
+        :meth:`auth`'s flow on every transport; on the default one
+        (:class:`~llmkernel_http.AiohttpTransport`) over the kernel's own
+        connections, without httpx's client machinery."""
+        client = self._client or self.client(model)
+        url = self._url(path, params)
+        if self._exchange is not None:
+            response, body = await self._exchanged(method, url, json, model)
         else:
-            response = await self.send(method, path, model=model, json=json, params=params)
-            body = await self.read_body(response, model)
+            sent = client.headers
+            extra = headers_for(self.name)  # a plugin's, for this context (traceparent)
+            if extra:
+                sent = sent.copy()
+                sent.update(extra)
+            request = httpx.Request(
+                method, url, headers=sent, json=json, extensions=self._extensions
+            )
+            try:
+                opened = await client.send(request, stream=True)
+            except httpx.RequestError as exc:
+                raise self.error_for_transport(exc, model) from exc
+            response, body = await self._whole(opened, model)
+            if not response.is_success:
+                raise self._failed(response, body, model)
         try:
-            return _loads(body), response
-        except ValueError:
+            data = _loads(body)
+        except ValueError:  # the error is raised outside: nothing of the body chained
+            data = _NOT_JSON
+        if data is _NOT_JSON:
             raise self.malformed(
                 f"HTTP {response.status_code} with a body that is not JSON: {snippet(body)!r}",
                 model=model,
                 response=response,
-            ) from None
+            )
+        return data, response
 
-    async def _send_fast(
-        self, method: str, path: str, model: str, json: Any
+    async def _exchanged(
+        self, method: str, url: httpx.URL, json: Any, model: str
     ) -> tuple[httpx.Response, bytes]:
-        """:meth:`send` then :meth:`read_body` through ``AiohttpTransport.exchange``
-        (the kernel's own keep-alive connections), without httpx's request and client
-        machinery; the same errors, the same
-        ``httpx.Response`` (headers, status, decoded content) for the caller."""
-        transport = self._fast
-        assert transport is not None
-        url = self._url(path)
-        if json is None:
-            content, headers = None, self._fast_headers
-        else:
-            content, headers = _dumps(json), self._fast_json_headers
-        if self._per_request:
-            added = await self.request_headers(model)
-            if added:
-                headers = _with(headers, added)
+        """:meth:`send_json`'s request over the transport's whole-body exchange (the
+        kernel's own connections): the auth flow applied to an ``httpx.Request``
+        when there is one; the answer (an ``httpx.Response`` with its body not read
+        into it) and its body decoded (:meth:`_decoded`)."""
+        content = None if json is None else _dumps(json)
+        headers: Sequence[tuple[str, str]] = (
+            self._headers if content is None else self._json_headers
+        )
         extra = headers_for(self.name)  # a plugin's, for this context (traceparent)
         if extra:
-            headers = _with(headers, extra)
+            headers = _with(_Headers(headers), extra)
+        request = flow = None
+        if self._auth is not None:
+            request = httpx.Request(method, url, headers=headers, content=content)
+            flow = self._auth.async_auth_flow(request)
+            request = await anext(flow)
+        limit = self.settings.max_response_bytes
+        exchange = self._exchange
+        assert exchange is not None
         try:
-            status, reason, raw, body = await transport.exchange(
-                method, str(url), headers, content, self._extensions["timeout"]
-            )
-        except httpx.RequestError as exc:
-            raise self.error_for_transport(exc, model) from exc
-        response = httpx.Response(
-            status,
-            headers=raw,
-            stream=httpx.ByteStream(body),
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": reason.encode("ascii", "replace"),
-            },
-        )
-        if _identity(raw):
-            # what read() would do for a body sent as it is, without its decoder
-            # chain and stream checks (a fifth of this method's cost)
-            content_read = response._content = body
-            response.is_stream_consumed = response.is_closed = True
-        else:
-            try:
-                content_read = response.read()  # decodes a compressed body, as httpx does
-            except httpx.DecodingError as exc:
-                raise self.error_for_transport(exc, model) from exc
+            while True:
+                if request is not None:  # the flow's request, exactly as it is sent
+                    headers = [
+                        (k, v)
+                        for k, v in request.headers.multi_items()
+                        if k not in ("host", "content-length")
+                    ]
+                    url, content = request.url, request.content or None
+                refused = None
+                try:
+                    status, reason, raw, body = await exchange(
+                        method, str(url), headers, content, self._timeouts, max_body=limit
+                    )
+                except httpx.RequestError as exc:
+                    raise self.error_for_transport(exc, model) from exc
+                except UnreadableBody as exc:
+                    refused = str(exc)
+                if refused is not None:
+                    raise self.malformed(refused, model=model)
+                response = httpx.Response(
+                    status,
+                    headers=raw,
+                    stream=httpx.ByteStream(body),
+                    extensions={
+                        "http_version": b"HTTP/1.1",
+                        "reason_phrase": reason.encode("ascii", "replace"),
+                    },
+                )
+                decoded = self._decoded(response, body, _content_encoding(raw), model)
+                if flow is None:
+                    break
+                try:  # a flow of several requests (a challenge) asks for the next
+                    request = await flow.asend(response)
+                except StopAsyncIteration:
+                    break
+        finally:
+            if flow is not None:
+                await flow.aclose()
         if response.is_success:
-            return response, content_read
-        response.request = httpx.Request(method, url, headers=headers, content=content)
-        raise self._failed(response, content_read, model)
+            return response, decoded
+        response.request = request or httpx.Request(method, url, headers=headers, content=content)
+        raise self._failed(response, decoded, model)
+
+    async def stream_text(self, response: httpx.Response, model: str) -> AsyncIterator[str]:
+        """A streamed body's text as it arrives (``response.aiter_text()``); a cut or
+        reset connection raises :meth:`error_for_transport`'s (retryable) error."""
+        try:
+            async for text in response.aiter_text():
+                yield text
+        except httpx.HTTPError as exc:
+            raise self.error_for_transport(exc, model) from exc
 
     def opened(self, response: httpx.Response) -> MetadataEvent:
         """The event a stream yields first: the response headers."""
@@ -427,23 +561,9 @@ class HTTPProvider(Provider):
 
     # ------------------------------------------------------------ the Provider API
 
-    async def _timed(self, awaitable: Awaitable[T], model: str, what: str) -> T:
-        """``awaitable`` within ``timeout``: our own expiry becomes the kernel's
-        ``TimeoutError`` (``no {what} within ...``); provider errors are scrubbed."""
-        timeout = self.settings.timeout
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                return await awaitable
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            raise self.timed_out(model, f"no {what} within timeout={timeout:g}s") from None
-        except errors.ProviderError as exc:
-            self.scrub(exc)
-            raise
-
     async def chat(self, request: ChatRequest) -> Response:
-        return await self._timed(self.send_chat(request), request.model, "complete answer")
+        async with _Deadline(self, request.model, "complete answer"):
+            return await self.send_chat(request)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Events as they arrive. ``first_token_timeout`` bounds the wait for the
@@ -472,6 +592,7 @@ class HTTPProvider(Provider):
 
         timer = loop.call_at(limit, expire, limit)
         events = self.stream_events(request)
+        refused: str | None = None
         try:
             while True:
                 cancelling = task.cancelling()
@@ -489,8 +610,12 @@ class HTTPProvider(Provider):
                 except errors.ProviderError as exc:
                     self.scrub(exc)
                     raise
+                except UnreadableBody as exc:  # an event over its bound
+                    refused = str(exc)
                 finally:
                     reading = False
+                if refused is not None:
+                    raise self.malformed(refused, model=request.model)
                 if limit != deadline and isinstance(event, _CONTENT):
                     limit = deadline
                     timer.cancel()
@@ -510,20 +635,12 @@ class HTTPProvider(Provider):
         return self.timed_out(request.model, what)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        return await self._timed(self.send_embed(request), request.model, "embeddings")
+        async with _Deadline(self, request.model, "embeddings"):
+            return await self.send_embed(request)
 
     async def list_models(self) -> list[ModelInfo]:
-        timeout = self.settings.timeout
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                return await self.fetch_models()
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            raise self.timed_out("", f"no model list within timeout={timeout:g}s") from None
-        except errors.ProviderError as exc:
-            self.scrub(exc)
-            raise
+        async with _Deadline(self, "", "model list"):
+            return await self.fetch_models()
 
     async def health(self) -> Health:
         """:meth:`probe` within ``timeout`` (at most 30 s). Never raises."""
@@ -550,7 +667,6 @@ class HTTPProvider(Provider):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        self._direct = None
         if client is not None:
             await client.aclose()  # closes the transport too
 
@@ -562,12 +678,46 @@ class HTTPProvider(Provider):
         return replace(response, headers=headers_of(http))
 
 
-def _identity(raw: Sequence[tuple[bytes, bytes]]) -> bool:
-    """Whether a response's raw headers leave its body as sent (no Content-Encoding)."""
-    for name, _ in raw:  # noqa: SIM110  (a loop: no generator per call)
+class _Deadline:
+    """``timeout`` around a call (:meth:`HTTPProvider.chat`, ``embed``,
+    ``list_models``): its expiry becomes the kernel's ``TimeoutError`` (``no {what}
+    within ...``); provider errors leaving it are scrubbed. A context manager rather
+    than a wrapper coroutine: no frame of its own under the call."""
+
+    __slots__ = ("model", "provider", "scope", "what")
+
+    def __init__(self, provider: HTTPProvider, model: str, what: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.what = what
+        self.scope = asyncio.timeout(provider.settings.timeout)
+
+    async def __aenter__(self) -> None:
+        await self.scope.__aenter__()
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
+        try:
+            await self.scope.__aexit__(kind, exc, traceback)
+        except TimeoutError:
+            if not self.scope.expired():  # pragma: no cover - raised by the scope only
+                raise
+            timeout = self.provider.settings.timeout
+            what = f"no {self.what} within timeout={timeout:g}s"
+            raise self.provider.timed_out(self.model, what) from None
+        if isinstance(exc, errors.ProviderError):
+            self.provider.scrub(exc)
+
+
+def _content_encoding(raw: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The ``Content-Encoding`` of raw headers (a loop: cheaper than httpx's lookup)."""
+    for name, value in raw:
         if len(name) == 16 and name.lower() == b"content-encoding":
-            return False
-    return True
+            return value.decode("latin-1")
+    return None
+
+
+#: what send_json's JSON decoding gives for a body that is not JSON
+_NOT_JSON = object()
 
 
 def _loads(body: bytes) -> Any:

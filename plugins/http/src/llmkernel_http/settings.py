@@ -8,6 +8,12 @@ from typing import Literal
 import attrs
 
 from llmkernel.errors import AuthenticationError
+from llmkernel_http.body import MAX_RESPONSE_BYTES
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1")
 
 
 @attrs.frozen(kw_only=True)
@@ -33,6 +39,9 @@ class HTTPSettings:
     #: the connection pool under httpx: "aiohttp" (fast under concurrency, the
     #: default) or "httpx" (httpx's own; HTTP/2-free either way).
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    #: the largest body of an answer read whole, in bytes, before and after
+    #: decoding its Content-Encoding (past it: MalformedResponseError)
+    max_response_bytes: int = attrs.field(default=MAX_RESPONSE_BYTES, validator=_positive)
 
     def api_key(self, *, provider: str, model: str = "", required: bool = True) -> str | None:
         """The key from the environment, else the stored one; a clear error naming the

@@ -2,7 +2,10 @@
 
 Handles LF, CR and CRLF line endings (Gemini frames with CRLF), multi-line ``data``,
 comments (``: ping``) and events split anywhere across network chunks. Events are
-yielded as soon as their blank line arrives; the body is never buffered whole.
+yielded as soon as their blank line arrives; the body is never buffered whole, and
+one event (or one line) longer than ``max_event_size`` characters (default
+:data:`~llmkernel_http.body.MAX_EVENT_SIZE`) raises
+:class:`~llmkernel_http.body.UnreadableBody` instead of growing without end.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from collections.abc import AsyncIterator
 
 import attrs
 
+from llmkernel_http.body import MAX_EVENT_SIZE, UnreadableBody
+
 # Only CR, LF and CRLF end a line: JSON data may hold U+2028 and friends.
-_LINE = re.compile(r"([^\r\n]*)(?:\r\n|\r|\n)")
+_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @attrs.frozen(kw_only=True)
@@ -36,24 +41,43 @@ class SSEDecoder:
     _id: str | None = None
     _retry: int | None = None
     _pending_cr: bool = False
+    _size: int = 0  # characters of data in the event so far
+    #: past the bound after events of the same chunk: raised at the next feed
+    _refused: UnreadableBody | None = None
+    max_event_size: int = attrs.field(default=MAX_EVENT_SIZE, kw_only=True)
 
     def feed(self, chunk: str) -> list[SSEEvent]:
+        if self._refused is not None:
+            raise self._refused
         if self._pending_cr and chunk.startswith("\n"):
             chunk = chunk[1:]
         self._pending_cr = chunk.endswith("\r")
         text = self._buffer + chunk
         events: list[SSEEvent] = []
-        end = 0
-        for match in _LINE.finditer(text):
-            end = match.end()
-            event = self._line(match.group(1))
-            if event is not None:
-                events.append(event)
-        self._buffer = text[end:]
+        # the complete lines: up to the last break (found from the end, so a long
+        # line without one costs a scan, not a regex search from every position)
+        end = max(text.rfind("\n"), text.rfind("\r")) + 1
+        try:
+            if end:
+                lines = _BREAK.split(text[:end])
+                lines.pop()  # after the last break: empty
+                for line in lines:
+                    event = self._line(line)
+                    if event is not None:
+                        events.append(event)
+            self._buffer = text[end:]
+            if len(self._buffer) > self.max_event_size:
+                raise _too_long("line", self.max_event_size)
+        except UnreadableBody as exc:
+            if not events:
+                raise
+            self._refused = exc  # the events before it are delivered first
         return events
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: a final event without its blank line is dispatched too."""
+        if self._refused is not None:
+            raise self._refused
         events = []
         if self._buffer:
             event = self._line(self._buffer)
@@ -76,13 +100,16 @@ class SSEDecoder:
                 id=self._id,
                 retry=self._retry,
             )
-            self._event, self._data = "", []
+            self._event, self._data, self._size = "", [], 0
             return event
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if name == "data":
+            self._size += len(value) + 1
+            if self._size > self.max_event_size:
+                raise _too_long("event", self.max_event_size)
             self._data.append(value)
         elif name == "event":
             self._event = value
@@ -93,9 +120,15 @@ class SSEDecoder:
         return None
 
 
-async def aiter_sse(chunks: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+def _too_long(what: str, limit: int) -> UnreadableBody:
+    return UnreadableBody(f"a stream {what} is over {limit} characters")
+
+
+async def aiter_sse(
+    chunks: AsyncIterator[str], *, max_event_size: int = MAX_EVENT_SIZE
+) -> AsyncIterator[SSEEvent]:
     """Decode an async stream of text chunks (``response.aiter_text()``) into events."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(max_event_size=max_event_size)
     async for chunk in chunks:
         for event in decoder.feed(chunk):
             yield event
