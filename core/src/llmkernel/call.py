@@ -225,7 +225,14 @@ class Call:
         """The candidates to try, in order: resolved, filtered, then the strategy's
         order; candidates marked unhealthy go to the back."""
         setup, ctx = self.setup, self.ctx
-        candidates = self.models.resolve(ctx.request.model)
+        experiment = (
+            setup.config.experiments.get(ctx.request.model) if setup.config.experiments else None
+        )
+        if experiment is None:
+            candidates = self.models.resolve(ctx.request.model)
+        else:  # an A/B test: this caller's variant
+            ctx.variant, target = experiment.choose(ctx.request.metadata, ctx.id)
+            candidates = self.models.resolve(target)
         if "filter_candidates" in self.hooked:
             candidates = self.filtered(candidates)
         if not candidates:

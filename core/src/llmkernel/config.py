@@ -137,6 +137,39 @@ class ModelTarget:
     tags: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+#: what keeps a caller on one variant of an experiment: the first of these metadata keys
+EXPERIMENT_BY = ("session", "tenant", "key", "user")
+
+
+@attrs.frozen(kw_only=True)
+class Experiment:
+    """``[models.NAME] variants = {a = "provider/model", b = "alias"}, split = {a =
+    0.9, b = 0.1}``: a model name whose calls are split between variants, each
+    caller kept on one by a stable hash of the first of ``by`` (request metadata
+    keys; default ``session``, ``tenant``, ``key``, ``user``) it has."""
+
+    name: str
+    variants: Mapping[str, str]
+    split: Mapping[str, float]
+    by: tuple[str, ...] = ("session", "tenant", "key", "user")  # as EXPERIMENT_BY
+
+    def choose(self, metadata: Mapping[str, str], fallback: str) -> tuple[str, str]:
+        """``(variant, model string)`` for a caller (``fallback``, the call's id,
+        when its metadata names none of ``by``: that call alone is assigned)."""
+        import hashlib
+
+        who = next((metadata[k] for k in self.by if metadata.get(k)), fallback)
+        digest = hashlib.sha256(f"{self.name}\x00{who}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") / 2**64
+        edge = 0.0
+        for variant in sorted(self.split):
+            edge += self.split[variant]
+            if point < edge:
+                return variant, self.variants[variant]
+        last = max(self.split)  # rounding: the point fell past the last edge
+        return last, self.variants[last]
+
+
 @attrs.frozen(kw_only=True)
 class ProviderSection:
     """One ``[providers.<name>]`` table: its ``type`` and the rest as options."""
@@ -166,6 +199,8 @@ class Config:
     #: ``[redis]``: shared state for every stateful plugin, read and validated by the
     #: ``llmkernel-redis`` plugin (``$LLMKERNEL_REDIS_URL`` sets ``url``); empty: off
     redis: Mapping[str, Any] = attrs.field(factory=dict)
+    #: ``[models.NAME] variants = {...}, split = {...}``: A/B tests by name
+    experiments: Mapping[str, Experiment] = attrs.field(factory=dict)
 
     def plugin_settings(self, name: str) -> Mapping[str, Any]:
         """The ``[plugin.<name>]`` table, empty when absent."""
@@ -230,9 +265,16 @@ class Config:
             name: _provider(name, table, where(f"providers.{name}"))
             for name, table in _table(data, "providers", source_name).items()
         }
+        model_tables = _table(data, "models", source_name)
+        experiments = {
+            name: _experiment(name, value, where("models"))
+            for name, value in model_tables.items()
+            if isinstance(value, Mapping) and "variants" in value
+        }
         model_targets = {
             name: _model_targets(name, value, where("models"))
-            for name, value in _table(data, "models", source_name).items()
+            for name, value in model_tables.items()
+            if name not in experiments
         }
         models = {name: tuple(t.target for t in ts) for name, ts in model_targets.items()}
         prices = {
@@ -258,6 +300,7 @@ class Config:
             prices=prices,
             plugin=plugin_tables,
             redis=redis,
+            experiments=experiments,
         )
 
 
@@ -354,6 +397,38 @@ def _model_targets(name: str, value: Any, where: str) -> tuple[ModelTarget, ...]
             )
         targets.append(ModelTarget(target=target, tags=tags))
     return tuple(targets)
+
+
+def _experiment(name: str, table: Mapping[str, Any], where: str) -> Experiment:
+    what = f"model {name!r} in {where}"
+    unknown = set(table) - {"variants", "split", "by"}
+    if unknown:
+        raise ConfigError(
+            f"unknown key {sorted(unknown)[0]!r} in {what} (an experiment takes variants, "
+            "split and by)"
+        )
+    variants, split = table.get("variants"), table.get("split")
+    if not isinstance(variants, Mapping) or not variants:
+        raise ConfigError(f"'variants' of {what} must be a table of variant = \"model\"")
+    for variant, target in variants.items():
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f"variant {variant!r} of {what} must be a model string")
+    if not isinstance(split, Mapping) or set(split) != set(variants):
+        raise ConfigError(
+            f"'split' of {what} must give a share to each variant: {sorted(variants)}"
+        )
+    shares: dict[str, float] = {}
+    for variant, share in split.items():
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ConfigError(f"split {variant!r} of {what} must be a number in [0, 1]")
+        shares[variant] = float(share)
+    if abs(sum(shares.values()) - 1.0) > 1e-6:
+        raise ConfigError(f"the split of {what} must add up to 1, not {sum(shares.values()):g}")
+    by = table.get("by", EXPERIMENT_BY)
+    by = (by,) if isinstance(by, str) else by
+    if not isinstance(by, list | tuple) or not all(isinstance(k, str) for k in by) or not by:
+        raise ConfigError(f"'by' of {what} must name request metadata keys (session, tenant...)")
+    return Experiment(name=name, variants=dict(variants), split=shares, by=tuple(by))
 
 
 def _routing(table: Mapping[str, Any], where: Any) -> RoutingConfig:

@@ -158,6 +158,8 @@ class RequestContext:
     dropped: list[Drop] = attrs.field(factory=list)
     candidates: list[Candidate] = attrs.field(factory=list)
     state: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    #: the experiment's variant this call was assigned (``[models.NAME] variants``)
+    variant: str | None = None
     _tokens: dict[Candidate, TokenCount] = attrs.field(factory=dict, repr=False, init=False)
 
     @classmethod

@@ -145,6 +145,12 @@ class Models:
             raise convert.invalid(
                 "model", f'must be a non-empty "provider/model" string or alias, not {model!r}'
             )
+        experiment = self.config.experiments.get(model)
+        if experiment is not None:  # every variant's candidates (for listings and stats)
+            seen: list[Candidate] = []
+            for target in experiment.variants.values():
+                seen += [c for c in self.resolve(target) if c not in seen]
+            return seen
         targets = self.config.model_targets.get(model)
         if targets is None:
             if "/" not in model:

@@ -36,7 +36,9 @@ class KnownNames:
     def __init__(self, kernel: Kernel) -> None:
         self._kernel = weakref.ref(kernel)
         self._lock = threading.Lock()
-        self.aliases: frozenset[str] = frozenset(kernel.config.models)
+        self.aliases: frozenset[str] = frozenset(kernel.config.models) | frozenset(
+            kernel.config.experiments
+        )
         self.providers: frozenset[str] = frozenset()
         self.deployments: frozenset[str] = frozenset()
         self.refresh()
