@@ -49,11 +49,11 @@ class Telemetry:
         return [self.observer]
 
     def start(self, kernel: Kernel, keys: Iterable[Key], routes: Iterable[str]) -> None:
-        from llmkernel.names import known_names
+        from llmkernel.models import live_names
 
         self.kernel = kernel
         metrics = self.metrics
-        metrics.labels = Labels(known_names(kernel))
+        metrics.labels = Labels(live_names(kernel))
         loaded = [p for p in kernel.plugins if p.status == "loaded"]
         metrics.extra = [build_info([(p.name, p.distribution, p.version) for p in loaded])]
         budgets = _budget_collector(kernel, list(keys), metrics.labels)
