@@ -94,15 +94,17 @@ def test_a_provider_not_installed_is_named(venv: Path) -> None:
     assert "install llmkernel-openai" in result.stderr
 
 
-def test_chat_without_llmkernel_cli_says_to_install_it(venv: Path) -> None:
-    """The last test of the module: it takes llmkernel-cli out of the shared venv."""
+def test_the_kernel_alone_is_a_library_without_a_command(venv: Path) -> None:
+    """The last test of the module: it takes llmkernel-cli out of the shared venv. The
+    kernel is a library (the ``llmkernel`` command is llmkernel-cli's), and still
+    answers on the offline mock."""
     python = venv / "bin" / "python"
     removed = sh(UV or "uv", "pip", "uninstall", "--python", python, "llmkernel-cli", cwd=venv)
     assert removed.returncode == 0, removed.stderr
-    result = sh(venv / "bin" / "llmkernel", "chat", "hi", cwd=venv)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "llmkernel: error: the 'chat' command comes with llmkernel-cli, which is not "
-        "installed: pip install llmkernel-cli"
+    assert not (venv / "bin" / "llmkernel").exists()
+    code = (
+        "from llmkernel import Kernel\nprint(Kernel.from_config({}).chat('mock/echo', 'hi').text)"
     )
-    assert "chat" in sh(venv / "bin" / "llmkernel", "--help", cwd=venv).stdout
+    result = sh(python, "-c", code, cwd=venv)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"

@@ -117,7 +117,7 @@ def test_no_secret_in_cli_output(ptype: str, tmp_path: Path) -> None:
         )
         env = {**os.environ, "LLMKERNEL_SECRET_TEST_KEY": KEY}
         result = subprocess.run(
-            [sys.executable, "-m", "llmkernel.cli", "-vv", "chat", "hi", "-m", "p/some-model"],
+            [sys.executable, "-m", "llmkernel_cli", "-vv", "chat", "hi", "-m", "p/some-model"],
             capture_output=True,
             text=True,
             cwd=tmp_path,

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from llmkernel import Kernel
-from llmkernel.cli import main
 
 GOOD = """
 from llmkernel import hookimpl
@@ -110,6 +109,7 @@ def test_each_kernel_has_its_own_plugin_manager(site: Path) -> None:
 
 
 def test_cli_plugins_lists_status(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main = pytest.importorskip("llmkernel_cli.shell", reason="the CLI is llmkernel-cli").main
     assert main(["plugins", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["good"]["status"] == "loaded"
@@ -122,6 +122,7 @@ def test_cli_plugins_lists_status(site: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_plugin_commands_reach_the_cli(tmp_path: Path) -> None:
+    pytest.importorskip("llmkernel_cli", reason="the CLI is llmkernel-cli")
     site = tmp_path / "cli-site"
     site.mkdir()
     install(
@@ -139,7 +140,7 @@ def test_plugin_commands_reach_the_cli(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     result = subprocess.run(
-        [sys.executable, "-m", "llmkernel.cli", "hello", "world"],
+        [sys.executable, "-m", "llmkernel_cli", "hello", "world"],
         capture_output=True,
         text=True,
         env=env,

@@ -135,7 +135,7 @@ def start_gateway(
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmkernel.cli", "-c", str(config), "serve", "--port", str(port)],
+        [sys.executable, "-m", "llmkernel_cli", "-c", str(config), "serve", "--port", str(port)],
         env=env,
         stderr=subprocess.DEVNULL,
     )

@@ -71,7 +71,7 @@ class Gateway:
         args = [
             sys.executable,
             "-m",
-            "llmkernel.cli",
+            "llmkernel_cli",
             "-c",
             str(self.config_path),
             "serve",

@@ -141,7 +141,7 @@ def run_cli(
     *args: str, config: Path | None = None, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMKERNEL_")}
-    command = [sys.executable, "-m", "llmkernel.cli"]
+    command = [sys.executable, "-m", "llmkernel_cli"]
     if config is not None:
         command += ["-c", str(config)]
     return subprocess.run(

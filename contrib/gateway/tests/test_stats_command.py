@@ -22,7 +22,7 @@ def test_stats_of_a_running_gateway(tmp_path: Path) -> None:
         sdk = client(server, "unused")
         for _ in range(3):
             sdk.chat.completions.create(model="mock/echo", messages=HI)
-        command = [sys.executable, "-m", "llmkernel.cli", "stats", "--url", server.url]
+        command = [sys.executable, "-m", "llmkernel_cli", "stats", "--url", server.url]
         table = subprocess.run(
             command, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=60
         )

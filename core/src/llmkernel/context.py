@@ -109,9 +109,11 @@ class Decision:
     drop: tuple[Drop, ...] = ()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True, eq=False)
 class Outcome:
-    """How an attempt or a call ended.
+    """How an attempt or a call ended; read-only by convention (not frozen: one or
+    two are made on every call, and a frozen attrs class costs twice as much to
+    build).
 
     ``status``: ``ok``; ``error`` (``error`` holds it); ``refused`` (a gate or every
     candidate refused); ``cancelled`` (the caller's task was cancelled); or

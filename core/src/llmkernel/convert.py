@@ -447,21 +447,21 @@ _options, _metadata, _response_format, _reasoning = options, metadata, response_
 
 
 def chat_request(
-    model: Any,
-    messages: Any,
+    model: str,
+    messages: Iterable[Message | Mapping[str, Any]] | str = (),
     *,
-    tools: Any = None,
-    tool_choice: Any = None,
-    max_tokens: Any = None,
-    temperature: Any = None,
-    top_p: Any = None,
-    stop: Any = None,
-    response_format: Any = None,
-    reasoning: Any = None,
-    user: Any = None,
-    metadata: Any = None,
-    options: Any = None,
-    extra: Mapping[str, Any] | None = None,
+    tools: Iterable[Tool | Mapping[str, Any]] | None = None,
+    tool_choice: ToolChoice | str | Mapping[str, Any] | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: str | Iterable[str] | None = None,
+    response_format: ResponseFormat | Mapping[str, Any] | None = None,
+    reasoning: Reasoning | str | Mapping[str, Any] | None = None,
+    user: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    **extra: Any,
 ) -> ChatRequest:
     """User input checked and built into a :class:`ChatRequest` (``Kernel.build_request``)."""
     if not isinstance(model, str) or not model:
@@ -485,9 +485,7 @@ def chat_request(
         response_format=_response_format(response_format),
         reasoning=_reasoning(reasoning),
         user=text_or_none(user, "user"),
-        options=(
-            {**_options(options), **extras(extra or {})} if options is not None or extra else {}
-        ),
+        options=({**_options(options), **extras(extra)} if options is not None or extra else {}),
         metadata=_metadata(metadata) if metadata else {},
     )
 

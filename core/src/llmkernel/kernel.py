@@ -42,12 +42,8 @@ from llmkernel.types import (
     EmbeddingResponse,
     Message,
     ModelInfo,
-    Reasoning,
     Response,
-    ResponseFormat,
     TokenCount,
-    Tool,
-    ToolChoice,
     Usage,
 )
 
@@ -334,46 +330,19 @@ class Kernel:
     # ------------------------------------------------------------------ requests
 
     def build_request(
-        self,
-        model: str | None = None,
-        messages: Messages = (),
-        *,
-        tools: Iterable[Tool | Mapping[str, Any]] | None = None,
-        tool_choice: ToolChoice | str | Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stop: str | Iterable[str] | None = None,
-        response_format: ResponseFormat | Mapping[str, Any] | None = None,
-        reasoning: Reasoning | str | Mapping[str, Any] | None = None,
-        user: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        options: Mapping[str, Any] | None = None,
-        **extra: Any,
+        self, model: str | None = None, messages: Messages = (), **fields: Any
     ) -> ChatRequest:
-        """Check user input and build a :class:`ChatRequest`; anything wrong is an
-        :class:`~llmkernel.errors.InvalidRequestError` naming the field and value,
-        before anything is sent. ``metadata`` says who is asking (never sent
-        upstream). Provider-specific extras go in ``options={...}`` (or as extra
-        keyword arguments) and pass through unchanged. Every call method takes a
-        built request in place of ``model``."""
-        if model is None:
-            model = self.models.default_model
+        """Check user input and build a :class:`ChatRequest`
+        (:func:`llmkernel.convert.chat_request` names every field: ``tools``,
+        ``tool_choice``, ``max_tokens``, ``temperature``, ``top_p``, ``stop``,
+        ``response_format``, ``reasoning``, ``user``, ``metadata``, ``options``);
+        anything wrong is an :class:`~llmkernel.errors.InvalidRequestError` naming the
+        field and value, before anything is sent. ``metadata`` says who is asking
+        (never sent upstream). Provider-specific extras go in ``options={...}`` (or
+        as extra keyword arguments) and pass through unchanged. Every call method
+        takes a built request in place of ``model``."""
         return convert.chat_request(
-            model,
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            response_format=response_format,
-            reasoning=reasoning,
-            user=user,
-            metadata=metadata,
-            options=options,
-            extra=extra,
+            self.models.default_model if model is None else model, messages, **fields
         )
 
     def _chat_request(self, model: Any, messages: Messages, kwargs: dict[str, Any]) -> ChatRequest:

@@ -25,7 +25,7 @@ from llmkernel.types import Capabilities, ChatRequest, EmbeddingRequest, TokenCo
 if TYPE_CHECKING:
     from llmkernel.kernel import Kernel, Setup
 
-__all__ = ["Models"]
+__all__ = ["Models", "Names", "live_names"]
 
 #: Model strings remembered with their candidates (a gateway sees arbitrary ones).
 _RESOLVED_MAX = 1024
@@ -49,6 +49,8 @@ class Models:
         #: request options plugins read themselves (``cache=False``): kept on
         #: ``ctx.request``, stripped from what providers receive
         self.claimed_options: frozenset[str] = frozenset()
+        #: the names the config defines: what state and labels may be keyed by
+        self.names = Names(self)
 
     # ------------------------------------------------------------------ providers
 
@@ -182,12 +184,6 @@ class Models:
             )
         return candidates
 
-    def is_known(self, model: str) -> bool:
-        """Whether ``model`` is one the config defines or that resolved before: the
-        names a plugin may key state or metric labels by (anything a client sends
-        otherwise is counted under ``other``)."""
-        return model in self.config.model_targets or model in self._resolved
-
     def routed(self, request: Any, model: str) -> Any:
         """``request`` as a provider receives it: its model id, claimed options gone."""
         claimed = self.claimed_options
@@ -289,3 +285,82 @@ class Models:
         """What ``usage`` costs on ``candidate``, or ``None`` when unpriced."""
         price = self.price(candidate)
         return price.cost(usage) if price is not None else None
+
+
+class Names:
+    """The model and deployment names a kernel's configuration defines
+    (``kernel.models.names``): what a plugin may key state by, or use as a metric
+    label, when a name comes from a client. A client chooses the model string of
+    every call, so anything kept per model (statistics, breakers, metric series,
+    health entries) must be bounded by what the operator configured, never by what
+    was asked; everything else goes under a catch-all (``other``).
+
+    Known are the aliases, groups and experiments of ``[models]``, their targets, and
+    every ``provider/model`` a provider instance declares without a network call
+    (``Provider.declared_models()``), read again when a provider instance appears."""
+
+    def __init__(self, models: Models) -> None:
+        self._models = models
+        config = models.config
+        self.aliases = frozenset(config.models) | frozenset(config.experiments)
+        self.providers: frozenset[str] = frozenset()
+        self.deployments: frozenset[str] = frozenset()
+        self._seen = -1  # how many provider instances the sets were read for
+
+    def _read(self) -> None:
+        models = self._models
+        if len(models._providers) == self._seen:
+            return
+        config = models.config
+        deployments = {t.target for ts in config.model_targets.values() for t in ts}
+        for experiment in config.experiments.values():
+            deployments.update(v for v in experiment.variants.values() if "/" in v)
+        for name, provider in list(models._providers.items()):
+            try:
+                deployments.update(f"{name}/{m}" for m in provider.declared_models())
+            except Exception:  # a provider that cannot say declares nothing
+                continue
+        self.providers = frozenset(models._providers) | frozenset(config.providers)
+        self.deployments = frozenset(deployments)
+        self._seen = len(models._providers)
+
+    def provider(self, name: str) -> str | None:
+        """``name`` if it is a provider instance of this kernel."""
+        self._read()
+        return name if name in self.providers else None
+
+    def deployment(self, provider: str, model: str) -> str | None:
+        """``provider/model`` when the config or the provider defines it, else ``None``."""
+        self._read()
+        qualified = f"{provider}/{model}"
+        return qualified if qualified in self.deployments else None
+
+    def model(self, name: str) -> str | None:
+        """A model string as a caller sent it, when it is an alias, group or
+        experiment, or a known ``provider/model``; else ``None``."""
+        if name in self.aliases:
+            return name
+        provider, _, model = name.partition("/")
+        return self.deployment(provider, model) if provider and model else None
+
+
+class _LiveNames:
+    def __init__(self, kernel: Kernel) -> None:
+        import weakref
+
+        self._kernel = weakref.ref(kernel)
+
+    def __getattr__(self, name: str) -> Any:
+        kernel = self._kernel()
+        if kernel is None:
+            raise ReferenceError("the kernel is gone")
+        return getattr(kernel.models.names, name)
+
+
+def live_names(kernel: Kernel) -> Names:
+    """``kernel.models.names`` of whatever config the kernel has now
+    (``kernel.reconfigure`` makes new ones), for a plugin that keeps it; the kernel is
+    not kept alive by it."""
+    from typing import cast
+
+    return cast(Names, _LiveNames(kernel))

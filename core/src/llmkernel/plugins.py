@@ -230,7 +230,7 @@ class Hooks:
     - ``all``: every non-None answer as ``(answer, plugin name)``; errors as ``strict``.
     """
 
-    __slots__ = ("implemented", "manager")
+    __slots__ = ("_order", "implemented", "manager")
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
@@ -241,14 +241,22 @@ class Hooks:
             for name, caller in vars(manager.hook).items()
             if any(i.plugin_name != BUILTIN for i in caller.get_hookimpls())
         )
+        #: each hook's implementations in calling order, read once (a kernel's plugins
+        #: are all registered before its first call)
+        self._order: dict[str, list[Any]] = {}
 
     def impls(self, hook: str) -> list[Any]:
         """The implementations of ``hook`` in the order they are called."""
-        return list(reversed(getattr(self.manager.hook, hook).get_hookimpls()))
+        order = self._order.get(hook)
+        if order is None:
+            order = self._order[hook] = list(
+                reversed(getattr(self.manager.hook, hook).get_hookimpls())
+            )
+        return order
 
     def call(self, hook: str, mode: Mode, **kwargs: Any) -> Any:
         found: list[Any] = _NONE
-        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
+        for impl in self._order.get(hook) or self.impls(hook):
             if mode == "each":
                 try:
                     result = impl.function(*[kwargs[arg] for arg in impl.argnames])

@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("llmkernel_mock")
 
-from llmkernel.cli import main
 from llmkernel_batch.live import OutputFile
+from llmkernel_cli.shell import main
 
 CONFIG = """
 [providers.sim]
@@ -186,7 +186,7 @@ def _start(config: Path, data: Path, out: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "llmkernel.cli",
+            "llmkernel_cli",
             "-c",
             str(config),
             "batch",

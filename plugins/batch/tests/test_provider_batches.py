@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from llmkernel.cli import main
+from llmkernel_cli.shell import main
 from llmkernel_http.testing.fake_server import FakeResponse, FakeServer, RecordedRequest
 
 KEY = "sk-test-secret-0123456789"

@@ -500,7 +500,7 @@ async def test_kernel_stats_has_the_cache_section(tmp_path: Path) -> None:
 def test_cli_stats_and_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from llmkernel.cli import main
+    from llmkernel_cli.shell import main
 
     db = tmp_path / "cli.db"
     config = tmp_path / "llmkernel.toml"

@@ -482,7 +482,7 @@ def test_cli_stats_show_every_process_hits_misses_and_rejections(
 ) -> None:
     import json
 
-    from llmkernel.cli import main
+    from llmkernel_cli.shell import main
 
     for _ in range(2):  # two runs, as two processes would: the counts add up in the file
         kernel = semantic_kernel(tmp_path, ["one", "two", "three"])

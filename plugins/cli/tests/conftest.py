@@ -28,7 +28,7 @@ def _entry_point() -> list[str]:
     import sys
 
     script = Path(sys.executable).with_name("llmkernel")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "llmkernel.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "llmkernel_cli"]
 
 
 class CLI:

@@ -165,6 +165,10 @@ def test_kernel_prices_native_provider_types() -> None:
 
 
 def test_kernel_unknown_model_costs_none_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    import structlog
+
+    structlog.reset_defaults()  # an in-process CLI test may have configured it: events then
+    # go to structlog, not to the standard logger caplog reads
     caplog.set_level(logging.WARNING, logger="llmkernel")
     unknown = Candidate(provider="oa", model="gpt-nope-1", provider_type="openai")
     assert (

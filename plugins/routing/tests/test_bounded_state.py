@@ -12,7 +12,6 @@ import pytest
 
 from llmkernel import Kernel
 from llmkernel.errors import ServerError
-from llmkernel.names import known_names
 from llmkernel_routing import routing_for
 from llmkernel_routing.state import OTHER
 
@@ -65,7 +64,7 @@ def test_failures_of_unknown_models_never_open_a_breaker() -> None:
 
 def test_known_names_are_the_aliases_targets_and_declared_models() -> None:
     with Kernel.from_config(CONFIG) as kernel:
-        known = known_names(kernel)
+        known = kernel.models.names
         assert known.model("fast") == "fast"
         assert known.deployment("mock", "echo") == "mock/echo"  # declared by the mock
         assert known.deployment("spare", "big") == "spare/big"  # an alias target

@@ -299,7 +299,7 @@ def test_tokens_says_nothing_about_the_offline_mock(tmp_path: Path) -> None:
 
     pytest.importorskip("llmkernel_mock")
     result = subprocess.run(
-        [sys.executable, "-m", "llmkernel.cli", "tokens", "hello there"],
+        [sys.executable, "-m", "llmkernel_cli", "tokens", "hello there"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

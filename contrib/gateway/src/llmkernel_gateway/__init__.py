@@ -11,18 +11,13 @@ stays cheap to import for every ``llmkernel`` command.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {"llmkernel_gateway.app": ["Gateway", "create_app"]})
 
 if TYPE_CHECKING:
     from llmkernel_gateway.app import Gateway, create_app
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("Gateway", "create_app"):
-        from llmkernel_gateway import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module 'llmkernel_gateway' has no attribute {name!r}")
-
 
 __all__ = ["Gateway", "create_app"]

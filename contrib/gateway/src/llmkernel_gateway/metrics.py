@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from llmkernel.names import KnownNames
+from llmkernel.models import Names
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
@@ -43,9 +43,9 @@ __all__ = [
 
 
 class Labels:
-    """Label values from the kernel's :class:`~llmkernel.names.KnownNames`."""
+    """Label values from the kernel's :class:`~llmkernel.models.Names`."""
 
-    def __init__(self, names: KnownNames) -> None:
+    def __init__(self, names: Names) -> None:
         self.names = names
 
     def deployment(self, provider: str, model: str) -> tuple[str, str]:

@@ -62,11 +62,11 @@ class Telemetry:
     def configure(self, kernel: Kernel, keys: Iterable[Key]) -> None:
         """What the metrics read from the kernel's config: at start and after every
         reconfigure (label values, plugins, budgets, experiments)."""
-        from llmkernel.names import known_names
+        from llmkernel.models import live_names
 
         self.kernel = kernel
         metrics = self.metrics
-        metrics.labels = Labels(known_names(kernel))
+        metrics.labels = Labels(live_names(kernel))
         metrics.experiments = {
             name: frozenset(experiment.variants)
             for name, experiment in kernel.config.experiments.items()

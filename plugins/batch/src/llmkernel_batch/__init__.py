@@ -12,8 +12,18 @@ stays cheap to import.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_batch.items": ["BadLine", "BatchItem", "read_items"],
+        "llmkernel_batch.results": ["BatchResult"],
+        "llmkernel_batch.runner": ["RunBudget", "abatch"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_batch.items import BadLine, BatchItem, read_items
@@ -21,19 +31,3 @@ if TYPE_CHECKING:
     from llmkernel_batch.runner import RunBudget, abatch
 
 __all__ = ["BadLine", "BatchItem", "BatchResult", "RunBudget", "abatch", "read_items"]
-
-_WHERE = {
-    "BadLine": "items",
-    "BatchItem": "items",
-    "read_items": "items",
-    "BatchResult": "results",
-    "RunBudget": "runner",
-    "abatch": "runner",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llmkernel_batch' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"llmkernel_batch.{module}"), name)

@@ -176,7 +176,7 @@ def _defaults(
 ) -> tuple[str | None, str | None, dict[str, object], Callable[[str], str] | None]:
     """``(model, system, options, render)`` from -m, -s, -o and -t (a template
     of llmkernel-cli, when installed)."""
-    from llmkernel.cli import UsageError, parse_option
+    from llmkernel_cli.shell import UsageError, parse_option
 
     options: dict[str, object] = {}
     model, system, render = args.model, args.system, None

@@ -33,6 +33,7 @@ from llmkernel.types import (
 )
 from llmkernel_bedrock.models import base_model
 from llmkernel_bedrock.settings import BedrockSettings
+from llmkernel_http.wire import plain
 
 __all__ = [
     "REASONING_BUDGETS",
@@ -56,15 +57,6 @@ _IMAGE_FORMATS = {
 }
 #: ``ChatRequest.options`` keys that are not Converse fields.
 _OWN_OPTIONS = ("cache_points",)
-
-
-def plain(value: Any) -> Any:
-    """Mappings and sequences as plain dicts and lists, ready for ``json.dumps``."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def build_converse_body(

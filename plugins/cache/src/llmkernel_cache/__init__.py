@@ -7,36 +7,25 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "CacheSettings": "llmkernel_cache.settings",
-    "Entry": "llmkernel_cache.store",
-    "MemoryLRU": "llmkernel_cache.store",
-    "ResponseCache": "llmkernel_cache.cache",
-    "SQLiteStore": "llmkernel_cache.store",
-    "SemanticSettings": "llmkernel_cache.settings",
-    "VectorRow": "llmkernel_cache.store",
-    "Store": "llmkernel_cache.store",
-    "canonical": "llmkernel_cache.key",
-    "request_key": "llmkernel_cache.key",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_cache.settings": ["CacheSettings", "SemanticSettings"],
+        "llmkernel_cache.store": ["Entry", "MemoryLRU", "SQLiteStore", "VectorRow", "Store"],
+        "llmkernel_cache.cache": ["ResponseCache"],
+        "llmkernel_cache.key": ["canonical", "request_key"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_cache.cache import ResponseCache
     from llmkernel_cache.key import canonical, request_key
     from llmkernel_cache.settings import CacheSettings, SemanticSettings
     from llmkernel_cache.store import Entry, MemoryLRU, SQLiteStore, Store, VectorRow
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

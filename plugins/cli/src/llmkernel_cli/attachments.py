@@ -82,7 +82,7 @@ def load(spec: str, media_type: str | None = None) -> Attachment:
     """The attachment named by ``spec``: a path, an http(s) URL or ``-`` (stdin);
     ``media_type`` (``--at``) names a type the content cannot show. ``UsageError``
     naming the attachment when it cannot be read or is not an image or PDF."""
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     if spec.startswith(("http://", "https://")):
         content = _download(spec)
@@ -114,7 +114,7 @@ def load(spec: str, media_type: str | None = None) -> Attachment:
 def _download(url: str) -> bytes:
     import httpx
 
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     try:
         with (
@@ -138,7 +138,7 @@ def _download(url: str) -> bytes:
 def check_model(kernel: Kernel, model: str, attachments: Sequence[Attachment]) -> None:
     """Refuse, before sending, a model none of whose candidates can take every
     attachment (a candidate whose capabilities are unknown may)."""
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     needs = sorted({a.need for a in attachments})
     if not needs:

@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace, template: Template | None) -> dict[str, Any]:
-    from llmkernel.cli import parse_option
+    from llmkernel_cli.shell import parse_option
 
     options = dict(template.options) if template is not None else {}
     options.update(parse_option(o, RESERVED) for o in args.option)
@@ -128,9 +128,9 @@ class Session:
 
     @classmethod
     def start(cls, kernel: Kernel, args: argparse.Namespace) -> Session:
-        from llmkernel.cli import UsageError
         from llmkernel.config import OFFLINE_DEFAULT_MODEL
         from llmkernel_cli.logs import LogStore, logging_on
+        from llmkernel_cli.shell import UsageError
 
         template = None
         if args.template:
@@ -187,7 +187,7 @@ class Session:
             rendered, prompt = self.template.render(text, self.params)
             system = self.system if self.system is not None else rendered
         if not prompt.strip():
-            from llmkernel.cli import UsageError
+            from llmkernel_cli.shell import UsageError
 
             raise UsageError("the prompt is empty")
         user = Message(
@@ -278,7 +278,7 @@ def _usage_line(response: Response) -> None:
 def _prompt(args: argparse.Namespace, *, required: bool) -> str:
     """The prompt argument and/or stdin: piped text comes first, then the prompt, a
     blank line between; ``-`` or no prompt makes stdin the prompt."""
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     prompt = args.prompt
     piped: str | None = None
@@ -304,7 +304,7 @@ def attachments_of(args: argparse.Namespace) -> list[Attachment]:
 
 
 def save_template(args: argparse.Namespace, name: str, prompt: str | None) -> int:
-    from llmkernel.cli import parse_option
+    from llmkernel_cli.shell import parse_option
     from llmkernel_cli.templates import Template, save
 
     path = save(

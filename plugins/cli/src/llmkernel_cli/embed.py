@@ -165,7 +165,7 @@ def embed_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _text(args: argparse.Namespace) -> str:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     if args.input:
         try:
@@ -221,7 +221,7 @@ def multi_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rows(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     if args.files:
         folder, pattern = Path(args.files[0]), args.files[1]
@@ -266,7 +266,7 @@ def _table(text: str, kind: str) -> Iterator[tuple[str, str]]:
 
 
 def _structured(text: str, kind: str) -> Iterator[tuple[str, str]]:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     try:
         records = (
@@ -284,7 +284,7 @@ def _structured(text: str, kind: str) -> Iterator[tuple[str, str]]:
 
 
 def run_multi(args: argparse.Namespace, kernel: Kernel) -> int:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     store = EmbeddingStore()
     model = args.model or store.model(args.collection)
@@ -332,7 +332,7 @@ def similar_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_similar(args: argparse.Namespace, kernel: Kernel, out: TextIO | None = None) -> int:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     out = out or sys.stdout
     store = EmbeddingStore()

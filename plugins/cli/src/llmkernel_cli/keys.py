@@ -39,7 +39,7 @@ def _keys() -> Any:
     try:
         from llmkernel_http import keys
     except ImportError:
-        from llmkernel.cli import UsageError
+        from llmkernel_cli.shell import UsageError
 
         raise UsageError(
             "stored keys are read by HTTP providers: install one (llmkernel-openai, "
@@ -56,7 +56,7 @@ def _read() -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        from llmkernel.cli import UsageError
+        from llmkernel_cli.shell import UsageError
 
         raise UsageError(f"{keys_path()} cannot be read: {type(exc).__name__}") from None
     return data if isinstance(data, dict) else {}
@@ -69,7 +69,7 @@ def _write(data: dict[str, Any]) -> None:
 
 
 def _secret(args: argparse.Namespace) -> str:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     if args.value is not None:
         value = args.value
@@ -100,7 +100,7 @@ def _keyring() -> Any:
 
 
 def run(args: argparse.Namespace, kernel: Kernel) -> int:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     keys = _keys()
     keys_path, KEYRING_SERVICE = keys.keys_path, keys.KEYRING_SERVICE

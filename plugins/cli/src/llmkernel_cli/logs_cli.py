@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, kernel: Kernel, out: TextIO | None = None) -> int:
-    from llmkernel.cli import UsageError
     from llmkernel_cli.logs import LogStore, logging_on, logs_path, off_marker
     from llmkernel_cli.paths import private_file
+    from llmkernel_cli.shell import UsageError
 
     out = out or sys.stdout
     if args.action == "path":

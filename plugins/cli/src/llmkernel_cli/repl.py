@@ -58,8 +58,8 @@ def _reader(tty: bool) -> object:
 def repl(
     session: Session, args: argparse.Namespace, attachments: Sequence[Attachment], out: TextIO
 ) -> int:
-    from llmkernel.cli import UsageError
     from llmkernel.errors import LLMKernelError
+    from llmkernel_cli.shell import UsageError
 
     tty = sys.stdin.isatty()
     read = _reader(tty)

@@ -53,7 +53,7 @@ class Template:
         return system, prompt
 
     def _fill(self, text: str, values: Mapping[str, str]) -> str:
-        from llmkernel.cli import UsageError
+        from llmkernel_cli.shell import UsageError
 
         try:
             return string.Template(text).substitute(values)
@@ -73,7 +73,7 @@ class Template:
 
 
 def _path(name: str) -> Path:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     if not _NAME.match(name):
         raise UsageError(
@@ -92,7 +92,7 @@ def load(name: str) -> Template:
     """The template ``name`` (or the YAML file at that path)."""
     import yaml
 
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     path = Path(name) if name.endswith((".yaml", ".yml")) else _path(name)
     try:
@@ -139,7 +139,7 @@ def save(template: Template) -> Path:
 
 
 def delete(name: str) -> None:
-    from llmkernel.cli import UsageError
+    from llmkernel_cli.shell import UsageError
 
     path = _path(name)
     if not path.exists():

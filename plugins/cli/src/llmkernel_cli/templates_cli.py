@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, kernel: Kernel) -> int:
     import yaml
 
-    from llmkernel.cli import UsageError
     from llmkernel_cli.chat import save_template
+    from llmkernel_cli.shell import UsageError
     from llmkernel_cli.templates import delete, load, names, templates_dir
 
     out = sys.stdout

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 __all__ = [
     "capabilities_by_prefix",
     "parse_arguments",
+    "plain",
     "snippet",
     "split_data_url",
     "token_count",
@@ -92,3 +93,13 @@ def capabilities_by_prefix(table: Mapping[str, T], model: str) -> T | None:
         ):
             best = known
     return table[best] if best is not None else None
+
+
+def plain(value: Any) -> Any:
+    """Mappings and sequences as plain dicts and lists, ready for ``json.dumps``
+    (request bodies built from the kernel's frozen mappings and tuples)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

@@ -23,6 +23,7 @@ from llmkernel.types import (
     ReasoningPart,
     Tool,
 )
+from llmkernel_http.wire import plain
 from llmkernel_ollama.models import has_leveled_thinking
 
 if TYPE_CHECKING:
@@ -33,15 +34,6 @@ if TYPE_CHECKING:
 TOP_LEVEL_OPTIONS = ("keep_alive", "think", "format")
 
 Bad = Callable[[str], InvalidRequestError]
-
-
-def plain(value: Any) -> Any:
-    """Mappings and sequences as plain dicts and lists, ready for ``json.dumps``."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def chat_body(

@@ -23,7 +23,8 @@ from llmkernel.types import (
     Usage,
 )
 from llmkernel_http import HTTPProvider, aiter_ndjson, headers_of, request_id_from
-from llmkernel_ollama.convert import chat_body, plain
+from llmkernel_http.wire import plain
+from llmkernel_ollama.convert import chat_body
 from llmkernel_ollama.errors import error_for_response, error_in_body
 from llmkernel_ollama.models import capabilities_from_show, declared, known_capabilities
 from llmkernel_ollama.parse import count, malformed, parse_response

@@ -360,12 +360,10 @@ class Instrumentation:
     ) -> None:
         instruments = self.instruments
         assert instruments is not None
-        from llmkernel.names import known_names
-
         kernel = self._kernel()
         if kernel is None:
             return
-        names = known_names(kernel)
+        names = kernel.models.names
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
             "gen_ai.request.model": names.model(ctx.request.model) or semconv.OTHER,

@@ -12,29 +12,21 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "PriceTable": "llmkernel_prices.table",
-    "Tier": "llmkernel_prices.price",
-    "TieredPrice": "llmkernel_prices.price",
-    "load_table": "llmkernel_prices.table",
-    "lookup": "llmkernel_prices.table",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_prices.table": ["PriceTable", "load_table", "lookup"],
+        "llmkernel_prices.price": ["Tier", "TieredPrice"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_prices.price import Tier, TieredPrice
     from llmkernel_prices.table import PriceTable, load_table, lookup
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

@@ -15,22 +15,21 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "Breaker": "llmkernel_routing.breaker",
-    "BreakerSettings": "llmkernel_routing.breaker",
-    "DeploymentStats": "llmkernel_routing.stats",
-    "Routing": "llmkernel_routing.state",
-    "RoutingSettings": "llmkernel_routing.settings",
-    "Sketch": "llmkernel_routing.sketch",
-    "Timeline": "llmkernel_routing.stats",
-    "deployment_key": "llmkernel_routing.state",
-    "missing": "llmkernel_routing.needs",
-    "request_needs": "llmkernel_routing.needs",
-    "routing_for": "llmkernel_routing.state",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_routing.breaker": ["Breaker", "BreakerSettings"],
+        "llmkernel_routing.stats": ["DeploymentStats", "Timeline"],
+        "llmkernel_routing.state": ["Routing", "deployment_key", "routing_for"],
+        "llmkernel_routing.settings": ["RoutingSettings"],
+        "llmkernel_routing.sketch": ["Sketch"],
+        "llmkernel_routing.needs": ["missing", "request_needs"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_routing.breaker import Breaker, BreakerSettings
@@ -39,15 +38,6 @@ if TYPE_CHECKING:
     from llmkernel_routing.sketch import Sketch
     from llmkernel_routing.state import Routing, deployment_key, routing_for
     from llmkernel_routing.stats import DeploymentStats, Timeline
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

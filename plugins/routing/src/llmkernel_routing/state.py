@@ -87,7 +87,7 @@ class Routing:
     """Statistics, breakers and health of one kernel's deployments.
 
     State is kept per deployment the kernel's configuration defines (``names``, a
-    :class:`llmkernel.names.KnownNames`: alias targets and the models providers
+    :class:`llmkernel.models.Names`: alias targets and the models providers
     declare); every other ``provider/model`` a client sends counts under
     :data:`OTHER`. Without ``names`` (plain data, tests) every deployment is kept."""
 
@@ -481,32 +481,11 @@ def routing_for(kernel: Any, settings: RoutingSettings | None = None) -> Routing
                 for breaker in state.breakers.values():
                     breaker.settings = settings.breaker
     if state.names is None and hasattr(kernel, "config"):
-        from llmkernel.names import known_names
+        from llmkernel.models import live_names
 
-        # read the providers on first use: configure runs before they exist
-        state.names = _LazyNames(weakref.ref(kernel), known_names)
+        state.names = live_names(kernel)
     _last = (weakref.ref(kernel), weakref.ref(state))
     return state
-
-
-@attrs.define
-class _LazyNames:
-    """The kernel's :class:`~llmkernel.names.KnownNames`, looked up at the first
-    request (``configure`` runs before the providers exist)."""
-
-    kernel: weakref.ref[Any]
-    factory: Callable[[Any], Any]
-    names: Any = None
-
-    def deployment(self, provider: str, model: str) -> str | None:
-        names = self.names
-        if names is None:
-            kernel = self.kernel()
-            if kernel is None:
-                return f"{provider}/{model}"
-            names = self.names = self.factory(kernel)
-        known: str | None = names.deployment(provider, model)
-        return known
 
 
 def forget(kernel: Any) -> None:

@@ -8,27 +8,19 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "Cost": "llmkernel_strategy_cost.strategy",
-    "CostSettings": "llmkernel_strategy_cost.strategy",
-    "NAME": "llmkernel_strategy_cost.strategy",
-    "make": "llmkernel_strategy_cost.strategy",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_strategy_cost.strategy": ["Cost", "CostSettings", "NAME", "make"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_strategy_cost.strategy import NAME, Cost, CostSettings, make
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

@@ -8,27 +8,19 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "Latency": "llmkernel_strategy_latency.strategy",
-    "LatencySettings": "llmkernel_strategy_latency.strategy",
-    "NAME": "llmkernel_strategy_latency.strategy",
-    "make": "llmkernel_strategy_latency.strategy",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_strategy_latency.strategy": ["Latency", "LatencySettings", "NAME", "make"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_strategy_latency.strategy import NAME, Latency, LatencySettings, make
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

@@ -10,15 +10,21 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "LeastLoaded": "llmkernel_strategy_least_loaded.strategy",
-    "LeastLoadedSettings": "llmkernel_strategy_least_loaded.strategy",
-    "NAME": "llmkernel_strategy_least_loaded.strategy",
-    "make": "llmkernel_strategy_least_loaded.strategy",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_strategy_least_loaded.strategy": [
+            "LeastLoaded",
+            "LeastLoadedSettings",
+            "NAME",
+            "make",
+        ],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_strategy_least_loaded.strategy import (
@@ -27,15 +33,6 @@ if TYPE_CHECKING:
         LeastLoadedSettings,
         make,
     )
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

@@ -9,16 +9,22 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "LocalFirst": "llmkernel_strategy_local_first.strategy",
-    "LocalFirstSettings": "llmkernel_strategy_local_first.strategy",
-    "NAME": "llmkernel_strategy_local_first.strategy",
-    "is_local_url": "llmkernel_strategy_local_first.strategy",
-    "make": "llmkernel_strategy_local_first.strategy",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_strategy_local_first.strategy": [
+            "LocalFirst",
+            "LocalFirstSettings",
+            "NAME",
+            "is_local_url",
+            "make",
+        ],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_strategy_local_first.strategy import (
@@ -28,15 +34,6 @@ if TYPE_CHECKING:
         is_local_url,
         make,
     )
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

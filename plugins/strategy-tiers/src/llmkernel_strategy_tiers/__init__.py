@@ -9,28 +9,19 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "NAME": "llmkernel_strategy_tiers.strategy",
-    "Tiers": "llmkernel_strategy_tiers.strategy",
-    "TiersSettings": "llmkernel_strategy_tiers.strategy",
-    "make": "llmkernel_strategy_tiers.strategy",
-    "tier_of": "llmkernel_strategy_tiers.strategy",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_strategy_tiers.strategy": ["NAME", "Tiers", "TiersSettings", "make", "tier_of"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_strategy_tiers.strategy import NAME, Tiers, TiersSettings, make, tier_of
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

@@ -10,16 +10,22 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "NAME": "llmkernel_strategy_weighted.strategy",
-    "Weighted": "llmkernel_strategy_weighted.strategy",
-    "WeightedSettings": "llmkernel_strategy_weighted.strategy",
-    "make": "llmkernel_strategy_weighted.strategy",
-    "weight_of": "llmkernel_strategy_weighted.strategy",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_strategy_weighted.strategy": [
+            "NAME",
+            "Weighted",
+            "WeightedSettings",
+            "make",
+            "weight_of",
+        ],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_strategy_weighted.strategy import (
@@ -29,15 +35,6 @@ if TYPE_CHECKING:
         make,
         weight_of,
     )
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

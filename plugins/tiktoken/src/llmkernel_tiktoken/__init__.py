@@ -7,34 +7,25 @@ entry point does, stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS: dict[str, str] = {
-    "Encodings": "llmkernel_tiktoken.encodings",
-    "ModelLimits": "llmkernel_tiktoken.limits",
-    "acount_tokens": "llmkernel_tiktoken.api",
-    "count_chat": "llmkernel_tiktoken.counter",
-    "encoding_name": "llmkernel_tiktoken.encodings",
-    "estimate_chat": "llmkernel_tiktoken.counter",
-    "image_tokens": "llmkernel_tiktoken.counter",
-    "model_limits": "llmkernel_tiktoken.limits",
-}
+from llmkernel.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "llmkernel_tiktoken.encodings": ["Encodings", "encoding_name"],
+        "llmkernel_tiktoken.limits": ["ModelLimits", "model_limits"],
+        "llmkernel_tiktoken.api": ["acount_tokens"],
+        "llmkernel_tiktoken.counter": ["count_chat", "estimate_chat", "image_tokens"],
+    },
+)
 
 if TYPE_CHECKING:
     from llmkernel_tiktoken.api import acount_tokens
     from llmkernel_tiktoken.counter import count_chat, estimate_chat, image_tokens
     from llmkernel_tiktoken.encodings import Encodings, encoding_name
     from llmkernel_tiktoken.limits import ModelLimits, model_limits
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 
 PATTERNS: dict[str, str] = {
     "asyncio private": r"\basyncio\._\w",
@@ -39,40 +39,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "core/src/llmkernel/lifecycle.py",
         "atexit / fork registry (the kernel's lifecycle owns them)",
     ): "the kernel's lifecycle itself",
-    # lead: core/_portal.py, removing
-    ("core/src/llmkernel/_portal.py", "asyncio private"): "lead: core/_portal.py, removing",
-    # lead: core/_portal.py, removing
-    (
-        "core/src/llmkernel/_portal.py",
-        "_signal (CPython's private module)",
-    ): "lead: core/_portal.py, removing",
-    # issue 27 point 4, not this package's: the cache, ledger and budgets plugins and
-    # the gateway are being moved onto the kernel's lifecycle and uvicorn's public
-    # interface by their owners
-    (
-        "plugins/cache/src/llmkernel_cache/cache.py",
-        "threading._register_atexit",
-    ): "cache plugin: issue 27 point 4, being moved to kernel.on_exit",
-    (
-        "plugins/ledger/src/llmkernel_ledger/writer.py",
-        "threading._register_atexit",
-    ): "ledger plugin: issue 27 point 4, being moved to kernel.on_exit",
-    (
-        "plugins/budgets/src/llmkernel_budgets/store.py",
-        "atexit / fork registry (the kernel's lifecycle owns them)",
-    ): "budgets plugin: issue 27 point 4, being moved to kernel.on_fork",
-    (
-        "contrib/gateway/src/llmkernel_gateway/loglines.py",
-        "atexit / fork registry (the kernel's lifecycle owns them)",
-    ): "gateway: issue 27 point 4, being moved to the kernel's lifecycle",
-    (
-        "contrib/gateway/src/llmkernel_gateway/protocol.py",
-        "__class__ swap",
-    ): "gateway: issue 27 point 4 (uvicorn's protocol), being replaced",
-    (
-        "contrib/gateway/src/llmkernel_gateway/protocol.py",
-        "bound method's __self__",
-    ): "gateway: issue 27 point 4 (uvicorn's protocol), being replaced",
 }
 
 

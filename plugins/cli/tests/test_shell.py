@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llmkernel.cli import main
+from llmkernel_cli.shell import main
 
 pytest.importorskip("llmkernel_mock")
 
@@ -21,7 +21,7 @@ pytest.importorskip("llmkernel_mock")
 def _entry_point() -> list[str]:
     """The installed ``llmkernel`` script, as a user runs it."""
     script = Path(sys.executable).with_name("llmkernel")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "llmkernel.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "llmkernel_cli"]
 
 
 LLMKERNEL = _entry_point()
