@@ -739,10 +739,15 @@ class Gateway:
                     deployments[name] = {"breaker": state.get("state"), **dict(state)}
                 elif state is not None:
                     deployments[name] = {"breaker": state}
-        answer: dict[str, Any] = {"status": "ok", "pid": os.getpid(), "deployments": deployments}
-        if not self.settings.public_health and not isinstance(self._admin(scope), Key):
-            if self.keys:  # a load balancer's probe: the state, nothing about the deployments
-                answer = {"status": answer["status"]}
+        down = any(row.get("breaker") == "open" for row in deployments.values())
+        status = "degraded" if down else "ok"  # a deployment's breaker is open
+        answer: dict[str, Any] = {"status": status, "pid": os.getpid(), "deployments": deployments}
+        if (
+            self.keys
+            and not self.settings.public_health
+            and not isinstance(self._admin(scope), Key)
+        ):
+            answer = {"status": answer["status"]}  # a load balancer's probe: nothing more
         body = wire.dumps(answer)
         await _respond(scope, send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
 

@@ -327,7 +327,8 @@ def _bump(conn: sqlite3.Connection, name: str) -> int:
 
 def _audit(conn: sqlite3.Connection, actor: str, action: str, target: str, details: Any) -> None:
     conn.execute(
-        "INSERT INTO audit (ts, actor, action, target, details, instance) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (ts, actor, action, target, details, instance) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         (time.time(), actor, action, target, json.dumps(details, sort_keys=True), instance_name()),
     )
 
@@ -346,7 +347,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")  # few writes: each survives a power cut
     db = sqlite_utils.Database(conn)
     conn.execute("BEGIN IMMEDIATE")  # several workers may open a new file at once
     try:

@@ -207,7 +207,9 @@ def parse_time(value: Any, param: str) -> float | None:
 
 def _text(value: Any, param: str) -> str:
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
-        raise BadInput(f"{param} must be a non-empty string of at most {_MAX_TEXT} characters", param)
+        raise BadInput(
+            f"{param} must be a non-empty string of at most {_MAX_TEXT} characters", param
+        )
     return value
 
 
@@ -252,9 +254,7 @@ def _rate_limit(value: Any) -> dict[str, float]:
             raise BadInput(f"{param} must be a positive number, not {number!r}", param)
         out[str(name)] = number
     if out and set(out) == {"window"}:
-        raise BadInput(
-            "rate_limit needs requests_per_minute or tokens_per_minute", "rate_limit"
-        )
+        raise BadInput("rate_limit needs requests_per_minute or tokens_per_minute", "rate_limit")
     return out
 
 
@@ -274,9 +274,7 @@ def parse_changes(data: Any, *, now: float) -> dict[str, Any]:
             )
         if field == "models":
             if not isinstance(value, list) or len(value) > _MAX_MODELS:
-                raise BadInput(
-                    f"models must be a list of at most {_MAX_MODELS} patterns", "models"
-                )
+                raise BadInput(f"models must be a list of at most {_MAX_MODELS} patterns", "models")
             changes["models"] = tuple(_text(v, "models") for v in value)
         elif field == "tenant":
             changes["tenant"] = None if value is None else _text(value, "tenant")

@@ -288,7 +288,9 @@ class Runtime:
         if broadcast and self.store is not None:
             self.generation = await self.store.request_reload(actor=actor or why)
         entry.update(ok=True, seconds=round(time.perf_counter() - started, 3))
-        log.info("gateway.reloaded", why=why, source=gateway.config.source, seconds=entry["seconds"])
+        log.info(
+            "gateway.reloaded", why=why, source=gateway.config.source, seconds=entry["seconds"]
+        )
         self._remember(entry)
         return entry
 
@@ -311,7 +313,9 @@ class Runtime:
             with contextlib.suppress(ConfigError):  # logged; the old config stays
                 await self.reload("SIGHUP", broadcast=False)
 
-        asyncio.ensure_future(run())
+        task = asyncio.ensure_future(run())
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     # ------------------------------------------------------------------ key use
 

@@ -61,16 +61,12 @@ class Telemetry:
 
     def configure(self, kernel: Kernel, keys: Iterable[Key]) -> None:
         """What the metrics read from the kernel's config: at start and after every
-        reconfigure (label values, plugins, budgets, experiments)."""
+        reconfigure (label values, plugins, budgets)."""
         from llmkernel.models import live_names
 
         self.kernel = kernel
         metrics = self.metrics
         metrics.labels = Labels(live_names(kernel))
-        metrics.experiments = {
-            name: frozenset(experiment.variants)
-            for name, experiment in kernel.config.experiments.items()
-        }
         loaded = [p for p in kernel.plugins if p.status == "loaded"]
         extra = [build_info([(p.name, p.distribution, p.version) for p in loaded])]
         budgets = _budget_collector(kernel, list(keys), metrics.labels)
