@@ -435,6 +435,28 @@ class LedgerStore:
                 )
         return inserted_total
 
+    def try_write_batch(self, items: Sequence[LedgerRow | SqlTask]) -> int | None:
+        """:meth:`write_batch` without waiting for anyone: ``None``, with nothing
+        written, when this process's lock is held (the writer thread, a budget's
+        transaction) or another process holds the file's write lock (SQLite's
+        busy timeout is 0 for this one try). Other errors are raised as by
+        :meth:`write_batch`, the transaction rolled back."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self.conn
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                return self.write_batch(items)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return None
+                raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        finally:
+            self.lock.release()
+
     def _notify(
         self, conn: sqlite3.Connection, rows: Sequence[LedgerRow]
     ) -> list[Callable[[], None]]:
