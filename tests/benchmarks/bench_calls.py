@@ -412,4 +412,5 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", help=f"comma-separated parts of {','.join(PARTS)}")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, tuple(args.only.split(",")) if args.only else PARTS), indent=1))
+    only = tuple(args.only.split(",")) if args.only else PARTS
+    print(json.dumps(run(args.quick, only), indent=1))
