@@ -389,9 +389,7 @@ def run(quick: bool, only: tuple[str, ...] = PARTS) -> dict[str, Any]:
         if "per_call_sync" in only:
             out["per_call_sync"] = per_call_sync(base, rounds, Path(tmp) / "sync")
         if "per_call_async" in only:
-            out["per_call_async"] = asyncio.run(
-                per_call_async(base, rounds, Path(tmp) / "async")
-            )
+            out["per_call_async"] = asyncio.run(per_call_async(base, rounds, Path(tmp) / "async"))
         if "streaming" in only:
             out["streaming"] = asyncio.run(streaming(base, 150 if quick else 600))
         if "concurrency" in only:
