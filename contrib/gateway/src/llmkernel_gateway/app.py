@@ -752,6 +752,7 @@ class Gateway:
             deployments=self.telemetry.deployment_rows() if self.telemetry else {},
             kernel_stats=self._kernel_stats(),
             redis_configured=bool(self.config.redis),
+            known=self._known_deployment,
         )
         return {
             "now": time.time(),
@@ -760,6 +761,11 @@ class Gateway:
             "refresh_seconds": self.settings.status_refresh,
             **found,
         }
+
+    def _known_deployment(self, name: str) -> bool:
+        labels = self.metrics.labels if self.metrics is not None else None
+        provider, _, model = name.partition("/")
+        return labels is None or labels.deployment(provider, model) == (provider, model)
 
     async def _status_json(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float

@@ -14,7 +14,7 @@ the calendar periods of the ledger's time zone, as budgets count them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -104,6 +104,7 @@ class Dashboard:
         deployments: Mapping[str, Mapping[str, Any]],
         kernel_stats: Mapping[str, Any],
         redis_configured: bool,
+        known: Callable[[str], bool] = lambda name: True,
         now: float | None = None,
     ) -> dict[str, Any]:
         """Everything but the server's own fields (``now``, ``pid``...)."""
@@ -122,7 +123,7 @@ class Dashboard:
         if store is None:
             return out
         try:
-            out.update(self._from_ledger(store, list(keys), deployments, now))
+            out.update(self._from_ledger(store, list(keys), deployments, known, now))
         except Exception as exc:  # a busy or broken file: the page still answers
             log.warning("gateway.dashboard_read_failed", error=f"{type(exc).__name__}: {exc}")
             out["ledger_error"] = f"{type(exc).__name__}: {exc}"
@@ -133,6 +134,7 @@ class Dashboard:
         store: LedgerStore,
         keys: list[Key],
         metrics_rows: Mapping[str, Mapping[str, Any]],
+        known: Callable[[str], bool],
         now: float,
     ) -> dict[str, Any]:
         from llmkernel_ledger import report
@@ -155,6 +157,13 @@ class Dashboard:
         # per deployment over the day, with the metrics' breaker state
         deployments: dict[str, dict[str, Any]] = {}
         found = report.compare(store, "model", since=day_ago)
+        # a client-sent model name that matched no deployment is "other/other" (bounded)
+        for name in [n for n in found if not known(n)]:
+            row = found.pop(name)
+            into = found.setdefault("other/other", {"requests": 0, "errors": 0})
+            into["requests"] += row["requests"]
+            into["errors"] += row["errors"]
+            into["error_rate"] = into["errors"] / into["requests"]
         spent_today = {r["model"]: r["cost"] for r in store.summary("model", since=today)}
         for name in sorted(set(found) | {n for n, r in metrics_rows.items() if r.get("breaker")}):
             row = found.get(name, {})
