@@ -8,7 +8,7 @@ ledger). Requests:
 - ``POST /v1/chat/completions`` (``stream: true`` answers SSE chunks),
 - ``POST /v1/embeddings``, ``GET /v1/models``,
 - ``GET /health`` (liveness, and breaker states when a routing plugin reports them),
-- ``GET /metrics`` (Prometheus), ``GET /`` and ``GET /status.json`` (the status page).
+- ``GET /metrics`` (Prometheus), ``GET /`` and ``GET /status.json`` (the dashboard).
 
 A stream's first event is awaited before the response starts, so a failure before
 it gets its proper status; after it, a failure ends the stream with an error chunk
@@ -40,6 +40,7 @@ from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
 
 if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
+    from llmkernel_gateway.dashboard import Dashboard
     from llmkernel_gateway.metrics import Metrics
     from llmkernel_gateway.telemetry import Telemetry
 
@@ -83,6 +84,7 @@ class Gateway:
         self._admins = any(k.admin for k in self.settings.key_list())
         self._plugins = list(plugins)
         self.kernel: Kernel | None = None
+        self._dashboard: Dashboard | None = None
         self.metrics: Metrics | None = None
         self.telemetry: Telemetry | None = None
         self.started = 0.0
@@ -735,15 +737,35 @@ class Gateway:
         text, content_type = self.telemetry.render()
         await _respond(scope, send, 200, text, [(b"content-type", content_type.encode())])
 
-    def status(self) -> dict[str, Any]:
-        """What the status page shows, as JSON."""
+    async def status(self) -> dict[str, Any]:
+        """What the dashboard shows, as JSON (:mod:`llmkernel_gateway.dashboard`);
+        the ledger is read in a worker thread."""
+        from llmkernel_gateway.dashboard import Dashboard
+
+        assert self.kernel is not None, "the gateway's lifespan did not run"
+        if self._dashboard is None:
+            self._dashboard = Dashboard(self.kernel)
+            self.kernel.lifecycle.add_closer(self._dashboard.close)
+        found = await asyncio.to_thread(
+            self._dashboard.collect,
+            keys=self.settings.key_list(),
+            deployments=self.telemetry.deployment_rows() if self.telemetry else {},
+            kernel_stats=self._kernel_stats(),
+            redis_configured=bool(self.config.redis),
+            known=self._known_deployment,
+        )
         return {
             "now": time.time(),
             "started": self.started,
             "pid": os.getpid(),
             "refresh_seconds": self.settings.status_refresh,
-            "deployments": self.telemetry.deployment_rows() if self.telemetry else {},
+            **found,
         }
+
+    def _known_deployment(self, name: str) -> bool:
+        labels = self.metrics.labels if self.metrics is not None else None
+        provider, _, model = name.partition("/")
+        return labels is None or labels.deployment(provider, model) == (provider, model)
 
     async def _status_json(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -753,7 +775,7 @@ class Gateway:
             await self._fail(scope, send, key, rid)
             return
         headers = [_JSON, (b"cache-control", b"no-store")]
-        await _respond(scope, send, 200, wire.dumps(self.status()), headers)
+        await _respond(scope, send, 200, wire.dumps(await self.status()), headers)
 
     async def _status_page(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -766,7 +788,7 @@ class Gateway:
             await _respond(scope, send, key.status, page.login(key.message).encode(), [html_type])
             return
         headers = [html_type, (b"cache-control", b"no-store")]
-        await _respond(scope, send, 200, page.render(self.status()).encode(), headers)
+        await _respond(scope, send, 200, page.render(await self.status()).encode(), headers)
 
     async def _login(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float

@@ -209,6 +209,30 @@ class Metrics:
             "miss, bypassed).",
             ["kind", "result"],
         )
+        # A/B tests: label values are experiment and variant names of the config
+        variant = ["experiment", "variant"]
+        self.variant_calls = counter(
+            "llmkernel_gateway_variant_calls",
+            "Calls of an experiment ([models.NAME] variants) by variant and outcome "
+            "(ok, error, refused, cancelled, abandoned).",
+            [*variant, "outcome"],
+        )
+        self.variant_latency = histogram(
+            "llmkernel_gateway_variant_latency_seconds",
+            "Answered calls of an experiment: the kernel's latency, by variant.",
+            variant,
+            LATENCY_BUCKETS,
+        )
+        self.variant_tokens = counter(
+            "llmkernel_gateway_variant_tokens",
+            "Tokens of an experiment's calls by variant and type (input, output).",
+            [*variant, "type"],
+        )
+        self.variant_cost = counter(
+            "llmkernel_gateway_variant_cost_usd",
+            "Cost of an experiment's calls in USD, by variant (priced models only).",
+            variant,
+        )
         # made when a plugin first reports shared state (kernel.stats()["redis"])
         self.redis_up: Any = None
         self.redis_errors: Any = None
@@ -292,6 +316,21 @@ class Metrics:
 
     def refused(self, reason: str, scope: str) -> None:
         self.child(self.refusals, (reason, scope)).inc()
+
+    def variant(self, experiment: str, variant: str, outcome: Any) -> None:
+        """One call of an experiment (``experiment`` and ``variant`` come from the
+        config: the kernel assigns a variant only to a configured experiment)."""
+        labels = (experiment, variant)
+        self.child(self.variant_calls, (*labels, str(outcome.status))).inc()
+        if outcome.status == "ok":
+            self.child(self.variant_latency, labels).observe(float(outcome.latency))
+        usage = outcome.usage
+        if usage is not None:
+            for kind, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+                if value:
+                    self.child(self.variant_tokens, (*labels, kind)).inc(value)
+        if outcome.cost is not None:
+            self.child(self.variant_cost, labels).inc(float(outcome.cost))
 
     # ------------------------------------------------------------------ mirrors
 

@@ -54,6 +54,7 @@ class Telemetry:
         self.kernel = kernel
         metrics = self.metrics
         metrics.labels = Labels(live_names(kernel))
+        self.observer.experiments = frozenset(kernel.config.experiments)
         loaded = [p for p in kernel.plugins if p.status == "loaded"]
         metrics.extra = [build_info([(p.name, p.distribution, p.version) for p in loaded])]
         budgets = _budget_collector(kernel, list(keys), metrics.labels)

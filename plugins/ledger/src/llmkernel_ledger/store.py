@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "GROUPS",
+    "GROUP_SQL",
     "LedgerRow",
     "LedgerStore",
     "RowListener",
@@ -85,6 +86,16 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     # 1 when the token counts are the kernel's estimate (a stream stopped before the
     # provider reported its usage), not the provider's
     (3, ("ALTER TABLE requests ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0",)),
+    # an A/B test's call: the experiment (the model name called) and its variant;
+    # NULL for every other call, and for the rows from before (nothing rewritten)
+    (
+        4,
+        (
+            "ALTER TABLE requests ADD COLUMN experiment TEXT",
+            "ALTER TABLE requests ADD COLUMN variant TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_variant ON requests (experiment, variant)",
+        ),
+    ),
 )
 
 COLUMNS = (
@@ -113,8 +124,22 @@ COLUMNS = (
     "cached",
     "metadata",
     "usage_estimated",
+    "experiment",
+    "variant",
 )
-GROUPS = ("day", "month", "provider", "model", "tenant", "key", "kind", "status")
+GROUPS = (
+    "day",
+    "month",
+    "provider",
+    "model",
+    "tenant",
+    "key",
+    "kind",
+    "status",
+    "error_kind",
+    "experiment",
+    "variant",
+)
 _TOKENS = (
     "input_tokens",
     "cached_input_tokens",
@@ -126,6 +151,12 @@ _TOKENS = (
 
 
 _QUALIFIED = "coalesce(provider, '-') || '/' || coalesce(model, '-')"
+#: a variant is named with its experiment: variant ``a`` of two experiments are two
+_VARIANT = (
+    "CASE WHEN variant IS NULL THEN NULL ELSE coalesce(experiment, '-') || '/' || variant END"
+)
+#: the SQL expression each group (of :data:`GROUPS`) is
+GROUP_SQL = {**{g: g for g in GROUPS}, "model": _QUALIFIED, "variant": _VARIANT}
 
 
 def period_keys(ts: float, tz: ZoneInfo) -> tuple[str, str]:
@@ -164,6 +195,10 @@ class LedgerRow:
     metadata: str | None = None
     #: the token counts (and so the cost) are an estimate, not the provider's report
     usage_estimated: bool = False
+    #: an A/B test's call: the model name called (``[models.NAME] variants``)...
+    experiment: str | None = None
+    #: ... and the variant it was assigned (``ctx.variant``)
+    variant: str | None = None
 
     def values(self, tz: ZoneInfo) -> dict[str, Any]:
         return dict(zip(COLUMNS, self.params(tz), strict=True))
@@ -198,6 +233,8 @@ class LedgerRow:
             int(self.cached),
             self.metadata,
             int(self.usage_estimated),
+            self.experiment,
+            self.variant,
         )
 
 
@@ -514,8 +551,9 @@ class LedgerStore:
                 raise ValueError(f"cannot filter by {column!r}")
             clause += (" AND " if clause else "WHERE ") + f"{column} = ?"
             params.append(value)
-        # a model is named with its provider: gpt-4o on openai and on azure are two
-        group = (_QUALIFIED if by == "model" else by) if by else "'all'"
+        # a model is named with its provider: gpt-4o on openai and on azure are two;
+        # a variant with its experiment
+        group = GROUP_SQL[by] if by else "'all'"
         sums = ", ".join(f"sum({t}) AS {t}" for t in _TOKENS)
         sql = (
             f"SELECT {group} AS grp, count(*) AS requests, "
