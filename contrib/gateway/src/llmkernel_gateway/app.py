@@ -715,14 +715,17 @@ class Gateway:
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
     ) -> None:
         deployments: dict[str, Any] = {}
-        for name, row in self._kernel_stats().get("deployments", {}).items():
+        stats = self._kernel_stats()
+        for name, row in stats.get("deployments", {}).items():
             if isinstance(row, Mapping):
                 state = row.get("breaker") or row.get("state")
                 if isinstance(state, Mapping):  # llmkernel-routing: the breaker's details
                     deployments[name] = {"breaker": state.get("state"), **dict(state)}
                 elif state is not None:
                     deployments[name] = {"breaker": state}
-        body = wire.dumps({"status": "ok", "pid": os.getpid(), "deployments": deployments})
+        answer: dict[str, Any] = {"status": "ok", "pid": os.getpid(), "deployments": deployments}
+        answer.update(redis_health(stats.get("redis")))
+        body = wire.dumps(answer)  # 200 even when degraded: the instance still serves
         await _respond(scope, send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
 
     async def _metrics(
@@ -936,3 +939,24 @@ def create_app() -> Gateway:
 
 
 __all__ = ["CONFIG_ENV", "Gateway", "create_app"]
+
+
+def redis_health(redis: Any) -> dict[str, Any]:
+    """``/health``'s part of the shared Redis (``[redis]`` set): each link's state,
+    and ``status: degraded`` with the reasons (passwords already redacted by the
+    link) while one is degraded: the instance serves on local state meanwhile."""
+    if not isinstance(redis, Mapping):
+        return {}
+    links = {"main": redis}
+    if isinstance(redis.get("cache"), Mapping):
+        links["cache"] = redis["cache"]
+    answer: dict[str, Any] = {"redis": {name: link.get("state") for name, link in links.items()}}
+    down = [
+        f"redis {name}: {link.get('reason') or 'unavailable'}"
+        for name, link in links.items()
+        if link.get("state") == "degraded"
+    ]
+    if down:
+        answer["status"] = "degraded"
+        answer["degraded"] = down
+    return answer
