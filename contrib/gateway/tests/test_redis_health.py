@@ -51,6 +51,9 @@ def test_degraded_while_redis_is_away_then_ok(tmp_path) -> None:  # type: ignore
         reasons = seen["degraded"]
         assert isinstance(reasons, list) and reasons[0].startswith("redis main: ")
         assert "secret-pw" not in str(seen)
+        metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+        assert 'llmkernel_redis_up{link="main"} 0.0' in metrics
+        assert 'llmkernel_redis_outages_total{link="main"} 1.0' in metrics
         server.start()
         deadline = time.monotonic() + 10
         while True:  # the link tries again after retry_interval, at the next call
@@ -61,6 +64,8 @@ def test_degraded_while_redis_is_away_then_ok(tmp_path) -> None:  # type: ignore
                 break
         assert seen["status"] == "ok" and seen["redis"] == {"main": "ok"}
         assert "degraded" not in seen
+        metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+        assert 'llmkernel_redis_up{link="main"} 1.0' in metrics
     finally:
         gateway.stop()
         server.stop()

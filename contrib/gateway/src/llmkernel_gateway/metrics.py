@@ -518,3 +518,49 @@ def build_info(plugins: list[tuple[str, str | None, str | None]]) -> Any:
             yield loaded
 
     return BuildInfo()
+
+
+def redis_collector(kernel: Any) -> Any:
+    """A scrape-time collector of the shared Redis's links (``[redis]`` set):
+    ``llmkernel_redis_up`` (1 ok, 0 degraded), ``llmkernel_redis_outages_total`` and
+    ``llmkernel_redis_failures_total`` per link, as this worker sees them; ``None``
+    without ``[redis]``."""
+    if not getattr(kernel.config, "redis", None):
+        return None
+    try:
+        from llmkernel_redis.shared import shared_for
+    except ImportError:
+        return None
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class RedisLinks:
+        def collect(self) -> Iterator[Any]:
+            shared = shared_for(kernel)
+            stats = shared.stats() if shared is not None else {}
+            links = {"main": stats}
+            if isinstance(stats.get("cache"), dict):
+                links["cache"] = stats["cache"]
+            up = GaugeMetricFamily(
+                "llmkernel_redis_up",
+                "Whether the shared Redis answers (1) or the link is degraded (0).",
+                labels=["link"],
+            )
+            outages = CounterMetricFamily(
+                "llmkernel_redis_outages",
+                "Times the link turned degraded (the gateway fell back to local state).",
+                labels=["link"],
+            )
+            failures = CounterMetricFamily(
+                "llmkernel_redis_failures", "Redis calls that failed or timed out.", labels=["link"]
+            )
+            for name, link in links.items():
+                if "state" not in link:
+                    continue
+                up.add_metric([name], 1.0 if link["state"] == "ok" else 0.0)
+                outages.add_metric([name], float(link.get("outages", 0)))
+                failures.add_metric([name], float(link.get("failures", 0)))
+            yield up
+            yield outages
+            yield failures
+
+    return RedisLinks()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmkernel import log
 from llmkernel_gateway import observe
-from llmkernel_gateway.metrics import Labels, Metrics, build_info
+from llmkernel_gateway.metrics import Labels, Metrics, build_info, redis_collector
 
 if TYPE_CHECKING:
     import asyncio
@@ -60,6 +60,9 @@ class Telemetry:
         budgets = _budget_collector(kernel, list(keys), metrics.labels)
         if budgets is not None:
             metrics.extra.append(budgets)
+        redis = redis_collector(kernel)
+        if redis is not None:
+            metrics.extra.append(redis)
         if any(p.name == "otel" for p in loaded):
             self._start_tracing([r for r in routes if r not in UNTRACED])
         if metrics.multiprocess:
