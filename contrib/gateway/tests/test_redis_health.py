@@ -12,7 +12,9 @@ from llmkernel_redis.testing import RedisServer, require_redis_server
 from .conftest import Gateway
 
 
-def config(url: str) -> str:
+def config(url: str, *, redis: str = "") -> str:
+    """The mock, ``[redis]`` at ``url`` (with ``redis``'s extra lines) and a rate
+    limit, so every call asks Redis."""
     return f"""
 [providers.mock]
 type = "mock"
@@ -22,7 +24,7 @@ url = "{url}"
 timeout = 2
 connect_timeout = 2
 retry_interval = 0.2
-
+{redis}
 [plugin.ratelimit]
 mode = "reject"
 limits = {{ "*" = {{ requests_per_minute = 1000 }} }}

@@ -15,6 +15,7 @@ import httpx
 from llmkernel_redis.testing import RedisServer, redis_server
 
 from .conftest import Gateway, key_table
+from .test_redis_health import config as redis_config
 
 __all__ = ["redis_server"]
 
@@ -23,23 +24,8 @@ TEAM, OTHER = "sk-team-scaleout-0001", "sk-other-scaleout-0002"
 
 def config(url: str) -> str:
     return (
-        f"""
-[providers.mock]
-type = "mock"
-
-[redis]
-url = "{url}"
-timeout = 2
-connect_timeout = 2
-retry_interval = 0.2
-instances = 2
-
-[plugin.ratelimit]
-mode = "reject"
-
-[plugin.cache]
-enabled = true
-"""
+        redis_config(url, redis="instances = 2\n")
+        + "\n[plugin.cache]\nenabled = true\n"
         + key_table("team", TEAM)
         + '[plugin.gateway.keys."team".rate_limit]\nrequests_per_minute = 20\n'
         + key_table("other", OTHER)

@@ -112,17 +112,11 @@ class FleetBreakers:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError, *_failures()):
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError, self._unavailable):
                 await task
 
     def stats(self) -> dict[str, Any]:
         return {"published": self.published, "adopted": self.adopted}
-
-
-def _failures() -> tuple[type[BaseException], ...]:
-    from llmkernel_redis.link import FAILURES, Unavailable
-
-    return (*FAILURES, Unavailable)
 
 
 def fleet_for(kernel: Any) -> FleetBreakers | None:
