@@ -40,6 +40,9 @@ else:
 #: a second bare httpx client, identical to the baseline: what the machine's noise
 #: alone adds to a client's p99 (the paired differences of two equal clients)
 CONTROL = "bare httpx, second client"
+#: the full stack with the ledger's ``durability = "fast"``: what the durable
+#: default's wait for the commit costs, in the same run
+FULL_FAST = "kernel full, ledger fast"
 
 
 def _messages(i: int) -> list[dict[str, str]]:
@@ -67,6 +70,7 @@ def per_call_sync(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
     fresh = itertools.count(10**6)  # the full stack's own texts: its cache always misses
     body = {"model": MODEL, "messages": []}
     minimal, full = minimal_kernel(base), full_kernel(base, tmp)
+    fast = full_kernel(base, tmp / "fast", durability="fast")
     client = httpx.Client(base_url=base, headers={"authorization": "Bearer sk-bench"})
     state = {"i": 0}
 
@@ -81,6 +85,9 @@ def per_call_sync(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
 
     def kfull() -> object:
         return full.chat(model="fast", messages=_messages(next(fresh))).text
+
+    def kfast() -> object:
+        return fast.chat(model="fast", messages=_messages(next(fresh))).text
 
     control = httpx.Client(base_url=base, headers={"authorization": "Bearer sk-bench"})
 
@@ -97,6 +104,7 @@ def per_call_sync(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         CONTROL: bare_again,
         "kernel minimal": kmin,
         "kernel full": kfull,
+        FULL_FAST: kfast,
     }
     try:
         import openai
@@ -125,6 +133,7 @@ def per_call_sync(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         control.close()
         minimal.close()
         full.close()
+        fast.close()
     return _summary(times, "bare httpx")
 
 
@@ -133,6 +142,7 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
     fresh = itertools.count(10**6)  # the full stack's own texts: its cache always misses
     state = {"i": 0}
     minimal, full = minimal_kernel(base), full_kernel(base, tmp)
+    fast = full_kernel(base, tmp / "fast", durability="fast")
     client = httpx.AsyncClient(base_url=base, headers={"authorization": "Bearer sk-bench"})
 
     async def bare() -> object:
@@ -147,6 +157,9 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
 
     async def kfull() -> object:
         return (await full.achat(model="fast", messages=_messages(next(fresh)))).text
+
+    async def kfast() -> object:
+        return (await fast.achat(model="fast", messages=_messages(next(fresh)))).text
 
     from llmkernel_http.aiohttp_transport import AiohttpTransport
 
@@ -174,6 +187,7 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         "httpx over llmkernel AiohttpTransport": bare_ours,
         "kernel minimal": kmin,
         "kernel full": kfull,
+        FULL_FAST: kfast,
     }
     sdk = None
     try:
@@ -198,6 +212,7 @@ async def per_call_async(base: str, rounds: int, tmp: Path) -> dict[str, Any]:
         await ours.aclose()
         await minimal.aclose()
         await full.aclose()
+        await fast.aclose()
         if sdk is not None:
             await sdk.close()
     return _summary(times, "bare httpx")
@@ -364,22 +379,36 @@ async def concurrency(
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
+PARTS = ("per_call_sync", "per_call_async", "streaming", "concurrency")
+
+
+def run(quick: bool, only: tuple[str, ...] = PARTS) -> dict[str, Any]:
     rounds = 300 if quick else 1000
     out: dict[str, Any] = {}
     with upstream() as base, tempfile.TemporaryDirectory(prefix="llmkernel-bench-") as tmp:
-        out["per_call_sync"] = per_call_sync(base, rounds, Path(tmp) / "sync")
-        out["per_call_async"] = asyncio.run(per_call_async(base, rounds, Path(tmp) / "async"))
-        out["streaming"] = asyncio.run(streaming(base, 150 if quick else 600))
-        out["concurrency"] = asyncio.run(
-            concurrency(
-                base, [1, 50, 200], 0.6 if quick else 1.0, 2 if quick else 3, Path(tmp) / "conc"
+        if "per_call_sync" in only:
+            out["per_call_sync"] = per_call_sync(base, rounds, Path(tmp) / "sync")
+        if "per_call_async" in only:
+            out["per_call_async"] = asyncio.run(per_call_async(base, rounds, Path(tmp) / "async"))
+        if "streaming" in only:
+            out["streaming"] = asyncio.run(streaming(base, 150 if quick else 600))
+        if "concurrency" in only:
+            out["concurrency"] = asyncio.run(
+                concurrency(
+                    base,
+                    [1, 50, 200],
+                    0.6 if quick else 1.0,
+                    2 if quick else 3,
+                    Path(tmp) / "conc",
+                )
             )
-        )
     return out
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=1))
+    parser.add_argument("--only", help=f"comma-separated parts of {','.join(PARTS)}")
+    args = parser.parse_args()
+    only = tuple(args.only.split(",")) if args.only else PARTS
+    print(json.dumps(run(args.quick, only), indent=1))

@@ -130,7 +130,7 @@ def minimal_kernel(base: str) -> Any:
     )
 
 
-def full_config(base: str, tmp: Path) -> dict[str, Any]:
+def full_config(base: str, tmp: Path, durability: str = "durable") -> dict[str, Any]:
     """The full default stack: every first-party plugin installed, a routing strategy
     with the breaker and latency metrics, a rate limit, the cache (missed), the
     durable ledger with a budget (a reservation a call), prices."""
@@ -147,7 +147,7 @@ def full_config(base: str, tmp: Path) -> dict[str, Any]:
                 }
             },
             "cache": {"enabled": True, "path": str(tmp / "cache.db")},
-            "ledger": {"path": str(tmp / "ledger.db")},
+            "ledger": {"path": str(tmp / "ledger.db"), "durability": durability},
             "budgets": {
                 "allow_unpriced": False,
                 "limits": [{"name": "monthly", "amount": "1000000", "period": "month"}],
@@ -156,7 +156,7 @@ def full_config(base: str, tmp: Path) -> dict[str, Any]:
     }
 
 
-def full_kernel(base: str, tmp: Path) -> Any:
+def full_kernel(base: str, tmp: Path, durability: str = "durable") -> Any:
     from llmkernel import Kernel
 
-    return Kernel.from_config(full_config(base, tmp))
+    return Kernel.from_config(full_config(base, tmp, durability))

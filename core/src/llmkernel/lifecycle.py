@@ -2,7 +2,7 @@
 exits without closing it, and in a child made by ``os.fork``.
 
 Every kernel has a :class:`Lifecycle` (``kernel.lifecycle``); plugins register with
-it in ``configure`` (``kernel.add_closer``, ``kernel.on_exit``, ``kernel.on_fork``)
+it in ``configure`` (``kernel.lifecycle.add_closer``, ``.on_exit``, ``.on_fork``)
 and providers through their ``ProviderConfig.lifecycle``. This module alone
 registers with :mod:`atexit` and :func:`os.register_at_fork`, once, for every kernel
 of the process.

@@ -108,7 +108,7 @@ class Provider:
         this provider's model id), from an endpoint that counts without generating
         (Anthropic's ``count_tokens``, Gemini's ``countTokens``), or ``None`` when
         the provider has none: callers then use the kernel's local count
-        (:meth:`llmkernel.Kernel.count_request_tokens`). Raise a
+        (:meth:`llmkernel.models.Models.count`). Raise a
         :class:`~llmkernel.errors.ProviderError` when the endpoint fails."""
         return None
 

@@ -373,6 +373,63 @@ def test_anthropic_refuses_custom_ids_it_does_not_allow(
         assert not server.requests
 
 
+def test_anthropic_params_are_the_anthropic_plugins_chat_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The instance's settings and the line's structured output reach the batch as
+    they reach a chat call: one converter, the anthropic plugin's."""
+    pytest.importorskip("llmkernel_anthropic")
+    monkeypatch.setenv("BATCH_TEST_KEY", KEY)
+    with FakeServer() as server:
+        fake = FakeAnthropic(server)
+        cfg = config(tmp_path, "an", "anthropic", server.url)
+        cfg.write_text(cfg.read_text().replace(
+            'api_key_env = "BATCH_TEST_KEY"',
+            'api_key_env = "BATCH_TEST_KEY"\ncache_system = "1h"\ndefault_max_tokens = 1000',
+        ))  # fmt: skip
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+        line = {"custom_id": "a", "model": "an/claude-haiku-4-5",
+                "response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "answer", "schema": schema}},
+                "messages": [{"role": "system", "content": "be brief"},
+                             {"role": "user", "content": "count"}]}  # fmt: skip
+        data = tmp_path / "in.jsonl"
+        data.write_text(json.dumps(line) + "\n")
+        code, _, err = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
+        assert code == 0, err
+        params = fake.requests[0]["params"]
+        assert params["max_tokens"] == 1000
+        assert params["system"] == [
+            {
+                "type": "text",
+                "text": "be brief",
+                "cache_control": {"type": "ephemeral", "ttl": "1h"},
+            }
+        ]
+        assert params["tools"][-1]["name"] == "answer"
+        assert params["tools"][-1]["input_schema"] == schema
+        assert params["tool_choice"] == {"type": "tool", "name": "answer"}
+
+
+def test_a_line_the_converter_refuses_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("llmkernel_gemini")
+    monkeypatch.setenv("BATCH_TEST_KEY", KEY)
+    with FakeServer() as server:
+        FakeGemini(server)
+        cfg = config(tmp_path, "gm", "gemini", server.url)
+        # a tool result answering no call: Gemini needs the function's name
+        line = {"custom_id": "a", "model": "gm/gemini-2.5-flash",
+                "messages": [{"role": "user", "content": "x"},
+                             {"role": "tool", "tool_call_id": "c1", "content": "42"}]}  # fmt: skip
+        data = tmp_path / "in.jsonl"
+        data.write_text(json.dumps(line) + "\n")
+        code, _, err = run(["-c", str(cfg), "batch", str(data), "--provider-batch"], capsys)
+        assert code == 1 and "line 1" in err and "function name" in err
+        assert not server.requests
+
+
 # --------------------------------------------------------------------------- Gemini
 
 

@@ -232,7 +232,8 @@ def test_a_full_disk_fails_durable_waiters_and_is_written_later(tmp_path: Path) 
     store = LedgerStore(tmp_path / "l.db")
     writer = LedgerWriter(store, linger=0, write_timeout=0.1, retry_every=0.05)
     pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-    store.conn.execute(f"PRAGMA max_page_count = {pages}")
+    for conn in store.connections:  # the limit is a connection's: the file is full for both
+        conn.execute(f"PRAGMA max_page_count = {pages}")
     big = "x" * 20_000  # every row needs pages of its own
 
     async def offer(n: int) -> list[BaseException | None]:
@@ -245,7 +246,8 @@ def test_a_full_disk_fails_durable_waiters_and_is_written_later(tmp_path: Path) 
     results = asyncio.run(offer(4))
     assert all(isinstance(r, LedgerError) and "full" in str(r) for r in results)
     assert writer.held_rows == 4
-    store.conn.execute("PRAGMA max_page_count = 1073741823")
+    for conn in store.connections:
+        conn.execute("PRAGMA max_page_count = 1073741823")
     deadline = time.monotonic() + 10
     while writer.held_rows and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -351,3 +353,52 @@ def test_after_sigkill_every_answer_returned_has_its_row(tmp_path: Path, callers
     assert len(seen) >= lines, "the caller never got going"
     missing = [tag for tag in seen if tag not in tags]
     assert not missing, f"{len(missing)} of {len(seen)} answers have no row: {missing[:5]}"
+
+
+def test_an_idle_writer_commits_the_row_before_offer_returns(tmp_path: Path) -> None:
+    """Durable and idle: the row is in the file when ``offer`` returns, with nothing
+    left to await."""
+    from llmkernel_ledger.store import LedgerRow, LedgerStore
+    from llmkernel_ledger.writer import LedgerWriter
+
+    store = LedgerStore(tmp_path / "l.db")
+    writer = LedgerWriter(store, linger=0)
+
+    async def offer() -> object:
+        return writer.offer(LedgerRow(request_id="r1", ts=1.0), wait=True)
+
+    assert asyncio.run(offer()) is None
+    assert count(tmp_path / "l.db") == 1  # another connection sees it committed
+    assert writer.written == 1
+    writer.close()
+
+
+def test_a_file_locked_by_another_process_is_not_waited_for_inline(tmp_path: Path) -> None:
+    """Another connection holds the write lock (as another process would): the offer
+    returns at once with an awaitable, which completes, row committed, once the lock
+    is released; the caller's loop never waited on SQLite's busy timeout."""
+    from llmkernel_ledger.store import LedgerRow, LedgerStore
+    from llmkernel_ledger.writer import Durable, LedgerWriter
+
+    path = tmp_path / "l.db"
+    store = LedgerStore(path, busy_timeout=5.0)
+    writer = LedgerWriter(store, linger=0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def offer() -> float:
+        started = time.monotonic()
+        wait = writer.offer(LedgerRow(request_id="r1", ts=1.0), wait=True)
+        offered = time.monotonic() - started
+        assert isinstance(wait, Durable)
+        await asyncio.sleep(0.2)
+        assert count(path) == 0  # nothing committed while the lock is held
+        other.execute("COMMIT")
+        await wait
+        return offered
+
+    offered = asyncio.run(offer())
+    assert offered < 1.0, f"the offer waited {offered:.2f} s for the lock"
+    assert count(path) == 1
+    other.close()
+    writer.close()

@@ -85,7 +85,7 @@ def test_migrations_recorded_and_not_rerun(tmp_path: Path) -> None:
     store.add_migrations([(1000, ["CREATE TABLE extra (x INTEGER)"])])
     LedgerStore(path).add_migrations([(1000, ["CREATE TABLE extra (x INTEGER)"])])
     versions = [r[0] for r in store.conn.execute("SELECT version FROM migrations ORDER BY 1")]
-    assert versions == [1, 2, 3, 1000]
+    assert versions == [1, 2, 3, 4, 1000]
     assert store.count() == 1
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -39,7 +39,7 @@ def _no_env_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def config(url: str, limit: dict[str, Any], **redis: Any) -> dict[str, Any]:
     return {
         "providers": {"a": {"type": "scripted"}},
-        "redis": {"url": url, "timeout": 5, "retry_interval": 0.2, **redis},
+        "redis": {"url": url, "timeout": 5, "connect_timeout": 5, "retry_interval": 0.2, **redis},
         "plugin": {
             "ratelimit": {"mode": "reject", "limits": {"*": {**limit, "per": ["key"]}}},
         },

@@ -18,7 +18,7 @@ async def ping(client: aioredis.Redis) -> bool:
 
 
 async def test_a_call_and_its_stats(redis_server: RedisServer) -> None:
-    link = RedisLink(redis_server.url)
+    link = RedisLink(redis_server.url, timeout=5)
     assert await link.call(ping) is True
     stats = link.stats()
     assert stats["state"] == "ok" and stats["calls"] == 1 and stats["reason"] is None
@@ -27,7 +27,7 @@ async def test_a_call_and_its_stats(redis_server: RedisServer) -> None:
 
 async def test_a_unix_socket(redis_unix_server: RedisServer) -> None:
     assert redis_unix_server.url.startswith("unix://")
-    link = RedisLink(redis_unix_server.url)
+    link = RedisLink(redis_unix_server.url, timeout=5)
     assert await link.call(ping) is True
     await link.aclose()
 
@@ -35,7 +35,7 @@ async def test_a_unix_socket(redis_unix_server: RedisServer) -> None:
 async def test_killed_then_restarted_degrades_once_and_recovers(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    link = RedisLink(redis_server.url, retry_interval=0.2)
+    link = RedisLink(redis_server.url, retry_interval=0.2, timeout=5)
     recovered: list[float] = []
 
     async def listener() -> None:
@@ -84,7 +84,7 @@ async def test_a_server_that_does_not_answer_in_time(redis_server: RedisServer) 
 
 
 def test_a_pool_per_event_loop(redis_server: RedisServer) -> None:
-    link = RedisLink(redis_server.url)
+    link = RedisLink(redis_server.url, timeout=5)
     clients = []
 
     async def one() -> None:
@@ -98,7 +98,7 @@ def test_a_pool_per_event_loop(redis_server: RedisServer) -> None:
 
 async def test_nothing_listening(redis_server: RedisServer) -> None:
     redis_server.stop()
-    link = RedisLink(redis_server.url)
+    link = RedisLink(redis_server.url, timeout=5)
     with pytest.raises(Unavailable) as info:
         await link.call(ping)
     assert link.state == "degraded" and info.value.reason == link.reason
@@ -106,7 +106,7 @@ async def test_nothing_listening(redis_server: RedisServer) -> None:
 
 async def test_the_password_stays_out_of_the_reason(redis_server: RedisServer) -> None:
     url = f"redis://user:pw-{'x' * 12}@127.0.0.1:{redis_server.port}/0"
-    link = RedisLink(url)
+    link = RedisLink(url, timeout=5)
     with pytest.raises(Unavailable):  # the server has no such user
         await link.call(ping)
     assert "pw-xxxx" not in (link.reason or "") and "pw-xxxx" not in repr(link)

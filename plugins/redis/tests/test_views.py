@@ -25,7 +25,7 @@ async def link(redis_server: RedisServer) -> RedisLink:
 async def test_cache_entries_per_namespace_with_a_ttl(
     link: RedisLink, redis_server: RedisServer
 ) -> None:
-    one, two = SharedCache(link, "t:"), SharedCache(RedisLink(redis_server.url), "t:")
+    one, two = SharedCache(link, "t:"), SharedCache(RedisLink(redis_server.url, timeout=5), "t:")
     await one.set("tenant-a", "k1", b"answer", ttl=0.3)
     assert await two.get("tenant-a", "k1") == b"answer"  # stored by one, a hit on another
     assert await two.get("tenant-b", "k1") is None  # namespaces never cross

@@ -8,7 +8,7 @@ ledger). Requests:
 - ``POST /v1/chat/completions`` (``stream: true`` answers SSE chunks),
 - ``POST /v1/embeddings``, ``GET /v1/models``,
 - ``GET /health`` (liveness, and breaker states when a routing plugin reports them),
-- ``GET /metrics`` (Prometheus), ``GET /`` and ``GET /status.json`` (the status page).
+- ``GET /metrics`` (Prometheus), ``GET /`` and ``GET /status.json`` (the dashboard).
 
 A stream's first event is awaited before the response starts, so a failure before
 it gets its proper status; after it, a failure ends the stream with an error chunk
@@ -40,6 +40,7 @@ from llmkernel_gateway.settings import GatewaySettings, Key, load_settings
 
 if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
+    from llmkernel_gateway.dashboard import Dashboard
     from llmkernel_gateway.metrics import Metrics
     from llmkernel_gateway.telemetry import Telemetry
 
@@ -87,6 +88,7 @@ class Gateway:
         self.runtime = Runtime(self)  # keys, deployments and config changed live
         self.admin = Admin(self)
         self.kernel: Kernel | None = None
+        self._dashboard: Dashboard | None = None
         self.metrics: Metrics | None = None
         self.telemetry: Telemetry | None = None
         self.started = 0.0
@@ -732,7 +734,8 @@ class Gateway:
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
     ) -> None:
         deployments: dict[str, Any] = {}
-        for name, row in self._kernel_stats().get("deployments", {}).items():
+        stats = self._kernel_stats()
+        for name, row in stats.get("deployments", {}).items():
             if isinstance(row, Mapping):
                 state = row.get("breaker") or row.get("state")
                 if isinstance(state, Mapping):  # llmkernel-routing: the breaker's details
@@ -742,13 +745,14 @@ class Gateway:
         down = any(row.get("breaker") == "open" for row in deployments.values())
         status = "degraded" if down else "ok"  # a deployment's breaker is open
         answer: dict[str, Any] = {"status": status, "pid": os.getpid(), "deployments": deployments}
+        answer.update(redis_health(stats.get("redis")))
         if (
             self.keys
             and not self.settings.public_health
             and not isinstance(self._admin(scope), Key)
         ):
             answer = {"status": answer["status"]}  # a load balancer's probe: nothing more
-        body = wire.dumps(answer)
+        body = wire.dumps(answer)  # 200 even when degraded: the instance still serves
         await _respond(scope, send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
 
     async def _metrics(
@@ -763,15 +767,35 @@ class Gateway:
         text, content_type = self.telemetry.render()
         await _respond(scope, send, 200, text, [(b"content-type", content_type.encode())])
 
-    def status(self) -> dict[str, Any]:
-        """What the status page shows, as JSON."""
+    async def status(self) -> dict[str, Any]:
+        """What the dashboard shows, as JSON (:mod:`llmkernel_gateway.dashboard`);
+        the ledger is read in a worker thread."""
+        from llmkernel_gateway.dashboard import Dashboard
+
+        assert self.kernel is not None, "the gateway's lifespan did not run"
+        if self._dashboard is None:
+            self._dashboard = Dashboard(self.kernel)
+            self.kernel.lifecycle.add_closer(self._dashboard.close)
+        found = await asyncio.to_thread(
+            self._dashboard.collect,
+            keys=self.settings.key_list(),
+            deployments=self.telemetry.deployment_rows() if self.telemetry else {},
+            kernel_stats=self._kernel_stats(),
+            redis_configured=bool(self.config.redis),
+            known=self._known_deployment,
+        )
         return {
             "now": time.time(),
             "started": self.started,
             "pid": os.getpid(),
             "refresh_seconds": self.settings.status_refresh,
-            "deployments": self.telemetry.deployment_rows() if self.telemetry else {},
+            **found,
         }
+
+    def _known_deployment(self, name: str) -> bool:
+        labels = self.metrics.labels if self.metrics is not None else None
+        provider, _, model = name.partition("/")
+        return labels is None or labels.deployment(provider, model) == (provider, model)
 
     async def _status_json(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -781,7 +805,7 @@ class Gateway:
             await self._fail(scope, send, key, rid)
             return
         headers = [_JSON, (b"cache-control", b"no-store")]
-        await _respond(scope, send, 200, wire.dumps(self.status()), headers)
+        await _respond(scope, send, 200, wire.dumps(await self.status()), headers)
 
     async def _status_page(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -794,7 +818,7 @@ class Gateway:
             await _respond(scope, send, key.status, page.login(key.message).encode(), [html_type])
             return
         headers = [html_type, (b"cache-control", b"no-store")]
-        await _respond(scope, send, 200, page.render(self.status()).encode(), headers)
+        await _respond(scope, send, 200, page.render(await self.status()).encode(), headers)
 
     async def _login(
         self, scope: Scope, receive: Receive, send: Send, rid: str, started: float
@@ -942,3 +966,24 @@ def create_app() -> Gateway:
 
 
 __all__ = ["CONFIG_ENV", "Gateway", "create_app"]
+
+
+def redis_health(redis: Any) -> dict[str, Any]:
+    """``/health``'s part of the shared Redis (``[redis]`` set): each link's state,
+    and ``status: degraded`` with the reasons (passwords already redacted by the
+    link) while one is degraded: the instance serves on local state meanwhile."""
+    if not isinstance(redis, Mapping):
+        return {}
+    links = {"main": redis}
+    if isinstance(redis.get("cache"), Mapping):
+        links["cache"] = redis["cache"]
+    answer: dict[str, Any] = {"redis": {name: link.get("state") for name, link in links.items()}}
+    down = [
+        f"redis {name}: {link.get('reason') or 'unavailable'}"
+        for name, link in links.items()
+        if link.get("state") == "degraded"
+    ]
+    if down:
+        answer["status"] = "degraded"
+        answer["degraded"] = down
+    return answer

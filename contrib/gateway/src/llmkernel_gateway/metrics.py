@@ -209,6 +209,30 @@ class Metrics:
             "miss, bypassed).",
             ["kind", "result"],
         )
+        # A/B tests: label values are experiment and variant names of the config
+        variant = ["experiment", "variant"]
+        self.variant_calls = counter(
+            "llmkernel_gateway_variant_calls",
+            "Calls of an experiment ([models.NAME] variants) by variant and outcome "
+            "(ok, error, refused, cancelled, abandoned).",
+            [*variant, "outcome"],
+        )
+        self.variant_latency = histogram(
+            "llmkernel_gateway_variant_latency_seconds",
+            "Answered calls of an experiment: the kernel's latency, by variant.",
+            variant,
+            LATENCY_BUCKETS,
+        )
+        self.variant_tokens = counter(
+            "llmkernel_gateway_variant_tokens",
+            "Tokens of an experiment's calls by variant and type (input, output).",
+            [*variant, "type"],
+        )
+        self.variant_cost = counter(
+            "llmkernel_gateway_variant_cost_usd",
+            "Cost of an experiment's calls in USD, by variant (priced models only).",
+            variant,
+        )
         # made when a plugin first reports shared state (kernel.stats()["redis"])
         self.redis_up: Any = None
         self.redis_errors: Any = None
@@ -292,6 +316,21 @@ class Metrics:
 
     def refused(self, reason: str, scope: str) -> None:
         self.child(self.refusals, (reason, scope)).inc()
+
+    def variant(self, experiment: str, variant: str, outcome: Any) -> None:
+        """One call of an experiment (``experiment`` and ``variant`` come from the
+        config: the kernel assigns a variant only to a configured experiment)."""
+        labels = (experiment, variant)
+        self.child(self.variant_calls, (*labels, str(outcome.status))).inc()
+        if outcome.status == "ok":
+            self.child(self.variant_latency, labels).observe(float(outcome.latency))
+        usage = outcome.usage
+        if usage is not None:
+            for kind, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+                if value:
+                    self.child(self.variant_tokens, (*labels, kind)).inc(value)
+        if outcome.cost is not None:
+            self.child(self.variant_cost, labels).inc(float(outcome.cost))
 
     # ------------------------------------------------------------------ mirrors
 
@@ -479,3 +518,49 @@ def build_info(plugins: list[tuple[str, str | None, str | None]]) -> Any:
             yield loaded
 
     return BuildInfo()
+
+
+def redis_collector(kernel: Any) -> Any:
+    """A scrape-time collector of the shared Redis's links (``[redis]`` set):
+    ``llmkernel_redis_up`` (1 ok, 0 degraded), ``llmkernel_redis_outages_total`` and
+    ``llmkernel_redis_failures_total`` per link, as this worker sees them; ``None``
+    without ``[redis]``."""
+    if not getattr(kernel.config, "redis", None):
+        return None
+    try:
+        from llmkernel_redis.shared import shared_for
+    except ImportError:
+        return None
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class RedisLinks:
+        def collect(self) -> Iterator[Any]:
+            shared = shared_for(kernel)
+            stats = shared.stats() if shared is not None else {}
+            links = {"main": stats}
+            if isinstance(stats.get("cache"), dict):
+                links["cache"] = stats["cache"]
+            up = GaugeMetricFamily(
+                "llmkernel_redis_up",
+                "Whether the shared Redis answers (1) or the link is degraded (0).",
+                labels=["link"],
+            )
+            outages = CounterMetricFamily(
+                "llmkernel_redis_outages",
+                "Times the link turned degraded (the gateway fell back to local state).",
+                labels=["link"],
+            )
+            failures = CounterMetricFamily(
+                "llmkernel_redis_failures", "Redis calls that failed or timed out.", labels=["link"]
+            )
+            for name, link in links.items():
+                if "state" not in link:
+                    continue
+                up.add_metric([name], 1.0 if link["state"] == "ok" else 0.0)
+                outages.add_metric([name], float(link.get("outages", 0)))
+                failures.add_metric([name], float(link.get("failures", 0)))
+            yield up
+            yield outages
+            yield failures
+
+    return RedisLinks()

@@ -5,8 +5,9 @@ a plugin the gateway registers in its own kernel.
   time from the first call's start to the last one's end is the request's upstream
   time (the gateway's overhead is the rest);
 - ``on_attempt_end``: attempts by outcome, retries, refusals by reason and scope;
-- ``on_request_end``: fallbacks (a call leaving a deployment for the next one), and
-  which deployment answered or failed last (the request's labels).
+- ``on_request_end``: fallbacks (a call leaving a deployment for the next one),
+  which deployment answered or failed last (the request's labels), and an A/B
+  test's call by variant.
 
 Per request these land in a :class:`RequestTelemetry` held by a context variable: the
 kernel runs the hooks in the request's task (or a task it started, which shares
@@ -94,6 +95,8 @@ class Observer:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._timer = _UpstreamTimer()
+        #: the config's experiments (set at start): the variant metrics' label values
+        self.experiments: frozenset[str] = frozenset()
 
     @hookimpl(trylast=True)  # the last gate acquired, the first released
     def provide_gate(self, kernel: Any) -> _UpstreamTimer:
@@ -132,3 +135,5 @@ class Observer:
             metrics.refused(reason, getattr(error, "limit", "") or "request")
         if outcome.candidate is not None:
             _telemetry().candidate = outcome.candidate
+        if ctx.variant is not None and ctx.request.model in self.experiments:
+            metrics.variant(ctx.request.model, ctx.variant, outcome)

@@ -120,16 +120,21 @@ class Runtime:
             self._private_dir = self.run_dir = tempfile.mkdtemp(prefix="llmkernel-gateway-run-")
         gateway = self.gateway
         self.store = open_store(gateway.settings, gateway.config)
+        self._hup = self._hup_counter()
         try:
             snapshot = await self.store.snapshot()
         except Exception as exc:
-            raise ConfigError(
-                f"cannot read the gateway's key store ({self.store.where}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            if not self.store.where.startswith("Redis"):
+                raise ConfigError(
+                    f"cannot read the gateway's key store ({self.store.where}): {error}"
+                ) from None
+            # Redis is away: serve the config file's keys now, the store's once it is back
+            log.warning("gateway.keystore.unavailable", store=self.store.where, error=error)
+            self.gateway.keys = KeyRing(self.gateway.settings.key_list(), ())
+            return
         self._take(snapshot)
         self.generation = snapshot.generation
-        self._hup = self._hup_counter()
 
     def start(self) -> None:
         """Poll the store, write keys' last use, handle SIGHUP (after the kernel
@@ -198,7 +203,10 @@ class Runtime:
             return
         snapshot = await self.store.snapshot()
         self._take(snapshot)
-        if snapshot.generation != self.generation:
+        if self.generation is None:  # the first read (the store was away at start)
+            self.generation = snapshot.generation
+            await self.apply()
+        elif snapshot.generation != self.generation:
             self.generation = snapshot.generation
             await self.reload("store", broadcast=False)
         else:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmkernel import log
 from llmkernel_gateway import observe
-from llmkernel_gateway.metrics import Labels, Metrics, build_info
+from llmkernel_gateway.metrics import Labels, Metrics, build_info, redis_collector
 
 if TYPE_CHECKING:
     import asyncio
@@ -72,7 +72,11 @@ class Telemetry:
         budgets = _budget_collector(kernel, list(keys), metrics.labels)
         if budgets is not None:
             extra.append(budgets)
+        redis = redis_collector(kernel)
+        if redis is not None:
+            extra.append(redis)
         metrics.extra = extra
+        self.observer.experiments = frozenset(kernel.config.experiments)
 
     def _start_tracing(self, routes: list[str]) -> None:
         try:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
 
+    from llmkernel_cache.remote import RemoteEntries
     from llmkernel_cache.semantic import CountTokens, Embed, SemanticLayer, Ticket, Verify
     from llmkernel_cache.store import VectorRow
 
@@ -130,6 +131,8 @@ class ResponseCache:
             )
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: set[concurrent.futures.Future[Any]] = set()
+        #: the fleet's entries in Redis, between memory and SQLite (set by the plugin)
+        self.remote: RemoteEntries | None = None
         self._lock = threading.Lock()
         self.hits = 0
         self.memory_hits = 0
@@ -262,6 +265,14 @@ class ResponseCache:
                 unsaved["hits"] += 1
                 unsaved["memory_hits"] += 1
             return response
+        if self.remote is not None:
+            found = await self.remote.get(namespace, key, now)
+            if found is not None:
+                body, expires = found
+                response = replace(codec.loads(body), cost=_ZERO, cache_kind="exact")
+                self.memory.put(namespace, key, response, len(body.encode()), expires)
+                self._count("hits")
+                return response
         if self._store is not None or self._store_factory is not None:
             if self._may_have(key):
                 try:
@@ -347,6 +358,8 @@ class ResponseCache:
         semantic = ticket is not None and response.finish_reason == "stop"
         if semantic and self.semantic is not None and ticket is not None:
             self.semantic.stored(ticket, key, expires)
+        if self.remote is not None:
+            await self.remote.put(namespace, key, body, expires, now)
         if self._store is None and self._store_factory is None:
             return
         self._unwritten.add(key)
@@ -401,6 +414,8 @@ class ResponseCache:
         """Forget the answer to ``request``; whether there was one."""
         namespace, key = self.where(request)
         in_memory = self.memory.delete(namespace, key)
+        if self.remote is not None:
+            in_memory = await self.remote.delete(namespace, key) or in_memory
         if self._has_store:
             return await self._run(lambda store: store.delete(namespace, key)) or in_memory
         return in_memory
@@ -416,6 +431,8 @@ class ResponseCache:
     async def aclear(self, namespace: str | None = None) -> int:
         """Remove every entry, or those of ``namespace``; how many were stored."""
         in_memory = self.memory.clear(namespace)
+        if self.remote is not None:
+            in_memory = max(in_memory, await self.remote.clear(namespace))
         if self._has_store:
             return await self._run(self._clear_store(namespace))
         return in_memory

@@ -46,6 +46,10 @@ def configure(kernel: Kernel, config: Config) -> None:
             cache = ResponseCache(settings, **kernel_calls(kernel))
         else:
             cache = ResponseCache(settings)
+        if config.redis and settings.shared:  # the fleet's entries (llmkernel-redis)
+            from llmkernel_cache.remote import remote_for
+
+            cache.remote = remote_for(kernel)
         # a script that never closes its kernel keeps what it stored
         kernel.lifecycle.on_exit(cache.write_at_exit)
     _caches[kernel] = cache  # Kernel.aclose awaits the cache's aclose

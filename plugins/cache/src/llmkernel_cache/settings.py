@@ -141,6 +141,10 @@ class CacheSettings:
     only (no SQLite). ``namespace = "tenant"`` gives each ``metadata["tenant"]`` its
     own entries; ``"shared"`` shares them across tenants.
 
+    ``shared`` (default true): with ``[redis]`` in the config, exact entries are
+    also kept in Redis (``[redis] cache_url`` when set), so an answer stored through
+    one instance is a hit on every other; ``false`` keeps them on this machine.
+
     ``key_refresh`` (seconds) bounds how stale this process's view of the keys in
     SQLite may be: a lookup that misses memory skips SQLite when the key is
     certainly not there, and that certainty covers every answer another process
@@ -159,6 +163,7 @@ class CacheSettings:
     temperature_above_zero: bool = False
     store_truncated: bool = False
     key_refresh: float = 1.0
+    shared: bool = True
     semantic: SemanticSettings = attrs.field(factory=SemanticSettings)
     models: dict[str, ModelCacheSettings] = attrs.field(factory=dict)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -12,7 +13,7 @@ from llmkernel_ledger.store import GROUPS
 if TYPE_CHECKING:
     from llmkernel_ledger.plugin import Ledger
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "run_variants", "variant_rows", "write_variants"]
 
 _COLUMNS = ["requests", "errors", "unpriced", "input_tokens", "output_tokens", "cost"]
 
@@ -89,4 +90,62 @@ def run(args: argparse.Namespace, ledger: Ledger, out: TextIO | None = None) -> 
         write_csv([{c: r.get(c) for c in columns} for r in table], out)
     else:
         write_table(table, columns, out)
+    return 0
+
+
+#: ``llmkernel stats --by variant``: (title, field) of each column
+VARIANT_COLUMNS = (
+    ("EXPERIMENT", "experiment"),
+    ("VARIANT", "variant"),
+    ("REQ", "requests"),
+    ("SHARE", "share"),
+    ("ERR", "errors"),
+    ("ERR%", "error_rate"),
+    ("P50 MS", "latency_p50_ms"),
+    ("P95 MS", "latency_p95_ms"),
+    ("TTFT P50", "ttft_p50_ms"),
+    ("TTFT P95", "ttft_p95_ms"),
+    ("IN TOK", "input_tokens"),
+    ("OUT TOK", "output_tokens"),
+    ("COST", "cost"),
+)
+
+
+def variant_rows(found: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """``report.variants`` (or a gateway's ``experiments``) as flat rows, in order."""
+    return [
+        {"experiment": experiment, "variant": variant, **found[experiment][variant]}
+        for experiment in sorted(found)
+        for variant in sorted(found[experiment])
+    ]
+
+
+def write_variants(
+    found: Mapping[str, Mapping[str, Mapping[str, Any]]], out: TextIO, *, as_json: bool = False
+) -> None:
+    """The comparison of each experiment's variants: a table, or JSON."""
+    from llmkernel_ledger.export import write_json, write_table
+
+    rows = variant_rows(found)
+    if as_json:
+        write_json(rows, out)
+        return
+    if not rows:
+        out.write("no calls of an experiment in the ledger ([models.NAME] variants)\n")
+        return
+    shown = []
+    for row in rows:
+        cells = {field: row.get(field) for _, field in VARIANT_COLUMNS}
+        cells["share"] = f"{float(row.get('share') or 0) * 100:.1f}%"
+        cells["error_rate"] = f"{float(row.get('error_rate') or 0) * 100:.1f}%"
+        shown.append({title: cells[field] for title, field in VARIANT_COLUMNS})
+    write_table(shown, [title for title, _ in VARIANT_COLUMNS], out)
+
+
+def run_variants(args: argparse.Namespace, ledger: Ledger, out: TextIO | None = None) -> int:
+    """``llmkernel stats --by variant``: every experiment's variants, from the ledger."""
+    from llmkernel_ledger.report import variants
+
+    ledger.writer.flush()
+    write_variants(variants(ledger.store), out or sys.stdout, as_json=bool(args.json))
     return 0

@@ -1,11 +1,12 @@
 """llmkernel hooks of the ledger: record every call once, flush on close, ``costs``.
 
-Every call ends in exactly one ``on_request_end``; its row is handed to a writer
-thread (never blocking the event loop) and committed in a ``BEGIN IMMEDIATE``
-transaction shared with the other calls of the moment (group commit). By default
-(``durability = "durable"``) the hook returns an awaitable the kernel awaits before
-the caller gets the answer, so every answer a caller has is in the file, even if
-the process is killed the next instant. ``Kernel.aclose`` flushes what is queued,
+Every call ends in exactly one ``on_request_end``; its row is committed in a
+``BEGIN IMMEDIATE`` transaction shared with the other calls of the moment (group
+commit) by a writer thread. By default (``durability = "durable"``) the row is
+committed before the caller gets the answer, so every answer a caller has is in the
+file, even if the process is killed the next instant: when the writer is idle the
+hook commits it at once (one try that waits for no lock), else it returns an
+awaitable of the thread's commit, which the kernel awaits. ``Kernel.aclose`` flushes what is queued,
 and so does the kernel's exit hook for a kernel that was never closed.
 """
 
@@ -66,10 +67,12 @@ class Ledger:
             )
         return self._writer
 
-    def record(self, ctx: Any, outcome: Any) -> Durable | None:
-        """Queue the call; when durable and on an event loop, the awaitable of its
-        commit. Its cost is worked out here (an early ending with tokens but no
-        cost is billed at the candidate's price); the row is built on the thread."""
+    def record(self, ctx: Any, outcome: Any) -> Durable | Failed | None:
+        """Record the call; when durable and on an event loop, the awaitable of its
+        commit, or ``None`` when it is committed already (an idle writer commits it
+        here). Its cost is worked out here (an early ending with tokens but no cost
+        is billed at the candidate's price); otherwise the row is built on the
+        thread."""
         from llmkernel_ledger.record import Finished, billed_cost
 
         item = Finished(ctx, outcome, billed_cost(ctx, outcome))

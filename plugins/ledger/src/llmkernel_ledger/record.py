@@ -83,6 +83,7 @@ def row_from(ctx: Any, outcome: Any, *, cost: Decimal | None = _UNSET) -> Ledger
     if attempts is None:
         attempts = getattr(ctx, "attempts", None) or ()
     request = getattr(ctx, "request", None)
+    variant = getattr(ctx, "variant", None)
     return LedgerRow(
         request_id=str(ctx.id),
         ts=float(ctx.started_at),
@@ -107,6 +108,8 @@ def row_from(ctx: Any, outcome: Any, *, cost: Decimal | None = _UNSET) -> Ledger
         cached=bool(getattr(outcome, "cached", False)),
         metadata=_extra(metadata),
         usage_estimated=is_estimated(outcome),
+        experiment=None if variant is None else getattr(request, "model", None),
+        variant=variant,
     )
 
 

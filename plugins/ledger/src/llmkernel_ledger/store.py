@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "GROUPS",
+    "GROUP_SQL",
     "LedgerRow",
     "LedgerStore",
     "RowListener",
@@ -85,6 +86,16 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     # 1 when the token counts are the kernel's estimate (a stream stopped before the
     # provider reported its usage), not the provider's
     (3, ("ALTER TABLE requests ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0",)),
+    # an A/B test's call: the experiment (the model name called) and its variant;
+    # NULL for every other call, and for the rows from before (nothing rewritten)
+    (
+        4,
+        (
+            "ALTER TABLE requests ADD COLUMN experiment TEXT",
+            "ALTER TABLE requests ADD COLUMN variant TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_variant ON requests (experiment, variant)",
+        ),
+    ),
 )
 
 COLUMNS = (
@@ -113,8 +124,22 @@ COLUMNS = (
     "cached",
     "metadata",
     "usage_estimated",
+    "experiment",
+    "variant",
 )
-GROUPS = ("day", "month", "provider", "model", "tenant", "key", "kind", "status")
+GROUPS = (
+    "day",
+    "month",
+    "provider",
+    "model",
+    "tenant",
+    "key",
+    "kind",
+    "status",
+    "error_kind",
+    "experiment",
+    "variant",
+)
 _TOKENS = (
     "input_tokens",
     "cached_input_tokens",
@@ -126,6 +151,12 @@ _TOKENS = (
 
 
 _QUALIFIED = "coalesce(provider, '-') || '/' || coalesce(model, '-')"
+#: a variant is named with its experiment: variant ``a`` of two experiments are two
+_VARIANT = (
+    "CASE WHEN variant IS NULL THEN NULL ELSE coalesce(experiment, '-') || '/' || variant END"
+)
+#: the SQL expression each group (of :data:`GROUPS`) is
+GROUP_SQL = {**{g: g for g in GROUPS}, "model": _QUALIFIED, "variant": _VARIANT}
 
 
 def period_keys(ts: float, tz: ZoneInfo) -> tuple[str, str]:
@@ -164,6 +195,10 @@ class LedgerRow:
     metadata: str | None = None
     #: the token counts (and so the cost) are an estimate, not the provider's report
     usage_estimated: bool = False
+    #: an A/B test's call: the model name called (``[models.NAME] variants``)...
+    experiment: str | None = None
+    #: ... and the variant it was assigned (``ctx.variant``)
+    variant: str | None = None
 
     def values(self, tz: ZoneInfo) -> dict[str, Any]:
         return dict(zip(COLUMNS, self.params(tz), strict=True))
@@ -198,6 +233,8 @@ class LedgerRow:
             int(self.cached),
             self.metadata,
             int(self.usage_estimated),
+            self.experiment,
+            self.variant,
         )
 
 
@@ -317,6 +354,9 @@ class LedgerStore:
         self._periods = _Periods(self.tz)
         self.migrations: list[tuple[int, tuple[str, ...]]] = list(MIGRATIONS)
         self._conn: sqlite3.Connection | None = None
+        #: the connection of :meth:`try_write_batch`: a busy timeout of 0, so a try
+        #: never waits for another process's lock (opened with ``conn``)
+        self._try_conn: sqlite3.Connection | None = None
         #: connections inherited across a fork: never used (nor closed) in the child
         self._inherited: list[sqlite3.Connection] = []
         if not lazy:
@@ -333,19 +373,28 @@ class LedgerStore:
                     conn = connect(self.path, busy_timeout=self.busy_timeout)
                     try:
                         self._migrate(conn)
+                        self._try_conn = connect(self.path, busy_timeout=0)
                     except BaseException:
                         conn.close()
                         raise
                     self._conn = conn
         return conn
 
+    @property
+    def connections(self) -> tuple[sqlite3.Connection, ...]:
+        """Both open connections (the writer's and :meth:`try_write_batch`'s), for
+        per-connection settings such as ``PRAGMA max_page_count``."""
+        _ = self.conn
+        return tuple(c for c in (self._conn, self._try_conn) if c is not None)
+
     def after_fork(self) -> None:
         """In a forked child: open a connection of its own at the next use (SQLite
         connections must not cross a fork; the parent's stays untouched)."""
         self.lock = threading.RLock()
-        if self._conn is not None:
-            self._inherited.append(self._conn)
-            self._conn = None
+        for conn in (self._conn, self._try_conn):
+            if conn is not None:
+                self._inherited.append(conn)
+        self._conn = self._try_conn = None
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -398,7 +447,9 @@ class LedgerStore:
         rows were new."""
         return self.write_batch(rows)
 
-    def write_batch(self, items: Sequence[LedgerRow | SqlTask]) -> int:
+    def write_batch(
+        self, items: Sequence[LedgerRow | SqlTask], connection: sqlite3.Connection | None = None
+    ) -> int:
         """Rows and :data:`SqlTask` s, in order, in ONE transaction (group commit).
 
         Rows are inserted (duplicates by ``request_id`` ignored) and the listeners
@@ -410,7 +461,7 @@ class LedgerStore:
         after: list[Callable[[], None]] = []
         inserted_total = 0
         periods = self._periods
-        with self.lock, self.transaction() as conn:
+        with self.lock, _Transaction(connection or self.conn) as conn:
             inserted: list[LedgerRow] = []
             for item in items:
                 if isinstance(item, LedgerRow):
@@ -434,6 +485,28 @@ class LedgerStore:
                     "llmkernel.ledger.after_commit_failed", error=f"{type(exc).__name__}: {exc}"
                 )
         return inserted_total
+
+    def try_write_batch(self, items: Sequence[LedgerRow | SqlTask]) -> int | None:
+        """:meth:`write_batch` without waiting for anyone: ``None``, with nothing
+        written, when this process's lock is held (the writer thread, a budget's
+        transaction) or another process holds the file's write lock (the
+        connection it uses has a busy timeout of 0). Other errors are raised as by
+        :meth:`write_batch`, the transaction rolled back."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            _ = self.conn  # opened (with the try connection) and migrated
+            conn = self._try_conn
+            if conn is None:
+                return None
+            try:
+                return self.write_batch(items, conn)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return None
+                raise
+        finally:
+            self.lock.release()
 
     def _notify(
         self, conn: sqlite3.Connection, rows: Sequence[LedgerRow]
@@ -478,8 +551,9 @@ class LedgerStore:
                 raise ValueError(f"cannot filter by {column!r}")
             clause += (" AND " if clause else "WHERE ") + f"{column} = ?"
             params.append(value)
-        # a model is named with its provider: gpt-4o on openai and on azure are two
-        group = (_QUALIFIED if by == "model" else by) if by else "'all'"
+        # a model is named with its provider: gpt-4o on openai and on azure are two;
+        # a variant with its experiment
+        group = GROUP_SQL[by] if by else "'all'"
         sums = ", ".join(f"sum({t}) AS {t}" for t in _TOKENS)
         sql = (
             f"SELECT {group} AS grp, count(*) AS requests, "
@@ -514,9 +588,10 @@ class LedgerStore:
 
     def close(self) -> None:
         with self.lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            for conn in (self._try_conn, self._conn):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._try_conn = None
 
 
 def _range(since: float | None, until: float | None) -> tuple[str, list[Any]]:

@@ -7,12 +7,18 @@ queue in batches, each batch one transaction (group commit): the rows and the SQ
 tasks (``submit_sql``, budgets' settlements) of one drain commit together, in order,
 so a burst costs one wake-up and one ``COMMIT``.
 
-Durable (the default): ``offer(item, wait=True)`` returns a :class:`Durable`, an
-awaitable that completes once the transaction holding the row has committed; the
-kernel awaits it before the caller gets the answer. Callers that offer while a
-transaction is being written share the next one (no linger needed). Fast
-(``wait=False``): the caller does not wait; a woken thread lingers ``linger``
-seconds so a burst gathers.
+Durable (the default): ``offer(item, wait=True)`` commits the row before it
+returns when the writer is idle: in the calling thread, in one transaction with
+what is queued (a budget's settlement of the same call), without waiting for any
+lock (SQLite's busy timeout is 0 for that try), so an idle ledger costs a call one
+``COMMIT`` and no thread round trip. When the writer is busy (the thread is
+committing, another process holds the file's lock, rows are held after a failure)
+or that try fails, it returns a :class:`Durable`, an awaitable that completes once
+the thread has committed the transaction holding the row; the kernel awaits it
+before the caller gets the answer. Callers that offer while a transaction is being
+written share the next one (no linger needed). Either way the row is in the file
+(WAL) before the caller has its answer. Fast (``wait=False``): the caller does not
+wait; a woken thread lingers ``linger`` seconds so a burst gathers.
 
 A write that fails on the file (unwritable, full, locked, I/O) is retried with
 stamina for ``write_timeout`` seconds; then the calls waiting for it fail with a
@@ -114,6 +120,19 @@ class _Sql:
         self.task = task
 
 
+class _Collected:
+    """Queued items taken off the queue, sorted and built, for one transaction:
+    what an inline commit that could not be done hands back to the thread."""
+
+    __slots__ = ("batch", "flushes", "stop", "waiting")
+
+    def __init__(self) -> None:
+        self.batch: list[LedgerRow | SqlTask] = []
+        self.waiting: list[tuple[_Future, LedgerRow | None]] = []
+        self.flushes: list[_Flush] = []
+        self.stop = False
+
+
 _STOP = object()
 _Future = Any  # asyncio.Future[LedgerError | None], without importing asyncio here
 
@@ -149,6 +168,8 @@ class LedgerWriter:
         self._urgent = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        #: held while a batch is sorted and committed (by the thread, or inline)
+        self._writing = threading.Lock()
         self._closed = False
         #: items of the last batch dropped while writing its items one by one
         self._isolated: set[int] = set()
@@ -171,11 +192,13 @@ class LedgerWriter:
     def _put(self, item: object) -> None:
         self.items.put(item)
 
-    def offer(self, item: LedgerRow | Finished, *, wait: bool = False) -> Durable | None:
+    def offer(self, item: LedgerRow | Finished, *, wait: bool = False) -> Durable | Failed | None:
         """Queue a row, or a finished call (:class:`~llmkernel_ledger.record.Finished`,
         its row built on the writer thread); never blocks. With ``wait`` (on an event
-        loop), returns the :class:`Durable` to await for its commit. After
-        :meth:`close` the row is written at once, in the calling thread."""
+        loop): ``None`` when the row is committed already (the writer was idle, see
+        the module docstring), else the :class:`Durable` to await for its commit
+        (:class:`Failed` when the row cannot be built). After :meth:`close` the row
+        is written at once, in the calling thread."""
         if self._closed:
             self._write_now(item)
             return None
@@ -184,11 +207,62 @@ class LedgerWriter:
         if not wait:
             self._put(item)
             return None
+        if self.failing is None and not self.held and self._writing.acquire(blocking=False):
+            try:
+                return self._commit_inline(item)
+            finally:
+                self._writing.release()
         import asyncio  # the caller runs on a loop: asyncio is imported already
 
         future: asyncio.Future[LedgerError | None] = asyncio.get_running_loop().create_future()
         self._put(_Waiting(item, future))
         return Durable(future)
+
+    def _commit_inline(self, item: LedgerRow | Finished) -> Durable | Failed | None:
+        """Commit ``item`` with everything queued, here, in one try that waits for
+        no lock; when that cannot be done, the lot goes to the thread, in order,
+        and the caller gets the :class:`Durable` of its commit there."""
+        drained: list[object] = []
+        get = self.items.get_nowait
+        while True:
+            try:
+                drained.append(get())
+            except queue.Empty:
+                break
+        collected = self._collect(drained)
+        row = self._build(item)
+        if row is not None:
+            collected.batch.append(row)
+        written: int | None = None
+        if self.failing is None and not self.held:
+            try:
+                written = self.store.try_write_batch(collected.batch)
+            except Exception:  # the thread retries it, holds it or isolates it, and logs
+                written = None
+        if written is None:
+            import asyncio
+
+            future: asyncio.Future[LedgerError | None] = asyncio.get_running_loop().create_future()
+            collected.waiting.append((future, row))
+            self._put(collected)
+            return Durable(future)
+        self.written += written
+        if collected.waiting:
+            _wake_waiters(
+                [(f, None if r is not None else self._lost()) for f, r in collected.waiting]
+            )
+        for marker in collected.flushes:
+            marker.done.set()
+        if collected.stop:
+            self._put(_STOP)
+        return None if row is not None else Failed(self._lost())
+
+    def _lost(self) -> LedgerError:
+        return LedgerError(
+            f"the call's ledger row could not be recorded in {self.store.path} "
+            "(see llmkernel.ledger.record_failed)",
+            path=self.store.path,
+        )
 
     def submit_sql(self, task: SqlTask) -> None:
         """Run ``task(conn)`` on the writer thread INSIDE the transaction of the rows
@@ -249,6 +323,7 @@ class LedgerWriter:
         self._urgent = False
         self._thread = None
         self._start_lock = threading.Lock()
+        self._writing = threading.Lock()
 
     # ------------------------------------------------------------ the thread
 
@@ -260,7 +335,8 @@ class LedgerWriter:
             try:
                 first = items.get(timeout=self.retry_every if self.held else None)
             except empty:
-                self._commit([], [], [])  # try the held rows again
+                with self._writing:
+                    self._commit([], [], [])  # try the held rows again
                 continue
             if self.linger > 0 and not self._urgent:
                 time.sleep(self.linger)  # offers meanwhile join this batch
@@ -271,7 +347,8 @@ class LedgerWriter:
                     drained.append(get())
                 except empty:
                     break
-            stop = self._drain(drained)
+            with self._writing:
+                stop = self._drain(drained)
         if self.held:
             log.error(
                 "llmkernel.ledger.rows_lost",
@@ -297,10 +374,15 @@ class LedgerWriter:
     def _drain(self, items: list[object]) -> bool:
         """Commit ``items``: rows and SQL tasks in one transaction, then wake their
         waiters and flush markers. True at the stop."""
-        stop = False
-        batch: list[LedgerRow | SqlTask] = []
-        waiting: list[tuple[_Future, LedgerRow | None]] = []
-        flushes: list[_Flush] = []
+        collected = self._collect(items)
+        self._commit(collected.batch, collected.waiting, collected.flushes)
+        return collected.stop
+
+    def _collect(self, items: list[object]) -> _Collected:
+        """``items`` sorted out: the rows (built) and SQL tasks of one transaction,
+        in order, the callers waiting for it, the flush markers, the stop."""
+        out = _Collected()
+        batch, waiting = out.batch, out.waiting
         for item in items:
             if isinstance(item, _Sql):
                 batch.append(item.task)
@@ -309,16 +391,20 @@ class LedgerWriter:
                 waiting.append((item.future, row))
                 if row is not None:
                     batch.append(row)
+            elif isinstance(item, _Collected):
+                batch.extend(item.batch)
+                waiting.extend(item.waiting)
+                out.flushes.extend(item.flushes)
+                out.stop = out.stop or item.stop
             elif isinstance(item, _Flush):
-                flushes.append(item)
+                out.flushes.append(item)
             elif item is _STOP:
-                stop = True
+                out.stop = True
             else:
                 row = self._build(item)  # type: ignore[arg-type]
                 if row is not None:
                     batch.append(row)
-        self._commit(batch, waiting, flushes)
-        return stop
+        return out
 
     def _commit(
         self,
@@ -337,11 +423,7 @@ class LedgerWriter:
             self.held.clear()
             self.held_rows = 0
         if waiting:
-            lost = LedgerError(
-                f"the call's ledger row could not be recorded in {self.store.path} "
-                "(see llmkernel.ledger.record_failed)",
-                path=self.store.path,
-            )
+            lost = self._lost()
             _wake_waiters(
                 [
                     (f, lost if row is None or id(row) in self._isolated else error)

@@ -74,7 +74,7 @@ class RedisLink:
         *,
         name: str = "main",
         timeout: float = 0.25,
-        connect_timeout: float = 0.25,
+        connect_timeout: float | None = None,
         pool_size: int = 32,
         retry_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -82,7 +82,8 @@ class RedisLink:
         self.url = url
         self.name = name
         self.timeout = timeout
-        self.connect_timeout = connect_timeout
+        #: a new connection's timeout: the call's when not given
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.pool_size = pool_size
         self.retry_interval = retry_interval
         self.clock = clock

@@ -210,6 +210,16 @@ class Breaker:
         self.opens += 1
         self.reason = self._last(f"half-open probe failed ({kind})" if grow else (why or kind))
 
+    def adopt(self, now: float, seconds: float, reason: str) -> None:
+        """Open for ``seconds`` because the fleet has it open (another instance's
+        failures): this instance's own cooldown rules apply after."""
+        self.state = "open"
+        self.opened_at = now
+        self.cooldown = seconds
+        self.until = now + seconds
+        self.opens += 1
+        self.reason = reason
+
     def _lock(self, kind: str) -> None:
         self.state = "open"
         self.until = math.inf

@@ -38,10 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeline", action="store_true", help="also print the per-minute timeline"
     )
+    parser.add_argument(
+        "--by",
+        choices=["deployment", "variant"],
+        default="deployment",
+        help="variant: compare the variants of each experiment (from the ledger, or "
+        "the gateway's with --url)",
+    )
 
 
 def run(args: argparse.Namespace, kernel: Any) -> int:
     out = sys.stdout
+    if args.by == "variant":
+        return _by_variant(args, kernel, out)
     if args.url:
         remote = gateway_stats(args.url, os.environ.get(args.key_env, ""))
         if args.json:
@@ -68,6 +77,24 @@ def run(args: argparse.Namespace, kernel: Any) -> int:
         )
     write_table(stats, out, timeline=args.timeline)
     return 0
+
+
+def _by_variant(args: argparse.Namespace, kernel: Any, out: TextIO) -> int:
+    """``--by variant``: the ledger's comparison (llmkernel-ledger), or a gateway's."""
+    from llmkernel.errors import ConfigError
+
+    try:
+        from llmkernel_ledger.cli import run_variants, write_variants
+        from llmkernel_ledger.plugin import ledger_for
+    except ImportError:
+        raise ConfigError(
+            "stats --by variant reads the ledger: pip install llmkernel-ledger"
+        ) from None
+    if args.url:
+        found = _status(args.url, os.environ.get(args.key_env, "")).get("experiments") or {}
+        write_variants(found, out, as_json=args.json)
+        return 0
+    return run_variants(args, ledger_for(kernel), out)
 
 
 def send(kernel: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -115,6 +142,12 @@ _COLUMNS = (
 def gateway_stats(url: str, key: str) -> dict[str, Any]:
     """A running gateway's per-deployment statistics (its ``/status.json``, behind
     an admin key), in ``kernel.stats()``'s shape."""
+    deployments = _status(url, key).get("deployments", {})
+    return {"deployments": {name: _from_status(row) for name, row in deployments.items()}}
+
+
+def _status(url: str, key: str) -> dict[str, Any]:
+    """A running gateway's ``/status.json`` (behind an admin key)."""
     import httpx
 
     from llmkernel.errors import ConfigError
@@ -130,8 +163,8 @@ def gateway_stats(url: str, key: str) -> dict[str, Any]:
             "admin key in $LLMKERNEL_GATEWAY_KEY or name the variable with --key-env"
         )
     response.raise_for_status()
-    deployments = response.json().get("deployments", {})
-    return {"deployments": {name: _from_status(row) for name, row in deployments.items()}}
+    found: dict[str, Any] = response.json()
+    return found
 
 
 def _from_status(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,11 @@ def configure(kernel: Any, config: Any) -> None:
 
     where = f"[plugin.{NAME}] in {getattr(config, 'source', None) or 'config'}"
     settings = parse_options(RoutingSettings, config.plugin_settings(NAME), where=where)
-    routing_for(kernel, settings)
+    routing = routing_for(kernel, settings)
+    if config.redis and settings.shared and routing.fleet is None:
+        from llmkernel_routing.fleet import fleet_for
+
+        routing.fleet = fleet_for(kernel)
 
 
 @hookimpl

@@ -28,6 +28,8 @@ class RoutingSettings:
     health_timeout: float = 5.0
     #: Minutes of per-minute timeline kept.
     timeline_minutes: int = 60
+    #: with ``[redis]``: breakers shared by the fleet (:mod:`llmkernel_routing.fleet`)
+    shared: bool = True
     breaker: BreakerSettings = attrs.field(factory=BreakerSettings)
 
     def __attrs_post_init__(self) -> None:

@@ -31,6 +31,8 @@ from llmkernel_routing.stats import CallTotals, DeploymentStats, Minute
 if TYPE_CHECKING:
     import asyncio
 
+    from llmkernel_routing.fleet import FleetBreakers
+
 Claim = Literal[True, "probe"]
 
 #: The one key every deployment the configuration does not define shares: a client
@@ -99,8 +101,10 @@ class Routing:
     breakers: dict[str, Breaker] = attrs.field(factory=dict)
     calls: CallTotals = attrs.field(factory=CallTotals)
     health: dict[str, HealthResult] = attrs.field(factory=dict)
-    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
     _health_task: asyncio.Task[None] | None = None
+    #: the fleet's breakers (``[redis]``), or ``None``
+    fleet: FleetBreakers | None = None
 
     # ------------------------------------------------------------------ access
 
@@ -158,11 +162,13 @@ class Routing:
         when the breaker skips this deployment."""
         key = self.key_of(candidate)
         claim: Claim | Literal[False] = True
+        if self.fleet is not None:
+            self.fleet.started(self)
         if self.settings.breaker.enabled and key != OTHER:
             breaker = self.breakers.get(key)
             # closed lets everything through and changes nothing: no lock needed
             if breaker is None or breaker.state != "closed":
-                with self._lock:
+                with self.lock:
                     claim = self.breaker_for(key).acquire(self.clock())
         if claim is False:
             return None
@@ -185,7 +191,7 @@ class Routing:
         stats.in_flight = max(0, stats.in_flight - 1)
         if not self.settings.breaker.enabled or key == OTHER:
             return
-        with self._lock:
+        with self.lock:
             breaker = self.breaker_for(key)
             verdict: Verdict
             if status in ("ok", "abandoned"):
@@ -205,6 +211,8 @@ class Routing:
             )
             after = breaker.state
         if before != after:
+            if after == "open" and self.fleet is not None:
+                self.fleet.opened(key, breaker)
             log.info(
                 "routing.breaker." + ("closed" if after == "closed" else "opened"),
                 deployment=key,
@@ -213,7 +221,7 @@ class Routing:
             )
 
     def retry_after(self, candidate: Any) -> float | None:
-        with self._lock:
+        with self.lock:
             return self.breaker_for(candidate).retry_after(self.clock())
 
     # ------------------------------------------------------------------ end hooks
@@ -285,7 +293,7 @@ class Routing:
                 if breaker is not None and breaker.state != "closed":
                     if now is None:
                         now = self.clock()
-                    with self._lock:
+                    with self.lock:
                         available = breaker.available(now)
                         state = breaker.current(now)
                     if not available:
@@ -397,6 +405,8 @@ class Routing:
     async def aclose(self) -> None:
         import asyncio
 
+        if self.fleet is not None:
+            await self.fleet.aclose()
         task, self._health_task = self._health_task, None
         if task is not None and not task.done():
             task.cancel()
@@ -412,7 +422,7 @@ class Routing:
         for key in sorted(set(self.deployments) | set(self.breakers)):
             data = self.stats_for(key).snapshot(wall, timeline=timeline)
             if key != OTHER:  # no breaker is kept for what the config does not define
-                with self._lock:
+                with self.lock:
                     data["breaker"] = self.breaker_for(key).snapshot(now)
             deployments[key] = data
         section: dict[str, Any] = {"calls": self.calls.snapshot()}

@@ -6,16 +6,16 @@
 /v1/messages/batches/{id}/cancel``. Headers ``x-api-key`` and ``anthropic-version``.
 From Anthropic's API reference (docs.anthropic.com/en/api/creating-message-batches
 and batch-processing guide, checked 2026-11-30). ``custom_id`` must match
-``^[a-zA-Z0-9_-]{1,64}$``; ``max_tokens`` is required (4096 when a line has none).
+``^[a-zA-Z0-9_-]{1,64}$``.
 
-Lines come in OpenAI's chat shape and are converted here: system and developer
-messages to ``system``, text and image parts, assistant tool calls to ``tool_use``,
-tool messages to ``tool_result``, tools, tool choice and stop sequences.
+Each request's ``params`` is the body the anthropic plugin sends to ``POST
+/v1/messages`` (its ``chat_body``, with the instance's settings: ``max_tokens``
+``default_max_tokens`` when a line has none, prompt caching, structured output,
+thinking), so a line is sent as the same line would be as a chat call.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,19 +27,20 @@ from llmkernel_batch.remote.base import (
     Parsed,
     RemoteError,
     Status,
-    content_text,
     jsonl,
+    request_body,
+    settings_for,
 )
 
 if TYPE_CHECKING:
     import httpx
 
+    from llmkernel.types import ChatRequest
     from llmkernel_batch.items import BatchItem
     from llmkernel_batch.store import BatchJob
 
-__all__ = ["AnthropicBatches", "params_from"]
+__all__ = ["AnthropicBatches"]
 
-DEFAULT_MAX_TOKENS = 4096
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
            "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}  # fmt: skip
@@ -51,13 +52,18 @@ _ERRORS = {"invalid_request_error": "invalid_request", "authentication_error": "
 
 class AnthropicBatches:
     def __init__(self, where: Endpoint, client: httpx.AsyncClient | None = None) -> None:
+        from llmkernel_anthropic.settings import AnthropicSettings
+
+        self.settings = settings_for(where, AnthropicSettings)
         headers = {
-            "anthropic-version": str(where.options.get("api_version") or "2023-06-01"),
+            "anthropic-version": self.settings.api_version,
             "content-type": "application/json",
         }
+        if self.settings.beta:
+            headers["anthropic-beta"] = ",".join(self.settings.beta)
         if where.api_key:
             headers["x-api-key"] = where.api_key
-        self.http = Http(where.base_url, headers, client)
+        self.http = Http(self.settings.api_root, headers, client)
 
     async def submit(self, items: Sequence[BatchItem], model: str) -> tuple[str, Status, Any]:
         for item in items:
@@ -66,8 +72,14 @@ class AnthropicBatches:
                     f"line {item.line}: custom_id {item.custom_id!r} is not allowed by Anthropic "
                     "(1-64 letters, digits, '-' or '_')"
                 )
+        from llmkernel_anthropic.convert import chat_body
+
+        def params(request: ChatRequest) -> dict[str, Any]:
+            return chat_body(request, self.settings, stream=False)
+
         requests = [
-            {"custom_id": item.custom_id, "params": params_from(item.body, model)} for item in items
+            {"custom_id": item.custom_id, "params": request_body(item, model, params)}
+            for item in items
         ]
         batch = await self.http.json("POST", "/v1/messages/batches", json={"requests": requests})
         return str(batch["id"]), _status(batch), batch
@@ -158,103 +170,3 @@ def parse_message(custom_id: str, message: Mapping[str, Any]) -> Parsed:
         id=message.get("id"),
         model=str(message.get("model") or ""),
     )
-
-
-def params_from(body: Mapping[str, Any], model: str) -> dict[str, Any]:
-    """Messages API parameters from an OpenAI-shaped chat body."""
-    system: list[str] = []
-    messages: list[dict[str, Any]] = []
-
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": role, "content": blocks})
-
-    for message in body.get("messages") or []:
-        role = message.get("role")
-        content = message.get("content")
-        if role in ("system", "developer"):
-            system.append(content_text(content))
-        elif role == "tool":
-            add(
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": message.get("tool_call_id"),
-                        "content": content_text(content),
-                    }
-                ],
-            )
-        elif role == "assistant":
-            blocks = _blocks(content)
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                try:
-                    arguments = json.loads(function.get("arguments") or "{}")
-                except ValueError:
-                    arguments = {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id"),
-                        "name": function.get("name"),
-                        "input": arguments,
-                    }
-                )
-            add("assistant", blocks)
-        else:
-            add("user", _blocks(content))
-    params: dict[str, Any] = {
-        "model": model,
-        "max_tokens": int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
-        "messages": messages,
-    }
-    if system:
-        params["system"] = "\n\n".join(s for s in system if s)
-    for key in ("temperature", "top_p"):
-        if body.get(key) is not None:
-            params[key] = body[key]
-    stop = body.get("stop")
-    if stop:
-        params["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    tools = body.get("tools")
-    if tools:
-        params["tools"] = [
-            {
-                "name": (t.get("function") or t).get("name"),
-                "description": (t.get("function") or t).get("description", ""),
-                "input_schema": (t.get("function") or t).get("parameters")
-                or {"type": "object", "properties": {}},
-            }
-            for t in tools
-        ]
-    choice = body.get("tool_choice")
-    if choice == "required":
-        params["tool_choice"] = {"type": "any"}
-    elif choice in ("auto", "none"):
-        params["tool_choice"] = {"type": choice}
-    elif isinstance(choice, Mapping) and (choice.get("function") or {}).get("name"):
-        params["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
-    return params
-
-
-def _blocks(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    blocks: list[dict[str, Any]] = []
-    for part in content or []:
-        if not isinstance(part, Mapping):
-            continue
-        if part.get("type") == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
-        elif part.get("type") == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
-            if url.startswith("data:") and ";base64," in url:
-                media, data = url[5:].split(";base64,", 1)
-                source = {"type": "base64", "media_type": media, "data": data}
-            else:
-                source = {"type": "url", "url": url}
-            blocks.append({"type": "image", "source": source})
-    return blocks

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import httpx
 
     from llmkernel.kernel import Kernel
+    from llmkernel.types import ChatRequest
     from llmkernel_batch.items import BatchItem
     from llmkernel_batch.store import BatchJob
 
@@ -26,10 +27,13 @@ __all__ = [
     "RemoteError",
     "Status",
     "adapter_for",
-    "content_text",
     "error_kind_for_status",
     "jsonl",
+    "request_body",
+    "settings_for",
 ]
+
+T = TypeVar("T")
 
 #: a provider batch's state in one vocabulary (each provider's own is kept in info)
 Status = Literal["in_progress", "completed", "failed", "expired", "cancelling", "cancelled"]
@@ -123,13 +127,22 @@ def adapter_for(kernel: Kernel, provider: str, *, client: httpx.AsyncClient | No
         from llmkernel_batch.remote.openai import OpenAIBatches
 
         return OpenAIBatches(where, client)
-    if where.type == "anthropic":
-        from llmkernel_batch.remote.anthropic import AnthropicBatches
+    try:
+        if where.type == "anthropic":
+            from llmkernel_batch.remote.anthropic import AnthropicBatches
 
-        return AnthropicBatches(where, client)
-    from llmkernel_batch.remote.gemini import GeminiBatches
+            return AnthropicBatches(where, client)
+        from llmkernel_batch.remote.gemini import GeminiBatches
 
-    return GeminiBatches(where, client)
+        return GeminiBatches(where, client)
+    except ModuleNotFoundError as exc:
+        from llmkernel.errors import ConfigError
+
+        package = f"llmkernel-{where.type}"
+        raise ConfigError(
+            f"provider {provider!r}: {where.type} batches build their requests with the "
+            f"{where.type} plugin ({package}), which is not installed ({exc.name})"
+        ) from None
 
 
 def error_kind_for_status(status: int | None) -> str:
@@ -197,16 +210,29 @@ class Http:
             await self.client.aclose()
 
 
-def content_text(content: Any) -> str:
-    """The text of an OpenAI-style message ``content``: a string, or the ``text`` of
-    its parts joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, Mapping) and "text" in p
-        )
-    return ""
+def request_body(
+    item: BatchItem, model: str, build: Callable[[ChatRequest], dict[str, Any]]
+) -> dict[str, Any]:
+    """``item``'s line as the body the provider's chat call sends: the kernel's
+    :class:`ChatRequest` for ``model`` (the provider's own name) turned into JSON by
+    ``build``, the provider plugin's converter; a line either refuses fails the
+    batch, naming the line."""
+    from llmkernel import convert
+    from llmkernel.errors import LLMKernelError
+    from llmkernel_batch.items import call_arguments
+
+    try:
+        return build(convert.chat_request(**{**call_arguments(item), "model": model}))
+    except LLMKernelError as exc:
+        raise RemoteError(f"line {item.line}: {str(exc).splitlines()[0]}") from None
+
+
+def settings_for(where: Endpoint, cls: type[T]) -> T:
+    """The provider plugin's settings (``cls``) from the instance's table, so the
+    batch API is reached and its bodies built as that provider's chat calls are."""
+    from llmkernel.options import parse_options
+
+    return parse_options(cls, where.options, where=f"[providers.{where.name}]")
 
 
 def _snippet(text: str) -> str:

@@ -10,11 +10,14 @@
 Gemini API reference (ai.google.dev/api/batch-api and the Batch API guide, checked
 2026-11-30). Answers are matched by ``metadata.key`` when the service echoes it,
 else by position.
+
+Each ``request`` is the body the gemini plugin sends to ``generateContent`` (its
+``chat_body``, with the instance's ``schema_format``), so a line is sent as the
+same line would be as a chat call.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +28,19 @@ from llmkernel_batch.remote.base import (
     Parsed,
     RemoteError,
     Status,
-    content_text,
     error_kind_for_status,
+    request_body,
+    settings_for,
 )
 
 if TYPE_CHECKING:
     import httpx
 
+    from llmkernel.types import ChatRequest
     from llmkernel_batch.items import BatchItem
     from llmkernel_batch.store import BatchJob
 
-__all__ = ["GeminiBatches", "request_from"]
+__all__ = ["GeminiBatches"]
 
 _STATES: dict[str, Status] = {
     "PENDING": "in_progress",
@@ -56,21 +61,33 @@ _CODES = {400: "invalid_request", 401: "authentication", 403: "permission", 404:
 
 class GeminiBatches:
     def __init__(self, where: Endpoint, client: httpx.AsyncClient | None = None) -> None:
-        version = str(where.options.get("api_version") or "v1beta").strip("/")
+        from llmkernel_gemini.settings import GeminiSettings
+
+        self.settings = settings_for(where, GeminiSettings)
         headers = {"content-type": "application/json"}
         if where.api_key:
             headers["x-goog-api-key"] = where.api_key
-        self.http = Http(f"{where.base_url}/{version}", headers, client)
+        self.http = Http(self.settings.api_root, headers, client)
 
     async def submit(self, items: Sequence[BatchItem], model: str) -> tuple[str, Status, Any]:
-        name = model if model.startswith("models/") else f"models/{model}"
+        from llmkernel_gemini.convert import chat_body, model_path
+
+        name = model_path(model)
+        schema_format = self.settings.schema_format
+
+        def build(request: ChatRequest) -> dict[str, Any]:
+            return chat_body(request, schema_format=schema_format)
+
         body = {
             "batch": {
                 "display_name": f"llmkernel-{len(items)}-requests",
                 "input_config": {
                     "requests": {
                         "requests": [
-                            {"request": request_from(i.body), "metadata": {"key": i.custom_id}}
+                            {
+                                "request": request_body(i, model, build),
+                                "metadata": {"key": i.custom_id},
+                            }
                             for i in items
                         ]
                     }
@@ -179,98 +196,3 @@ def _entry(custom_id: str, entry: Mapping[str, Any]) -> Parsed:
         id=response.get("responseId"),
         model=str(response.get("modelVersion") or ""),
     )
-
-
-def request_from(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``GenerateContentRequest`` from an OpenAI-shaped chat body."""
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
-    names: dict[str, str] = {}
-
-    def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-
-    for message in body.get("messages") or []:
-        role = message.get("role")
-        content = message.get("content")
-        if role in ("system", "developer"):
-            system.append(content_text(content))
-        elif role == "tool":
-            name = names.get(str(message.get("tool_call_id")), "tool")
-            add(
-                "user",
-                [
-                    {
-                        "functionResponse": {
-                            "name": name,
-                            "response": {"result": content_text(content)},
-                        }
-                    }
-                ],
-            )
-        elif role == "assistant":
-            parts: list[dict[str, Any]] = [{"text": t} for t in [content_text(content)] if t]
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                names[str(call.get("id"))] = str(function.get("name"))
-                try:
-                    args = json.loads(function.get("arguments") or "{}")
-                except ValueError:
-                    args = {}
-                parts.append({"functionCall": {"name": function.get("name"), "args": args}})
-            add("model", parts)
-        else:
-            add("user", _parts(content))
-    request: dict[str, Any] = {"contents": contents}
-    if system:
-        request["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-    config: dict[str, Any] = {}
-    if body.get("max_tokens") is not None:
-        config["maxOutputTokens"] = body["max_tokens"]
-    if body.get("temperature") is not None:
-        config["temperature"] = body["temperature"]
-    if body.get("top_p") is not None:
-        config["topP"] = body["top_p"]
-    stop = body.get("stop")
-    if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if config:
-        request["generationConfig"] = config
-    tools = body.get("tools")
-    if tools:
-        request["tools"] = [
-            {
-                "functionDeclarations": [
-                    {
-                        "name": (t.get("function") or t).get("name"),
-                        "description": (t.get("function") or t).get("description", ""),
-                        "parameters": (t.get("function") or t).get("parameters")
-                        or {"type": "object", "properties": {}},
-                    }
-                    for t in tools
-                ]
-            }
-        ]
-    return request
-
-
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}]
-    parts: list[dict[str, Any]] = []
-    for part in content or []:
-        if not isinstance(part, Mapping):
-            continue
-        if part.get("type") == "text":
-            parts.append({"text": part.get("text", "")})
-        elif part.get("type") == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
-            if url.startswith("data:") and ";base64," in url:
-                media, data = url[5:].split(";base64,", 1)
-                parts.append({"inlineData": {"mimeType": media, "data": data}})
-            else:
-                parts.append({"fileData": {"fileUri": url}})
-    return parts

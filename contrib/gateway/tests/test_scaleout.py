@@ -1,0 +1,103 @@
+"""Two gateway processes (each with its own data, cache, state and config
+directories, as on two machines) and one real redis-server: a key's rate limit
+holds in total across both, an answer cached through one is a hit on the other,
+and with Redis killed mid-burst both keep answering (no 500), say ``degraded`` in
+``/health``, and coordinate again once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from llmkernel_redis.testing import RedisServer, redis_server
+
+from .conftest import Gateway, key_table
+from .test_redis_health import config as redis_config
+
+__all__ = ["redis_server"]
+
+TEAM, OTHER = "sk-team-scaleout-0001", "sk-other-scaleout-0002"
+ADMIN = "sk-admin-scaleout-0003"
+AS_ADMIN = {"authorization": f"Bearer {ADMIN}"}  # /health's details need an admin key
+
+
+def config(url: str) -> str:
+    return (
+        redis_config(url, redis="instances = 2\n")
+        + "\n[plugin.cache]\nenabled = true\n"
+        + key_table("team", TEAM)
+        + '[plugin.gateway.keys."team".rate_limit]\nrequests_per_minute = 20\n'
+        + key_table("other", OTHER)
+        + key_table("ops", ADMIN, admin=True)
+    )
+
+
+def start(url: str, tmp: Path, name: str) -> Gateway:
+    home = tmp / name
+    env = {f"XDG_{d}_HOME": str(home / d.lower()) for d in ("DATA", "CACHE", "STATE", "CONFIG")}
+    home.mkdir()
+    return Gateway(config(url), home, env=env)
+
+
+async def burst(urls: list[str], key: str, n: int, prompt: str = "hi") -> list[int]:
+    body = {"model": "mock/echo", "messages": [{"role": "user", "content": prompt}]}
+    headers = {"authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as client:
+
+        async def one(i: int) -> int:
+            body_i = {**body, "messages": [{"role": "user", "content": f"{prompt} {i}"}]}
+            answer = await client.post(
+                f"{urls[i % len(urls)]}/v1/chat/completions", json=body_i, headers=headers
+            )
+            return answer.status_code
+
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+def test_two_instances_share_limits_and_cache(redis_server: RedisServer, tmp_path: Path) -> None:
+    one = start(redis_server.url, tmp_path, "one")
+    two = start(redis_server.url, tmp_path, "two")
+    try:
+        urls = [one.url, two.url]
+        codes = asyncio.run(burst(urls, TEAM, 200))
+        assert codes.count(200) == 20, codes  # 20 a minute in total, not 20 each
+        assert set(codes) == {200, 429}
+
+        body = {
+            "model": "mock/chat",
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "cache me across instances"}],
+        }
+        headers = {"authorization": f"Bearer {OTHER}"}
+        first = httpx.post(f"{one.url}/v1/chat/completions", json=body, headers=headers)
+        assert first.status_code == 200 and first.headers["x-llmkernel-cache"] == "miss"
+        again = httpx.post(f"{two.url}/v1/chat/completions", json=body, headers=headers)
+        assert again.status_code == 200 and again.headers["x-llmkernel-cache"] == "hit"
+        text = first.json()["choices"][0]["message"]["content"]
+        assert again.json()["choices"][0]["message"]["content"] == text
+
+        redis_server.kill()  # mid-run: both keep serving on local state
+        codes = asyncio.run(burst(urls, OTHER, 40, prompt="during the outage"))
+        assert 500 not in codes and codes.count(200) == 40, codes
+        for gateway in (one, two):
+            assert httpx.get(f"{gateway.url}/health").json() == {"status": "degraded"}
+            health = httpx.get(f"{gateway.url}/health", headers=AS_ADMIN).json()
+            assert health["status"] == "degraded" and health["redis"]["main"] == "degraded"
+
+        redis_server.start()  # empty, as a restarted Redis without persistence
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            asyncio.run(burst(urls, OTHER, 2, prompt="probe"))
+            states = [httpx.get(f"{g.url}/health").json()["status"] for g in (one, two)]
+            if states == ["ok", "ok"]:
+                break
+        assert states == ["ok", "ok"]
+        again = httpx.post(f"{one.url}/v1/chat/completions", json=body, headers=headers)
+        assert again.status_code == 200  # coordination resumed: answered, no error
+    finally:
+        one.stop()
+        two.stop()
