@@ -85,6 +85,9 @@ class Gateway:
         self.process = subprocess.Popen(args, env=environ, stderr=self._stderr, stdout=self._stdout)
         try:
             wait_healthy(self.url, self.process)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc} {self.log[-2000:]}") from None
         except BaseException:
             self.stop()
             raise

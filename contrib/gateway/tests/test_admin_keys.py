@@ -56,7 +56,7 @@ mode = "reject"
         server.stop()
 
 
-def worker_clients(gateway: Gateway) -> list[httpx.Client]:
+def worker_clients(gateway: Gateway, token: str = ADMIN) -> list[httpx.Client]:
     """One kept-alive client per worker: a connection stays on the worker that
     accepted it, and ``/health`` (as an admin) says which one that is."""
     found: dict[int, httpx.Client] = {}
@@ -64,7 +64,7 @@ def worker_clients(gateway: Gateway) -> list[httpx.Client]:
     while len(found) < 2:
         assert time.monotonic() < deadline, "only one worker ever answered"
         client = httpx.Client(base_url=gateway.url, timeout=10)
-        pid = client.get("/health", headers=admin()).json()["pid"]
+        pid = client.get("/health", headers=admin(token)).json()["pid"]
         if pid in found:
             client.close()
         else:

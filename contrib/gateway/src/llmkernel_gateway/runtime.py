@@ -23,7 +23,7 @@ and takes in what changed:
 
 ``SIGHUP`` reloads the config file too: a single process handles it itself; with
 ``--workers N`` the supervisor bumps a counter file in the workers' run directory
-(:func:`sighup_to_workers`), which each worker reads with the store's stamp. Calls in
+(:func:`bump_reload`), which each worker reads with the store's stamp. Calls in
 flight finish on the config they started with; the old one is closed when its last
 call ends (at most ``shutdown_timeout`` seconds later), in the background.
 """
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from llmkernel_gateway.records import KeyRecord
     from llmkernel_gateway.settings import Key
 
-__all__ = ["RELOAD_FILE", "Runtime", "sighup_to_workers"]
+__all__ = ["RELOAD_FILE", "Runtime", "bump_reload"]
 
 #: the counter file a supervisor's SIGHUP bumps in the workers' run directory
 RELOAD_FILE = "reload"
@@ -147,7 +147,6 @@ class Runtime:
         ]
         if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # see serve()
                 loop.add_signal_handler(signal.SIGHUP, self._sighup)
 
     async def stop(self) -> None:
@@ -349,23 +348,14 @@ def _warn_restart(old: Any, new: Any) -> None:
             log.warning("gateway.reload_needs_restart", setting=name)
 
 
-def sighup_to_workers(run_dir: str) -> None:
-    """In ``llmkernel serve --workers N``'s supervisor, before the workers start:
-    SIGHUP bumps the counter file every worker reads (uvicorn's supervisor would
-    restart the workers instead). The signal is blocked in this process and taken
-    by a thread with ``sigwait``; the workers, which inherit the blocked mask,
-    unblock it and handle their own."""
+def bump_reload(run_dir: str) -> None:
+    """In ``llmkernel serve --workers N``'s supervisor, on SIGHUP: bump the counter
+    file every worker reads with the store's stamp (replaced whole, never torn)."""
     path = Path(run_dir, RELOAD_FILE)
-    path.write_text("0")
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-
-    def wait() -> None:
+    try:
+        count = int(path.read_text() or 0)
+    except (OSError, ValueError):
         count = 0
-        while True:
-            signal.sigwait({signal.SIGHUP})
-            count += 1
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(str(count))
-            os.replace(temporary, path)
-
-    threading.Thread(target=wait, name="llmkernel-gateway-sighup", daemon=True).start()
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(str(count + 1))
+    os.replace(temporary, path)
