@@ -101,3 +101,44 @@ def test_two_instances_share_limits_and_cache(redis_server: RedisServer, tmp_pat
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_key_made_and_revoked_on_one_instance_holds_on_the_other(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    one = start(redis_server.url, tmp_path, "one")
+    two = start(redis_server.url, tmp_path, "two")
+    body = {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}
+
+    def status(gateway: Gateway, key: str) -> int:
+        headers = {"authorization": f"Bearer {key}"}
+        return httpx.post(
+            f"{gateway.url}/v1/chat/completions", json=body, headers=headers
+        ).status_code
+
+    def within_two_seconds(gateway: Gateway, key: str, expected: int) -> None:
+        deadline = time.monotonic() + 2.5
+        while status(gateway, key) != expected:
+            assert time.monotonic() < deadline, f"{gateway.url} never answered {expected}"
+            time.sleep(0.05)
+
+    try:
+        made = httpx.post(
+            f"{one.url}/admin/keys",
+            json={"name": "fleet-key", "rate_limit": {"requests_per_minute": 1000}},
+            headers=AS_ADMIN,
+        )
+        assert made.status_code == 201, made.text
+        secret = made.json()["key"]
+        within_two_seconds(two, secret, 200)  # made on one, open on two
+        shown = httpx.get(f"{two.url}/admin/keys/fleet-key", headers=AS_ADMIN).json()
+        assert shown["source"] == "store" and shown["state"] == "active"
+        revoked = httpx.delete(f"{one.url}/admin/keys/fleet-key", headers=AS_ADMIN)
+        assert revoked.status_code == 200
+        within_two_seconds(two, secret, 401)  # revoked on one, refused on two
+        audit = httpx.get(f"{two.url}/admin/audit", headers=AS_ADMIN).json()["data"]
+        assert [e["action"] for e in audit[:2]] == ["key.revoke", "key.create"]
+        assert secret not in str(audit)
+    finally:
+        one.stop()
+        two.stop()

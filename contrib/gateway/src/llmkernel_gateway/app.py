@@ -778,12 +778,16 @@ class Gateway:
             self.kernel.lifecycle.add_closer(self._dashboard.close)
         found = await asyncio.to_thread(
             self._dashboard.collect,
-            keys=self.settings.key_list(),
+            keys=self.keys.keys(),  # the config file's and the key store's
             deployments=self.telemetry.deployment_rows() if self.telemetry else {},
             kernel_stats=self._kernel_stats(),
             redis_configured=bool(self.config.redis),
             known=self._known_deployment,
         )
+        overrides = self.runtime.overrides  # PATCH /admin/deployments
+        rows = found.setdefault("deployments", {})
+        for name in [*rows, *(n for n in overrides.table if n not in rows)]:
+            rows.setdefault(name, {"breaker": None})["live"] = overrides.of(name)
         return {
             "now": time.time(),
             "started": self.started,

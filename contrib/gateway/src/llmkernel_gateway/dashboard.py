@@ -196,6 +196,8 @@ class Dashboard:
             key_rows[key.name] = {
                 "tenant": key.tenant,
                 "admin": key.admin,
+                "source": key.source,  # "config" (read-only) or "store"
+                "state": key_state(key, now),
                 "requests_today": int((spend["day"].get(key.name) or {}).get("requests", 0)),
                 "spend": used,
                 "budget": {p: _money(Decimal(str(v))) for p, v in key.budget.items()},
@@ -230,3 +232,12 @@ class Dashboard:
             },
             "experiments": experiments,
         }
+
+
+def key_state(key: Key, now: float) -> str:
+    """``active``, ``disabled`` or ``expired``."""
+    if key.disabled:
+        return "disabled"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"

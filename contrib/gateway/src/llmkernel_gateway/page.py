@@ -40,7 +40,7 @@ table{border-collapse:collapse;width:100%}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 tr.breaker-open td{background:#fde2e1}tr.breaker-half_open td{background:#fff1d6}
-.state-open{color:var(--err);font-weight:600}.state-half_open{color:var(--warn);font-weight:600}
+.state-open,.key-disabled,.key-expired{color:var(--err);font-weight:600}.state-half_open{color:var(--warn);font-weight:600}
 .over{color:var(--err);font-weight:600}
 meter{width:70px;vertical-align:middle}
 @media (max-width:600px){body{padding:8px}.charts{grid-template-columns:1fr}
@@ -167,6 +167,7 @@ def _deployments(status: Mapping[str, Any]) -> str:
             _stat((*p, "ttft_p95_ms"), row.get("ttft_p95_ms"), "ms"),
             _stat((*p, "cost_today"), row.get("cost_today"), "usd"),
             f'<span class="state-{_e(state)}">{_e(state.replace("_", "-"))}</span>',
+            _live(row.get("live") or {}),
         ]
         tds = "".join(f"<td>{c}</td>" for c in cells)
         rows.append(
@@ -174,8 +175,19 @@ def _deployments(status: Mapping[str, Any]) -> str:
             f"{tds}</tr>"
         )
     head = ["Deployment", "Requests", "Errors", "Error rate", "p50 ms", "p95 ms"]
-    head += ["TTFT p50", "TTFT p95", "Cost today", "Breaker"]
+    head += ["TTFT p50", "TTFT p95", "Cost today", "Breaker", "Live settings"]
     return _table(head, rows, "no requests yet", "deployments")
+
+
+def _live(live: Mapping[str, Any]) -> str:
+    """A deployment's settings changed by an operator (PATCH /admin/deployments)."""
+    parts = []
+    if live.get("disabled"):
+        parts.append('<span class="state-open">disabled</span>')
+    for name in ("priority", "weight"):
+        if live.get(name) is not None:
+            parts.append(f"{name} {_e(str(live[name]))}")
+    return ", ".join(parts) or "\u2014"
 
 
 def _keys(status: Mapping[str, Any]) -> str:
@@ -196,8 +208,11 @@ def _keys(status: Mapping[str, Any]) -> str:
                     f'<meter min="0" max="1" high="0.8" value="{min(share, 1.0):.3f}"></meter>'
                 )
             spend.append(text)
+        state = row.get("state", "active")
+        source = "config file" if row.get("source") == "config" else "key store"
         cells = [
             _e(row.get("tenant") or "\u2014"),
+            f'<span class="key-{_e(state)}">{_e(state)}</span> ({_e(source)})',
             _stat((*p, "requests_today"), row["requests_today"]),
             *spend,
             _stat((*p, "refused_rate_limit"), row["refused_rate_limit"]),
@@ -205,7 +220,7 @@ def _keys(status: Mapping[str, Any]) -> str:
         ]
         tds = "".join(f"<td>{c}</td>" for c in cells)
         rows.append(f'<tr data-key-name="{_e(name)}"><td>{_e(name)}</td>{tds}</tr>')
-    head = ["Key", "Tenant", "Requests today", "Spend today", "This month", "Total"]
+    head = ["Key", "Tenant", "State", "Requests today", "Spend today", "This month", "Total"]
     head += ["Rate-limited", "Over budget"]
     return _table(head, rows, "no keys configured", "keys")
 
