@@ -116,6 +116,12 @@ class Gateway:
         return self.process.returncode
 
 
+def own_dirs(home: Path) -> dict[str, str]:
+    """XDG data, cache, state and config directories under ``home`` for one gateway
+    (its own key store, response store and caches), as on a machine of its own."""
+    return {f"XDG_{d}_HOME": str(home / d.lower()) for d in ("DATA", "CACHE", "STATE", "CONFIG")}
+
+
 def key_table(name: str, key: str, **extra: Any) -> str:
     lines = [f'[plugin.gateway.keys."{name}"]', f'hash = "{stored_hash(key)}"']
     for field, value in extra.items():

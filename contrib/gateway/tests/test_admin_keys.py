@@ -17,7 +17,7 @@ import pytest
 
 from llmkernel_gateway.keys import new_key
 
-from .conftest import Gateway, base_config, key_table
+from .conftest import Gateway, base_config, key_table, own_dirs
 
 ADMIN = new_key()
 PLAIN = new_key()
@@ -49,7 +49,7 @@ mode = "reject"
         + key_table("ops", ADMIN, admin=True)
         + key_table("plain", PLAIN)
     )
-    server = Gateway(config, tmp, workers=2)
+    server = Gateway(config, tmp, workers=2, env=own_dirs(tmp))
     try:
         yield server
     finally:

@@ -17,7 +17,7 @@ import pytest
 
 from llmkernel_gateway.keys import new_key
 
-from .conftest import Gateway, base_config, key_table
+from .conftest import Gateway, base_config, key_table, own_dirs
 from .test_admin_keys import admin, until, worker_clients
 
 ADMIN = new_key()
@@ -40,7 +40,7 @@ def config(alias: str, extra: str = "") -> str:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    server = Gateway(config("first"), tmp_path, workers=2)
+    server = Gateway(config("first"), tmp_path, workers=2, env=own_dirs(tmp_path))
     try:
         yield server
     finally:
@@ -159,7 +159,7 @@ def test_a_deployment_disabled_and_reprioritized_live(gateway: Gateway) -> None:
 
 
 def test_sighup_reloads_a_single_process(tmp_path: Path) -> None:
-    server = Gateway(config("first"), tmp_path)
+    server = Gateway(config("first"), tmp_path, env=own_dirs(tmp_path))
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert ask(client, "second").status_code == 400

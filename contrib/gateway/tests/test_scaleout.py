@@ -14,7 +14,7 @@ import httpx
 
 from llmkernel_redis.testing import RedisServer, redis_server
 
-from .conftest import Gateway, key_table
+from .conftest import Gateway, key_table, own_dirs
 from .test_redis_health import config as redis_config
 
 __all__ = ["redis_server"]
@@ -37,9 +37,8 @@ def config(url: str) -> str:
 
 def start(url: str, tmp: Path, name: str) -> Gateway:
     home = tmp / name
-    env = {f"XDG_{d}_HOME": str(home / d.lower()) for d in ("DATA", "CACHE", "STATE", "CONFIG")}
     home.mkdir()
-    return Gateway(config(url), home, env=env)
+    return Gateway(config(url), home, env=own_dirs(home))
 
 
 async def burst(urls: list[str], key: str, n: int, prompt: str = "hi") -> list[int]:
