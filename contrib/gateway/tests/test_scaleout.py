@@ -35,10 +35,10 @@ def config(url: str) -> str:
     )
 
 
-def start(url: str, tmp: Path, name: str) -> Gateway:
+def start(url: str, tmp: Path, name: str, extra: str = "") -> Gateway:
     home = tmp / name
     home.mkdir()
-    return Gateway(config(url), home, env=own_dirs(home))
+    return Gateway(config(url) + extra, home, env=own_dirs(home))
 
 
 async def burst(urls: list[str], key: str, n: int, prompt: str = "hi") -> list[int]:
@@ -138,6 +138,39 @@ def test_a_key_made_and_revoked_on_one_instance_holds_on_the_other(
         audit = httpx.get(f"{two.url}/admin/audit", headers=AS_ADMIN).json()["data"]
         assert [e["action"] for e in audit[:2]] == ["key.revoke", "key.create"]
         assert secret not in str(audit)
+    finally:
+        one.stop()
+        two.stop()
+
+
+def test_the_dashboard_sums_every_instances_ledger(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    def ledger(name: str) -> str:  # each instance its own ledger, as on two machines
+        path = tmp_path / f"{name}-ledger.db"
+        return f'[plugin.ledger]\npath = "{path}"\n[plugin.gateway]\nmetrics_refresh = 0.5\n'
+
+    one = start(redis_server.url, tmp_path, "one", ledger("one"))
+    two = start(redis_server.url, tmp_path, "two", ledger("two"))
+    try:
+        codes = asyncio.run(burst([one.url], OTHER, 7, prompt="on one"))
+        codes += asyncio.run(burst([two.url], OTHER, 5, prompt="on two"))
+        assert codes == [200] * 12
+        deadline = time.monotonic() + 10
+        while True:
+            fleet = [
+                httpx.get(f"{g.url}/status.json", headers=AS_ADMIN).json()["fleet"]
+                for g in (one, two)
+            ]
+            if all(f["instances"] == 2 and f["day"]["requests"] == 12 for f in fleet):
+                break
+            assert time.monotonic() < deadline, fleet
+            time.sleep(0.2)
+        alone = httpx.get(f"{one.url}/status.json", headers=AS_ADMIN).json()
+        assert alone["totals"]["day"]["requests"] == 7  # its own ledger
+        assert fleet[0]["hour"]["requests"] == 12 and fleet[0]["day"]["errors"] == 0
+        page = httpx.get(f"{two.url}/", headers=AS_ADMIN).text
+        assert 'data-stat="[&quot;fleet&quot;, &quot;day&quot;, &quot;requests&quot;]"' in page
     finally:
         one.stop()
         two.stop()

@@ -177,12 +177,17 @@ class Gateway:
         """After the kernel swapped in a new config: what was read from the old one."""
         if self.telemetry is not None:
             self.telemetry.configure(kernel, self.keys.keys())
+        dashboard, self._dashboard = self._dashboard, None  # the new config's ledger
+        if dashboard is not None:
+            dashboard.close()
 
     async def shutdown(self) -> None:
         """Close the kernel (its providers and closers: a ledger flushes here)."""
         if self.telemetry is not None:
             await self.telemetry.stop()
         await self.runtime.stop()  # old configs still draining close first
+        if self._dashboard is not None:
+            self._dashboard.close()
         if self.kernel is not None:
             await self.kernel.aclose()
         await self.apis.shutdown()
@@ -767,23 +772,30 @@ class Gateway:
         text, content_type = self.telemetry.render()
         await _respond(scope, send, 200, text, [(b"content-type", content_type.encode())])
 
-    async def status(self) -> dict[str, Any]:
-        """What the dashboard shows, as JSON (:mod:`llmkernel_gateway.dashboard`);
-        the ledger is read in a worker thread."""
+    def dashboard(self) -> Dashboard:
+        """The dashboard's reader of the current config's ledger."""
         from llmkernel_gateway.dashboard import Dashboard
 
         assert self.kernel is not None, "the gateway's lifespan did not run"
         if self._dashboard is None:
             self._dashboard = Dashboard(self.kernel)
-            self.kernel.lifecycle.add_closer(self._dashboard.close)
+        return self._dashboard
+
+    async def status(self) -> dict[str, Any]:
+        """What the dashboard shows, as JSON (:mod:`llmkernel_gateway.dashboard`);
+        the ledger is read in a worker thread."""
+
         found = await asyncio.to_thread(
-            self._dashboard.collect,
+            self.dashboard().collect,
             keys=self.keys.keys(),  # the config file's and the key store's
             deployments=self.telemetry.deployment_rows() if self.telemetry else {},
             kernel_stats=self._kernel_stats(),
             redis_configured=bool(self.config.redis),
             known=self._known_deployment,
         )
+        fleet = await self.runtime.fleet()
+        if fleet is not None:
+            found["fleet"] = fleet
         overrides = self.runtime.overrides  # PATCH /admin/deployments
         rows = found.setdefault("deployments", {})
         for name in [*rows, *(n for n in overrides.table if n not in rows)]:

@@ -273,6 +273,33 @@ def _redis(status: Mapping[str, Any]) -> str:
     return "<p>Redis: " + ", ".join(parts) + "</p>"
 
 
+def _fleet(status: Mapping[str, Any]) -> str:
+    """With ``[redis]``: the totals of every instance's ledger."""
+    fleet = status.get("fleet")
+    if not isinstance(fleet, Mapping):
+        return ""
+    if fleet.get("error"):
+        return f'<h2>Fleet</h2><p class="over">Not readable: {_e(str(fleet["error"]))}</p>'
+    tiles = [("Instances", _stat(("fleet", "instances"), fleet["instances"]))]
+    for window, label in (("hour", "hour"), ("day", "24 h")):
+        w = ("fleet", window)
+        tiles += [
+            (f"Requests ({label})", _stat((*w, "requests"), fleet[window]["requests"])),
+            (f"Errors ({label})", _stat((*w, "errors"), fleet[window]["errors"])),
+            (f"Cost ({label})", _stat((*w, "cost"), fleet[window]["cost"], "usd")),
+        ]
+    d = ("fleet", "day")
+    tiles += [
+        ("Input tokens (24 h)", _stat((*d, "input_tokens"), fleet["day"]["input_tokens"])),
+        ("Output tokens (24 h)", _stat((*d, "output_tokens"), fleet["day"]["output_tokens"])),
+    ]
+    cells = "".join(
+        f'<div class="tile"><b>{value}</b><small>{_e(title)}</small></div>'
+        for title, value in tiles
+    )
+    return f'<h2>Fleet (every instance)</h2><div class="tiles">{cells}</div>'
+
+
 def render(status: Mapping[str, Any]) -> str:
     """The dashboard with the numbers of ``status`` (what ``/status.json`` answers)."""
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(status["now"])))
@@ -285,7 +312,7 @@ def render(status: Mapping[str, Any]) -> str:
         body = f"<h2>Deployments</h2>{_deployments(status)}"
     else:
         body = (
-            f"{_tiles(status)}<h2>Over time</h2>{_charts(status)}"
+            f"{_tiles(status)}{_fleet(status)}<h2>Over time</h2>{_charts(status)}"
             f"<h2>Deployments (24 h)</h2>{_deployments(status)}"
             f"<h2>Keys</h2>{_keys(status)}"
             f"<h2>Errors</h2>{_errors(status)}"

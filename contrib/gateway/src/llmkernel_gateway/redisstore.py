@@ -30,11 +30,15 @@ if TYPE_CHECKING:
     from llmkernel.config import Config
     from llmkernel_redis import Shared
 
-__all__ = ["AUDIT_KEPT", "RedisKeyStore"]
+__all__ = ["AUDIT_KEPT", "FLEET_FRESH", "RedisKeyStore"]
 
 LAYOUT = "gateway1"
 #: audit entries kept in Redis
 AUDIT_KEPT = 10_000
+#: seconds an instance's published totals count for the fleet's dashboard
+FLEET_FRESH = 60.0
+#: instances' shares read at most (a hash field per ledger)
+_FLEET_MAX = 1000
 
 
 class RedisKeyStore:
@@ -50,6 +54,7 @@ class RedisKeyStore:
         self.generation = f"{base}generation"
         self.used = f"{base}lastused"
         self.audit_list = f"{base}audit"
+        self.fleet = f"{base}fleet"
         self.where = f"Redis {redact_url(shared.settings.url)}"
 
     @classmethod
@@ -182,6 +187,43 @@ class RedisKeyStore:
             return await client.lrange(self.audit_list, 0, limit - 1)
 
         return [json.loads(item) for item in await self.link.call(run)]
+
+    async def publish_share(self, name: str, share: Mapping[str, Any], now: float) -> None:
+        """This instance's ledger totals (``name``: its host and ledger file, so the
+        workers of one instance, or instances sharing one ledger, count once)."""
+        text = json.dumps({**share, "at": now, "name": name}, sort_keys=True)
+
+        async def run(client: Redis) -> Any:
+            pipe = client.pipeline(transaction=False)
+            pipe.hset(self.fleet, name, text)
+            pipe.expire(self.fleet, 86400)
+            return await pipe.execute()
+
+        await self.link.call(run)
+
+    async def fleet_shares(self, now: float) -> list[dict[str, Any]]:
+        """Every instance's share published in the last :data:`FLEET_FRESH` seconds
+        (older than a day: removed)."""
+
+        async def run(client: Redis) -> Any:
+            return await client.hgetall(self.fleet)
+
+        found = await self.link.call(run)
+        fresh, dead = [], []
+        for name, raw in list(found.items())[:_FLEET_MAX]:
+            try:
+                entry = json.loads(raw)
+                at = float(entry["at"])
+            except (ValueError, KeyError, TypeError):
+                dead.append(name)
+                continue
+            if at >= now - FLEET_FRESH:
+                fresh.append(entry)
+            elif at < now - 86400:
+                dead.append(name)
+        if dead:
+            await self.link.call(lambda client: client.hdel(self.fleet, *dead))
+        return sorted(fresh, key=lambda e: str(e.get("name")))
 
     async def aclose(self) -> None:
         await self.shared.aclose()

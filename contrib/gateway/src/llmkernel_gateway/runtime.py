@@ -145,6 +145,8 @@ class Runtime:
             loop.create_task(self._poll()),
             loop.create_task(self._write_usage()),
         ]
+        if hasattr(self.store, "publish_share"):  # a fleet: its dashboard sums the ledgers
+            self._tasks.append(loop.create_task(self._publish_share()))
         if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGHUP, self._sighup)
@@ -323,6 +325,47 @@ class Runtime:
         task = asyncio.ensure_future(run())
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
+
+    # ------------------------------------------------------------------ the fleet
+
+    async def _publish_share(self) -> None:
+        """Every ``metrics_refresh`` seconds: this instance's ledger totals, for every
+        instance's dashboard (:meth:`fleet`)."""
+        from llmkernel_gateway.dashboard import fleet_share
+
+        failing = False
+        while True:
+            await asyncio.sleep(self.gateway.settings.metrics_refresh)
+            dashboard = self.gateway.dashboard()
+            ledger, name = dashboard.store, dashboard.identity
+            if ledger is None or name is None:
+                continue
+            try:
+                now = time.time()
+                share = await asyncio.to_thread(fleet_share, ledger, now)
+                await self.store.publish_share(name, share, now)  # type: ignore[union-attr]
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage
+                    log.warning("gateway.fleet.publish_failed", error=str(exc)[:300])
+                failing = True
+
+    async def fleet(self) -> dict[str, Any] | None:
+        """The fleet's totals (every instance's fresh share summed), with
+        ``[redis]``; ``None`` without."""
+        store = self.store
+        if not hasattr(store, "fleet_shares"):
+            return None
+        from llmkernel_gateway.dashboard import fleet_sum
+
+        try:
+            shares = await store.fleet_shares(time.time())  # type: ignore[union-attr]
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {
+            **fleet_sum(shares),
+            "members": [{"name": e.get("name"), "at": e.get("at")} for e in shares],
+        }
 
     # ------------------------------------------------------------------ key use
 
