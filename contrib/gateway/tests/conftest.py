@@ -85,6 +85,9 @@ class Gateway:
         self.process = subprocess.Popen(args, env=environ, stderr=self._stderr, stdout=self._stdout)
         try:
             wait_healthy(self.url, self.process)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc} {self.log[-2000:]}") from None
         except BaseException:
             self.stop()
             raise
@@ -111,6 +114,12 @@ class Gateway:
         self._stderr.close()
         self._stdout.close()
         return self.process.returncode
+
+
+def own_dirs(home: Path) -> dict[str, str]:
+    """XDG data, cache, state and config directories under ``home`` for one gateway
+    (its own key store, response store and caches), as on a machine of its own."""
+    return {f"XDG_{d}_HOME": str(home / d.lower()) for d in ("DATA", "CACHE", "STATE", "CONFIG")}
 
 
 def key_table(name: str, key: str, **extra: Any) -> str:

@@ -212,7 +212,8 @@ def test_label_values_stay_bounded_under_random_model_names(
         sdk = client(server, keys["team"])
         sdk.chat.completions.create(model="fast", messages=HI)
         before = len(samples(scrape(server)))
-        health_before = len(httpx.get(f"{server.url}/health").content)
+        team = {"authorization": f"Bearer {keys['team']}"}  # the details: a key's
+        health_before = len(httpx.get(f"{server.url}/health", headers=team).content)
         rng = random.Random(26)
         with httpx.Client(base_url=server.url, timeout=30) as http:
             for i in range(1000):
@@ -225,7 +226,7 @@ def test_label_values_stay_bounded_under_random_model_names(
                 )
         text = scrape(server)
         found = samples(text)
-        health = httpx.get(f"{server.url}/health")
+        health = httpx.get(f"{server.url}/health", headers=team)
         status = httpx.get(
             f"{server.url}/status.json", headers={"authorization": f"Bearer {keys['team']}"}
         ).json()

@@ -15,8 +15,9 @@ the tenant, the model asked for and the session id (at most 128 characters, long
 ones are hashed), so one tenant cannot steer another's.
 
 Two pieces: :class:`AffinityPlugin` (an ``on_request_end`` hook that remembers the
-deployment that answered) and :class:`AffinityStrategy`, which wraps the kernel's
-configured strategy and puts the remembered deployment first.
+deployment that answered) and :func:`pin_first`, which the gateway's strategy
+(:mod:`llmkernel_gateway.deployments`, wrapping the configured one in every config
+the kernel is given) calls to put the remembered deployment first.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmkernel import hookimpl
 
 if TYPE_CHECKING:
     from llmkernel.context import Outcome, RequestContext
-    from llmkernel.kernel import Kernel
     from llmkernel.routing import Candidate
 
 #: The request metadata key that carries the session id (never sent upstream).
@@ -101,36 +101,21 @@ class AffinityPlugin:
             self.sessions.remember(key, outcome.candidate.qualified)
 
 
-class AffinityStrategy:
-    """The configured strategy, then the session's deployment moved to the front."""
-
-    def __init__(self, inner: Any, sessions: Sessions) -> None:
-        self.inner = inner
-        self.sessions = sessions
-
-    def select(self, ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]:
-        ordered: list[Candidate] = self.inner.select(ctx, candidates) or list(candidates)
-        if len(ordered) < 2:
-            return ordered
-        key = _key(ctx)
-        pinned = self.sessions.get(key) if key is not None else None
-        if pinned is None:
-            return ordered
-        for index, candidate in enumerate(ordered):
-            if candidate.qualified == pinned:
-                if index:
-                    ordered = [candidate, *ordered[:index], *ordered[index + 1 :]]
-                break
+def pin_first(ctx: RequestContext, ordered: list[Candidate], sessions: Sessions) -> list[Candidate]:
+    """``ordered`` with the session's deployment moved to the front (the gateway's
+    strategy calls it after the configured strategy has ordered the candidates)."""
+    if len(ordered) < 2:
         return ordered
+    key = _key(ctx)
+    pinned = sessions.get(key) if key is not None else None
+    if pinned is None:
+        return ordered
+    for index, candidate in enumerate(ordered):
+        if candidate.qualified == pinned:
+            if index:
+                ordered = [candidate, *ordered[:index], *ordered[index + 1 :]]
+            break
+    return ordered
 
-    def __getattr__(self, name: str) -> Any:  # aclose() and the rest of the inner strategy
-        return getattr(self.inner, name)
 
-
-def install(kernel: Kernel, sessions: Sessions) -> None:
-    """Wrap ``kernel``'s strategy (the kernel then always asks it to order)."""
-    kernel.strategy = AffinityStrategy(kernel.strategy, sessions)
-    kernel.strategy_is_default = False
-
-
-__all__ = ["SESSION_KEY", "AffinityPlugin", "AffinityStrategy", "Sessions", "install", "session_id"]
+__all__ = ["SESSION_KEY", "AffinityPlugin", "Sessions", "pin_first", "session_id"]

@@ -73,8 +73,6 @@ class Apis:
     def startup(self, kernel: Kernel) -> None:
         from llmkernel_gateway.store import open_store
 
-        if self.session_header:
-            affinity.install(kernel, self.sessions)
         self.store = open_store(self.gateway.settings)
 
     async def shutdown(self) -> None:

@@ -81,8 +81,12 @@ class Gateway:
         self.keys = KeyRing(self.settings.key_list())
         self.connection_limits = self.settings.connection_limits()  # read by the protocol
         self.sessions = Sessions(self.settings.session_ttl, os.environ.get(SHARED_DIR_ENV))
-        self._admins = any(k.admin for k in self.settings.key_list())
         self._plugins = list(plugins)
+        from llmkernel_gateway.admin import Admin
+        from llmkernel_gateway.runtime import Runtime
+
+        self.runtime = Runtime(self)  # keys, deployments and config changed live
+        self.admin = Admin(self)
         self.kernel: Kernel | None = None
         self._dashboard: Dashboard | None = None
         self.metrics: Metrics | None = None
@@ -139,35 +143,51 @@ class Gateway:
     async def startup(self) -> None:
         """Build the kernel on the serving loop, and the metrics."""
         from llmkernel.kernel import Kernel
-        from llmkernel_gateway.handoff import require_plugins, with_key_budgets, with_key_limits
+        from llmkernel_gateway.handoff import require_plugins
         from llmkernel_gateway.telemetry import Telemetry
         from llmkernel_gateway.transport import HttpxTransportPlugin
 
         telemetry = self.telemetry = Telemetry(self.settings)
         self.metrics = telemetry.metrics
-        plugins = [*self._plugins, *self.apis.plugins(), *telemetry.plugins()]
+        runtime = self.runtime
+        await runtime.open()  # the key store: its keys' limits are in the kernel's config
+        sessions = self.apis.sessions if self.apis.session_header else None
+        plugins = [
+            *self._plugins,
+            *self.apis.plugins(),
+            *telemetry.plugins(),
+            *runtime.plugins(sessions),
+        ]
         if self.settings.transport == "httpx":
             plugins.append(HttpxTransportPlugin())
-        keys = self.settings.key_list()
-        config = with_key_budgets(self.config, keys)
-        config = with_key_limits(config, keys, os.environ.get(SHARED_DIR_ENV))
-        self.kernel = Kernel(config, plugins=plugins)
+        keys = self.keys.keys()
+        self.kernel = Kernel(runtime.derive(self.config, keys), plugins=plugins)
         try:
             require_plugins(keys, [p.name for p in self.kernel.plugins if p.status == "loaded"])
         except Exception:
             await self.kernel.aclose()
+            await runtime.stop()
             raise
         self.apis.startup(self.kernel)
         telemetry.start(self.kernel, keys, self._paths)
+        runtime.start()
         self.started = time.time()
-        from llmkernel_gateway import loglines
 
-        self.kernel.lifecycle.on_exit(loglines.flush)  # the last access lines, if never shut down
+    def reconfigured(self, kernel: Kernel) -> None:
+        """After the kernel swapped in a new config: what was read from the old one."""
+        if self.telemetry is not None:
+            self.telemetry.configure(kernel, self.keys.keys())
+        dashboard, self._dashboard = self._dashboard, None  # the new config's ledger
+        if dashboard is not None:
+            dashboard.close()
 
     async def shutdown(self) -> None:
         """Close the kernel (its providers and closers: a ledger flushes here)."""
         if self.telemetry is not None:
             await self.telemetry.stop()
+        await self.runtime.stop()  # old configs still draining close first
+        if self._dashboard is not None:
+            self._dashboard.close()
         if self.kernel is not None:
             await self.kernel.aclose()
         await self.apis.shutdown()
@@ -195,6 +215,8 @@ class Gateway:
         known = False
         if handler is None:  # a path with an id: /v1/responses/{id}, /v1/models/{id}
             handler, known = self.apis.match(scope["method"], scope["path"])
+            if handler is None and scope["path"].startswith("/admin/"):
+                handler, known = self.admin.match(scope["method"], scope["path"])
         try:
             if handler is None:
                 if known or scope["path"] in self._paths:
@@ -263,15 +285,17 @@ class Gateway:
             return failures.unauthorized("the login session has ended: log in again")
         if not presented:
             return failures.unauthorized("no API key: send it as 'Authorization: Bearer <key>'")
-        key = self.keys.lookup(presented)
-        if key is None:
-            return failures.unauthorized("the API key is not valid")
+        now = time.time()
+        key = self.keys.check(presented, now)
+        if isinstance(key, str):
+            return failures.unauthorized(key)
+        self.runtime.used[key.name] = now
         return key
 
     def _admin(self, scope: Scope) -> Key | Failure | None:
         """Status and metrics: any key, or only admin keys when some key is admin."""
         key = self._authenticate(scope, cookie=True)
-        if isinstance(key, Key) and self._admins and not key.admin:
+        if isinstance(key, Key) and self.keys.has_admin and not key.admin:
             return failures.Failure(
                 status=403,
                 message=f"key {key.name!r} is not an admin key",
@@ -349,7 +373,7 @@ class Gateway:
             call = await self.apis.chat_extras(call, scope, send, rid, route, key, started)
             if call is None:
                 return
-        metadata = key.request_metadata() if key is not None else {}
+        metadata = self.apis.metadata(scope, key)  # the key's, and the session (experiments)
         if call.stream:
             await self._stream(scope, receive, send, rid, started, key, call, metadata)
             return
@@ -591,7 +615,7 @@ class Gateway:
             return
         kernel = self.kernel
         assert kernel is not None, "the gateway's lifespan did not run"
-        metadata = key.request_metadata() if key is not None else {}
+        metadata = self.apis.metadata(scope, key)
         try:
             async with asyncio.timeout(self.settings.request_timeout + _SLACK):
                 response = await kernel.aembed(
@@ -723,8 +747,16 @@ class Gateway:
                     deployments[name] = {"breaker": state.get("state"), **dict(state)}
                 elif state is not None:
                     deployments[name] = {"breaker": state}
-        answer: dict[str, Any] = {"status": "ok", "pid": os.getpid(), "deployments": deployments}
+        down = any(row.get("breaker") == "open" for row in deployments.values())
+        status = "degraded" if down else "ok"  # a deployment's breaker is open
+        answer: dict[str, Any] = {"status": status, "pid": os.getpid(), "deployments": deployments}
         answer.update(redis_health(stats.get("redis")))
+        if (
+            self.keys
+            and not self.settings.public_health
+            and not isinstance(self._admin(scope), Key)
+        ):
+            answer = {"status": answer["status"]}  # a load balancer's probe: nothing more
         body = wire.dumps(answer)  # 200 even when degraded: the instance still serves
         await _respond(scope, send, 200, body, [_JSON, (b"x-request-id", rid.encode())])
 
@@ -740,23 +772,34 @@ class Gateway:
         text, content_type = self.telemetry.render()
         await _respond(scope, send, 200, text, [(b"content-type", content_type.encode())])
 
-    async def status(self) -> dict[str, Any]:
-        """What the dashboard shows, as JSON (:mod:`llmkernel_gateway.dashboard`);
-        the ledger is read in a worker thread."""
+    def dashboard(self) -> Dashboard:
+        """The dashboard's reader of the current config's ledger."""
         from llmkernel_gateway.dashboard import Dashboard
 
         assert self.kernel is not None, "the gateway's lifespan did not run"
         if self._dashboard is None:
             self._dashboard = Dashboard(self.kernel)
-            self.kernel.lifecycle.add_closer(self._dashboard.close)
+        return self._dashboard
+
+    async def status(self) -> dict[str, Any]:
+        """What the dashboard shows, as JSON (:mod:`llmkernel_gateway.dashboard`);
+        the ledger is read in a worker thread."""
+
         found = await asyncio.to_thread(
-            self._dashboard.collect,
-            keys=self.settings.key_list(),
+            self.dashboard().collect,
+            keys=self.keys.keys(),  # the config file's and the key store's
             deployments=self.telemetry.deployment_rows() if self.telemetry else {},
             kernel_stats=self._kernel_stats(),
             redis_configured=bool(self.config.redis),
             known=self._known_deployment,
         )
+        fleet = await self.runtime.fleet()
+        if fleet is not None:
+            found["fleet"] = fleet
+        overrides = self.runtime.overrides  # PATCH /admin/deployments
+        rows = found.setdefault("deployments", {})
+        for name in [*rows, *(n for n in overrides.table if n not in rows)]:
+            rows.setdefault(name, {"breaker": None})["live"] = overrides.of(name)
         return {
             "now": time.time(),
             "started": self.started,
@@ -810,7 +853,7 @@ class Gateway:
             return
         presented = (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0].strip()
         key = self.keys.lookup(presented) if presented else None
-        if key is None or (self._admins and not key.admin):
+        if key is None or (self.keys.has_admin and not key.admin):
             text = page.login("that key is not valid here").encode()
             await _respond(scope, send, 401, text, [html_type])
             return

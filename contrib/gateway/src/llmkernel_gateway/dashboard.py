@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from llmkernel_gateway.settings import Key
     from llmkernel_ledger.store import LedgerStore
 
-__all__ = ["Dashboard"]
+__all__ = ["FLEET_FIELDS", "Dashboard", "fleet_share", "fleet_sum"]
 
 HOUR, DAY = 3600, 86400
 #: every deployment row shows these (the ledger's, and the metrics' breaker)
@@ -92,6 +92,16 @@ class Dashboard:
 
             self._store = LedgerStore(self._path, timezone=self._tz, lazy=True)
         return self._store
+
+    @property
+    def identity(self) -> str | None:
+        """``host:ledger file``: one share of the fleet's totals per ledger."""
+        if self._path is None:
+            return None
+        import os
+        import socket
+
+        return f"{socket.gethostname()}:{os.path.realpath(self._path)}"
 
     def close(self) -> None:
         if self._store is not None:
@@ -196,6 +206,8 @@ class Dashboard:
             key_rows[key.name] = {
                 "tenant": key.tenant,
                 "admin": key.admin,
+                "source": key.source,  # "config" (read-only) or "store"
+                "state": key_state(key, now),
                 "requests_today": int((spend["day"].get(key.name) or {}).get("requests", 0)),
                 "spend": used,
                 "budget": {p: _money(Decimal(str(v))) for p, v in key.budget.items()},
@@ -230,3 +242,46 @@ class Dashboard:
             },
             "experiments": experiments,
         }
+
+
+def key_state(key: Key, now: float) -> str:
+    """``active``, ``disabled`` or ``expired``."""
+    if key.disabled:
+        return "disabled"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+#: what an instance publishes of its ledger for the fleet's totals (sums only: a
+#: percentile of several ledgers is not the sum of theirs)
+FLEET_FIELDS = ("requests", "errors", "cached", "input_tokens", "output_tokens")
+
+
+def fleet_share(store: LedgerStore, now: float) -> dict[str, Any]:
+    """This instance's ledger totals over the last hour and day, for the fleet."""
+    share: dict[str, Any] = {}
+    for window, since in (("hour", now - HOUR), ("day", now - DAY)):
+        rows = store.summary(since=since)
+        row = rows[0] if rows else {}
+        share[window] = {f: int(row.get(f, 0)) for f in FLEET_FIELDS}
+        share[window]["cost"] = _money(row.get("cost", Decimal(0)))
+    return share
+
+
+def fleet_sum(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The fleet's totals: the sum of every instance's fresh share."""
+    entries = list(entries)
+    out: dict[str, Any] = {"instances": len(entries)}
+    for window in ("hour", "day"):
+        total: dict[str, Any] = dict.fromkeys(FLEET_FIELDS, 0)
+        cost = Decimal(0)
+        for entry in entries:
+            part = entry.get(window) or {}
+            for f in FLEET_FIELDS:
+                total[f] += int(part.get(f, 0))
+            cost += Decimal(str(part.get("cost", "0")))
+        total["cost"] = _money(cost)
+        total["error_rate"] = total["errors"] / total["requests"] if total["requests"] else 0.0
+        out[window] = total
+    return out

@@ -40,7 +40,7 @@ table{border-collapse:collapse;width:100%}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 tr.breaker-open td{background:#fde2e1}tr.breaker-half_open td{background:#fff1d6}
-.state-open{color:var(--err);font-weight:600}.state-half_open{color:var(--warn);font-weight:600}
+.state-open,.key-disabled,.key-expired{color:var(--err);font-weight:600}.state-half_open{color:var(--warn);font-weight:600}
 .over{color:var(--err);font-weight:600}
 meter{width:70px;vertical-align:middle}
 @media (max-width:600px){body{padding:8px}.charts{grid-template-columns:1fr}
@@ -167,6 +167,7 @@ def _deployments(status: Mapping[str, Any]) -> str:
             _stat((*p, "ttft_p95_ms"), row.get("ttft_p95_ms"), "ms"),
             _stat((*p, "cost_today"), row.get("cost_today"), "usd"),
             f'<span class="state-{_e(state)}">{_e(state.replace("_", "-"))}</span>',
+            _live(row.get("live") or {}),
         ]
         tds = "".join(f"<td>{c}</td>" for c in cells)
         rows.append(
@@ -174,8 +175,19 @@ def _deployments(status: Mapping[str, Any]) -> str:
             f"{tds}</tr>"
         )
     head = ["Deployment", "Requests", "Errors", "Error rate", "p50 ms", "p95 ms"]
-    head += ["TTFT p50", "TTFT p95", "Cost today", "Breaker"]
+    head += ["TTFT p50", "TTFT p95", "Cost today", "Breaker", "Live settings"]
     return _table(head, rows, "no requests yet", "deployments")
+
+
+def _live(live: Mapping[str, Any]) -> str:
+    """A deployment's settings changed by an operator (PATCH /admin/deployments)."""
+    parts = []
+    if live.get("disabled"):
+        parts.append('<span class="state-open">disabled</span>')
+    for name in ("priority", "weight"):
+        if live.get(name) is not None:
+            parts.append(f"{name} {_e(str(live[name]))}")
+    return ", ".join(parts) or "\u2014"
 
 
 def _keys(status: Mapping[str, Any]) -> str:
@@ -196,8 +208,11 @@ def _keys(status: Mapping[str, Any]) -> str:
                     f'<meter min="0" max="1" high="0.8" value="{min(share, 1.0):.3f}"></meter>'
                 )
             spend.append(text)
+        state = row.get("state", "active")
+        source = "config file" if row.get("source") == "config" else "key store"
         cells = [
             _e(row.get("tenant") or "\u2014"),
+            f'<span class="key-{_e(state)}">{_e(state)}</span> ({_e(source)})',
             _stat((*p, "requests_today"), row["requests_today"]),
             *spend,
             _stat((*p, "refused_rate_limit"), row["refused_rate_limit"]),
@@ -205,7 +220,7 @@ def _keys(status: Mapping[str, Any]) -> str:
         ]
         tds = "".join(f"<td>{c}</td>" for c in cells)
         rows.append(f'<tr data-key-name="{_e(name)}"><td>{_e(name)}</td>{tds}</tr>')
-    head = ["Key", "Tenant", "Requests today", "Spend today", "This month", "Total"]
+    head = ["Key", "Tenant", "State", "Requests today", "Spend today", "This month", "Total"]
     head += ["Rate-limited", "Over budget"]
     return _table(head, rows, "no keys configured", "keys")
 
@@ -258,6 +273,33 @@ def _redis(status: Mapping[str, Any]) -> str:
     return "<p>Redis: " + ", ".join(parts) + "</p>"
 
 
+def _fleet(status: Mapping[str, Any]) -> str:
+    """With ``[redis]``: the totals of every instance's ledger."""
+    fleet = status.get("fleet")
+    if not isinstance(fleet, Mapping):
+        return ""
+    if fleet.get("error"):
+        return f'<h2>Fleet</h2><p class="over">Not readable: {_e(str(fleet["error"]))}</p>'
+    tiles = [("Instances", _stat(("fleet", "instances"), fleet["instances"]))]
+    for window, label in (("hour", "hour"), ("day", "24 h")):
+        w = ("fleet", window)
+        tiles += [
+            (f"Requests ({label})", _stat((*w, "requests"), fleet[window]["requests"])),
+            (f"Errors ({label})", _stat((*w, "errors"), fleet[window]["errors"])),
+            (f"Cost ({label})", _stat((*w, "cost"), fleet[window]["cost"], "usd")),
+        ]
+    d = ("fleet", "day")
+    tiles += [
+        ("Input tokens (24 h)", _stat((*d, "input_tokens"), fleet["day"]["input_tokens"])),
+        ("Output tokens (24 h)", _stat((*d, "output_tokens"), fleet["day"]["output_tokens"])),
+    ]
+    cells = "".join(
+        f'<div class="tile"><b>{value}</b><small>{_e(title)}</small></div>'
+        for title, value in tiles
+    )
+    return f'<h2>Fleet (every instance)</h2><div class="tiles">{cells}</div>'
+
+
 def render(status: Mapping[str, Any]) -> str:
     """The dashboard with the numbers of ``status`` (what ``/status.json`` answers)."""
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(status["now"])))
@@ -270,7 +312,7 @@ def render(status: Mapping[str, Any]) -> str:
         body = f"<h2>Deployments</h2>{_deployments(status)}"
     else:
         body = (
-            f"{_tiles(status)}<h2>Over time</h2>{_charts(status)}"
+            f"{_tiles(status)}{_fleet(status)}<h2>Over time</h2>{_charts(status)}"
             f"<h2>Deployments (24 h)</h2>{_deployments(status)}"
             f"<h2>Keys</h2>{_keys(status)}"
             f"<h2>Errors</h2>{_errors(status)}"

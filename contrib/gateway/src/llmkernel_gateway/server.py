@@ -103,10 +103,29 @@ def serve(
     os.environ[SHARED_DIR_ENV] = metrics_dir  # the rate limiter's shared counts
     os.environ["LLMKERNEL_GATEWAY_CONFIG"] = os.path.abspath(config.source)
     try:
-        uvicorn.run("llmkernel_gateway.app:create_app", factory=True, workers=workers, **common)
+        _supervise(metrics_dir, workers, common)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _supervise(run_dir: str, workers: int, common: dict[str, Any]) -> None:
+    """``uvicorn.run(app, workers=N)`` but for SIGHUP, which bumps the reload counter
+    every worker reads (:mod:`llmkernel_gateway.runtime`): the new config answers
+    within a poll, where uvicorn's own SIGHUP would restart every worker."""
+    from uvicorn import Config
+    from uvicorn.supervisors import Multiprocess
+
+    from llmkernel_gateway.runtime import bump_reload
+
+    class Supervisor(Multiprocess):
+        # uvicorn>=0.52,<0.56 (pinned): Multiprocess(config, sockets), and its
+        # signal loop calls handle_hup on SIGHUP
+        def handle_hup(self) -> None:
+            bump_reload(run_dir)
+
+    config = Config("llmkernel_gateway.app:create_app", factory=True, workers=workers, **common)
+    Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 __all__ = ["check_exposure", "is_loopback", "serve"]

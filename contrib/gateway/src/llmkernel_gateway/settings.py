@@ -71,6 +71,11 @@ class Key:
     budget: Mapping[str, Any] = attrs.field(factory=dict)
     rate_limit: Mapping[str, Any] = attrs.field(factory=dict)
     metadata: Mapping[str, str] = attrs.field(factory=dict)
+    #: epoch seconds after which the key is refused (keys of the key store)
+    expires_at: float | None = None
+    disabled: bool = False
+    #: ``config`` (a ``[plugin.gateway.keys]`` table: read-only) or ``store``
+    source: str = "config"
 
     def allows(self, model: str) -> bool:
         """Whether this key may call ``model`` (the name the client sent)."""
@@ -129,6 +134,12 @@ class GatewaySettings:
     max_sessions: int = 10_000  # sessions remembered at once (least recent forgotten)
     affinity_ttl: float = 3600.0  # seconds a quiet session keeps its deployment
     ping_interval: float = 10.0  # seconds of silence before a /v1/messages stream pings
+    # keys and settings changed while it runs (llmkernel_gateway.keystore, .runtime)
+    #: the key store's SQLite file (default: $XDG_DATA_HOME/llmkernel/gateway/keys.db);
+    #: with [redis] set the keys live in Redis instead
+    keys_path: str | None = None
+    control_refresh: float = 1.0  # seconds between two looks at the key store
+    public_health: bool = False  # /health shows deployments without an admin key
 
     def __attrs_post_init__(self) -> None:
         if self.max_body_bytes < 1024:
@@ -145,6 +156,8 @@ class GatewaySettings:
             raise ValueError("responses_ttl, session_ttl and ping_interval must be positive")
         if self.affinity_ttl <= 0:
             raise ValueError("affinity_ttl must be positive")
+        if not 0.05 <= self.control_refresh <= 60:
+            raise ValueError("control_refresh must be between 0.05 and 60 seconds")
         if self.max_sessions < 0:
             raise ValueError("max_sessions must not be negative")
         if self.max_json_depth < 2:

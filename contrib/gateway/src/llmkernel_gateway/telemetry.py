@@ -49,26 +49,34 @@ class Telemetry:
         return [self.observer]
 
     def start(self, kernel: Kernel, keys: Iterable[Key], routes: Iterable[str]) -> None:
-        from llmkernel.models import live_names
-
-        self.kernel = kernel
+        self.configure(kernel, keys)
         metrics = self.metrics
-        metrics.labels = Labels(live_names(kernel))
-        self.observer.experiments = frozenset(kernel.config.experiments)
         loaded = [p for p in kernel.plugins if p.status == "loaded"]
-        metrics.extra = [build_info([(p.name, p.distribution, p.version) for p in loaded])]
-        budgets = _budget_collector(kernel, list(keys), metrics.labels)
-        if budgets is not None:
-            metrics.extra.append(budgets)
-        redis = redis_collector(kernel)
-        if redis is not None:
-            metrics.extra.append(redis)
         if any(p.name == "otel" for p in loaded):
             self._start_tracing([r for r in routes if r not in UNTRACED])
         if metrics.multiprocess:
             import asyncio
 
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    def configure(self, kernel: Kernel, keys: Iterable[Key]) -> None:
+        """What the metrics read from the kernel's config: at start and after every
+        reconfigure (label values, plugins, budgets)."""
+        from llmkernel.models import live_names
+
+        self.kernel = kernel
+        metrics = self.metrics
+        metrics.labels = Labels(live_names(kernel))
+        loaded = [p for p in kernel.plugins if p.status == "loaded"]
+        extra = [build_info([(p.name, p.distribution, p.version) for p in loaded])]
+        budgets = _budget_collector(kernel, list(keys), metrics.labels)
+        if budgets is not None:
+            extra.append(budgets)
+        redis = redis_collector(kernel)
+        if redis is not None:
+            extra.append(redis)
+        metrics.extra = extra
+        self.observer.experiments = frozenset(kernel.config.experiments)
 
     def _start_tracing(self, routes: list[str]) -> None:
         try:
