@@ -10,8 +10,8 @@ all, and one instance of the fleet sends its half-open probe.
   and the fleet's health-check results of its providers. A deployment open in the
   fleet opens this instance's closed (or half-open, waiting) breaker for what is
   left of that cooldown (its reason says so); one half-open in the fleet makes a
-  closed breaker here half-open too; one closed in the fleet closes a breaker here
-  that was waiting for the fleet's probe.
+  closed breaker here half-open too; one closed in the fleet closes a half-open
+  breaker here that is not sending a probe of its own (the fleet's succeeded).
 - **One probe.** When a breaker here turns half-open, the call that would send the
   probe first claims it in Redis (``claim_probe``, one round trip, only then). The
   instance that wins sends it; the others skip the deployment (``probe in flight
@@ -199,7 +199,7 @@ class FleetBreakers:
         elif state.state == "half_open":
             if local == "closed":
                 breaker.follow_half_open(f"half-open on another instance: {state.reason}")
-        elif local == "half_open" and breaker.elsewhere:
+        elif waiting:
             breaker.follow_close()  # the fleet's probe succeeded
         return 0
 
