@@ -262,11 +262,30 @@ async def test_a_failed_health_check_on_one_leaves_the_provider_out_on_the_other
         assert not found.ok and found.detail == "HTTP 503 from /v1/health"
         assert found.by == fleet(one).owner
         assert await served_by(two) == "b"  # left out on two too
-        shown = two.stats()["routing"]["health"]["a"]
+        stats = two.stats()
+        shown = stats["routing"]["health"]["a"]
         assert shown["ok"] is False and shown["by"] == fleet(one).owner
+        row = stats["deployments"]["a/m1"]["breaker"]["health_check"]  # what /health shows
+        assert row["ok"] is False and row["by"] == fleet(one).owner
         upstream.sick = False
         await until(lambda: routing.health["a"].ok, what="two sees the recovery")
         assert await served_by(two) == "a"
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_a_forked_child_holds_none_of_its_parents_claims(
+    redis_server: RedisServer, upstream: Upstream, spare: Any
+) -> None:
+    k = kernel(redis_server.url, upstream, spare)
+    try:
+        found = fleet(k)
+        parent = found.owner
+        assert await found.claim("a/m1", 5)
+        assert await found.claim("a/m1", 5)  # its own claim, renewed
+        found.forget()  # what the kernel's on_fork runs in the child
+        assert found.owner != parent
+        assert not await found.claim("a/m1", 5)  # the parent's claim is not the child's
+    finally:
+        await k.aclose()

@@ -70,6 +70,11 @@ class SharedBreakers:
     def key(self, deployment: str, kind: str = "b") -> str:
         return f"{self.base}{kind}:{part(deployment)}"
 
+    def rename(self, owner: str = "") -> None:
+        """A new name (unique per process when not given): in a forked child, so
+        it never holds its parent's probe claims."""
+        self.owner = owner or _instance()
+
     async def open(
         self, deployment: str, seconds: float, *, reason: str = "", half_open: float = 60.0
     ) -> None:

@@ -243,6 +243,14 @@ class FleetBreakers:
             "age": round(age, 3),
         }
 
+    def forget(self) -> None:
+        """In a forked child: its own name, no task of the parent's loop."""
+        self.shared.rename()
+        self._task = None
+        self._pending = set()
+        self._publishing.clear()
+        self.view, self.read_at = {}, None
+
     async def aclose(self) -> None:
         tasks = [t for t in (self._task, *self._pending) if t is not None]
         self._task = None
@@ -274,4 +282,8 @@ def fleet_for(kernel: Any) -> FleetBreakers | None:
             "pip install 'llmkernel-routing[redis]', or set [plugin.routing] shared = false"
         ) from exc
     shared = shared_for(kernel, "routing")
-    return FleetBreakers(shared.breakers()) if shared is not None else None
+    if shared is None:
+        return None
+    fleet = FleetBreakers(shared.breakers())
+    kernel.lifecycle.on_fork(fleet.forget)
+    return fleet

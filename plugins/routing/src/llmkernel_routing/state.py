@@ -453,24 +453,20 @@ class Routing:
             data = self.stats_for(key).snapshot(wall, timeline=timeline)
             if key != OTHER:  # no breaker is kept for what the config does not define
                 with self.lock:
-                    data["breaker"] = self.breaker_for(key).snapshot(now)
+                    breaker = data["breaker"] = self.breaker_for(key).snapshot(now)
                 found = fleet.describe(key, now) if fleet is not None else None
                 if found is not None:
-                    data["breaker"]["fleet"] = found
+                    breaker["fleet"] = found
+                check = self.health.get(key.partition("/")[0])
+                if check is not None:  # its provider's (the fleet's newest) check
+                    breaker["health_check"] = _health_row(check, now)
             deployments[key] = data
         section: dict[str, Any] = {"calls": self.calls.snapshot()}
         if timeline:
             section["timeline"] = self._timeline(wall)
         if self.health:
             section["health"] = {
-                name: {
-                    "ok": h.ok,
-                    "detail": h.detail,
-                    "age": round(now - h.at, 3),
-                    "latency_ms": round(h.latency * 1000, 2),
-                    "by": h.by or None,
-                }
-                for name, h in sorted(self.health.items())
+                name: _health_row(h, now) for name, h in sorted(self.health.items())
             }
         if fleet is not None:
             section["fleet"] = fleet.stats()
@@ -490,6 +486,16 @@ class Routing:
                 into.latency_total += slot.latency_total
         oldest = (int(wall // 60) - self.settings.timeline_minutes + 1) * 60
         return [merged[m].as_dict() for m in sorted(merged) if m >= oldest]
+
+
+def _health_row(check: HealthResult, now: float) -> dict[str, Any]:
+    return {
+        "ok": check.ok,
+        "detail": check.detail,
+        "age": round(max(0.0, now - check.at), 3),
+        "latency_ms": round(check.latency * 1000, 2),
+        "by": check.by or None,
+    }
 
 
 def _capabilities(kernel: Any, candidate: Any) -> Any:
