@@ -209,20 +209,23 @@ class FleetBreakers:
         from llmkernel_routing.state import HealthResult
 
         wall = routing.wall()
-        for name in [n for n, h in routing.health.items() if h.by and n not in results]:
-            del routing.health[name]  # faded in the fleet: faded here
+        # a new dict, swapped in whole: a snapshot taken from another thread never
+        # sees it change size
+        merged = {n: h for n, h in routing.health.items() if not h.by or n in results}
         for name, found in results.items():
             by = str(found.get("by") or "")
             at = found.get("at")
             if by == self.owner or not isinstance(at, (int, float)):
                 continue
             at = now - max(0.0, wall - float(at))
-            mine = routing.health.get(name)
+            mine = merged.get(name)
             if mine is not None and mine.at >= at:
                 continue
-            routing.health[name] = HealthResult(
+            merged[name] = HealthResult(
                 ok=found.get("ok") is True, detail=str(found.get("detail") or ""), at=at, by=by
             )
+        if merged != routing.health:
+            routing.health = merged
 
     # ------------------------------------------------------------------ reading
 

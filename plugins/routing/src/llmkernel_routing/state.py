@@ -466,7 +466,7 @@ class Routing:
             section["timeline"] = self._timeline(wall)
         if self.health:
             section["health"] = {
-                name: _health_row(h, now) for name, h in sorted(self.health.items())
+                name: _health_row(h, now) for name, h in sorted(dict(self.health).items())
             }
         if fleet is not None:
             section["fleet"] = fleet.stats()
