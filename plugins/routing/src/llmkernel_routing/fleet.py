@@ -37,6 +37,8 @@ import math
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+from llmkernel import log
+
 if TYPE_CHECKING:
     from llmkernel_redis.breakers import FleetView, SharedBreakers
     from llmkernel_routing.breaker import Breaker
@@ -136,11 +138,12 @@ class FleetBreakers:
         ended without a verdict): give the claim back."""
         self._background(self.shared.release_probe(key))
 
-    def health_checked(self, results: Mapping[str, HealthResult], interval: float) -> None:
-        """A round of this instance's active health checks ended."""
+    def health_checked(self, results: Mapping[str, HealthResult], ttl: float) -> None:
+        """A round of this instance's active health checks ended: its own results
+        are kept in the fleet for ``ttl`` seconds."""
         own = {name: (r.ok, r.detail) for name, r in results.items() if not r.by}
         if own:
-            self._background(self.shared.put_healths(own, ttl=3 * interval))
+            self._background(self.shared.put_healths(own, ttl=ttl))
 
     async def claim(self, key: str, seconds: float) -> bool:
         """Whether this instance sends ``key``'s half-open probe (Redis unavailable:
@@ -183,7 +186,17 @@ class FleetBreakers:
             for key, state in states.items():
                 if self._publishing.get(key) or self._published.get(key) != before.get(key):
                     continue  # changed here while the read was under way
-                opened += self._follow_one(routing.breaker_for(key), state, now)
+                breaker = routing.breaker_for(key)
+                was = breaker.current(now)
+                opened += self._follow_one(breaker, state, now)
+                if breaker.state != was:
+                    log.info(
+                        "routing.breaker.followed",
+                        deployment=key,
+                        state=breaker.state,
+                        reason=breaker.reason,
+                        by=state.by,
+                    )
             self._merge_health(routing, health, now)
         self.adopted += opened
         return opened

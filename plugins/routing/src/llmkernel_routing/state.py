@@ -417,8 +417,10 @@ class Routing:
 
         await asyncio.gather(*(one(n, p) for n, p in providers.items()))
         if self.fleet is not None:
-            interval = self.settings.health_interval or self.settings.health_timeout
-            self.fleet.health_checked(self.health, interval + self.settings.health_timeout)
+            # kept in Redis for three rounds: a stopped checker's results fade
+            settings = self.settings
+            ttl = 3 * (settings.health_interval + settings.health_timeout)
+            self.fleet.health_checked(self.health, ttl)
         return dict(self.health)
 
     async def _health_loop(self, kernel: Any) -> None:
