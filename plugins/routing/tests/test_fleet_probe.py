@@ -83,7 +83,9 @@ def spare() -> Iterator[wire.NoDelayServer]:
         yield server
 
 
-def kernel(redis: str, upstream: Upstream, spare: Any, **routing: Any) -> Kernel:
+def kernel(
+    redis: str, upstream: Upstream, spare: Any, probe_timeout: float = PROBE_TIMEOUT, **routing: Any
+) -> Kernel:
     config = {
         "retry": {"attempts": 1},
         "providers": {
@@ -97,7 +99,7 @@ def kernel(redis: str, upstream: Upstream, spare: Any, **routing: Any) -> Kernel
                 "breaker": {
                     "failures": 1,
                     "cooldown": COOLDOWN,
-                    "probe_timeout": PROBE_TIMEOUT,
+                    "probe_timeout": probe_timeout,
                 },
                 **routing,
             }
@@ -224,6 +226,34 @@ async def test_the_claim_of_a_holder_that_died_expires(
         await asyncio.sleep(PROBE_TIMEOUT + 0.2)  # the claim expired, and the waits
         served = await burst(one, two, upstream, probes=1)
         assert sorted(served) == ["a"] + ["b"] * 5
+        await until(lambda: state(one) == state(two) == "closed", what="both closed")
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_a_probe_that_ends_without_a_verdict_gives_its_claim_back(
+    redis_server: RedisServer, upstream: Upstream, spare: Any
+) -> None:
+    one = kernel(redis_server.url, upstream, spare, probe_timeout=30)
+    two = kernel(redis_server.url, upstream, spare, probe_timeout=30)
+    try:
+        await opened_on_one_followed_by_two(one, two, upstream)
+        upstream.failing = False
+        calls = upstream.calls
+        upstream.hold()
+        probe = asyncio.ensure_future(served_by(one))
+        await until(lambda: upstream.calls == calls + 1, what="one's probe")
+        assert await served_by(two) == "b"  # one holds the claim: two waits
+        assert routing_for(two).breaker_for("a/m1").elsewhere
+        probe.cancel()  # the caller went away: no verdict, the claim is given back
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        upstream.release()
+        # two sees no claim in the fleet (within a read), long before the 30 s expiry
+        await until(lambda: not routing_for(two).breaker_for("a/m1").elsewhere, what="freed")
+        assert await served_by(two) == "a"  # two's probe
+        assert upstream.calls == calls + 2
         await until(lambda: state(one) == state(two) == "closed", what="both closed")
     finally:
         await one.aclose()

@@ -108,8 +108,7 @@ class Breaker:
             self.probe = False
             self.elsewhere = 0.0
         elif self.elsewhere and now >= self.elsewhere:
-            self.probe = False  # the fleet's probe gave no result in time: ours may go
-            self.elsewhere = 0.0
+            self.stop_waiting()  # the fleet's probe gave no result in time: ours may go
         return self.state
 
     def available(self, now: float) -> bool:
@@ -242,6 +241,11 @@ class Breaker:
         if self.state == "half_open":
             self.probe = True
             self.elsewhere = now + seconds
+
+    def stop_waiting(self) -> None:
+        """No instance holds the fleet's probe any more: this one may claim it."""
+        self.probe = False
+        self.elsewhere = 0.0
 
     def follow_half_open(self, reason: str) -> None:
         """Closed here, half-open in the fleet: the next call must claim the probe."""

@@ -12,6 +12,8 @@ all, and one instance of the fleet sends its half-open probe.
   left of that cooldown (its reason says so); one half-open in the fleet makes a
   closed breaker here half-open too; one closed in the fleet closes a half-open
   breaker here that is not sending a probe of its own (the fleet's succeeded).
+  A breaker waiting for another instance's probe stops waiting when the fleet
+  shows no claim any more (given back, or expired).
 - **One probe.** When a breaker here turns half-open, the call that would send the
   probe first claims it in Redis (``claim_probe``, one round trip, only then). The
   instance that wins sends it; the others skip the deployment (``probe in flight
@@ -212,6 +214,8 @@ class FleetBreakers:
         elif state.state == "half_open":
             if local == "closed":
                 breaker.follow_half_open(f"half-open on another instance: {state.reason}")
+            elif breaker.elsewhere and not state.probe:
+                breaker.stop_waiting()  # the claim was given back or expired: ours may go
         elif waiting:
             breaker.follow_close()  # the fleet's probe succeeded
         return 0
