@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmkernel import log
@@ -93,11 +93,12 @@ class FleetBreakers:
 
     # ------------------------------------------------------------------ publishing
 
-    def _background(self, work: Coroutine[Any, Any, Any], key: str = "") -> None:
+    def _background(self, work: Callable[[], Awaitable[Any]], key: str = "") -> None:
+        """``await work()`` in a task of the running loop (Redis unavailable: left
+        undone); ``key``: the deployment whose fleet state it changes."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            work.close()
             return
         if key:
             self._publishing[key] = self._publishing.get(key, 0) + 1
@@ -105,7 +106,7 @@ class FleetBreakers:
         async def run() -> None:
             try:
                 with contextlib.suppress(self._unavailable):
-                    await work
+                    await work()
             finally:
                 if key:
                     self._publishing[key] -= 1
@@ -125,27 +126,29 @@ class FleetBreakers:
             return
         # kept past the cooldown while the fleet may wait for a probe's result
         half_open = seconds + 2 * breaker.settings.probe_timeout
-        self._background(self._open(key, seconds, breaker.reason, half_open), key)
+        reason = breaker.reason
 
-    async def _open(self, key: str, seconds: float, reason: str, half_open: float) -> None:
-        await self.shared.open(key, seconds, reason=reason, half_open=half_open)
-        self.published += 1
+        async def publish() -> None:
+            await self.shared.open(key, seconds, reason=reason, half_open=half_open)
+            self.published += 1
+
+        self._background(publish, key)
 
     def closed(self, key: str) -> None:
         """This instance's probe of ``key`` succeeded: closed for the fleet."""
-        self._background(self.shared.close(key), key)
+        self._background(lambda: self.shared.close(key), key)
 
     def released(self, key: str) -> None:
         """This instance's probe of ``key`` was not sent (refused further on, or
         ended without a verdict): give the claim back."""
-        self._background(self.shared.release_probe(key))
+        self._background(lambda: self.shared.release_probe(key))
 
     def health_checked(self, results: Mapping[str, HealthResult], ttl: float) -> None:
         """A round of this instance's active health checks ended: its own results
         are kept in the fleet for ``ttl`` seconds."""
         own = {name: (r.ok, r.detail) for name, r in results.items() if not r.by}
         if own:
-            self._background(self.shared.put_healths(own, ttl=ttl))
+            self._background(lambda: self.shared.put_healths(own, ttl=ttl))
 
     async def claim(self, key: str, seconds: float) -> bool:
         """Whether this instance sends ``key``'s half-open probe (Redis unavailable:
