@@ -116,11 +116,14 @@ async def test_breakers_probe_claims_view_and_close(link: RedisLink) -> None:
     states, _ = await b.view(["p/m"])
     assert states["p/m"].state == "half_open" and states["p/m"].probe == "a"
     assert states["p/m"].by == "a" and states["p/m"].reason == "boom"
+    assert await b.renew_probe("p/m", 5) is False  # not b's to renew
+    assert await a.renew_probe("p/m", 0.3) is True
     assert await b.release_probe("p/m") is False  # not b's to give back
     assert await a.release_probe("p/m") is True
     assert await b.claim_probe("p/m", 0.2) is True  # given back: b may probe
     await asyncio.sleep(0.25)
     assert await a.claim_probe("p/m", 5) is True  # b's claim expired (b died)
+    assert await b.renew_probe("p/m", 5) is False  # an expired claim is not renewed
     await a.open("p/m", 10, reason="probe failed")  # a failed probe: open again, claim over
     states, _ = await b.view(["p/m"])
     assert states["p/m"].state == "open" and states["p/m"].probe == ""

@@ -145,16 +145,19 @@ async def opened_on_one_followed_by_two(one: Kernel, two: Kernel, upstream: Upst
     await until(lambda: state(one) == state(two) == "half_open", what="cooldown over")
 
 
-async def burst(one: Kernel, two: Kernel, upstream: Upstream, probes: int) -> list[str]:
-    """Calls on both instances at once while the probe is held in flight: exactly
-    ``probes`` of them reach the upstream; the others are served by ``b``."""
+async def burst(
+    one: Kernel, two: Kernel, upstream: Upstream, probes: int, held: float = 0.3
+) -> list[str]:
+    """Calls on both instances at once while the probe is held in flight (``held``
+    seconds more): exactly ``probes`` of them reach the upstream; the others are
+    served by ``b``."""
     before = upstream.calls
     upstream.hold()
     task = asyncio.ensure_future(
         asyncio.gather(*(served_by(k) for k in (one, two, one, two, one, two)))
     )
     await until(lambda: upstream.calls >= before + probes, what="the probe")
-    await asyncio.sleep(0.3)  # no other request follows while it is in flight
+    await asyncio.sleep(held)  # no other request follows while it is in flight
     assert upstream.calls == before + probes
     upstream.release()
     served: list[str] = await task
@@ -178,6 +181,30 @@ async def test_one_probe_for_the_fleet_and_its_success_closes_both(
         assert await served_by(one) == "a"
         assert await served_by(two) == "a"
         await until(lambda: fleet(two).view["a/m1"].state == "closed", what="fleet closed")
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_a_probe_longer_than_the_claim_keeps_it_by_renewing(
+    redis_server: RedisServer, upstream: Upstream, spare: Any
+) -> None:
+    one, two = kernel(redis_server.url, upstream, spare), kernel(redis_server.url, upstream, spare)
+    try:
+        await opened_on_one_followed_by_two(one, two, upstream)
+        upstream.failing = False
+        calls = upstream.calls
+        upstream.hold()
+        first = asyncio.ensure_future(asyncio.gather(*(served_by(k) for k in (one, two, one, two))))
+        await until(lambda: upstream.calls == calls + 1, what="the probe")
+        # the probe runs 3 claim lifetimes; meanwhile both keep calling
+        for _ in range(int(3 * PROBE_TIMEOUT / 0.25)):
+            assert await served_by(one) == "b" and await served_by(two) == "b"
+            await asyncio.sleep(0.25)
+        assert upstream.calls == calls + 1  # no second probe: the claim was renewed
+        upstream.release()
+        assert sorted(await first) == ["a", "b", "b", "b"]
+        await until(lambda: state(one) == state(two) == "closed", what="both closed")
     finally:
         await one.aclose()
         await two.aclose()

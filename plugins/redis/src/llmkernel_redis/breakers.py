@@ -138,6 +138,13 @@ class SharedBreakers:
         args = ["claim", self.owner, max(1, math.ceil(seconds * 1000))]
         return bool(await self.link.script(BREAKERS, [key], args))
 
+    async def renew_probe(self, deployment: str, seconds: float) -> bool:
+        """Hold this instance's claim ``seconds`` longer (its probe still runs);
+        ``False`` when it holds none any more (it expired, or a result ended it)."""
+        key = self.key(deployment, "probe")
+        args = ["renew", self.owner, max(1, math.ceil(seconds * 1000))]
+        return bool(await self.link.script(BREAKERS, [key], args))
+
     async def release_probe(self, deployment: str) -> bool:
         """Give back this instance's claim without a result (the probe was not sent)."""
         key = self.key(deployment, "probe")

@@ -55,9 +55,10 @@ class BreakerSettings:
     cooldown: float = 30.0  # how long it stays open (at least Retry-After)
     backoff: float = 2.0  # a failed probe multiplies the cooldown by this
     max_cooldown: float = 300.0  # cap on cooldowns, Retry-After included
-    #: with a fleet: how long an instance's claim on the half-open probe holds
-    #: before another instance may send it (the holder died, or hangs)
-    probe_timeout: float = 60.0
+    #: with a fleet: how long a claim on the half-open probe lasts unless renewed
+    #: (its holder renews it while the probe runs): a holder that died blocks the
+    #: fleet's probe this long at most
+    probe_timeout: float = 15.0
     kinds: list[str] = attrs.field(factory=lambda: list(FAILURE_KINDS))
 
     def __attrs_post_init__(self) -> None:

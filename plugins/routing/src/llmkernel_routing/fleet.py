@@ -16,11 +16,12 @@ all, and one instance of the fleet sends its half-open probe.
   shows no claim any more (given back, or expired).
 - **One probe.** When a breaker here turns half-open, the call that would send the
   probe first claims it in Redis (``claim_probe``, one round trip, only then). The
-  instance that wins sends it; the others skip the deployment (``probe in flight
-  on another instance``) until the result is published (a success closes the
-  fleet's breaker, a failure opens it again with the grown cooldown) or for
-  ``probe_timeout`` seconds, after which the claim has expired and another
-  instance may claim it (a holder that died blocks nobody for longer).
+  instance that wins sends it, renewing its claim while the call runs; the others
+  skip the deployment (``probe in flight on another instance``) until the result
+  is published (a success closes the fleet's breaker, a failure opens it again
+  with the grown cooldown). A claim not renewed expires after ``probe_timeout``
+  seconds, and another instance may claim it: a holder that died blocks nobody
+  for longer.
 - **Health.** Each round of active health checks is published (a TTL of three
   intervals, so a stopped checker's results fade); a result newer than this
   instance's own takes its place: the filter, ``kernel.stats()`` and so the
@@ -150,18 +151,35 @@ class FleetBreakers:
         if own:
             self._background(lambda: self.shared.put_healths(own, ttl=ttl))
 
-    async def claim(self, key: str, seconds: float) -> bool:
+    async def claim(
+        self, key: str, seconds: float, probing: Callable[[], bool] | None = None
+    ) -> bool:
         """Whether this instance sends ``key``'s half-open probe (Redis unavailable:
-        yes, as without a fleet)."""
+        yes, as without a fleet). A won claim is renewed every third of ``seconds``
+        while ``probing()`` (the probe's call runs), so a long call keeps it and a
+        holder that died keeps it ``seconds`` at most."""
         try:
             won = await self.shared.claim_probe(key, seconds)
         except self._unavailable:
             return True
-        if won:
-            self.probes_won += 1
-        else:
+        if not won:
             self.probes_lost += 1
-        return won
+            return False
+        self.probes_won += 1
+        if probing is None:
+            return True
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(seconds / 3)
+                if not probing():
+                    return
+                with contextlib.suppress(self._unavailable):
+                    if not await self.shared.renew_probe(key, seconds):
+                        return  # expired meanwhile, or a result ended it
+
+        self._background(renew)
+        return True
 
     # ------------------------------------------------------------------ following
 

@@ -186,10 +186,15 @@ class Routing:
             return True
         key = self.key_of(candidate)
         timeout = self.settings.breaker.probe_timeout
-        if await fleet.claim(key, timeout):
+        breaker = self.breaker_for(key)
+
+        def probing() -> bool:  # this instance's probe still runs
+            return breaker.state == "half_open" and breaker.probe and not breaker.elsewhere
+
+        if await fleet.claim(key, timeout, probing):
             return True
         with self.lock:
-            self.breaker_for(key).wait_for_fleet(self.clock(), timeout)
+            breaker.wait_for_fleet(self.clock(), timeout)
         stats = self.stats_for(key)
         stats.in_flight = max(0, stats.in_flight - 1)
         return False

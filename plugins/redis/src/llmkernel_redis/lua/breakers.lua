@@ -12,6 +12,7 @@
 --           -> per deployment: state, us left, reason, by, probe owner ('' none);
 --              then per health key its value ('' none)
 --   claim   KEYS: probe; ARGV: owner, ms -> 1 when the owner holds the claim now
+--   renew   KEYS: probe; ARGV: owner, ms -> 1 when the owner's claim was extended
 --   unclaim KEYS: probe; ARGV: owner -> 1 when its claim was given back
 --   close   KEYS: hash, probe -> 1 when closed (an opening still running is kept)
 
@@ -68,6 +69,12 @@ elseif op == 'claim' then
   if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
     return 1
   end
+  if redis.call('GET', KEYS[1]) == ARGV[2] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    return 1
+  end
+  return 0
+elseif op == 'renew' then
   if redis.call('GET', KEYS[1]) == ARGV[2] then
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
     return 1
