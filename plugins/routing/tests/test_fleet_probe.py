@@ -197,8 +197,9 @@ async def test_a_probe_longer_than_the_claim_keeps_it_by_renewing(
         upstream.hold()
         first = asyncio.ensure_future(asyncio.gather(*(served_by(k) for k in (one, two, one, two))))
         await until(lambda: upstream.calls == calls + 1, what="the probe")
-        # the probe runs 3 claim lifetimes; meanwhile both keep calling
-        for _ in range(int(3 * PROBE_TIMEOUT / 0.25)):
+        # the probe runs 5 claim lifetimes, past the fleet's record of the opening
+        # (its cooldown + 2 x probe_timeout after it); meanwhile both keep calling
+        for _ in range(int(5 * PROBE_TIMEOUT / 0.25)):
             assert await served_by(one) == "b" and await served_by(two) == "b"
             await asyncio.sleep(0.25)
         assert upstream.calls == calls + 1  # no second probe: the claim was renewed

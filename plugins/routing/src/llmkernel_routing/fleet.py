@@ -237,8 +237,10 @@ class FleetBreakers:
                 breaker.follow_half_open(f"half-open on another instance: {state.reason}")
             elif breaker.elsewhere and not state.probe:
                 breaker.stop_waiting()  # the claim was given back or expired: ours may go
-        elif waiting:
-            breaker.follow_close()  # the fleet's probe succeeded
+        elif waiting and not state.probe:
+            # the fleet's probe succeeded (a record that expired while a claim is
+            # still renewed means a long probe runs: wait for it)
+            breaker.follow_close()
         return 0
 
     def _merge_health(
