@@ -10,10 +10,10 @@ all, and one instance of the fleet sends its half-open probe.
   and the fleet's health-check results of its providers. A deployment open in the
   fleet opens this instance's closed (or half-open, waiting) breaker for what is
   left of that cooldown (its reason says so); one half-open in the fleet makes a
-  closed breaker here half-open too; one closed in the fleet closes a half-open
-  breaker here that is not sending a probe of its own (the fleet's succeeded).
-  A breaker waiting for another instance's probe stops waiting when the fleet
-  shows no claim any more (given back, or expired).
+  closed breaker here half-open too; one closed in the fleet, with no probe
+  claimed, closes a half-open breaker here that is not sending a probe of its own
+  (the fleet's succeeded). A breaker waiting for another instance's probe stops
+  waiting when the fleet shows no claim any more (given back, or expired).
 - **One probe.** When a breaker here turns half-open, the call that would send the
   probe first claims it in Redis (``claim_probe``, one round trip, only then). The
   instance that wins sends it, renewing its claim while the call runs; the others
@@ -23,10 +23,10 @@ all, and one instance of the fleet sends its half-open probe.
   seconds, and another instance may claim it: a holder that died blocks nobody
   for longer.
 - **Health.** Each round of active health checks is published (a TTL of three
-  intervals, so a stopped checker's results fade); a result newer than this
-  instance's own takes its place: the filter, ``kernel.stats()`` and so the
-  gateway's ``/health`` and status page show the fleet's newest result, with the
-  instance that got it (``by``).
+  rounds, so a stopped checker's results fade); a result newer than this
+  instance's own takes its place: the filter and ``kernel.stats()`` (hence the
+  gateway's ``/health``) use the fleet's newest result, with the instance that got
+  it (``by``).
 
 When Redis is slow or gone, every step falls back to this instance's own state
 (an unanswered claim lets this instance probe) until it is back.
