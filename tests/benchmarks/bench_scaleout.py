@@ -9,6 +9,9 @@ In one run, against the same fake upstream (``common.upstream``) and one
 - ``redis``: p50/p99 of one ``llmkernel.ratelimit`` take (the call every attempt
   makes with ``[redis]``) and of a ``PING``, one connection, sequential: the round
   trips Redis adds (goal: take p50 under 0.3 ms);
+- ``breakers``: p50/p99 of the fleet's breaker read (``llmkernel.breakers`` view of
+  10 deployments and 3 providers' health: once a second per instance, in the
+  background) and of a half-open probe's claim (the one call a probe adds);
 - ``one instance``: ``llmkernel serve`` with a rate limit kept in memory;
 - ``one instance, redis``: the same limit fleet-wide through Redis;
 - ``two instances, redis``: two servers on one Redis, two wrk runs at once, one per
@@ -65,17 +68,40 @@ def redis_round_trips(url: str, count: int) -> dict[str, Any]:
                 take.append((middle - started) * 1000)
                 ping.append((ended - middle) * 1000)
         await link.aclose()
-
-        def summary(values: list[float]) -> dict[str, float]:
-            values.sort()
-            return {
-                "p50_ms": statistics.median(values),
-                "p99_ms": values[int(len(values) * 0.99)],
-            }
-
-        return {"take": summary(take), "ping": summary(ping), "count": count}
+        return {"take": _summary(take), "ping": _summary(ping), "count": count}
 
     return asyncio.run(run())
+
+
+def breaker_round_trips(url: str, count: int) -> dict[str, Any]:
+    from llmkernel_redis.breakers import SharedBreakers
+    from llmkernel_redis.link import RedisLink
+
+    async def run() -> dict[str, Any]:
+        link = RedisLink(url, timeout=2, pool_size=1)
+        breakers = SharedBreakers(link, "bench:")
+        deployments = [f"p{i % 3}/m{i}" for i in range(10)]
+        await breakers.open(deployments[0], 3600, reason="bench")
+        await breakers.put_healths({"p0": (False, "HTTP 503")}, ttl=3600)
+        view, claim = [], []
+        for i in range(count + 100):
+            started = time.perf_counter()
+            await breakers.view(deployments, ["p0", "p1", "p2"])
+            middle = time.perf_counter()
+            await breakers.claim_probe(deployments[i % 10], 60)
+            ended = time.perf_counter()
+            if i >= 100:  # warmed up
+                view.append((middle - started) * 1000)
+                claim.append((ended - middle) * 1000)
+        await link.aclose()
+        return {"view": _summary(view), "claim_probe": _summary(claim), "count": count}
+
+    return asyncio.run(run())
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    values.sort()
+    return {"p50_ms": statistics.median(values), "p99_ms": values[int(len(values) * 0.99)]}
 
 
 def serve(config: Path, env: dict[str, str]) -> tuple[Any, str]:
@@ -121,6 +147,7 @@ def run(quick: bool) -> dict[str, Any]:
         server.start()
         try:
             out["redis"] = redis_round_trips(server.url, 2000 if quick else 10000)
+            out["breakers"] = breaker_round_trips(server.url, 2000 if quick else 10000)
             common = (
                 f'[providers.bench]\ntype = "openai"\nbase_url = "{base}"\n'
                 "api_key_required = false\n\n[plugin.gateway]\naccess_log = false\n" + LIMITS

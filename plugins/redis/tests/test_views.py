@@ -103,3 +103,40 @@ async def test_breakers_open_half_open_and_probe(
     admin = aioredis.Redis.from_url(redis_server.url)
     assert all([await admin.pttl(k) > 0 async for k in admin.scan_iter(match="t:*")])
     await admin.aclose()
+
+
+async def test_breakers_probe_claims_view_and_close(link: RedisLink) -> None:
+    a, b = SharedBreakers(link, "t:", owner="a"), SharedBreakers(link, "t:", owner="b")
+    assert SharedBreakers(link, "t:").owner != SharedBreakers(link, "t:").owner  # per instance
+    await a.open("p/m", 0.05, reason="boom", half_open=30)
+    await asyncio.sleep(0.06)
+    assert await a.claim_probe("p/m", 0.3) is True
+    assert await a.claim_probe("p/m", 0.3) is True  # its own claim: renewed, not refused
+    assert await b.claim_probe("p/m", 0.3) is False
+    states, _ = await b.view(["p/m"])
+    assert states["p/m"].state == "half_open" and states["p/m"].probe == "a"
+    assert states["p/m"].by == "a" and states["p/m"].reason == "boom"
+    assert await b.renew_probe("p/m", 5) is False  # not b's to renew
+    assert await a.renew_probe("p/m", 0.3) is True
+    assert await b.release_probe("p/m") is False  # not b's to give back
+    assert await a.release_probe("p/m") is True
+    assert await b.claim_probe("p/m", 0.2) is True  # given back: b may probe
+    await asyncio.sleep(0.25)
+    assert await a.claim_probe("p/m", 5) is True  # b's claim expired (b died)
+    assert await b.renew_probe("p/m", 5) is False  # an expired claim is not renewed
+    await a.open("p/m", 10, reason="probe failed")  # a failed probe: open again, claim over
+    states, _ = await b.view(["p/m"])
+    assert states["p/m"].state == "open" and states["p/m"].probe == ""
+    assert 9 < states["p/m"].remaining <= 10
+    assert await b.close("p/m") is False  # an opening still running is kept
+    assert (await a.states(["p/m"]))["p/m"].state == "open"
+    await a.open("q/n", 0.01)
+    await asyncio.sleep(0.02)
+    assert await a.claim_probe("q/n", 5) is True
+    assert await a.close("q/n") is True  # the probe succeeded: closed for all
+    await a.put_healths({"p": (False, "HTTP 503"), "q": (True, "")}, ttl=60)
+    states, health = await b.view(["q/n"], ["p", "q", "r"])
+    assert states["q/n"].state == "closed" and states["q/n"].probe == ""
+    assert set(health) == {"p", "q"} and health["p"]["ok"] is False
+    assert health["p"]["detail"] == "HTTP 503" and health["p"]["by"] == "a"
+    assert await b.claim_probe("q/n", 5) is True  # no claim left behind by the close

@@ -7,6 +7,7 @@ every upstream attempt is counted at the server.
       -> 200 {"text": ...}                         (chat)
       -> 200 text/event-stream data: {"text": ...} ... data: [DONE]   (stream)
       -> 4xx/5xx {"error": {"message", "code"}} with Retry-After when rate limited
+    GET /v1/health -> 200 when healthy, else its status (the provider's health())
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from llmkernel.provider import Provider, ProviderConfig
 from llmkernel.types import (
     Capabilities,
     ChatRequest,
+    Health,
     Message,
     Response,
     StreamEvent,
@@ -49,6 +51,7 @@ from llmkernel_http import (
 from llmkernel_http.testing.fake_server import FakeResponse, FakeServer
 
 PATH = "/v1/chat"
+HEALTH = "/v1/health"
 
 
 @attrs.frozen(kw_only=True)
@@ -138,6 +141,12 @@ class WireProvider(Provider):
         finally:
             await response.aclose()
 
+    async def health(self) -> Health:
+        response = await self.client().get(HEALTH)
+        if response.status_code == 200:
+            return Health(ok=True, detail="ok")
+        return Health(ok=False, detail=f"HTTP {response.status_code} from {HEALTH}")
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -191,6 +200,7 @@ def reset() -> FakeResponse:
 
 
 __all__ = [
+    "HEALTH",
     "PATH",
     "NoDelayServer",
     "WirePlugin",

@@ -55,6 +55,10 @@ class BreakerSettings:
     cooldown: float = 30.0  # how long it stays open (at least Retry-After)
     backoff: float = 2.0  # a failed probe multiplies the cooldown by this
     max_cooldown: float = 300.0  # cap on cooldowns, Retry-After included
+    #: with a fleet: how long a claim on the half-open probe lasts unless renewed
+    #: (its holder renews it while the probe runs): a holder that died blocks the
+    #: fleet's probe this long at most
+    probe_timeout: float = 15.0
     kinds: list[str] = attrs.field(factory=lambda: list(FAILURE_KINDS))
 
     def __attrs_post_init__(self) -> None:
@@ -67,6 +71,8 @@ class BreakerSettings:
                 raise ValueError(f"{name} must not be negative")
         if self.backoff < 1.0:
             raise ValueError("backoff must be at least 1")
+        if not self.probe_timeout > 0:
+            raise ValueError("probe_timeout must be positive")
 
 
 # the sliding window is kept in this many slices: bounded memory whatever the traffic
@@ -87,6 +93,9 @@ class Breaker:
     reason: str = ""
     last_error: str = ""  # the last failure's error, as ``Type: message``
     probe: bool = False  # a half-open probe is in flight
+    #: while half-open: another instance of the fleet holds the probe until then
+    #: (monotonic; 0 when not)
+    elsewhere: float = 0.0
     opens: int = 0  # times it opened
     # (slice start, successes, failures), newest last
     _slices: deque[list[float]] = attrs.field(factory=deque)
@@ -98,6 +107,9 @@ class Breaker:
         if self.state == "open" and now >= self.until:
             self.state = "half_open"
             self.probe = False
+            self.elsewhere = 0.0
+        elif self.elsewhere and now >= self.elsewhere:
+            self.stop_waiting()  # the fleet's probe gave no result in time: ours may go
         return self.state
 
     def available(self, now: float) -> bool:
@@ -184,6 +196,8 @@ class Breaker:
         self.cooldown = 0.0
         self.reason = ""
         self.last_error = ""
+        self.probe = False
+        self.elsewhere = 0.0
         self._slices.clear()
 
     def _open(
@@ -219,6 +233,31 @@ class Breaker:
         self.until = now + seconds
         self.opens += 1
         self.reason = reason
+        self.probe = False
+        self.elsewhere = 0.0
+
+    def wait_for_fleet(self, now: float, seconds: float) -> None:
+        """Half-open, and another instance won the probe: skipped until its result
+        is published, or for ``seconds`` at most."""
+        if self.state == "half_open":
+            self.probe = True
+            self.elsewhere = now + seconds
+
+    def stop_waiting(self) -> None:
+        """No instance holds the fleet's probe any more: this one may claim it."""
+        self.probe = False
+        self.elsewhere = 0.0
+
+    def follow_half_open(self, reason: str) -> None:
+        """Closed here, half-open in the fleet: the next call must claim the probe."""
+        self.state = "half_open"
+        self.probe = False
+        self.elsewhere = 0.0
+        self.reason = reason
+
+    def follow_close(self) -> None:
+        """The fleet's probe succeeded."""
+        self._close()
 
     def _lock(self, kind: str) -> None:
         self.state = "open"
@@ -262,6 +301,7 @@ class Breaker:
             "reason": self.reason,
             "retry_after": None if retry is None else round(retry, 3),
             "probe_in_flight": self.probe,
+            "probe_elsewhere": bool(self.elsewhere),
         }
 
 

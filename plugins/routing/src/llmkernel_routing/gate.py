@@ -12,8 +12,8 @@ _CLAIM = "llmkernel_routing.claim"
 
 class RoutingGate:
     """``acquire`` lets an attempt through its deployment's breaker (the single
-    half-open probe, or nothing while open) and counts it in flight; ``release``
-    tells the breaker how it ended."""
+    half-open probe, the fleet's single one with ``[redis]``, or nothing while
+    open) and counts it in flight; ``release`` tells the breaker how it ended."""
 
     def __init__(self, routing: Routing, kernel: Any) -> None:
         self.routing = routing
@@ -25,10 +25,15 @@ class RoutingGate:
             routing.start_health_checks(self.kernel)
         candidate = attempt.candidate
         claim = routing.enter(candidate)
+        if claim == "probe" and not await routing.claim_probe(candidate):
+            claim = None  # another instance of the fleet sends it
         if claim is None:
             breaker = routing.breaker_for(candidate)
+            why = breaker.reason or "half-open, probe in flight"
+            if breaker.elsewhere:
+                why = f"half-open, probe in flight on another instance; {why}"
             raise RefusedError(
-                f"circuit breaker open ({breaker.reason or 'half-open, probe in flight'})",
+                f"circuit breaker open ({why})",
                 kind="breaker",
                 retry_after=routing.retry_after(candidate),
                 provider=candidate.provider,

@@ -51,6 +51,7 @@ class HealthResult:
     detail: str
     at: float  # monotonic
     latency: float = 0.0
+    by: str = ""  # the fleet's instance that got it ('' for this one)
 
 
 #: Tokens an image can take at most (high detail, large images), per provider docs.
@@ -175,6 +176,29 @@ class Routing:
         self.stats_for(key).in_flight += 1
         return claim
 
+    async def claim_probe(self, candidate: Any) -> bool:
+        """After :meth:`enter` gave ``"probe"``: whether this instance sends it. With
+        a fleet, the one instance that wins the claim does; on the others the
+        attempt is taken back and the deployment skipped until the fleet's probe
+        has a result (or its claim expired)."""
+        fleet = self.fleet
+        if fleet is None:
+            return True
+        key = self.key_of(candidate)
+        timeout = self.settings.breaker.probe_timeout
+        breaker = self.breaker_for(key)
+
+        def probing() -> bool:  # this instance's probe still runs
+            return breaker.state == "half_open" and breaker.probe and not breaker.elsewhere
+
+        if await fleet.claim(key, timeout, probing):
+            return True
+        with self.lock:
+            breaker.wait_for_fleet(self.clock(), timeout)
+        stats = self.stats_for(key)
+        stats.in_flight = max(0, stats.in_flight - 1)
+        return False
+
     def leave(
         self,
         candidate: Any,
@@ -210,9 +234,15 @@ class Routing:
                 error=error,
             )
             after = breaker.state
+        fleet = self.fleet
+        if fleet is not None:
+            if before != after and after == "open":
+                fleet.opened(key, breaker)
+            elif claim == "probe" and after == "closed":
+                fleet.closed(key)
+            elif claim == "probe" and after == "half_open":
+                fleet.released(key)  # no verdict: another instance may probe
         if before != after:
-            if after == "open" and self.fleet is not None:
-                self.fleet.opened(key, breaker)
             log.info(
                 "routing.breaker." + ("closed" if after == "closed" else "opened"),
                 deployment=key,
@@ -297,11 +327,12 @@ class Routing:
                         available = breaker.available(now)
                         state = breaker.current(now)
                     if not available:
-                        why = (
-                            "circuit breaker half-open, probe in flight"
-                            if state == "half_open"
-                            else f"circuit breaker open ({breaker.reason})"
-                        )
+                        if state != "half_open":
+                            why = f"circuit breaker open ({breaker.reason})"
+                        elif breaker.elsewhere:
+                            why = "circuit breaker half-open, probe in flight on another instance"
+                        else:
+                            why = "circuit breaker half-open, probe in flight"
                         self._skipped(candidate, "breaker")
                         drops.append((candidate, why))
                         continue
@@ -390,6 +421,11 @@ class Routing:
                 )
 
         await asyncio.gather(*(one(n, p) for n, p in providers.items()))
+        if self.fleet is not None:
+            # kept in Redis for three rounds: a stopped checker's results fade
+            settings = self.settings
+            ttl = 3 * (settings.health_interval + settings.health_timeout)
+            self.fleet.health_checked(self.health, ttl)
         return dict(self.health)
 
     async def _health_loop(self, kernel: Any) -> None:
@@ -418,26 +454,29 @@ class Routing:
     def snapshot(self, *, timeline: bool = True) -> dict[str, Any]:
         """Plain data for ``kernel.stats()``: ``deployments`` and ``routing``."""
         now, wall = self.clock(), self.wall()
+        fleet = self.fleet
         deployments: dict[str, Any] = {}
         for key in sorted(set(self.deployments) | set(self.breakers)):
             data = self.stats_for(key).snapshot(wall, timeline=timeline)
             if key != OTHER:  # no breaker is kept for what the config does not define
                 with self.lock:
-                    data["breaker"] = self.breaker_for(key).snapshot(now)
+                    breaker = data["breaker"] = self.breaker_for(key).snapshot(now)
+                found = fleet.describe(key, now) if fleet is not None else None
+                if found is not None:
+                    breaker["fleet"] = found
+                check = self.health.get(key.partition("/")[0])
+                if check is not None:  # its provider's (the fleet's newest) check
+                    breaker["health_check"] = _health_row(check, now)
             deployments[key] = data
         section: dict[str, Any] = {"calls": self.calls.snapshot()}
         if timeline:
             section["timeline"] = self._timeline(wall)
         if self.health:
             section["health"] = {
-                name: {
-                    "ok": h.ok,
-                    "detail": h.detail,
-                    "age": round(now - h.at, 3),
-                    "latency_ms": round(h.latency * 1000, 2),
-                }
-                for name, h in sorted(self.health.items())
+                name: _health_row(h, now) for name, h in sorted(dict(self.health).items())
             }
+        if fleet is not None:
+            section["fleet"] = fleet.stats()
         return {"deployments": deployments, "routing": section}
 
     def _timeline(self, wall: float) -> list[dict[str, Any]]:
@@ -454,6 +493,16 @@ class Routing:
                 into.latency_total += slot.latency_total
         oldest = (int(wall // 60) - self.settings.timeline_minutes + 1) * 60
         return [merged[m].as_dict() for m in sorted(merged) if m >= oldest]
+
+
+def _health_row(check: HealthResult, now: float) -> dict[str, Any]:
+    return {
+        "ok": check.ok,
+        "detail": check.detail,
+        "age": round(max(0.0, now - check.at), 3),
+        "latency_ms": round(check.latency * 1000, 2),
+        "by": check.by or None,
+    }
 
 
 def _capabilities(kernel: Any, candidate: Any) -> Any:
