@@ -421,6 +421,53 @@ def test_hook_on_request_end() -> None:
     assert ends[1] == ("chat", "error", None)
 
 
+def test_a_plugin_saying_it_is_idle_is_skipped_for_the_calls_that_start_then() -> None:
+    """``llmkernel_idle(kernel)`` true when a call starts: the kernel calls none of
+    that plugin's per-call hooks in it; a hook another plugin also implements still
+    runs; a check that raises counts as not idle."""
+    seen: list[str] = []
+
+    class Quiet:
+        idle = True
+
+        def llmkernel_idle(self, kernel: Kernel) -> bool:
+            assert isinstance(kernel, Kernel)
+            return self.idle
+
+        @hookimpl
+        def on_error(self, error: Exception) -> None:
+            seen.append(f"quiet error {type(error).__name__}")
+
+        @hookimpl
+        def on_request_end(self, outcome: Any) -> None:
+            seen.append(f"quiet end {outcome.status}")
+
+        @hookimpl
+        def on_response(self) -> None:
+            seen.append("quiet response")
+
+    class Broken:
+        def llmkernel_idle(self, kernel: Kernel) -> bool:
+            raise RuntimeError("check bug")
+
+        @hookimpl
+        def on_response(self) -> None:
+            seen.append("broken response")
+
+    quiet = Quiet()
+    kernel = make_kernel(
+        [ServerError("boom"), "ok", ServerError("boom"), "ok"], plugins=(quiet, Broken())
+    )
+    with kernel:
+        assert kernel.chat(model="a/m1", messages="hi").text == "ok"
+        assert sorted(seen) == ["broken response", "quiet response"]  # no error, no end
+        seen.clear()
+        quiet.idle = False
+        assert kernel.chat(model="a/m1", messages="hi").text == "ok"
+    assert seen[0] == "quiet error ServerError" and seen[-1] == "quiet end ok"
+    assert sorted(seen[1:-1]) == ["broken response", "quiet response"]
+
+
 def test_hook_on_request_end_may_hand_back_an_awaitable() -> None:
     """The kernel awaits what the hook returns before the caller gets the answer
     (a ledger makes calls wait for their rows); after a success, what it raises is

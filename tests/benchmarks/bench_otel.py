@@ -3,6 +3,11 @@ in one run: installed with no SDK configured (opentelemetry not imported; then
 imported by the application, which configures nothing), and with the SDK and a
 batch span processor.
 
+Without an SDK the plugin tells the kernel it is idle (``llmkernel_idle``), so the
+kernel calls none of its hooks and builds no outcome for them; the reference row,
+a plugin whose ``on_request_end`` does nothing, is what a listener costs, and the
+control row, a second kernel without the plugin, what noise alone shows.
+
 The provider is the offline mock (no network: what is measured is the kernel's own
 work). Two stacks: the kernel with the mock only (the plugin is then the only one
 listening to the end hooks, so the kernel builds their outcomes for it), and the
@@ -36,6 +41,9 @@ NOT_IMPORTED = "plugin, no SDK (opentelemetry not imported)"
 IMPORTED = "plugin, no SDK (API imported, no providers)"
 WITHOUT = "without the plugin"
 EMPTY = "reference: a plugin with an empty on_request_end"
+#: a second kernel without the plugin, identical to the baseline: what the machine's
+#: noise and the two kernels' places in memory alone "add"
+CONTROL = "control: a second kernel without the plugin"
 
 
 class EmptyEndHook:
@@ -141,12 +149,13 @@ async def no_sdk(tmp: Path, batches: int, label: str) -> dict[str, Any]:
     import llmkernel_otel.plugin as entry  # the entry point's hooks, as installed
 
     out: dict[str, Any] = {}
-    kernels = [minimal(), minimal(entry), minimal(EmptyEndHook())]
+    kernels = [minimal(), minimal(entry), minimal(EmptyEndHook()), minimal()]
     times = await interleave_cpu(
         {
             WITHOUT: caller(kernels[0], "mock/echo"),
             label: caller(kernels[1], "mock/echo"),
             EMPTY: caller(kernels[2], "mock/echo"),
+            CONTROL: caller(kernels[3], "mock/echo"),
         },
         batches,
     )

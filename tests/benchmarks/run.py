@@ -441,7 +441,7 @@ def otel_rows(o: dict[str, Any]) -> list[Row]:
             for name, row in rows_.items():
                 if name == "without the plugin":
                     continue
-                target = phase == "not_imported" and stack == "minimal" and "reference" not in name
+                target = (phase, stack) == ("not_imported", "minimal") and name.startswith("plugin")
                 out.append(
                     (
                         f"otel, {stack} stack: {name}",

@@ -124,7 +124,8 @@ class Call:
         #: its end, whatever ``kernel.reconfigure`` does meanwhile
         self.setup = setup = kernel._setup
         self.models = setup.models
-        self.hooked = setup.hooks.implemented
+        hooks = setup.hooks
+        self.hooked = hooks.active(kernel) if hooks.idle else hooks.implemented
 
     def hook(self, name: str, mode: Any, **kwargs: Any) -> Any:
         return self.setup.hooks.call(name, mode, kernel=self.kernel, ctx=self.ctx, **kwargs)
@@ -391,7 +392,7 @@ class Call:
         except BaseException as exc:
             if isinstance(exc, ProviderError):
                 fill(exc, candidate)
-            end(_attempt_outcome(attempt, exc), exc)
+            end(self.failed(exc, attempt=attempt), exc)
             raise
 
     def limit(self, provider: Provider, queue: list[Candidate]) -> tuple[float, Any]:
@@ -515,7 +516,9 @@ class Call:
         """``on_request_end``; returns the awaitables its implementations handed
         back (the ledger's: the call's row is durable), for :func:`settle`."""
         if "on_request_end" in self.hooked:
-            waits: list[Any] = self.hook("on_request_end", "each", outcome=outcome)
+            waits: list[Any] = self.setup.hooks.call(
+                "on_request_end", "each", kernel=self.kernel, ctx=self.ctx, outcome=outcome
+            )
             return waits
         return []
 
@@ -539,8 +542,11 @@ class Call:
             attempts=response.attempts,
         )
 
-    def failed(self, exc: BaseException, response: Any = None) -> Outcome:
-        ctx = self.ctx
+    def failed(
+        self, exc: BaseException, response: Any = None, attempt: Attempt | None = None
+    ) -> Outcome:
+        """How the call (or one ``attempt`` of it) ended on ``exc``."""
+        last = attempt or (self.ctx.attempts[-1] if self.ctx.attempts else None)
         return Outcome(
             status=status_of(exc),
             error=None if isinstance(exc, GeneratorExit) else exc,
@@ -548,9 +554,9 @@ class Call:
             usage=getattr(response, "usage", None),
             cost=getattr(response, "cost", None),
             headers=getattr(exc, "headers", None) or {},
-            latency=self.elapsed(),
-            candidate=ctx.attempts[-1].candidate if ctx.attempts else None,
-            attempts=self.sent(),
+            latency=time.monotonic() - (attempt or self.ctx).started,
+            candidate=last.candidate if last else None,
+            attempts=1 if attempt else self.sent(),
         )
 
 
@@ -609,17 +615,6 @@ def leave_or_raise(error: ProviderError, decision: Decision) -> Exception:
     if decision.action == "raise":
         return error
     return _Leave(error, decision.drop)
-
-
-def _attempt_outcome(attempt: Attempt, exc: BaseException) -> Outcome:
-    return Outcome(
-        status=status_of(exc),
-        error=exc,
-        headers=getattr(exc, "headers", None) or {},
-        latency=time.monotonic() - attempt.started,
-        candidate=attempt.candidate,
-        attempts=1,
-    )
 
 
 def status_of(exc: BaseException) -> Any:

@@ -230,20 +230,42 @@ class Hooks:
     - ``all``: every non-None answer as ``(answer, plugin name)``; errors as ``strict``.
     """
 
-    __slots__ = ("_order", "implemented", "manager")
+    __slots__ = ("_order", "_quiet", "idle", "implemented", "manager", "owners")
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
         #: hooks a plugin (not only the kernel's built-in) implements: the kernel
         #: skips the others entirely, so an unused step costs nothing
-        self.implemented = frozenset(
-            name
+        self.owners = {  # each hook's plugins but the built-in (ids)
+            name: {id(i.plugin) for i in caller.get_hookimpls() if i.plugin_name != BUILTIN}
             for name, caller in vars(manager.hook).items()
-            if any(i.plugin_name != BUILTIN for i in caller.get_hookimpls())
-        )
+        }
+        self.implemented = frozenset(name for name, owners in self.owners.items() if owners)
         #: each hook's implementations in calling order, read once (a kernel's plugins
         #: are all registered before its first call)
         self._order: dict[str, list[Any]] = {}
+        #: plugins that say when their hooks would do nothing: ``llmkernel_idle(kernel)``
+        self.idle = [
+            (1 << bit, plugin, check)
+            for bit, plugin in enumerate(manager.get_plugins())
+            if callable(check := getattr(plugin, "llmkernel_idle", None))
+        ]
+        self._quiet = {0: self.implemented}
+
+    def active(self, kernel: Any) -> frozenset[str]:
+        """The hooks a call starting now runs: :attr:`implemented` less those only idle
+        plugins implement (a check that raises: the plugin is not idle)."""
+        key = 0  # a bit per idle plugin
+        for bit, _, check in self.idle:
+            try:  # noqa: SIM105  (suppress() would cost more than the check, every call)
+                key |= bit if check(kernel) else 0
+            except Exception:  # a broken check: the plugin is not idle
+                pass
+        found = self._quiet.get(key)
+        if found is None:
+            quiet = {id(plugin) for bit, plugin, _ in self.idle if key & bit}
+            found = self._quiet[key] = frozenset(n for n, o in self.owners.items() if o - quiet)
+        return found
 
     def impls(self, hook: str) -> list[Any]:
         """The implementations of ``hook`` in the order they are called."""
@@ -256,8 +278,9 @@ class Hooks:
 
     def call(self, hook: str, mode: Mode, **kwargs: Any) -> Any:
         found: list[Any] = _NONE
-        for impl in self._order.get(hook) or self.impls(hook):
-            if mode == "each":
+        impls = self._order.get(hook) or self.impls(hook)
+        if mode == "each":
+            for impl in impls:
                 try:
                     result = impl.function(*[kwargs[arg] for arg in impl.argnames])
                 except Exception as exc:
@@ -270,7 +293,8 @@ class Hooks:
                     continue
                 if result is not None:
                     found = [*found, result]
-                continue
+            return found
+        for impl in impls:
             answer = call_impl(impl, hook, kwargs)
             if answer is None or mode == "strict":
                 continue

@@ -215,17 +215,28 @@ def test_metric_attributes_stay_bounded_under_made_up_model_names(otel: Otel) ->
 
 def test_no_sdk_configured_means_nothing_is_done_and_opentelemetry_is_not_imported() -> None:
     """In a fresh interpreter: calls through a kernel with the plugin loaded never
-    import opentelemetry; once the application imports it without configuring an
-    SDK, the plugin still makes no span."""
+    import opentelemetry, and the plugin tells the kernel it is idle (so its hooks
+    are not called); once the application imports it without configuring an SDK,
+    the plugin still makes no span; once it sets an SDK's tracer provider, the next
+    calls have their spans."""
     script = textwrap.dedent(
         """
-        import sys
+        import sys, time
+        import llmkernel_mock.plugin, llmkernel_otel.plugin
         from llmkernel import Kernel
         from llmkernel_otel import instrumentation_for
+        from llmkernel_otel.instrument import PROBE_EVERY
+        from llmkernel_otel.plugin import llmkernel_idle
 
         config = {"providers": {"mock": {"type": "mock"}}}
+        plugins = [llmkernel_mock.plugin, llmkernel_otel.plugin]
+        with Kernel.from_config(config, plugins=plugins, entry_points=False) as alone:
+            # the only plugin listening to the call's end: idle, the kernel skips it
+            assert "on_request_end" in alone.hooks.implemented
+            assert "on_request_end" not in alone.hooks.active(alone)
         with Kernel.from_config(config) as kernel:
             assert any(p.name == "otel" and p.status == "loaded" for p in kernel.plugins)
+            assert llmkernel_idle(kernel)
             kernel.chat("mock/echo", "hi")
             for _ in kernel.stream("mock/echo", "hi"):
                 pass
@@ -235,6 +246,25 @@ def test_no_sdk_configured_means_nothing_is_done_and_opentelemetry_is_not_import
             instrumentation = instrumentation_for(kernel)
             assert instrumentation is not None
             assert instrumentation.tracer is None and instrumentation.instruments is None
+            assert llmkernel_idle(kernel)
+
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+                InMemorySpanExporter,
+            )
+
+            exporter = InMemorySpanExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            opentelemetry.trace.set_tracer_provider(provider)  # the application's SDK
+            time.sleep(PROBE_EVERY * 1.5)
+            assert not llmkernel_idle(kernel)
+            kernel.chat("mock/echo", "hi")
+            assert [s.name for s in exporter.get_finished_spans()] == [
+                "attempt mock/echo",
+                "chat mock/echo",
+            ], exporter.get_finished_spans()
         print("ok")
         """
     )

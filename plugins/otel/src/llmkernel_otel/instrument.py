@@ -154,6 +154,12 @@ class Instrumentation:
         self.instruments = _Instruments(meter, self.conventions)
         return True
 
+    def idle(self) -> bool:
+        """No SDK (neither tracer nor meter provider): a call now would record nothing."""
+        return not (self.tracer is not None or self.tracing()) and not (
+            self.instruments is not None or self.metering()
+        )
+
     # ------------------------------------------------------------------ hooks
 
     def attempt_started(self, ctx: RequestContext, attempt: Attempt) -> None:

@@ -8,6 +8,9 @@ once the application has imported it (and then only if it configured providers).
 The entry point registers :data:`HOOKS`, which reads the global providers; tests
 and applications with their own providers register an :class:`OtelPlugin` of their
 own (and disable the entry point: ``[plugins] disabled = ["otel"]``).
+
+Without an SDK, ``llmkernel_idle`` tells the kernel so when each call starts: the
+kernel then calls none of these hooks and builds no outcome for them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "OtelPlugin",
     "configure",
     "instrumentation_for",
+    "llmkernel_idle",
     "on_error",
     "on_request_end",
     "provide_gate",
@@ -59,6 +63,19 @@ class OtelPlugin:
         self.kernels: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
         # the kernel asked last and its instrumentation (every hook of every call asks)
         self._last: tuple[weakref.ref[Any], Instrumentation] | None = None
+        #: a kernel propagates ``traceparent``: its gate may start a call's span,
+        #: so the end hook must run for every call (never idle)
+        self.propagating = False
+
+    def llmkernel_idle(self, kernel: Kernel) -> bool:
+        """Whether this plugin's hooks would do nothing in a call starting now (no SDK
+        to report to): the kernel then skips them, and builds no outcome for them."""
+        if self.propagating:
+            return False
+        if not self.explicit and "opentelemetry" not in _modules:
+            return True  # the usual case without an SDK: one dict lookup a call
+        instrumentation = self._of(kernel)
+        return instrumentation is None or instrumentation.idle()
 
     def _of(self, kernel: Any) -> Instrumentation | None:
         last = self._last
@@ -81,6 +98,7 @@ class OtelPlugin:
             if table
             else OtelSettings()
         )
+        self.propagating = self.propagating or bool(settings.propagate)
         self.kernels[kernel] = Instrumentation(
             kernel,
             settings,
@@ -108,7 +126,7 @@ class OtelPlugin:
     @hookimpl
     def on_request_end(self, kernel: Kernel, ctx: RequestContext, outcome: Outcome) -> None:
         if not self.explicit and "opentelemetry" not in _modules:
-            return  # the usual case without an SDK: one dict lookup a call
+            return  # when the kernel calls it anyway (another plugin is not idle)
         instrumentation = self._of(kernel)
         if instrumentation is not None:
             instrumentation.request_ended(ctx, outcome)
@@ -140,3 +158,4 @@ configure = HOOKS.configure
 provide_gate = HOOKS.provide_gate
 on_error = HOOKS.on_error
 on_request_end = HOOKS.on_request_end
+llmkernel_idle = HOOKS.llmkernel_idle
