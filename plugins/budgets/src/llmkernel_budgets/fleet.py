@@ -123,10 +123,13 @@ class FleetBudgets:
         self._confirmed = store.current_spend()
         self._reseeded = False
         self.degraded = False
+        #: after an outage, reserve locally until then (monotonic): every instance
+        #: has reseeded Redis by then (its part may be missing in a restarted Redis)
+        self._local_until = _NEVER
         self._closed = False
         self._new_owner()
         store.divisor = self.instances
-        self.link.on_recover(self.resync)
+        self.link.on_recover(self._recovered)
 
     def _new_owner(self) -> None:
         self.owner = f"{os.getpid():x}.{os.urandom(6).hex()}"
@@ -148,16 +151,16 @@ class FleetBudgets:
         memory, else through Redis, else (Redis away) from the SQLite store."""
         from llmkernel_redis.link import Unavailable
 
-        counters = tuple(c for _, c in pairs)
         hold = self._take(pairs, worst, reservation)
         if hold is not None:
             return hold
-        if self.link.up:
+        self._start_renewer()  # also reseeds and brings Redis back when idle
+        if self.link.up and time.monotonic() >= self._local_until:
             try:
                 return await self._lease(reservation, scope, pairs, worst)
             except Unavailable:
                 self._lost()
-        return await self._locally(reservation, request_id, scope, pairs, worst, counters)
+        return await self._locally(reservation, request_id, scope, pairs, worst)
 
     def _take(
         self, pairs: Sequence[tuple[Limit, str]], worst: Decimal, reservation: str
@@ -202,8 +205,7 @@ class FleetBudgets:
             hold = self._take(pairs, worst, reservation)  # another call may have leased
             if hold is not None:
                 return hold
-            if not self._reseeded:
-                await self.reseed()
+            await self._ready()
             store = self.store
             with self._lock:
                 leases = []
@@ -281,12 +283,13 @@ class FleetBudgets:
         scope: Scope,
         pairs: Sequence[tuple[Limit, str]],
         worst: Decimal,
-        counters: tuple[str, ...],
     ) -> FleetHold:
         if self.fail_closed:
+            why = self.link.reason or "degraded"
+            if self.link.state == "ok":  # back, and the fleet is reseeding it
+                why = "back from an outage, the fleet is reseeding it"
             raise RefusedError(
-                "shared budgets are unavailable (Redis: "
-                f"{self.link.reason or 'degraded'}) and [redis] fail_closed = true",
+                f"shared budgets are unavailable (Redis: {why}) and [redis] fail_closed = true",
                 kind="unavailable",
                 retry_after=self.link.retry_interval,
                 provider=scope.provider or "",
@@ -299,7 +302,22 @@ class FleetBudgets:
             local = await asyncio.to_thread(
                 store.reserve_slow, reservation, request_id, scope, pairs, worst, now=now
             )
-        return FleetHold(worst=worst, counters=counters, reservation=reservation, local=local)
+        # counted in the leases too: a lease set in Redis covers them until settled
+        with self._lock:
+            leases = []
+            for limit, counter in pairs:
+                lease = self._leases.get(counter)
+                if lease is None:
+                    lease = self._leases[counter] = _Lease(limit, counter)
+                lease.held += worst
+                leases.append(lease)
+        return FleetHold(
+            worst=worst,
+            counters=tuple(c for _, c in pairs),
+            reservation=reservation,
+            leases=tuple(leases),
+            local=local,
+        )
 
     # ---------------------------------------------------------------- release
 
@@ -350,8 +368,7 @@ class FleetBudgets:
 
         for settlement in settlements:
             try:
-                if not self._reseeded:
-                    await self.reseed()
+                await self._ready()
                 await self.budgets.settle(settlement.id, list(settlement.costs), source=self.source)
             except Unavailable:
                 self._lost()
@@ -387,9 +404,19 @@ class FleetBudgets:
             )
 
     async def resync(self) -> None:
-        """Redis answers again (or a periodic check): raise its counters to what this
-        ledger accounts for, send what it did not take, renew the leases in use.
-        Raises ``Unavailable`` when Redis is away again."""
+        """The periodic check: raise Redis's counters to what this ledger accounts
+        for (an emptied Redis), send what it did not take, renew the leases in use
+        and give the idle ones back. Raises ``Unavailable`` when Redis is away."""
+        await self._catch_up()
+        async with self._loop_lock():  # no lease is being set meanwhile
+            await self._renew()
+
+    async def _recovered(self) -> None:
+        """Redis answers again (the link's recovery listener): catch up; the leases
+        are set again, checked, at their next use (Redis may have lost them)."""
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
         from llmkernel_redis.link import Unavailable
 
         await self.reseed()
@@ -399,10 +426,19 @@ class FleetBudgets:
             raise Unavailable(self.link.reason or "redis is degraded")
         with self._lock:
             was, self.degraded = self.degraded, False
-        await self._renew()
+            if was:
+                grace = self.store.slab_ttl / 4 + 2 * self.link.retry_interval
+                self._local_until = time.monotonic() + grace
         if was:
             log.info("llmkernel.budgets.recovered", resent=len(unsent))
             await asyncio.to_thread(self.store.give_back)  # the SQLite fallback's slabs
+
+    async def _ready(self) -> None:
+        """Before a call that counts on Redis's spend: reseed first when Redis may
+        have lost it (never reseeded yet, or back from an outage: the reseed is
+        then the call that finds it back, and the recovery catches up the rest)."""
+        if self.degraded or not self._reseeded or self.link.state != "ok":
+            await self.reseed()
 
     async def reseed(self) -> None:
         """Raise Redis's counters to what this ledger accounts for (never lowers)."""
@@ -415,8 +451,10 @@ class FleetBudgets:
     # ---------------------------------------------------------------- renewal
 
     def _start_renewer(self) -> None:
-        if self._renewer is None and not self._closed:
-            self._renewer = asyncio.get_running_loop().create_task(self._renew_loop())
+        renewer = self._renewer
+        if self._closed or (renewer is not None and not renewer.get_loop().is_closed()):
+            return
+        self._renewer = asyncio.get_running_loop().create_task(self._renew_loop())
 
     async def _renew_loop(self) -> None:
         from llmkernel_redis.link import Unavailable
@@ -433,32 +471,42 @@ class FleetBudgets:
                 log.error("llmkernel.budgets.renew_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _renew(self, *, give_back: bool = False) -> None:
-        """Leases in use live ``slab_ttl`` longer; idle ones (and all with
-        ``give_back``) keep only what covers calls in flight and unsettled costs."""
+        """Leases in use live ``slab_ttl`` longer (one Redis lost or let expire is
+        set again, checked, at its next use); idle ones (all with ``give_back``)
+        keep only what covers calls in flight and unsettled costs. Call it holding
+        the leasing lock."""
         with self._lock:
-            todo = []
+            todo: list[tuple[_Lease, Decimal | None, Decimal, Decimal]] = []
             for lease in list(self._leases.values()):
                 idle = give_back or (not lease.used and lease.held + lease.pending == 0)
+                amount = None
                 if idle:
                     lease.valid = _NEVER
                     amount = lease.held + lease.pending
-                else:
-                    amount = lease.granted - lease.consumed
                 lease.used = False
-                todo.append((lease, amount, lease.consumed))
+                todo.append((lease, amount, lease.granted, lease.consumed))
+        valid = time.monotonic() + self.store.slab_ttl * 0.75
         for start in range(0, len(todo), _CHUNK):
             part = todo[start : start + _CHUNK]
             got = await self.budgets.renew(
                 self.owner,
-                [(lease.counter, amount) for lease, amount, _ in part],
+                [(lease.counter, amount) for lease, amount, _, _ in part],
                 lease_ttl=self.store.slab_ttl,
             )
-            self._set(part, list(got))
             with self._lock:
-                for lease, amount, _ in part:
-                    gone = amount == 0 and lease.held + lease.pending == 0
-                    if gone and self._leases.get(lease.counter) is lease:
-                        del self._leases[lease.counter]
+                for (lease, amount, granted, consumed), now in zip(part, got, strict=True):
+                    if amount is not None:  # set to what is in flight or unsettled
+                        lease.granted = now
+                        lease.consumed -= consumed
+                        gone = now == 0 and lease.held + lease.pending == 0
+                        if gone and self._leases.get(lease.counter) is lease:
+                            del self._leases[lease.counter]
+                    elif now < granted:  # lost (an emptied Redis) or expired
+                        lease.granted = now
+                        lease.consumed = _ZERO
+                        lease.valid = _NEVER
+                    elif lease.valid != _NEVER:
+                        lease.valid = valid
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -472,6 +520,14 @@ class FleetBudgets:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def drain(self) -> None:
+        """Wait for the settlements being sent (those Redis does not take stay
+        unsent)."""
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(tasks, timeout=self.link.timeout * 4)
+
     async def aclose(self) -> None:
         """At close: wait for the settlements being sent, send the rest, give the
         leases back (Redis away: they expire)."""
@@ -481,15 +537,13 @@ class FleetBudgets:
         renewer, self._renewer = self._renewer, None
         if renewer is not None and not renewer.done():
             renewer.get_loop().call_soon_threadsafe(renewer.cancel)
-        tasks = [t for t in self._tasks if not t.done()]
-        if tasks:
-            with contextlib.suppress(Exception):
-                await asyncio.wait(tasks, timeout=self.link.timeout * 4)
+        await self.drain()
         with self._lock:
             unsent = list(self._unsent.values())
         with contextlib.suppress(Unavailable):
             await self._send(unsent)
-            await self._renew(give_back=True)
+            async with self._loop_lock():
+                await self._renew(give_back=True)
 
     def forget(self) -> None:
         """In a forked child: the parent's leases and settlements are the parent's."""
@@ -503,8 +557,11 @@ class FleetBudgets:
 
     def stats(self) -> dict[str, object]:
         with self._lock:
+            state = "degraded" if self.degraded else "ok"
+            if state == "ok" and time.monotonic() < self._local_until:
+                state = "recovering"
             return {
-                "shared": "degraded" if self.degraded else "ok",
+                "shared": state,
                 "leases": len(self._leases),
                 "unsent": len(self._unsent),
             }

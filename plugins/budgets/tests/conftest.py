@@ -1,0 +1,3 @@
+from llmkernel_redis.testing import redis_server
+
+__all__ = ["redis_server"]
