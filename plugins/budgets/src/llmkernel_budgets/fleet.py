@@ -442,8 +442,12 @@ class FleetBudgets:
 
     async def reseed(self) -> None:
         """Raise Redis's counters to what this ledger accounts for (never lowers)."""
+        periods = self.store.current_periods()
         with self._lock:
-            totals = list(self._confirmed.items())
+            confirmed = self._confirmed
+            for counter in [c for c in confirmed if c.rsplit("|", 1)[-1] not in periods]:
+                del confirmed[counter]  # a day or month that is over
+            totals = list(confirmed.items())
         for start in range(0, len(totals), _CHUNK):
             await self.budgets.reseed(totals[start : start + _CHUNK], source=self.source)
         self._reseeded = True

@@ -749,11 +749,15 @@ class BudgetStore:
             ).fetchone()
         return str(found[0])
 
+    def current_periods(self, now: float | None = None) -> set[str]:
+        """The keys of the periods ``now`` is in: ``total``, today's, this month's."""
+        now = time.time() if now is None else now
+        return {period_key(p, now, self.tz) for p in ("total", "day", "month")}
+
     def current_spend(self, now: float | None = None) -> dict[str, Decimal]:
         """The recorded spend of every counter of the current periods (``total``,
         today, this month), as this ledger knows it."""
-        now = time.time() if now is None else now
-        periods = {period_key(p, now, self.tz) for p in ("total", "day", "month")}
+        periods = self.current_periods(now)
         with self._errors("read the budgets"), self.ledger.lock:
             found = self.ledger.conn.execute("SELECT counter, spent FROM budget_spend").fetchall()
         return {
