@@ -26,7 +26,7 @@ BUDGET = Decimal("0.30")
 COUNTER = "key:team:total|total"
 
 
-def config(url: str, ledger: Path, *, redis: str = "", budgets: str = "") -> str:
+def config(url: str, ledger: Path, *, redis: str = "", budgets: str = "slab = 2\n") -> str:
     return (
         f"""
 [providers.mock]
