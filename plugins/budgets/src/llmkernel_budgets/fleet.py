@@ -464,7 +464,7 @@ class FleetBudgets:
         from llmkernel_redis.link import Unavailable
 
         every = self.store.slab_ttl / 4
-        while True:
+        while not self._closed:
             await asyncio.sleep(every)
             try:
                 if self.link.up:
