@@ -396,6 +396,7 @@ class FleetBudgets:
                 lease.valid = _NEVER
             first = not self.degraded
             self.degraded = True
+            self._reseeded = False  # reseed before the next call that counts on Redis
         if first:
             log.warning(
                 "llmkernel.budgets.degraded",
@@ -422,8 +423,11 @@ class FleetBudgets:
         await self.reseed()
         with self._lock:
             unsent = list(self._unsent.values())
-        if not await self._send(unsent):
-            raise Unavailable(self.link.reason or "redis is degraded")
+        width = max(1, self.link.pool_size)  # sent side by side, one per connection
+        for start in range(0, len(unsent), width):
+            group = unsent[start : start + width]
+            if not all(await asyncio.gather(*(self._send([one]) for one in group))):
+                raise Unavailable(self.link.reason or "redis is degraded")
         with self._lock:
             was, self.degraded = self.degraded, False
             if was:
@@ -437,7 +441,7 @@ class FleetBudgets:
         """Before a call that counts on Redis's spend: reseed first when Redis may
         have lost it (never reseeded yet, or back from an outage: the reseed is
         then the call that finds it back, and the recovery catches up the rest)."""
-        if self.degraded or not self._reseeded or self.link.state != "ok":
+        if not self._reseeded or self.link.state != "ok":
             await self.reseed()
 
     async def reseed(self) -> None:
