@@ -7,6 +7,7 @@ fail_closed = true`` and Redis gone, a clear 503 naming Redis."""
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,7 +27,9 @@ BUDGET = Decimal("0.30")
 COUNTER = "key:team:total|total"
 
 
-def config(url: str, ledger: Path, *, redis: str = "", budgets: str = "slab = 2\n") -> str:
+def config(
+    url: str, ledger: Path, *, redis: str = "", budgets: str = "slab = 2\n", budget: str = "0.30"
+) -> str:
     return (
         f"""
 [providers.mock]
@@ -51,7 +54,7 @@ path = "{ledger}"
 {budgets}
 """
         + key_table("team", TEAM)
-        + f"budget = {{ total = {BUDGET} }}\n"
+        + f"budget = {{ total = {budget} }}\n"
     )
 
 
@@ -135,3 +138,41 @@ def test_fail_closed_answers_503_naming_redis(redis_server: RedisServer, tmp_pat
     assert "shared budgets are unavailable (Redis:" in error["message"]
     assert "fail_closed = true" in error["message"]
     assert answers[0].headers["retry-after"] == "1"
+
+
+def test_redis_killed_mid_burst_then_back(redis_server: RedisServer, tmp_path: Path) -> None:
+    """No 500 while Redis is away (each instance at most half the budget on its own
+    ledger), and the budget is the fleet's again once it is back: what was spent
+    meanwhile reached Redis, and the total never passes the budget."""
+    # slab_ttl = 2: each instance is back on Redis 0.9 s after Redis is
+    extra = {"budgets": "slab = 2\nslab_ttl = 2\n", "budget": "0.60"}
+    one, ledger_one = start(redis_server.url, tmp_path, "one", **extra)
+    two, ledger_two = start(redis_server.url, tmp_path, "two", **extra)
+    urls = [one.url, two.url]
+    try:
+        first = asyncio.run(burst(urls, 4))
+        assert [a.status_code for a in first] == [200] * 4
+        redis_server.kill()
+        during = asyncio.run(burst(urls, 100))
+        codes = [a.status_code for a in during]
+        assert set(codes) <= {200, 429} and 200 in codes, [a.text for a in during][:3]
+        for gateway in (one, two):
+            assert httpx.get(f"{gateway.url}/health").json()["status"] == "degraded"
+        redis_server.start()  # empty
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            asyncio.run(burst(urls, 2))
+            states = [httpx.get(f"{g.url}/health").json()["status"] for g in (one, two)]
+            if states == ["ok", "ok"]:
+                break
+        assert states == ["ok", "ok"]
+        time.sleep(1.5)  # each instance's wait for the fleet's reseed
+        after = asyncio.run(burst(urls, 100))
+        assert {a.status_code for a in after} <= {200, 429}
+    finally:
+        one.stop()
+        two.stop()
+    totals = [billed(ledger_one), billed(ledger_two)]
+    assert sum(totals) <= Decimal("0.60"), totals
+    assert asyncio.run(redis_spent(redis_server.url)) == sum(totals)  # nothing lost or twice
