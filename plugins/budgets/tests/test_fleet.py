@@ -54,6 +54,10 @@ def config(
             **(redis or {}),
         },
         "plugin": {
+            # breakers per instance: these tests are about budgets (and closing a
+            # kernel whose fleet breakers follow Redis once hung in the full suite,
+            # waiting for that task)
+            "routing": {"shared": False},
             "ledger": {"path": str(home / "ledger.db")},
             "budgets": {"limits": [{"name": "cap", "amount": amount}], "slab": 4, **budgets},
         },
