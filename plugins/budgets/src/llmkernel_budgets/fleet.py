@@ -23,7 +23,10 @@ with no Redis call; near a limit the script reserves the call exactly instead.
   once (``llmkernel.budgets.degraded``); with ``[redis] fail_closed = true`` they
   are refused with a :class:`~llmkernel.errors.RefusedError` of kind
   ``"unavailable"`` naming Redis (the gateway answers 503). What was spent
-  meanwhile reaches Redis when it is back.
+  meanwhile reaches Redis when it is back; the instance keeps reserving locally
+  for ``slab_ttl / 4 + 2 * retry_interval`` more (``"recovering"``), while
+  every other instance finds Redis back and reseeds its part. Calls reserved
+  locally count in the leases too, so a lease set in Redis covers them.
 """
 
 from __future__ import annotations
