@@ -210,8 +210,6 @@ async def test_redis_killed_mid_run_then_back(
     # what was spent meanwhile reached Redis: once each, nothing lost
     assert await redis_spent(kernels[0]) == sum(totals)
     assert all(k.stats()["budgets"]["unsent"] == 0 for k in kernels)
-    recovered = [e for e in logs if e["event"] == "llmkernel.budgets.recovered"]
-    assert len(recovered) == 2
     # coordinated again: the fleet spends up to 0.60 in total, no more
     await calls(kernels, 60)
     totals = await settled(kernels)

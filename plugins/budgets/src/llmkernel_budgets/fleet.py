@@ -186,6 +186,13 @@ class FleetBudgets:
             leases=tuple(found),
         )
 
+    def _lease_of(self, limit: Limit, counter: str) -> _Lease:
+        """This instance's lease on ``counter`` (made empty); hold ``_lock``."""
+        lease = self._leases.get(counter)
+        if lease is None:
+            lease = self._leases[counter] = _Lease(limit, counter)
+        return lease
+
     def _loop_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
         found = self._leasing.get(loop)
@@ -213,9 +220,7 @@ class FleetBudgets:
             with self._lock:
                 leases = []
                 for limit, counter in pairs:
-                    lease = self._leases.get(counter)
-                    if lease is None:
-                        lease = self._leases[counter] = _Lease(limit, counter)
+                    lease = self._lease_of(limit, counter)
                     lease.valid = _NEVER  # no take() while its amount is being set
                     leases.append((lease, lease.held + lease.pending, lease.consumed))
             got = await self.budgets.lease(
@@ -309,9 +314,7 @@ class FleetBudgets:
         with self._lock:
             leases = []
             for limit, counter in pairs:
-                lease = self._leases.get(counter)
-                if lease is None:
-                    lease = self._leases[counter] = _Lease(limit, counter)
+                lease = self._lease_of(limit, counter)
                 lease.held += worst
                 leases.append(lease)
         return FleetHold(
