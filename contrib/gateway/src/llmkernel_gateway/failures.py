@@ -17,13 +17,15 @@ a bug in the gateway                                   500     api_error
 upstream failed (5xx, overload, network, bad answer)   502     api_error
 upstream down: its breaker open, its health check bad  502     code upstream_unavailable
 no deployment can serve it (capability, window)        503     code no_candidate_available
+shared state down and ``[redis] fail_closed = true``   503     code shared_state_unavailable
 upstream rejected the gateway's own credentials        502     code upstream_authentication
 no answer within the deadline                          504     code timeout
 =====================================================  ======  =========================
 
 ``Retry-After`` (whole seconds, rounded up) goes with a 429 when the refusing gate or
-the provider said when to come back, and with a 502 ``upstream_unavailable`` when the
-breaker's cooldown ends. Messages never carry secrets: the kernel's
+the provider said when to come back, with a 502 ``upstream_unavailable`` when the
+breaker's cooldown ends, and with a 503 ``shared_state_unavailable`` (Redis is tried
+again after ``[redis] retry_interval``). Messages never carry secrets: the kernel's
 errors are already free of them, and unexpected exceptions answer only a request id.
 """
 
@@ -123,6 +125,18 @@ def internal(request_id: str) -> Failure:
     )
 
 
+def _shared_down(exc: errors.RefusedError) -> Failure:
+    """A gate could not reach the fleet's shared state (Redis) and fails closed."""
+    return Failure(
+        status=503,
+        message=str(exc),
+        type="api_error",
+        code="shared_state_unavailable",
+        retry_after=exc.retry_after,
+        kind="shared_unavailable",
+    )
+
+
 def _param(message: str) -> str | None:
     """The field an invalid-request message names (``messages[0].role: ...``)."""
     head, sep, _ = message.partition(": ")
@@ -137,6 +151,8 @@ def from_exception(exc: BaseException) -> Failure | None:
         return _all_failed(exc)
     if _broken(exc):  # the deployment's breaker is open: its upstream failed
         return unavailable(str(exc), getattr(exc, "retry_after", None))
+    if isinstance(exc, errors.RefusedError) and exc.kind == "unavailable":
+        return _shared_down(exc)
     if isinstance(exc, errors.RefusedError):
         code = "budget_exceeded" if isinstance(exc, errors.BudgetExceededError) else exc.kind
         return Failure(
@@ -269,6 +285,8 @@ def _all_failed(exc: errors.AllCandidatesFailedError) -> Failure:
     if failures and all(isinstance(e, errors.RefusedError) for e in failures):
         waits = [e.retry_after for e in failures if e.retry_after is not None]
         last = failures[-1]
+        if isinstance(last, errors.RefusedError) and last.kind == "unavailable":
+            return _shared_down(last)
         code = "budget_exceeded" if isinstance(last, errors.BudgetExceededError) else "refused"
         return Failure(
             status=429,

@@ -19,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from llmkernel_budgets.fleet import FleetHold
 from llmkernel_budgets.limits import Scope
 from llmkernel_budgets.store import Hold
 from llmkernel_ledger.record import billed_cost, key_label
 
 if TYPE_CHECKING:
+    from llmkernel_budgets.fleet import FleetBudgets
     from llmkernel_budgets.store import BudgetStore
     from llmkernel_ledger.writer import LedgerWriter
 
@@ -37,9 +40,13 @@ _T = TypeVar("_T")
 
 
 class BudgetGate:
-    def __init__(self, store: BudgetStore, writer: LedgerWriter) -> None:
+    def __init__(
+        self, store: BudgetStore, writer: LedgerWriter, fleet: FleetBudgets | None = None
+    ) -> None:
         self.store = store
         self.writer = writer
+        #: the fleet's budgets in Redis (``[redis]``), the store then its fallback
+        self.fleet = fleet
 
     async def acquire(self, ctx: Any, attempt: Any) -> None:
         store = self.store
@@ -62,6 +69,17 @@ class BudgetGate:
         worst = ctx.worst_case_cost(candidate)
         reservation = f"{ctx.id}:{attempt.index}"
         request_id = str(ctx.id)
+        fleet = self.fleet
+        if fleet is not None and worst is not None:
+            future = asyncio.ensure_future(
+                fleet.acquire(reservation, request_id, scope, pairs, worst)
+            )
+            try:
+                attempt.state[STATE_KEY] = await asyncio.shield(future)
+            except asyncio.CancelledError:  # what it reserves anyway goes back at once
+                future.add_done_callback(lambda f: self._abandon_fleet(f, request_id))
+                raise
+            return
         if worst is None or store.slab <= 0:
             reserved = await self._in_thread(
                 request_id,
@@ -103,19 +121,32 @@ class BudgetGate:
         store = self.store
         self.writer.submit_sql(lambda conn: store.settle_in(conn, reservation, None))
 
+    def _abandon_fleet(self, future: asyncio.Future[FleetHold], request_id: str) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._release(future.result(), request_id, None, None)
+
     def release(self, ctx: Any, attempt: Any, outcome: Any) -> None:
-        held: Hold | None = attempt.state.pop(STATE_KEY, None)
+        held: Hold | FleetHold | None = attempt.state.pop(STATE_KEY, None)
         if held is None:
             return
-        cost = billed_cost(ctx, outcome)
-        store = self.store
         candidate = attempt.candidate
-        store.release(
-            held,
-            str(ctx.id),
-            cost,
-            scope=Scope(provider=candidate.provider, model=candidate.model),
-        )
+        scope = Scope(provider=candidate.provider, model=candidate.model)
+        self._release(held, str(ctx.id), billed_cost(ctx, outcome), scope)
+
+    def _release(
+        self, held: Hold | FleetHold, request_id: str, cost: Decimal | None, scope: Scope | None
+    ) -> None:
+        store = self.store
+        if isinstance(held, FleetHold):
+            assert self.fleet is not None
+            local = held.local
+            if local is not None:  # reserved in SQLite while Redis was away
+                self._release(local, request_id, cost, scope)
+            elif cost is not None and cost > held.worst:
+                store.overrun(Hold(worst=held.worst), request_id, cost, scope)
+            self.fleet.release(held, cost)
+            return
+        store.release(held, request_id, cost, scope=scope)
         reservation = held.reservation
         if reservation is None:
             return

@@ -15,17 +15,32 @@ from llmkernel_budgets import hookspecs as llmkernel_hookspecs
 if TYPE_CHECKING:
     from llmkernel.config import Config
     from llmkernel.kernel import Kernel
+    from llmkernel_budgets.fleet import FleetBudgets
     from llmkernel_budgets.gate import BudgetGate
     from llmkernel_budgets.store import BudgetStore
 
-__all__ = ["budgets_for", "collect_stats", "configure", "llmkernel_hookspecs", "provide_gate"]
+__all__ = [
+    "budgets_for",
+    "collect_stats",
+    "configure",
+    "fleet_for",
+    "llmkernel_hookspecs",
+    "provide_gate",
+]
 
 _stores: weakref.WeakKeyDictionary[Kernel, BudgetStore] = weakref.WeakKeyDictionary()
+_fleets: weakref.WeakKeyDictionary[Kernel, FleetBudgets] = weakref.WeakKeyDictionary()
 
 
 def budgets_for(kernel: Kernel) -> BudgetStore | None:
     """The kernel's budget store, ``None`` when no limit is configured."""
     return _stores.get(kernel)
+
+
+def fleet_for(kernel: Kernel) -> FleetBudgets | None:
+    """The kernel's budgets shared over Redis (``[redis]`` set, ``[plugin.budgets]
+    shared`` not false), else ``None``."""
+    return _fleets.get(kernel)
 
 
 @hookimpl(trylast=True)  # after the ledger's configure
@@ -98,6 +113,32 @@ def configure(kernel: Kernel, config: Config) -> None:
         ("on_fork", store.after_fork),
     ):
         getattr(kernel.lifecycle, register)(fn)
+    if config.redis and settings.shared:
+        _share(kernel, store, where)
+
+
+def _share(kernel: Kernel, store: BudgetStore, where: str) -> None:
+    """The fleet's budgets in Redis, the SQLite store their fallback at amount/N."""
+    from llmkernel.errors import ConfigError
+
+    try:
+        from llmkernel_redis.shared import shared_for
+    except ImportError:
+        raise ConfigError(
+            f"[redis] is set and budgets in {where} are shared: install "
+            "llmkernel-budgets[redis] (llmkernel-redis), or set shared = false"
+        ) from None
+    shared = shared_for(kernel, "budgets")
+    if shared is None:
+        return
+    from llmkernel_budgets.fleet import FleetBudgets
+    from llmkernel_ledger.errors import sqlite_errors
+
+    with sqlite_errors(store.ledger.path, "open the budgets"):
+        fleet = _fleets[kernel] = FleetBudgets(store, shared)
+    # after the link's closer was added: runs before it (closers run newest first)
+    kernel.lifecycle.add_closer(fleet.aclose)
+    kernel.lifecycle.on_fork(fleet.forget)
 
 
 @hookimpl
@@ -108,7 +149,7 @@ def provide_gate(kernel: Kernel) -> BudgetGate | None:
     from llmkernel_budgets.gate import BudgetGate
     from llmkernel_ledger.plugin import ledger_for
 
-    return BudgetGate(store, ledger_for(kernel).writer)
+    return BudgetGate(store, ledger_for(kernel).writer, _fleets.get(kernel))
 
 
 @hookimpl
@@ -118,9 +159,11 @@ def collect_stats(kernel: Kernel) -> dict[str, Any] | None:
     store = _stores.get(kernel)
     if store is None:
         return None
-    return {
-        "budgets": {
-            "overruns": store.overruns,
-            "overrun_excess": format(store.overrun_excess, "f"),
-        }
+    out: dict[str, Any] = {
+        "overruns": store.overruns,
+        "overrun_excess": format(store.overrun_excess, "f"),
     }
+    fleet = _fleets.get(kernel)
+    if fleet is not None:
+        out.update(fleet.stats())
+    return {"budgets": out}

@@ -56,7 +56,9 @@ class BudgetSettings:
     ``webhook`` (URL) gets each alert as a JSON POST, ``webhook_timeout`` seconds,
     ``webhook_attempts`` tries; ``slab`` worst cases leased at once per limit and
     process (``0``: one SQLite reservation per call), for ``slab_ttl`` seconds
-    (renewed while in use, so a crashed process's slab expires)."""
+    (renewed while in use, so a crashed process's slab expires); ``shared = false``
+    keeps the budgets in this ledger even when ``[redis]`` is set (by default a
+    fleet shares them there)."""
 
     limits: list[LimitSettings] = attrs.field(factory=list)
     timezone: str = attrs.field(default="UTC", validator=known_timezone)
@@ -68,6 +70,7 @@ class BudgetSettings:
     webhook_attempts: int = 3
     slab: int = attrs.field(default=50)
     slab_ttl: float = attrs.field(default=60.0)
+    shared: bool = True
 
     @alerts.validator
     def _fractions(self, attribute: attrs.Attribute[list[float]], value: list[float]) -> None:

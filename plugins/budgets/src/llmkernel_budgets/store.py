@@ -50,7 +50,7 @@ import attrs
 
 from llmkernel import log
 from llmkernel.errors import BudgetExceededError
-from llmkernel_budgets.limits import Limit, Scope, seconds_to_next_period
+from llmkernel_budgets.limits import Limit, Scope, period_key, seconds_to_next_period
 from llmkernel_ledger.errors import sqlite_errors
 
 if TYPE_CHECKING:
@@ -89,6 +89,11 @@ MIGRATIONS = (
     ),
     # slabs: a reservation row with its own expiry (NULL: created + reservation_ttl)
     (1001, ("ALTER TABLE budget_reservations ADD COLUMN expires REAL",)),
+    # the ledger's id in a shared Redis (fleet budgets: what each ledger accounts for)
+    (
+        1002,
+        ("CREATE TABLE IF NOT EXISTS budget_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+    ),
 )
 
 
@@ -227,6 +232,9 @@ class BudgetStore:
         #: a slab is this many worst cases (0: every call reserves in SQLite)
         self.slab = slab
         self.slab_ttl = slab_ttl
+        #: limits are checked at amount / divisor (a fleet's budgets while Redis is
+        #: away: each of N instances spends at most its share)
+        self.divisor = 1
         ledger.add_migrations(MIGRATIONS)
         ledger.add_listener(self._on_rows)
         # expired reservations are ignored by every sum at once, and deleted at most
@@ -250,6 +258,10 @@ class BudgetStore:
 
     def _new_owner(self) -> None:
         self.owner = f"slab:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+    def amount_of(self, limit: Limit) -> Decimal:
+        """What ``limit`` allows here: its amount, or its share (``divisor``)."""
+        return limit.amount if self.divisor == 1 else limit.amount / self.divisor
 
     def applicable(self, scope: Scope) -> list[Limit]:
         return [limit for limit in self.limits if limit.applies(scope)]
@@ -358,11 +370,14 @@ class BudgetStore:
         spent = _spent(conn, counter)
         others = _sum(conn, counter, now - self.reservation_ttl, now, exclude=exclude)
         reserved = others + mine
-        if spent + reserved + worst > limit.amount:
+        if spent + reserved + worst > self.amount_of(limit):
+            share = ""
+            if self.divisor > 1:
+                share = f" (this instance's 1/{self.divisor}: Redis is away)"
             raise BudgetExceededError(
                 f"budget {limit.name!r} ({limit.period}) would be exceeded: "
                 f"spent {spent}, reserved {reserved}, this call up to {worst}, "
-                f"limit {limit.amount}",
+                f"limit {self.amount_of(limit)}{share}",
                 limit=limit.name,
                 spent=spent,
                 amount=limit.amount,
@@ -473,7 +488,7 @@ class BudgetStore:
                             exclude=self.owner,
                             mine=need + excess,
                         )
-                        room = limit.amount - spent - others - need - excess
+                        room = self.amount_of(limit) - spent - others - need - excess
                         size = worst * self.slab
                         if self.slab > 0 and excess == 0 and room >= 2 * size:
                             granted = need + worst + size
@@ -646,6 +661,11 @@ class BudgetStore:
         """Give the unused part of every slab back and stop renewing (at close): what
         is still in flight or not yet in the ledger stays reserved."""
         self._stop.set()
+        self.give_back()
+
+    def give_back(self) -> None:
+        """Give the unused part of every slab back (they are leased again when
+        needed)."""
         with self._lock:
             slabs = list(self._slabs.values())
         with self._errors("give budget slabs back"):
@@ -714,6 +734,37 @@ class BudgetStore:
         self._new_owner()
 
     # ---------------------------------------------------------------- reading
+
+    def ledger_id(self) -> str:
+        """This ledger's id (made once, kept in its file): a fleet's shared budgets
+        account each ledger's part under it."""
+        with self._errors("read the ledger's id"), self.ledger.lock:
+            with self.ledger.transaction() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO budget_meta (name, value) VALUES ('ledger_id', ?)",
+                    (uuid.uuid4().hex,),
+                )
+            found = self.ledger.conn.execute(
+                "SELECT value FROM budget_meta WHERE name = 'ledger_id'"
+            ).fetchone()
+        return str(found[0])
+
+    def current_periods(self, now: float | None = None) -> set[str]:
+        """The keys of the periods ``now`` is in: ``total``, today's, this month's."""
+        now = time.time() if now is None else now
+        return {period_key(p, now, self.tz) for p in ("total", "day", "month")}
+
+    def current_spend(self, now: float | None = None) -> dict[str, Decimal]:
+        """The recorded spend of every counter of the current periods (``total``,
+        today, this month), as this ledger knows it."""
+        periods = self.current_periods(now)
+        with self._errors("read the budgets"), self.ledger.lock:
+            found = self.ledger.conn.execute("SELECT counter, spent FROM budget_spend").fetchall()
+        return {
+            str(counter): Decimal(spent)
+            for counter, spent in found
+            if str(counter).rsplit("|", 1)[-1] in periods
+        }
 
     def spent(
         self, limit: Limit, scope: Scope | None = None, *, now: float | None = None
