@@ -51,6 +51,8 @@ __all__ = ["FleetBreakers", "fleet_for"]
 
 #: seconds between two reads of the fleet's breaker states
 REFRESH = 1.0
+#: seconds a close waits for the follower and the publishing tasks to end
+CLOSE_WAIT = 2.0
 
 
 class FleetBreakers:
@@ -64,6 +66,7 @@ class FleetBreakers:
         self._unavailable = Unavailable
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
+        self._closing = False
         #: the fleet's state per deployment at the last read, and when (monotonic)
         self.view: dict[str, FleetView] = {}
         self.read_at: float | None = None
@@ -184,7 +187,7 @@ class FleetBreakers:
     # ------------------------------------------------------------------ following
 
     async def _follow(self, routing: Routing) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(self._unavailable):
                 await self.sync(routing)
             await asyncio.sleep(self.refresh)
@@ -295,13 +298,20 @@ class FleetBreakers:
         self.view, self.read_at = {}, None
 
     async def aclose(self) -> None:
+        self._closing = True  # the follower stops even if a cancellation is lost below it
         tasks = [t for t in (self._task, *self._pending) if t is not None]
         self._task = None
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError, self._unavailable):
-                await task
+        if not tasks:
+            return
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=CLOSE_WAIT)
+        except RuntimeError:  # tasks of another (closed) loop
+            return
+        for task in done:  # retrieved: no "exception was never retrieved"
+            if not task.cancelled():
+                task.exception()
 
     def stats(self) -> dict[str, Any]:
         return {
