@@ -169,3 +169,26 @@ def test_sighup_reloads_a_single_process(tmp_path: Path) -> None:
         assert server.process.poll() is None
     finally:
         server.stop()
+
+
+def test_the_dashboard_shows_live_settings_and_health_checks(tmp_path: Path) -> None:
+    extra = "\n[plugin.routing]\nhealth_interval = 0.2\n"
+    server = Gateway(config("first", extra), tmp_path, env=own_dirs(tmp_path))
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert ask(client, "first").status_code == 200  # the checks start with calls
+            url = "/admin/deployments/mock/chat"
+            assert client.patch(url, json={"priority": 3}, headers=admin(ADMIN)).status_code == 200
+
+            def checked() -> bool:
+                rows = client.get("/status.json", headers=admin(ADMIN)).json()["deployments"]
+                return (rows.get("mock/echo") or {}).get("health_check") is not None
+
+            until(checked, 10)
+            rows = client.get("/status.json", headers=admin(ADMIN)).json()["deployments"]
+            assert rows["mock/echo"]["health_check"]["ok"] is True
+            assert rows["mock/chat"]["live"] == {"disabled": False, "priority": 3, "weight": None}
+            page = client.get("/", headers=admin(ADMIN)).text
+            assert "priority 3" in page and '<span class="state-closed">ok</span>' in page
+    finally:
+        server.stop()

@@ -785,11 +785,12 @@ class Gateway:
         """What the dashboard shows, as JSON (:mod:`llmkernel_gateway.dashboard`);
         the ledger is read in a worker thread."""
 
+        kernel_stats = self._kernel_stats()
         found = await asyncio.to_thread(
             self.dashboard().collect,
             keys=self.keys.keys(),  # the config file's and the key store's
             deployments=self.telemetry.deployment_rows() if self.telemetry else {},
-            kernel_stats=self._kernel_stats(),
+            kernel_stats=kernel_stats,
             redis_configured=bool(self.config.redis),
             known=self._known_deployment,
         )
@@ -800,6 +801,11 @@ class Gateway:
         rows = found.setdefault("deployments", {})
         for name in [*rows, *(n for n in overrides.table if n not in rows)]:
             rows.setdefault(name, {"breaker": None})["live"] = overrides.of(name)
+        for name, row in rows.items():  # the provider's health check (the fleet's newest)
+            found_row = (kernel_stats.get("deployments") or {}).get(name)
+            breaker = found_row.get("breaker") if isinstance(found_row, Mapping) else None
+            check = breaker.get("health_check") if isinstance(breaker, Mapping) else None
+            row["health_check"] = dict(check) if isinstance(check, Mapping) else None
         return {
             "now": time.time(),
             "started": self.started,

@@ -168,6 +168,7 @@ def _deployments(status: Mapping[str, Any]) -> str:
             _stat((*p, "cost_today"), row.get("cost_today"), "usd"),
             f'<span class="state-{_e(state)}">{_e(state.replace("_", "-"))}</span>',
             _live(row.get("live") or {}),
+            _health(row.get("health_check")),
         ]
         tds = "".join(f"<td>{c}</td>" for c in cells)
         rows.append(
@@ -175,8 +176,22 @@ def _deployments(status: Mapping[str, Any]) -> str:
             f"{tds}</tr>"
         )
     head = ["Deployment", "Requests", "Errors", "Error rate", "p50 ms", "p95 ms"]
-    head += ["TTFT p50", "TTFT p95", "Cost today", "Breaker", "Live settings"]
+    head += ["TTFT p50", "TTFT p95", "Cost today", "Breaker", "Live settings", "Health check"]
     return _table(head, rows, "no requests yet", "deployments")
+
+
+def _health(check: Any) -> str:
+    """The provider's last health check (``llmkernel-routing``; with ``[redis]`` the
+    fleet's newest, ``by`` the instance that made it)."""
+    if not isinstance(check, Mapping):
+        return "\u2014"
+    state = (
+        '<span class="state-closed">ok</span>'
+        if check.get("ok")
+        else ('<span class="state-open">failing</span>')
+    )
+    age = check.get("age")
+    return state + (f" ({_e(f'{float(age):.0f}')} s ago)" if age is not None else "")
 
 
 def _live(live: Mapping[str, Any]) -> str:
