@@ -73,7 +73,13 @@ def check_key_limits(keys: Iterable[Key], where: str) -> None:
 def with_key_budgets(config: Config, keys: Iterable[Key]) -> Config:
     """``config`` with each key's budget added to ``[plugin.budgets] limits``."""
     extra: list[dict[str, Any]] = [
-        {"name": f"key:{key.name}:{period}", "amount": amount, "period": period, "key": key.name}
+        {
+            "name": f"key:{key.name}:{period}",
+            # a store key's budget is a Decimal: the budgets plugin reads exact text
+            "amount": format(amount, "f") if isinstance(amount, Decimal) else amount,
+            "period": period,
+            "key": key.name,
+        }
         for key in keys
         for period, amount in key.budget.items()
     ]

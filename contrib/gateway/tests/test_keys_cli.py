@@ -1,0 +1,399 @@
+"""``llmkernel gateway-keys`` as a user runs it (``python -m llmkernel_cli``), on the
+key store and through ``--url`` on a running ``llmkernel serve``: a key it makes is
+accepted within 2 s, budgets changed live, rotation grace, revoke → 401 within 2 s,
+and no secret or hash in what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llmkernel_gateway.keys import digest, new_key
+from llmkernel_http.testing.fake_server import FakeResponse
+
+from .conftest import Gateway, Upstream, base_config, free_port, key_table
+
+#: the issue's bound for a change to reach every worker
+WITHIN = 2.0
+HI = [{"role": "user", "content": "hi"}]
+COMPLETION = {
+    "id": "chatcmpl-up",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "hello"},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
+}
+
+
+class Cli:
+    """``llmkernel [-c config] gateway-keys ...`` in a subprocess."""
+
+    def __init__(self, config: Path | None, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.cwd = cwd
+        # os.environ has the session's private XDG and HOME dirs (the root conftest)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLMKERNEL_")}
+        self.env.update(env or {})
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "llmkernel_cli"]
+        if self.config is not None:
+            command += ["-c", str(self.config)]
+        return subprocess.run(
+            [*command, "gateway-keys", *args],
+            env={**self.env, **(env or {})},
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+
+def status(url: str, key: str, model: str = "up/gpt-4o-mini") -> int:
+    response = httpx.post(
+        f"{url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": model, "messages": HI},
+        timeout=30,
+    )
+    return response.status_code
+
+
+def eventually(check: Callable[[], bool], within: float = WITHIN) -> float:
+    """Seconds until ``check()`` holds; fails past ``within``."""
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            pytest.fail(f"not within {within} s")
+        time.sleep(0.05)
+
+
+def admin_get(url: str, admin: str, path: str) -> Any:
+    response = httpx.get(f"{url}{path}", headers={"authorization": f"Bearer {admin}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def no_secrets(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text
+        assert digest(secret) not in text
+    assert "sha256" not in text
+
+
+@pytest.fixture(scope="module")
+def served(
+    upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gateway, Path, dict[str, str]]]:
+    """A gateway whose key store and ledger the CLI shares (the same config file)."""
+    tmp = tmp_path_factory.mktemp("keys-cli")
+    keys = {"admin": new_key(), "plain": new_key()}
+    config = (
+        base_config(upstream.url)
+        + f'keys_path = "{tmp / "keys.db"}"\n'  # in [plugin.gateway], base_config's last table
+        + f'\n[plugin.ledger]\npath = "{tmp / "ledger.db"}"\n'
+        # the test's own price (not the model's real one): a call costs $0.002
+        + '\n[prices."up/gpt-4o-mini"]\ninput = 1\noutput = 2\nsource = "test"\n'
+        + key_table("admin", keys["admin"], admin=True)
+        + key_table("plain", keys["plain"])
+    )
+    server = Gateway(config, tmp)
+    try:
+        yield server, tmp, keys
+    finally:
+        server.stop()
+
+
+def _lifecycle(cli: Cli, server: Gateway, upstream: Upstream, name: str) -> list[str]:
+    """create → list → accepted → spend → update → rotate with grace → revoke; the
+    secrets it printed."""
+    url = server.url
+    upstream.answer(FakeResponse.json_body(COMPLETION))
+    created = cli.json(
+        "create",
+        name,
+        "--model",
+        "up/*",
+        "--budget-day",
+        "5",
+        "--budget-month",
+        "50",
+        "--rpm",
+        "1000",
+    )
+    secret = created["key"]
+    assert secret.startswith("lk-") and created["budget"] == {"day": "5", "month": "50"}
+
+    listing = cli.ok("list")
+    no_secrets(listing, secret)
+    (line,) = [row for row in listing.splitlines() if row.startswith(name + " ")]
+    assert "store" in line and "active" in line
+    assert "$0 of $5" in line and "$0 of $50" in line and "1000" in line
+    assert "config (read-only)" in next(r for r in listing.splitlines() if r.startswith("admin"))
+
+    took = eventually(lambda: status(url, secret) == 200)
+    print(f"{name}: accepted {took:.2f} s after the CLI exited")
+
+    shown = cli.json("show", name)
+    no_secrets(json.dumps(shown), secret)
+    assert shown["spend"]["requests"] >= 1
+    assert shown["spend"]["day"] == shown["spend"]["total"]
+    calls = shown["spend"]["requests"]
+    assert Decimal(shown["spend"]["day"]) == calls * Decimal("0.002")  # the ledger's cost
+    human = cli.ok("show", name)
+    no_secrets(human, secret)
+    assert f"today ${calls * Decimal('0.002')} of $5" in human
+
+    # a budget lowered below what was spent: refused within 2 s, the month kept
+    updated = cli.json("update", name, "--budget-day", "0.000001")
+    assert updated["budget"] == {"day": "0.000001", "month": "50"}
+    eventually(lambda: status(url, secret) == 429)
+    cli.ok("update", name, "--budget-day", "none")
+    assert cli.json("show", name)["budget"] == {"month": "50"}
+    eventually(lambda: status(url, secret) == 200)
+
+    cli.ok("update", name, "--disable")
+    assert "disabled" in next(r for r in cli.ok("list").splitlines() if r.startswith(name + " "))
+    eventually(lambda: status(url, secret) == 401)
+    cli.ok("update", name, "--enable")
+    eventually(lambda: status(url, secret) == 200)
+
+    rotated = cli.json("rotate", name, "--grace", "6")
+    new = rotated["key"]
+    assert new != secret and rotated["previous_secret_valid_until"] is not None
+    eventually(lambda: status(url, new) == 200)
+    assert status(url, secret) == 200  # still in its grace period
+    rotated_line = next(r for r in cli.ok("list").splitlines() if r.startswith(name + " "))
+    assert "rotated (old secret until" in rotated_line
+    wait = rotated["previous_secret_valid_until"] - time.time()
+    time.sleep(max(0.0, wait))
+    eventually(lambda: status(url, secret) == 401)
+    assert status(url, new) == 200
+
+    revoked = cli("revoke", name)
+    assert revoked.returncode == 0, revoked.stderr
+    took = eventually(lambda: status(url, new) == 401)
+    print(f"{name}: refused {took:.2f} s after the CLI exited")
+    assert name not in cli.ok("list")
+    assert cli("show", name).returncode == 2
+    return [secret, new]
+
+
+def test_the_key_lifecycle_on_the_key_store(
+    served: tuple[Gateway, Path, dict[str, str]], upstream: Upstream
+) -> None:
+    server, tmp, keys = served
+    cli = Cli(server.config_path, tmp)
+    secrets = _lifecycle(cli, server, upstream, "cli-local")
+    audit = admin_get(server.url, keys["admin"], "/admin/audit?limit=1000")["data"]
+    mine = [entry for entry in audit if entry["target"] == "cli-local"]
+    actions = [entry["action"] for entry in reversed(mine)]
+    assert actions[0] == "key.create" and actions[-1] == "key.revoke" and "key.rotate" in actions
+    assert {entry["actor"] for entry in mine} == {f"cli:{_user()}"}
+    no_secrets(json.dumps(audit), *secrets)
+
+
+def test_the_key_lifecycle_through_a_running_gateway(
+    served: tuple[Gateway, Path, dict[str, str]], upstream: Upstream
+) -> None:
+    server, tmp, keys = served
+    # no config file: everything goes through the admin API
+    cli = Cli(None, tmp, env={"LLMKERNEL_ADMIN_KEY": keys["admin"]})
+    remote = _Remote(cli, server.url)
+    secrets = _lifecycle(remote, server, upstream, "cli-remote")  # type: ignore[arg-type]
+    audit = admin_get(server.url, keys["admin"], "/admin/audit?limit=1000")["data"]
+    assert {e["actor"] for e in audit if e["target"] == "cli-remote"} == {"admin"}
+    no_secrets(json.dumps(audit), *secrets)
+
+
+class _Remote:
+    """A :class:`Cli` that adds ``--url`` to every action."""
+
+    def __init__(self, cli: Cli, url: str) -> None:
+        self.cli = cli
+        self.url = url
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self.cli(*args, "--url", self.url)
+        assert self.cli.env["LLMKERNEL_ADMIN_KEY"] not in result.stdout + result.stderr
+        return result
+
+    def ok(self, *args: str) -> str:
+        result = self(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def test_url_errors_name_the_status_and_the_gateways_message(
+    served: tuple[Gateway, Path, dict[str, str]],
+) -> None:
+    server, tmp, keys = served
+    cli = Cli(None, tmp)
+    missing = cli("list", "--url", server.url)
+    assert missing.returncode == 2
+    assert "LLMKERNEL_ADMIN_KEY" in missing.stderr and "--admin-key-env" in missing.stderr
+
+    other = cli(
+        "list", "--url", server.url, "--admin-key-env", "MY_ADMIN", env={"MY_ADMIN": keys["admin"]}
+    )
+    assert other.returncode == 0, other.stderr
+    assert "admin" in other.stdout and "config (read-only)" in other.stdout
+    no_secrets(other.stdout, *keys.values())
+
+    plain = cli("list", "--url", server.url, env={"LLMKERNEL_ADMIN_KEY": keys["plain"]})
+    assert plain.returncode == 2
+    assert "answered 403" in plain.stderr and "'plain' is not an admin key" in plain.stderr
+    assert keys["plain"] not in plain.stderr
+
+    admin = {"LLMKERNEL_ADMIN_KEY": keys["admin"]}
+    unknown = cli("show", "ghost", "--url", server.url, env=admin)
+    assert unknown.returncode == 2
+    assert "answered 404" in unknown.stderr and "no key named 'ghost'" in unknown.stderr
+    bad = cli("create", "x1", "--budget-day", "-3", "--url", server.url, env=admin)
+    assert bad.returncode == 2
+    assert "answered 400" in bad.stderr and "--budget-day: budget.day must be" in bad.stderr
+    read_only = cli("revoke", "plain", "--url", server.url, env=admin)
+    assert read_only.returncode == 2 and "read-only" in read_only.stderr
+    assert status(server.url, keys["plain"]) == 200  # nothing lost
+
+    away = cli("list", "--url", f"http://127.0.0.1:{free_port()}", env=admin)
+    assert away.returncode == 1 and "cannot reach the gateway at" in away.stderr
+
+
+@pytest.fixture
+def store_cli(tmp_path: Path) -> Cli:
+    """The CLI on a key store of its own, with one config-file key."""
+    config = tmp_path / "llmkernel.toml"
+    config.write_text(
+        f'[plugin.gateway]\nkeys_path = "{tmp_path / "keys.db"}"\n'
+        f'[plugin.ledger]\npath = "{tmp_path / "ledger.db"}"\n'
+        + key_table("from-file", new_key(), admin=True)
+    )
+    return Cli(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("create", "bad name!"), "NAME: name must be 1 to 64 letters"),
+        (
+            ("create", "k2", "--budget-day", "abc"),
+            "--budget-day: budget.day must be a non-negative",
+        ),
+        (
+            ("create", "k2", "--rpm", "-3"),
+            "--rpm: rate_limit.requests_per_minute must be a positive",
+        ),
+        (
+            ("create", "k2", "--tpm", "lots"),
+            "--tpm: rate_limit.tokens_per_minute must be a positive",
+        ),
+        (
+            ("create", "k2", "--expires", "yesterday"),
+            "--expires: expires_at 'yesterday' is not an ISO",
+        ),
+        (("create", "k2", "--expires", "+3y"), "--expires: '+3y' is not a span"),
+        (("create", "k2", "--metadata", "novalue"), "--metadata: 'novalue' must be KEY=VALUE"),
+        (("create", "k2", "--metadata", "tenant=x"), "metadata.tenant is set by the gateway"),
+        (("create", "k2", "--print-toml", "--rpm", "3"), "not --rpm"),
+        (("create", "kept"), "a key named 'kept' exists already"),
+        (("create", "from-file"), "'from-file' is defined in the config file"),
+        (("update", "from-file", "--rpm", "5"), "read-only here"),
+        (("rotate", "from-file"), "read-only here"),
+        (("revoke", "from-file"), "read-only here"),
+        (("update", "kept"), "nothing to change"),
+        (("update", "kept", "--budget-month", "x"), "--budget-month: budget.month must be"),
+        (("rotate", "kept", "--grace", "-1"), "--grace: grace must be a number of seconds"),
+        (("show", "ghost"), "no key named 'ghost'"),
+        (("update", "ghost", "--disable"), "no key named 'ghost'"),
+        (("rotate", "ghost"), "no key named 'ghost'"),
+        (("revoke", "ghost"), "no key named 'ghost'"),
+    ],
+)
+def test_bad_input_is_refused_naming_it_and_loses_nothing(
+    store_cli: Cli, args: tuple[str, ...], words: str
+) -> None:
+    made = store_cli.json("create", "kept", "--budget-total", "12.5", "--metadata", "team=a")
+    before = store_cli.json("list")
+    result = store_cli(*args)
+    assert result.returncode == 2, result.stdout
+    assert words in result.stderr
+    assert result.stderr.startswith("llmkernel: error: ") and result.stdout == ""
+    assert store_cli.json("list") == before
+    no_secrets(result.stderr, made["key"])
+
+
+def test_print_toml_makes_a_config_file_key_and_stores_nothing(store_cli: Cli) -> None:
+    out = store_cli.ok("create", "for-file", "--model", "mock/*", "--tenant", "t", "--print-toml")
+    assert "[plugin.gateway.keys.for-file]" in out and 'models = ["mock/*"]' in out
+    assert 'tenant = "t"' in out
+    assert [row["name"] for row in store_cli.json("list")] == ["from-file"]
+
+
+def test_list_and_show_in_words_never_print_a_secret(store_cli: Cli) -> None:
+    made = store_cli.json(
+        "create", "k1", "--expires", "+30d", "--tpm", "4000", "--metadata", "team=a", "--admin"
+    )
+    assert made["admin"] is True and made["rate_limit"] == {"tokens_per_minute": 4000}
+    assert made["expires_at"] == pytest.approx(time.time() + 30 * 86400, abs=120)
+    listing = store_cli.ok("list")
+    assert listing.splitlines()[0].split() == [
+        "NAME",
+        "SOURCE",
+        "STATE",
+        "TENANT",
+        "TODAY",
+        "MONTH",
+        "TOTAL",
+        "RPM",
+        "TPM",
+        "LAST",
+        "USED",
+    ]
+    assert "k1 (admin)" in listing and "4000" in listing and "from-file (admin)" in listing
+    shown = store_cli.ok("show", "k1")
+    assert "metadata:   team=a" in shown and "tokens_per_minute 4000" in shown
+    assert "last used:  never" in shown and "source:     store" in shown
+    merged = store_cli.json("update", "k1", "--metadata", "env=prod", "--metadata", "team=")
+    assert merged["metadata"] == {"env": "prod"}
+    for text in (listing, shown, json.dumps(store_cli.json("list"))):
+        no_secrets(text, made["key"])
