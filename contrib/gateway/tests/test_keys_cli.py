@@ -194,7 +194,8 @@ def _lifecycle(cli: Cli, server: Gateway, upstream: Upstream, name: str) -> list
     eventually(lambda: status(url, new) == 200)
     assert status(url, secret) == 200  # still in its grace period
     rotated_line = next(r for r in cli.ok("list").splitlines() if r.startswith(name + " "))
-    assert "rotated (old secret until" in rotated_line
+    assert "active, rotating" in rotated_line
+    assert "old secret: valid until" in cli.ok("show", name)
     wait = rotated["previous_secret_valid_until"] - time.time()
     time.sleep(max(0.0, wait))
     eventually(lambda: status(url, secret) == 401)
@@ -293,7 +294,7 @@ def test_url_errors_name_the_status_and_the_gateways_message(
     assert "answered 400" in bad.stderr and "--budget-day: budget.day must be" in bad.stderr
     read_only = cli("revoke", "plain", "--url", server.url, env=admin)
     assert read_only.returncode == 2 and "read-only" in read_only.stderr
-    assert status(server.url, keys["plain"]) == 200  # nothing lost
+    assert status(server.url, keys["plain"], "mock/echo") == 200  # nothing lost
 
     away = cli("list", "--url", f"http://127.0.0.1:{free_port()}", env=admin)
     assert away.returncode == 1 and "cannot reach the gateway at" in away.stderr

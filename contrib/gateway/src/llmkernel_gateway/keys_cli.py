@@ -8,30 +8,31 @@ with ``--url URL``, on a running gateway through its admin API, with the admin k
 read from an environment variable (``LLMKERNEL_ADMIN_KEY``), never from argv.
 
 A secret is printed once, by ``create`` and ``rotate``; ``list`` and ``show`` print
-neither secrets nor hashes. Cheap to import: the store, httpx and the ledger load
-when an action runs.
+neither secrets nor hashes. Here: the options and how they become the admin API's
+fields; :mod:`~llmkernel_gateway.keys_backends` runs an action,
+:mod:`~llmkernel_gateway.keys_render` prints its answer. Cheap to import: the store,
+httpx and the ledger load when an action runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
 import re
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import quote
+
+from llmkernel_gateway.keys_backends import ApiError, Backend, Local, Remote, flagged
+from llmkernel_gateway.keys_render import render_list, render_show, when
 
 if TYPE_CHECKING:
     from llmkernel.kernel import Kernel
-    from llmkernel_gateway.keystore import KeyStore
 
-__all__ = ["ADMIN_KEY_ENV", "ApiError", "keys", "keys_arguments"]
+__all__ = ["ADMIN_KEY_ENV", "keys", "keys_arguments"]
 
 #: where ``--url`` reads the admin key from (``--admin-key-env`` names another)
 ADMIN_KEY_ENV = "LLMKERNEL_ADMIN_KEY"
@@ -40,33 +41,10 @@ EXIT_USAGE = 2
 _SPAN = re.compile(r"^\+(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _CLEAR = ("none", "never")
-#: the admin API's field names as this command's options (in error messages)
-_FLAGS = {
-    "name": "NAME",
-    "models": "--model",
-    "tenant": "--tenant",
-    "metadata": "--metadata",
-    "expires_at": "--expires",
-    "expires_in": "--expires",
-    "budget.day": "--budget-day",
-    "budget.month": "--budget-month",
-    "budget.total": "--budget-total",
-    "rate_limit.requests_per_minute": "--rpm",
-    "rate_limit.tokens_per_minute": "--tpm",
-    "grace": "--grace",
-}
 _PERIODS = ("day", "month", "total")
 #: create's options a config-file table (--print-toml) is not made with
 _TABLE_ONLY = ("expires", "budget_day", "budget_month", "budget_total", "rpm", "tpm", "metadata")
 _RATES = (("rpm", "requests_per_minute"), ("tpm", "tokens_per_minute"))
-
-
-class ApiError(Exception):
-    """A running gateway refused an admin request (or could not be reached)."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # ---------------------------------------------------------------------- arguments
@@ -192,7 +170,7 @@ def keys(args: argparse.Namespace, kernel: Kernel) -> int:
             return _print_toml(args, kernel, out)
         return asyncio.run(_run(args, kernel, out))
     except BadInput as exc:
-        return _fail(_flagged(exc.message, exc.param), EXIT_USAGE)
+        return _fail(flagged(exc.message, exc.param), EXIT_USAGE)
     except (Missing, Conflict, ReadOnly) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except ApiError as exc:
@@ -205,13 +183,8 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _flagged(message: str, param: str | None) -> str:
-    flag = _FLAGS.get(param or "") or _FLAGS.get((param or "").split(".")[0])
-    return f"{flag}: {message}" if flag else message
-
-
 async def _run(args: argparse.Namespace, kernel: Kernel, out: TextIO) -> int:
-    backend: Local | Remote = (
+    backend: Backend = (
         Remote(args.url, _admin_key(args.admin_key_env)) if args.url else Local(kernel)
     )
     try:
@@ -220,7 +193,7 @@ async def _run(args: argparse.Namespace, kernel: Kernel, out: TextIO) -> int:
         await backend.aclose()
 
 
-async def _act(args: argparse.Namespace, backend: Local | Remote, out: TextIO) -> int:
+async def _act(args: argparse.Namespace, backend: Backend, out: TextIO) -> int:
     action = args.keys_command
     if action == "list":
         rows = await backend.list()
@@ -254,7 +227,7 @@ async def _act(args: argparse.Namespace, backend: Local | Remote, out: TextIO) -
         row = await backend.rotate(args.name, args.grace)
         until = row.get("previous_secret_valid_until")
         note = (
-            f"the previous secret works until {_when(until)}"
+            f"the previous secret works until {when(until)}"
             if until
             else "the previous secret is refused from now on"
         )
@@ -374,7 +347,7 @@ def _settings_body(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
     return body
 
 
-async def _update_body(args: argparse.Namespace, backend: Local | Remote) -> dict[str, Any]:
+async def _update_body(args: argparse.Namespace, backend: Backend) -> dict[str, Any]:
     from llmkernel_gateway.records import BadInput
 
     merging = args.metadata or any(
@@ -405,292 +378,6 @@ def _admin_key(variable: str) -> str:
             "the command line): export it, or name another with --admin-key-env"
         )
     return key
-
-
-# ---------------------------------------------------------------------- backends
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return f"cli:uid-{os.getuid()}" if hasattr(os, "getuid") else "cli"
-
-
-class Local:
-    """The key store the gateway of ``kernel``'s config uses."""
-
-    def __init__(self, kernel: Kernel) -> None:
-        from llmkernel_gateway.keystore import open_store
-        from llmkernel_gateway.settings import load_settings
-
-        self.kernel = kernel
-        self.settings = load_settings(kernel.config)
-        self.store: KeyStore = open_store(self.settings, kernel.config)
-        self.where = f"the key store ({self.store.where})"
-        self.actor = _actor()
-
-    def _config_names(self) -> list[str]:
-        return [k.name for k in self.settings.key_list()]
-
-    async def _rows(self, only: str | None = None) -> list[dict[str, Any]]:
-        from llmkernel_gateway import keyrows
-
-        now = time.time()
-        snapshot = await self.store.snapshot()
-        used = await self.store.last_used()
-        ledger = keyrows.ledger_of(self.kernel)
-        spend = await asyncio.to_thread(keyrows.spend_by_key, ledger, now, only)
-        return keyrows.key_rows(
-            self.settings.key_list(), snapshot.records, now, used=used, spend=spend, only=only
-        )
-
-    async def list(self) -> list[dict[str, Any]]:
-        return await self._rows()
-
-    async def show(self, name: str) -> dict[str, Any]:
-        from llmkernel_gateway.keystore import Missing
-
-        rows = await self._rows(name)
-        if not rows:
-            raise Missing(f"no key named {name!r} in the config file or {self.where}")
-        return rows[0]
-
-    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        from llmkernel_gateway import keyops
-
-        record, secret = await keyops.create(
-            self.store, body, actor=self.actor, config_names=self._config_names()
-        )
-        return {**record.public(time.time()), "key": secret}
-
-    async def update(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        from llmkernel_gateway import keyops
-
-        await keyops.update(
-            self.store, name, body, actor=self.actor, config_names=self._config_names()
-        )
-        return await self.show(name)
-
-    async def rotate(self, name: str, grace: float | None) -> dict[str, Any]:
-        from llmkernel_gateway import keyops
-
-        record, secret = await keyops.rotate(
-            self.store, name, grace=grace, actor=self.actor, config_names=self._config_names()
-        )
-        return {**record.public(time.time()), "key": secret}
-
-    async def revoke(self, name: str) -> dict[str, Any]:
-        from llmkernel_gateway import keyops
-
-        await keyops.revoke(self.store, name, actor=self.actor, config_names=self._config_names())
-        return {"name": name, "revoked": True}
-
-    async def aclose(self) -> None:
-        await self.store.aclose()
-
-
-class Remote:
-    """A running gateway's admin API at ``url``."""
-
-    def __init__(self, url: str, admin_key: str, *, timeout: float = 30.0) -> None:
-        import httpx
-
-        from llmkernel_gateway.records import BadInput
-
-        url = url.rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise BadInput(f"--url must be http://host:port or https://..., not {url!r}")
-        self.url = url
-        self.where = f"the gateway at {url}"
-        self.client = httpx.AsyncClient(
-            base_url=url, headers={"authorization": f"Bearer {admin_key}"}, timeout=timeout
-        )
-
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        import httpx
-
-        try:
-            response = await self.client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise ApiError(
-                f"cannot reach {self.where}: {type(exc).__name__}: {exc}"[:500]
-            ) from None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code >= 400:
-            raise ApiError(
-                _api_message(self.where, response.status_code, data, response.text),
-                status=response.status_code,
-            )
-        if data is None:
-            raise ApiError(
-                f"{self.where} answered {method} {path} with something that is not JSON "
-                f"(status {response.status_code})"
-            )
-        return data
-
-    @staticmethod
-    def _key(name: str, suffix: str = "") -> str:
-        return f"/admin/keys/{quote(name, safe='')}{suffix}"
-
-    async def list(self) -> list[dict[str, Any]]:
-        answer = await self._call("GET", "/admin/keys")
-        return list(answer.get("data", []))
-
-    async def show(self, name: str) -> dict[str, Any]:
-        return dict(await self._call("GET", self._key(name)))
-
-    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(await self._call("POST", "/admin/keys", dict(body)))
-
-    async def update(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        await self._call("PATCH", self._key(name), dict(body))
-        return await self.show(name)
-
-    async def rotate(self, name: str, grace: float | None) -> dict[str, Any]:
-        body = {} if grace is None else {"grace": grace}
-        return dict(await self._call("POST", self._key(name, "/rotate"), body))
-
-    async def revoke(self, name: str) -> dict[str, Any]:
-        return dict(await self._call("DELETE", self._key(name)))
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-def _api_message(where: str, status: int, data: Any, text: str) -> str:
-    error = data.get("error") if isinstance(data, Mapping) else None
-    if isinstance(error, Mapping) and error.get("message"):
-        message = _flagged(str(error["message"]), error.get("param"))
-        code = f", {error['code']}" if error.get("code") else ""
-        return f"{where} answered {status}{code}: {message}"[:1000]
-    snippet = " ".join(text.split())[:200]
-    return f"{where} answered {status}" + (f": {snippet}" if snippet else "")
-
-
-# ---------------------------------------------------------------------- output
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "never"
-    moment = datetime.datetime.fromtimestamp(float(ts), datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _usd(text: Any) -> str:
-    if text is None:
-        return "-"
-    try:
-        value = Decimal(str(text))
-    except InvalidOperation:
-        return str(text)
-    return "$" + format(value.normalize() if value else Decimal(0), "f")
-
-
-def _state(row: Mapping[str, Any]) -> str:
-    state = str(row.get("state", "?"))
-    until = row.get("previous_secret_valid_until")
-    return f"{state}, rotated (old secret until {_when(until)})" if until else state
-
-
-def _rate(row: Mapping[str, Any], name: str) -> str:
-    value = (row.get("rate_limit") or {}).get(name)
-    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _spent(row: Mapping[str, Any], period: str) -> str:
-    spent = _usd((row.get("spend") or {}).get(period, "0"))
-    budget = (row.get("budget") or {}).get(period)
-    return spent if budget is None else f"{spent} of {_usd(budget)}"
-
-
-def _source(row: Mapping[str, Any]) -> str:
-    return "config (read-only)" if row.get("read_only") else "store"
-
-
-def render_list(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A table of keys: never a secret or hash."""
-    if not rows:
-        return (
-            "no keys: the config file has none and the key store is empty (the gateway "
-            "listens on loopback only)\n"
-        )
-    header = (
-        "NAME",
-        "SOURCE",
-        "STATE",
-        "TENANT",
-        "TODAY",
-        "MONTH",
-        "TOTAL",
-        "RPM",
-        "TPM",
-        "LAST USED",
-    )
-    table = [header] + [
-        (
-            str(row["name"]) + (" (admin)" if row.get("admin") else ""),
-            _source(row),
-            _state(row),
-            str(row.get("tenant") or row["name"]),
-            _spent(row, "day"),
-            _spent(row, "month"),
-            _spent(row, "total"),
-            _rate(row, "requests_per_minute"),
-            _rate(row, "tokens_per_minute"),
-            _when(row.get("last_used")),
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        + "\n"
-        for line in table
-    )
-
-
-def render_show(row: Mapping[str, Any]) -> str:
-    """One key, field by field: never a secret or hash."""
-    spend = row.get("spend") or {}
-    budget = row.get("budget") or {}
-    rate = row.get("rate_limit") or {}
-    metadata = row.get("metadata") or {}
-    lines = [
-        ("name", str(row["name"])),
-        ("source", _source(row)),
-        ("state", _state(row)),
-        ("admin", "yes" if row.get("admin") else "no"),
-        ("tenant", str(row.get("tenant") or row["name"])),
-        ("models", ", ".join(row.get("models") or []) or "all"),
-        ("expires", _when(row.get("expires_at"))),
-        (
-            "budget",
-            ", ".join(f"{p} {_usd(budget[p])}" for p in _PERIODS if p in budget) or "none",
-        ),
-        (
-            "spend",
-            f"today {_spent(row, 'day')}, this month {_spent(row, 'month')}, total "
-            f"{_spent(row, 'total')} ({spend.get('requests', 0)} requests, "
-            f"{spend.get('errors', 0)} errors)",
-        ),
-        (
-            "rate limit",
-            ", ".join(f"{k} {_rate(row, k)}" for k in sorted(rate)) or "none",
-        ),
-        ("metadata", ", ".join(f"{k}={v}" for k, v in sorted(metadata.items())) or "none"),
-        ("created", _when(row.get("created_at")) if row.get("created_at") else "-"),
-        ("updated", _when(row.get("updated_at")) if row.get("updated_at") else "-"),
-        ("last used", _when(row.get("last_used"))),
-    ]
-    width = max(len(label) for label, _ in lines) + 1
-    return "".join(f"{(label + ':').ljust(width)} {value}\n" for label, value in lines)
 
 
 # ---------------------------------------------------------------------- config-file keys
