@@ -75,7 +75,6 @@ def with_key_budgets(config: Config, keys: Iterable[Key]) -> Config:
     extra: list[dict[str, Any]] = [
         {
             "name": f"key:{key.name}:{period}",
-            # a store key's budget is a Decimal: the budgets plugin reads exact text
             "amount": format(amount, "f") if isinstance(amount, Decimal) else amount,
             "period": period,
             "key": key.name,
