@@ -75,16 +75,20 @@ def _settings_arguments(parser: argparse.ArgumentParser, *, update: bool) -> Non
         help="a model or alias it may use ('openai/*' works); repeat"
         + ("; replaces the list" if update else "; default: all"),
     )
-    parser.add_argument("--tenant", help="tenant for cache, ledger and budgets (default: name)")
+    parser.add_argument(
+        "--tenant",
+        help="tenant for cache, ledger and budgets (default: the name)"
+        + ("; 'none': back to the name" if update else ""),
+    )
     parser.add_argument(
         "--expires",
         metavar="WHEN",
         help="an ISO 8601 time (2027-01-31T00:00:00Z) or a span from now (+30d, +12h, +90m)"
         + ("; 'never' removes it" if update else ""),
     )
-    for period in _PERIODS:
+    for period, per in zip(_PERIODS, ("a day", "a calendar month", "in total"), strict=True):
         parser.add_argument(
-            f"--budget-{period}", metavar="USD", help=f"spend allowed per {period}{clear}"
+            f"--budget-{period}", metavar="USD", help=f"spend allowed {per} (USD){clear}"
         )
     parser.add_argument("--rpm", metavar="N", help=f"requests per minute{clear}")
     parser.add_argument("--tpm", metavar="N", help=f"tokens per minute{clear}")
