@@ -19,35 +19,30 @@ import httpx
 import pytest
 
 from llmkernel_gateway.keys import digest, new_key
-from llmkernel_http.testing.fake_server import FakeResponse
 
+from .apis_wire import chat_answer
 from .conftest import Gateway, Upstream, base_config, free_port, key_table
 
 #: the issue's bound for a change to reach every worker
 WITHIN = 2.0
 HI = [{"role": "user", "content": "hi"}]
-COMPLETION = {
-    "id": "chatcmpl-up",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "gpt-4o-mini",
-    "choices": [
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": "hello"},
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
-}
 
 
 class Cli:
-    """``llmkernel [-c config] gateway-keys ...`` in a subprocess."""
+    """``llmkernel [-c config] gateway-keys ACTION ... [extra]`` in a subprocess; what
+    it prints must not hold a value of ``env`` (an admin key)."""
 
-    def __init__(self, config: Path | None, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path | None,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.config = config
         self.cwd = cwd
+        self.extra = extra
+        self.secrets = list((env or {}).values())
         # os.environ has the session's private XDG and HOME dirs (the root conftest)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLMKERNEL_")}
         self.env.update(env or {})
@@ -58,8 +53,8 @@ class Cli:
         command = [sys.executable, "-m", "llmkernel_cli"]
         if self.config is not None:
             command += ["-c", str(self.config)]
-        return subprocess.run(
-            [*command, "gateway-keys", *args],
+        result = subprocess.run(
+            [*command, "gateway-keys", *args, *self.extra],
             env={**self.env, **(env or {})},
             cwd=self.cwd,
             capture_output=True,
@@ -67,6 +62,9 @@ class Cli:
             timeout=60,
             check=False,
         )
+        for secret in [*self.secrets, *(env or {}).values()]:
+            assert secret not in result.stdout + result.stderr
+        return result
 
     def ok(self, *args: str) -> str:
         result = self(*args)
@@ -138,7 +136,7 @@ def _lifecycle(cli: Cli, server: Gateway, upstream: Upstream, name: str) -> list
     """create → list → accepted → spend → update → rotate with grace → revoke; the
     secrets it printed."""
     url = server.url
-    upstream.answer(FakeResponse.json_body(COMPLETION))
+    upstream.answer(chat_answer("hello", prompt=1000, completion=500))
     created = cli.json(
         "create",
         name,
@@ -229,33 +227,11 @@ def test_the_key_lifecycle_through_a_running_gateway(
 ) -> None:
     server, tmp, keys = served
     # no config file: everything goes through the admin API
-    cli = Cli(None, tmp, env={"LLMKERNEL_ADMIN_KEY": keys["admin"]})
-    remote = _Remote(cli, server.url)
-    secrets = _lifecycle(remote, server, upstream, "cli-remote")  # type: ignore[arg-type]
+    remote = Cli(None, tmp, env={"LLMKERNEL_ADMIN_KEY": keys["admin"]}, extra=("--url", server.url))
+    secrets = _lifecycle(remote, server, upstream, "cli-remote")
     audit = admin_get(server.url, keys["admin"], "/admin/audit?limit=1000")["data"]
     assert {e["actor"] for e in audit if e["target"] == "cli-remote"} == {"admin"}
     no_secrets(json.dumps(audit), *secrets)
-
-
-class _Remote:
-    """A :class:`Cli` that adds ``--url`` to every action."""
-
-    def __init__(self, cli: Cli, url: str) -> None:
-        self.cli = cli
-        self.url = url
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        result = self.cli(*args, "--url", self.url)
-        assert self.cli.env["LLMKERNEL_ADMIN_KEY"] not in result.stdout + result.stderr
-        return result
-
-    def ok(self, *args: str) -> str:
-        result = self(*args)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json"))
 
 
 def _user() -> str:
@@ -402,19 +378,8 @@ def test_list_and_show_in_words_never_print_a_secret(store_cli: Cli) -> None:
     assert made["admin"] is True and made["rate_limit"] == {"tokens_per_minute": 4000}
     assert made["expires_at"] == pytest.approx(time.time() + 30 * 86400, abs=120)
     listing = store_cli.ok("list")
-    assert listing.splitlines()[0].split() == [
-        "NAME",
-        "SOURCE",
-        "STATE",
-        "TENANT",
-        "TODAY",
-        "MONTH",
-        "TOTAL",
-        "RPM",
-        "TPM",
-        "LAST",
-        "USED",
-    ]
+    header = " ".join(listing.splitlines()[0].split())
+    assert header == "NAME SOURCE STATE TENANT TODAY MONTH TOTAL RPM TPM LAST USED"
     assert "k1 (admin)" in listing and "4000" in listing and "from-file (admin)" in listing
     shown = store_cli.ok("show", "k1")
     assert "metadata:   team=a" in shown and "tokens_per_minute 4000" in shown

@@ -201,17 +201,11 @@ async def _act(args: argparse.Namespace, backend: Backend, out: TextIO) -> int:
     action = args.keys_command
     if action == "list":
         rows = await backend.list()
-        if args.json:
-            _write_json(out, rows)
-        else:
-            out.write(render_list(rows))
+        out.write(_json(rows) if args.json else render_list(rows))
         return 0
     if action == "show":
         row = await backend.show(args.name)
-        if args.json:
-            _write_json(out, row)
-        else:
-            out.write(render_show(row))
+        out.write(_json(row) if args.json else render_show(row))
         return 0
     if action == "create":
         body = {"name": args.name, **_settings_body(args, {})}
@@ -223,7 +217,7 @@ async def _act(args: argparse.Namespace, backend: Backend, out: TextIO) -> int:
     if action == "update":
         row = await backend.update(args.name, await _update_body(args, backend))
         if args.json:
-            _write_json(out, row)
+            out.write(_json(row))
         else:
             out.write(f"updated {args.name!r} in {backend.where}\n\n" + render_show(row))
         return 0
@@ -240,7 +234,7 @@ async def _act(args: argparse.Namespace, backend: Backend, out: TextIO) -> int:
     assert action == "revoke"
     answer = await backend.revoke(args.name)
     if args.json:
-        _write_json(out, answer)
+        out.write(_json(answer))
     else:
         out.write(
             f"revoked {args.name!r} in {backend.where}: every gateway worker refuses it "
@@ -253,7 +247,7 @@ def _secret_answer(
     out: TextIO, args: argparse.Namespace, row: Mapping[str, Any], note: str
 ) -> None:
     if args.json:
-        _write_json(out, row)
+        out.write(_json(row))
         return
     out.write(
         f"key: {row['key']}\n\nShown once: store it now. {note[0].upper()}{note[1:]}; "
@@ -261,8 +255,8 @@ def _secret_answer(
     )
 
 
-def _write_json(out: TextIO, value: Any) -> None:
-    out.write(json.dumps(value, indent=2) + "\n")
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2) + "\n"
 
 
 # ---------------------------------------------------------------------- input
