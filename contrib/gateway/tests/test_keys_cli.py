@@ -186,18 +186,19 @@ def _lifecycle(cli: Cli, server: Gateway, upstream: Upstream, name: str) -> list
     cli.ok("update", name, "--enable")
     eventually(lambda: status(url, secret) == 200)
 
-    rotated = cli.json("rotate", name, "--grace", "6")
+    rotated = cli.json("rotate", name, "--grace", "10")
     new = rotated["key"]
     assert new != secret and rotated["previous_secret_valid_until"] is not None
     eventually(lambda: status(url, new) == 200)
     assert status(url, secret) == 200  # still in its grace period
-    rotated_line = next(r for r in cli.ok("list").splitlines() if r.startswith(name + " "))
-    assert "active, rotating" in rotated_line
-    assert "old secret: valid until" in cli.ok("show", name)
     wait = rotated["previous_secret_valid_until"] - time.time()
     time.sleep(max(0.0, wait))
     eventually(lambda: status(url, secret) == 401)
     assert status(url, new) == 200
+
+    # the gateway writes keys' last use every 5 s; the first call was over 6 s ago
+    eventually(lambda: cli.json("show", name)["last_used"] is not None, 10)
+    assert "never" not in next(r for r in cli.ok("list").splitlines() if r.startswith(name + " "))
 
     revoked = cli("revoke", name)
     assert revoked.returncode == 0, revoked.stderr
@@ -386,5 +387,22 @@ def test_list_and_show_in_words_never_print_a_secret(store_cli: Cli) -> None:
     assert "last used:  never" in shown and "source:     store" in shown
     merged = store_cli.json("update", "k1", "--metadata", "env=prod", "--metadata", "team=")
     assert merged["metadata"] == {"env": "prod"}
-    for text in (listing, shown, json.dumps(store_cli.json("list"))):
+    rotated = store_cli.ok("rotate", "k1", "--grace", "3600")
+    assert rotated.count("lk-") == 1 and "the previous secret works until" in rotated
+    (line,) = [r for r in store_cli.ok("list").splitlines() if r.startswith("k1 ")]
+    assert "active, rotating" in line
+    assert "old secret: valid until" in store_cli.ok("show", "k1")
+    at_once = store_cli.ok("rotate", "k1", "--grace", "0")
+    assert "the previous secret is refused from now on" in at_once
+    assert "rotating" not in store_cli.ok("list")
+    for text in (listing, shown, json.dumps(store_cli.json("list")), store_cli.ok("show", "k1")):
         no_secrets(text, made["key"])
+
+
+def test_an_expired_key_is_listed_as_expired(store_cli: Cli) -> None:
+    store_cli.ok("create", "old", "--expires", "2020-01-01T00:00:00Z")
+    (line,) = [r for r in store_cli.ok("list").splitlines() if r.startswith("old ")]
+    assert " expired " in line
+    assert "expires:    2020-01-01T00:00:00Z" in store_cli.ok("show", "old")
+    renewed = store_cli.json("update", "old", "--expires", "never")
+    assert renewed["state"] == "active" and renewed["expires_at"] is None
