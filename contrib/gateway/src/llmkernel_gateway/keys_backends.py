@@ -53,7 +53,7 @@ def _actor() -> str:
     import getpass
 
     try:
-        return f"cli:{getpass.getuser()}"
+        return f"cli:{getpass.getuser()[:64]}"  # the audit trail's actor
     except (KeyError, OSError):
         return f"cli:uid-{os.getuid()}" if hasattr(os, "getuid") else "cli"
 
