@@ -19,9 +19,12 @@ import httpx
 import pytest
 
 from llmkernel_gateway.keys import digest, new_key
+from llmkernel_redis.testing import RedisServer, redis_server
 
 from .apis_wire import chat_answer
 from .conftest import Gateway, Upstream, base_config, free_port, key_table
+
+__all__ = ["redis_server"]  # the fixture
 
 #: the issue's bound for a change to reach every worker
 WITHIN = 2.0
@@ -96,9 +99,11 @@ def eventually(check: Callable[[], bool], within: float = WITHIN) -> float:
         time.sleep(0.05)
 
 
-def settled(url: str, key: str, code: int, within: float = WITHIN) -> float:
+def settled(
+    url: str, key: str, code: int, within: float = WITHIN, model: str = "up/gpt-4o-mini"
+) -> float:
     """Seconds until four calls in a row (over both workers) answer ``code``."""
-    return eventually(lambda: all(status(url, key) == code for _ in range(4)), within)
+    return eventually(lambda: all(status(url, key, model) == code for _ in range(4)), within)
 
 
 def admin_get(url: str, admin: str, path: str) -> Any:
@@ -415,3 +420,34 @@ def test_an_expired_key_is_listed_as_expired(store_cli: Cli) -> None:
     assert "expires:    2020-01-01T00:00:00Z" in store_cli.ok("show", "old")
     renewed = store_cli.json("update", "old", "--expires", "never")
     assert renewed["state"] == "active" and renewed["expires_at"] is None
+
+
+def test_on_redis_a_key_the_cli_makes_opens_on_every_instance(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``[redis]`` set: the CLI writes the key store in Redis, which two instances
+    (each with data dirs of its own, as on two machines) read."""
+    from .test_redis_health import config as redis_config
+
+    admin = new_key()
+    config = redis_config(redis_server.url) + key_table("ops", admin, admin=True)
+    servers = []
+    for name in ("one", "two"):
+        home = tmp_path / name
+        home.mkdir()
+        env = {f"XDG_{d}_HOME": str(home / d.lower()) for d in ("DATA", "CACHE", "STATE")}
+        servers.append(Gateway(config, home, env=env))
+    try:
+        cli = Cli(servers[0].config_path, tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "cli")})
+        made = cli.json("create", "fleet-key", "--model", "mock/*", "--rpm", "500")
+        shown = cli.ok("show", "fleet-key")
+        assert "source:     store" in shown and "requests_per_minute 500" in shown
+        for server in servers:
+            settled(server.url, made["key"], 200, model="mock/echo")
+        assert "Redis" in cli("revoke", "fleet-key").stdout
+        for server in servers:
+            settled(server.url, made["key"], 401, model="mock/echo")
+        assert "fleet-key" not in cli.ok("list")
+    finally:
+        for server in servers:
+            server.stop()
