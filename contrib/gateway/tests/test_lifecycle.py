@@ -167,7 +167,15 @@ def test_gateway_keys_create_prints_the_key_once_and_stores_a_hash(tmp_path: Pat
     config = tmp_path / "keys.toml"
     config.write_text("")
     created = run_cli(
-        "gateway-keys", "create", "team-b", "--model", "mock/*", "--tenant", "acme", config=config
+        "gateway-keys",
+        "create",
+        "team-b",
+        "--model",
+        "mock/*",
+        "--tenant",
+        "acme",
+        "--print-toml",
+        config=config,
     )
     assert created.returncode == 0, created.stderr
     key = re.search(r"^key: (lk-\S+)$", created.stdout, re.M)
@@ -177,9 +185,14 @@ def test_gateway_keys_create_prints_the_key_once_and_stores_a_hash(tmp_path: Pat
     assert created.stdout.count(key.group(1)) == 1  # shown once; the config gets the hash
     config.write_text(table)
     listed = run_cli("gateway-keys", "list", "--json", config=config)
-    assert json.loads(listed.stdout) == [
-        {"name": "team-b", "tenant": "acme", "models": ["mock/*"], "admin": False}
-    ]
+    (row,) = json.loads(listed.stdout)
+    assert (row["name"], row["tenant"], row["models"], row["admin"]) == (
+        "team-b",
+        "acme",
+        ["mock/*"],
+        False,
+    )
+    assert row["source"] == "config" and row["read_only"] is True
     assert key.group(1) not in listed.stdout and "sha256" not in listed.stdout
     hashed = run_cli("gateway-keys", "hash", config=config, stdin=key.group(1) + "\n")
     assert hashed.stdout.strip() == f"sha256:{digest(key.group(1))}"

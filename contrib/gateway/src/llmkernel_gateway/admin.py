@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, unquote
 
 from llmkernel import log
 from llmkernel.errors import ConfigError
-from llmkernel_gateway import failures, keyops, wire
+from llmkernel_gateway import failures, keyops, keyrows, wire
 from llmkernel_gateway.deployments import parse_override
 from llmkernel_gateway.failures import Failure
 from llmkernel_gateway.keystore import Conflict, Missing
@@ -69,10 +69,6 @@ def _failure(status: int, message: str, code: str, param: str | None = None) -> 
         param=param,
         kind="admin",
     )
-
-
-def _money(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
 
 
 class Admin:
@@ -202,15 +198,12 @@ class Admin:
 
     async def list_keys(self, scope: Scope, receive: Receive, key: Key) -> tuple[int, Any]:
         now = time.time()
-        runtime = self.gateway.runtime
         used = await self._last_used()
-        data = [keyops.config_key_json(k) for k in self.gateway.settings.key_list()]
-        data += [r.public(now) for _, r in sorted(runtime.records.items())]
-        for row in data:
-            row["last_used"] = used.get(row["name"])
         spend = await asyncio.to_thread(self._spend_by_key, now)
-        for row in data:
-            row["spend"] = spend.get(row["name"], _no_spend())
+        records = self.gateway.runtime.records
+        data = keyrows.key_rows(
+            self.gateway.settings.key_list(), records, now, used=used, spend=spend
+        )
         return 200, {"object": "list", "data": data}
 
     async def show_key(self, scope: Scope, receive: Receive, key: Key) -> tuple[int, Any]:
@@ -220,17 +213,13 @@ class Admin:
         return 200, row
 
     def _describe(self, name: str, now: float) -> dict[str, Any]:
-        for k in self.gateway.settings.key_list():
-            if k.name == name:
-                row = keyops.config_key_json(k)
-                break
-        else:
-            record = self.gateway.runtime.records.get(name)
-            if record is None:
-                raise Missing(f"no key named {name!r}")
-            row = record.public(now)
-        row["spend"] = self._spend_by_key(now, name).get(name, _no_spend())
-        return row
+        spend = self._spend_by_key(now, name)
+        config_keys = self.gateway.settings.key_list()
+        records = self.gateway.runtime.records
+        rows = keyrows.key_rows(config_keys, records, now, used={}, spend=spend, only=name)
+        if not rows:
+            raise Missing(f"no key named {name!r}")
+        return rows[0]
 
     async def _last_used(self) -> dict[str, float]:
         runtime = self.gateway.runtime
@@ -287,42 +276,10 @@ class Admin:
     # ------------------------------------------------------------------ spend
 
     def _ledger(self) -> Any:
-        kernel = self.gateway.kernel
-        try:
-            from llmkernel_ledger.plugin import ledger_for
-        except ImportError:
-            return None
-        if kernel is None:
-            return None
-        try:
-            return ledger_for(kernel)
-        except ConfigError:
-            return None
+        return keyrows.ledger_of(self.gateway.kernel)
 
     def _spend_by_key(self, now: float, name: str | None = None) -> dict[str, dict[str, Any]]:
-        """Each key's spend today, this month (the ledger's calendar) and in total,
-        and its requests; empty without a ledger."""
-        ledger = self._ledger()
-        if ledger is None:
-            return {}
-        from zoneinfo import ZoneInfo
-
-        from llmkernel_ledger.store import period_keys
-
-        store = ledger.store
-        day, month = period_keys(now, ZoneInfo(ledger.settings.timezone))
-        where = {"key": name} if name is not None else {}
-        out: dict[str, dict[str, Any]] = {}
-        for period, extra in (("total", {}), ("month", {"month": month}), ("day", {"day": day})):
-            for row in store.summary("key", where={**where, **extra}):
-                if row["key"] is None:
-                    continue
-                entry = out.setdefault(row["key"], _no_spend())
-                entry[period] = _money(row["cost"])
-                if period == "total":
-                    entry["requests"] = row["requests"]
-                    entry["errors"] = row["errors"]
-        return out
+        return keyrows.spend_by_key(self._ledger(), now, name)
 
     async def spend(self, scope: Scope, receive: Receive, key: Key) -> tuple[int, Any]:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -350,7 +307,7 @@ class Admin:
                 "unpriced": row["unpriced"],
                 "input_tokens": row["input_tokens"],
                 "output_tokens": row["output_tokens"],
-                "cost": _money(row["cost"]),
+                "cost": keyrows.money(row["cost"]),
             }
             for row in rows
         ]
@@ -360,7 +317,7 @@ class Admin:
             "by": by,
             "since": since,
             "until": until,
-            "total_cost": _money(total),
+            "total_cost": keyrows.money(total),
             "data": data,
         }
 
@@ -437,10 +394,6 @@ class _Refused(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
-
-
-def _no_spend() -> dict[str, Any]:
-    return {"day": "0", "month": "0", "total": "0", "requests": 0, "errors": 0}
 
 
 def _query_time(query: Mapping[str, list[str]], name: str) -> float | None:

@@ -26,7 +26,7 @@ def register_commands(registry: CommandRegistry) -> None:
     )
     registry.add(
         "gateway-keys",
-        help="create and list the gateway's API keys",
+        help="the gateway's API keys: create, list, show, update, rotate, revoke",
         run=commands.keys,
         arguments=commands.keys_arguments,
     )

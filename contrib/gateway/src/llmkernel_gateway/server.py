@@ -39,7 +39,7 @@ def check_exposure(host: str, settings: GatewaySettings) -> None:
         raise ConfigError(
             f"refusing to listen on {host!r} without keys: anyone who can reach it could "
             "spend your providers' credit. Create a key with `llmkernel gateway-keys create "
-            "NAME` and add it to [plugin.gateway.keys], or listen on 127.0.0.1"
+            "NAME --print-toml` and add it to [plugin.gateway.keys], or listen on 127.0.0.1"
         )
 
 

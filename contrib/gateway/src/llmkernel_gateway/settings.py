@@ -7,7 +7,7 @@
     max_body_bytes = 16_777_216
 
     [plugin.gateway.keys.team-a]
-    hash = "sha256:9f86d0..."          # from `llmkernel gateway-key create team-a`
+    hash = "sha256:9f86d0..."          # from `llmkernel gateway-keys create team-a --print-toml`
     models = ["openai/*", "fast"]      # what this key may call; empty: everything
     tenant = "team-a"                  # cache namespace, ledger and budgets (default: the name)
     budget = { day = 5.0 }             # handed to the budgets plugin when installed
@@ -51,7 +51,7 @@ class KeySettings:
         if not self.hash.startswith(HASH_PREFIX) or len(digest) != 64:
             raise ValueError(
                 "hash must be 'sha256:<64 hex digits>' as printed by "
-                "`llmkernel gateway-key create` (never the key itself)"
+                "`llmkernel gateway-keys create NAME --print-toml` (never the key itself)"
             )
         try:
             int(digest, 16)
