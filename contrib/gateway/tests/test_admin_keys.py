@@ -272,3 +272,32 @@ def test_health_is_minimal_without_an_admin_key(gateway: Gateway) -> None:
 def test_the_store_file_is_private(gateway: Gateway) -> None:
     store = Path(gateway.env["XDG_DATA_HOME"], "llmkernel", "gateway", "keys.db")
     assert store.exists() and store.stat().st_mode & 0o077 == 0
+
+
+def test_revoking_the_last_store_key_never_opens_a_keyless_gateway(tmp_path: Path) -> None:
+    import asyncio
+
+    from llmkernel_gateway.keyops import create
+    from llmkernel_gateway.keystore import SQLiteKeyStore
+
+    env = own_dirs(tmp_path)
+    store_path = Path(env["XDG_DATA_HOME"], "llmkernel", "gateway", "keys.db")
+    store_path.parent.mkdir(parents=True)
+    store = SQLiteKeyStore(store_path)
+    _, secret = asyncio.run(create(store, {"name": "only", "admin": True}, actor="test"))
+    server = Gateway(base_config("http://127.0.0.1:9"), tmp_path, env=env)  # no config keys
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert chat(client, secret).status_code == 200
+            assert chat(client, "lk-anything").status_code == 401
+            gone = client.delete("/admin/keys/only", headers=admin(secret))
+            assert gone.status_code == 200
+            assert chat(client, secret).status_code == 401
+            assert (
+                client.post(
+                    "/v1/chat/completions", json={"model": "mock/echo", "messages": HI}
+                ).status_code
+                == 401
+            )  # no key at all: still refused
+    finally:
+        server.stop()

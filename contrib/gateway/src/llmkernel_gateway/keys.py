@@ -42,7 +42,9 @@ class KeyRing:
     secrets stay valid until their grace period ends. A config key wins over a
     store key of the same name (the store refuses to make one)."""
 
-    def __init__(self, keys: Iterable[Key], records: Iterable[KeyRecord] = ()) -> None:
+    def __init__(
+        self, keys: Iterable[Key], records: Iterable[KeyRecord] = (), *, required: bool = False
+    ) -> None:
         by_digest: dict[str, tuple[Key, float | None]] = {}
         by_name: dict[str, Key] = {}
         for key in keys:
@@ -58,9 +60,12 @@ class KeyRing:
         self._by_digest = by_digest
         self._by_name = by_name
         self.has_admin = any(k.admin for k in by_name.values())
+        #: keys are asked for even when none is left (the key store had some)
+        self.required = required
 
     def __bool__(self) -> bool:
-        return bool(self._by_digest)
+        """Whether requests must present a key (else the gateway is open)."""
+        return self.required or bool(self._by_digest)
 
     def __len__(self) -> int:
         return len(self._by_name)

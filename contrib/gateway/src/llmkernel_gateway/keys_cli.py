@@ -180,6 +180,21 @@ def keys(args: argparse.Namespace, kernel: Kernel) -> int:
     except ApiError as exc:
         usage = exc.status is not None and 400 <= exc.status < 500
         return _fail(str(exc), EXIT_USAGE if usage else EXIT_FAILED)
+    except Exception as exc:  # the store cannot be read or written (Redis away, a bad file)
+        if not _store_failure(exc):
+            raise
+        return _fail(f"the key store cannot be used: {exc}", EXIT_FAILED)
+
+
+def _store_failure(exc: Exception) -> bool:
+    """Redis unavailable (``llmkernel-redis``) or an SQLite error of the store."""
+    import sqlite3
+
+    try:
+        from llmkernel_redis.link import Unavailable
+    except ImportError:
+        return isinstance(exc, sqlite3.Error | OSError)
+    return isinstance(exc, Unavailable | sqlite3.Error | OSError)
 
 
 def _fail(message: str, code: int) -> int:

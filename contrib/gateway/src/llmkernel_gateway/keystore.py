@@ -85,6 +85,9 @@ class Snapshot:
     deployments: Mapping[str, Mapping[str, Any]]
     #: bumped by ``POST /admin/reload``: every reader reloads its config file
     generation: int
+    #: the store has held a key: the gateway asks for keys even once none is left
+    #: (revoking the last key never opens it)
+    keyed: bool = False
 
 
 class KeyStore(Protocol):
@@ -199,10 +202,20 @@ class SQLiteKeyStore:
                     for name, text in conn.execute("SELECT name, settings FROM deployments")
                 }
                 generation = _meta(conn, "generation")
+                keyed = bool(records) or (
+                    conn.execute(
+                        "SELECT 1 FROM audit WHERE action = 'key.create' LIMIT 1"
+                    ).fetchone()
+                    is not None
+                )
             finally:
                 conn.execute("COMMIT")
             return Snapshot(
-                stamp=stamp, records=records, deployments=deployments, generation=generation
+                stamp=stamp,
+                records=records,
+                deployments=deployments,
+                generation=generation,
+                keyed=keyed,
             )
 
         return await self._thread(read)

@@ -81,7 +81,7 @@ class RedisKeyStore:
 
     async def snapshot(self) -> Snapshot:
         stamp = await self.stamp()
-        _, raw = await self.records.all()
+        version, raw = await self.records.all()
 
         async def run(client: Redis) -> tuple[Any, Any]:
             pipe = client.pipeline(transaction=True)
@@ -96,6 +96,7 @@ class RedisKeyStore:
             records={name: KeyRecord.from_json(data) for name, data in raw.items()},
             deployments={k.decode(): json.loads(v) for k, v in deployments.items()},
             generation=int(generation or 0),
+            keyed=bool(raw) or int(version or 0) > 0,  # a key was ever written
         )
 
     async def change_key(

@@ -85,6 +85,7 @@ class Runtime:
         self.records: Mapping[str, KeyRecord] = {}
         self.stamp: Hashable = None
         self.generation: int | None = None
+        self.keyed = False  # the store has held a key (see Snapshot.keyed)
         self.used: dict[str, float] = {}
         self.reloads: list[dict[str, Any]] = []  # the last few, newest last
         self._hup = -1  # the run directory's reload counter last seen
@@ -131,6 +132,8 @@ class Runtime:
                 ) from None
             # Redis is away: serve the config file's keys now, the store's once it is back
             log.warning("gateway.keystore.unavailable", store=self.store.where, error=error)
+            # (beyond loopback the config file has keys: serve --host refuses to start
+            # without; on loopback a gateway without keys is open by design)
             self.gateway.keys = KeyRing(self.gateway.settings.key_list(), ())
             return
         self._take(snapshot)
@@ -180,7 +183,10 @@ class Runtime:
         self.records = dict(snapshot.records)
         self.overrides.update(snapshot.deployments)
         gateway = self.gateway
-        gateway.keys = KeyRing(gateway.settings.key_list(), self.records.values())
+        self.keyed = snapshot.keyed
+        gateway.keys = KeyRing(
+            gateway.settings.key_list(), self.records.values(), required=self.keyed
+        )
 
     async def _poll(self) -> None:
         while True:
@@ -281,12 +287,14 @@ class Runtime:
             settings = load_settings(base)
             old_settings, old_config = gateway.settings, gateway.config
             gateway.settings, gateway.config = settings, base
-            gateway.keys = KeyRing(settings.key_list(), self.records.values())
+            gateway.keys = KeyRing(settings.key_list(), self.records.values(), required=self.keyed)
             try:
                 await self.apply(base)
             except BaseException:
                 gateway.settings, gateway.config = old_settings, old_config
-                gateway.keys = KeyRing(old_settings.key_list(), self.records.values())
+                gateway.keys = KeyRing(
+                    old_settings.key_list(), self.records.values(), required=self.keyed
+                )
                 raise
             _warn_restart(old_settings, settings)
         except ConfigError as exc:
