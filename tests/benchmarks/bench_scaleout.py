@@ -17,7 +17,8 @@ In one run, against the same fake upstream (``common.upstream``) and one
 - ``two instances, redis``: two servers on one Redis, two wrk runs at once, one per
   instance (the load balancer's split), requests/s added up (goal: 1.6x one
   instance, where the 2-core machine's CPU allows: wrk, the upstream and Redis
-  share it).
+  share it); each run says how busy the machine's cores were and how many cores
+  the gateways used (``cpu``), which shows when the CPU is the limit.
 
 Phase 2 of the scale-out work adds budgets, cache and keys to the config here.
 """
@@ -111,8 +112,26 @@ def serve(config: Path, env: dict[str, str]) -> tuple[Any, str]:
     return process, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
-def load(urls: list[str], seconds: float) -> dict[str, Any]:
-    """wrk on every URL at once (50 connections each); requests/s added up."""
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of every core so far (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def process_ticks(pid: int) -> int:
+    """user + system clock ticks of ``pid`` (``/proc/<pid>/stat``)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = text.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def load(urls: list[str], seconds: float, pids: list[int]) -> dict[str, Any]:
+    """wrk on every URL at once (50 connections each); requests/s added up, and
+    where the CPU went meanwhile: the machine's cores busy, the gateways' share."""
     results: list[dict[str, float]] = [{} for _ in urls]
 
     def one(i: int) -> None:
@@ -121,12 +140,23 @@ def load(urls: list[str], seconds: float) -> dict[str, Any]:
     for url in urls:
         wrk(url, connections=10, seconds=1)  # warm up
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
+    busy0, total0 = machine_ticks()
+    gateways0 = sum(process_ticks(pid) for pid in pids)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    busy1, total1 = machine_ticks()
+    gateways1 = sum(process_ticks(pid) for pid in pids)
+    cores = os.cpu_count() or 1
+    elapsed = (total1 - total0) / cores  # ticks of one core's time
+    cpu = {
+        "cores": cores,
+        "machine_busy": round((busy1 - busy0) / max(total1 - total0, 1), 3),
+        "gateways_cores": round((gateways1 - gateways0) / max(elapsed, 1), 2),
+    }
     c1 = wrk(urls[0], connections=1, seconds=seconds, threads=1)
-    return {"rps": sum(r["rps"] for r in results), "each": results, "c1": c1}
+    return {"rps": sum(r["rps"] for r in results), "each": results, "c1": c1, "cpu": cpu}
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -168,7 +198,7 @@ def run(quick: bool) -> dict[str, Any]:
                         process, url = serve(config, env)
                         processes.append(process)
                         urls.append(url)
-                    out[label] = load(urls, seconds)
+                    out[label] = load(urls, seconds, [p.pid for p in processes])
                 except Exception as exc:  # recorded, the run goes on
                     out[label] = {"error": repr(exc)}
                 finally:
