@@ -107,3 +107,25 @@ def test_slab_returned_at_close(tmp_path: Path) -> None:
     k.close()
     assert store.reserved(limit) == 0
     assert store.spent(limit) == ledger_for(k).store.total() > 0
+
+
+@pytest.mark.asyncio
+async def test_a_reconfigure_without_budgets_drops_the_old_store(tmp_path: Path) -> None:
+    base = {
+        "providers": {"sim": {"type": "mock"}},
+        "prices": {"sim/priced": {"input": "1000", "output": "1000"}},
+        "plugin": {"ledger": {"path": str(tmp_path / "l.db")}},
+    }
+    limited = {**base, "plugin": {**base["plugin"], "budgets": {"limits": [{"amount": "0.01"}]}}}
+    k = Kernel.from_config(limited)
+    with pytest.raises(BudgetExceededError):
+        for _ in range(10):
+            await k.achat(model="sim/priced", messages="hello there", max_tokens=20)
+    await k.areconfigure(base, drain=1)  # the budget removed live: the old store closed
+    assert budgets_for(k) is None
+    for _ in range(3):  # served, never refused by a closed store
+        await k.achat(model="sim/priced", messages="hello there", max_tokens=20)
+    await k.areconfigure(limited, drain=1)  # and back: the spend is the ledger's
+    with pytest.raises(BudgetExceededError):
+        await k.achat(model="sim/priced", messages="hello there", max_tokens=20)
+    await k.aclose()

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -294,3 +295,30 @@ def test_bad_settings_name_the_key() -> None:
         Kernel.from_config(
             {"plugin": {"ratelimit": {"mode": "sometimes"}}}, plugins=[plugin], entry_points=False
         )
+
+
+@pytest.mark.asyncio
+async def test_a_reconfigure_without_limits_drops_the_old_gate(tmp_path: Path) -> None:
+    from llmkernel_ratelimit.plugin import gate_of
+
+    base: dict[str, Any] = {"providers": {"mock": {"type": "mock"}}}
+    limited = {
+        **base,
+        "plugin": {
+            "ratelimit": {
+                "store": "file",
+                "path": str(tmp_path / "rl.buckets"),
+                "mode": "reject",
+                "limits": {"one": {"pattern": "*", "requests_per_minute": 1}},
+            }
+        },
+    }
+    k = Kernel.from_config(limited)
+    await k.achat(model="mock/echo", messages="hi")
+    with pytest.raises(RefusedError):
+        await k.achat(model="mock/echo", messages="hi")
+    await k.areconfigure(base, drain=1)  # its file store is closed with the old config
+    assert gate_of(k) is None and "ratelimit" not in k.stats()
+    for _ in range(3):
+        await k.achat(model="mock/echo", messages="hi")
+    await k.aclose()

@@ -45,6 +45,8 @@ def fleet_for(kernel: Kernel) -> FleetBudgets | None:
 
 @hookimpl(trylast=True)  # after the ledger's configure
 def configure(kernel: Kernel, config: Config) -> None:
+    _stores.pop(kernel, None)  # a reconfigure: the old config's store closes with it
+    _fleets.pop(kernel, None)
     raw = config.plugin_settings("budgets")
     if not raw:  # no table, no limits: nothing to load
         return

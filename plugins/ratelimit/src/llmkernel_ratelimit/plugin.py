@@ -27,6 +27,7 @@ def gate_of(kernel: Kernel) -> RateLimitGate | None:
 
 @hookimpl
 def configure(kernel: Kernel, config: Config) -> None:
+    _gates.pop(kernel, None)  # a reconfigure: the old config's gate closes with it
     table = config.plugin_settings(NAME)
     if not table:
         return  # nothing configured: no gate, nothing on the hot path

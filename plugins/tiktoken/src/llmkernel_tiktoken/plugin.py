@@ -36,6 +36,7 @@ def counter_of(kernel: Kernel) -> TokenCounter:
 
 @hookimpl
 def configure(kernel: Kernel, config: Config) -> None:
+    _counters.pop(kernel, None)  # a reconfigure without the table: the defaults again
     table = config.plugin_settings(NAME)
     if not table:
         return
