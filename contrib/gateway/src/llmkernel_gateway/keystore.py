@@ -53,7 +53,6 @@ __all__ = [
     "open_store",
 ]
 
-BUSY_TIMEOUT_MS = 5000
 #: audit entries one read returns at most
 AUDIT_LIMIT = 1000
 T = TypeVar("T")
@@ -349,18 +348,11 @@ def _audit(conn: sqlite3.Connection, actor: str, action: str, target: str, detai
 def _connect(path: Path) -> sqlite3.Connection:
     """The database, made if missing (its directory 0700, the file 0600), WAL,
     autocommit (transactions are explicit), with its tables."""
-    import sqlite3
-
     import sqlite_utils
 
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-    conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")  # few writes: each survives a power cut
+    from llmkernel_gateway.store import private_database
+
+    conn = private_database(path, synchronous="FULL")  # few writes: each survives a power cut
     db = sqlite_utils.Database(conn)
     conn.execute("BEGIN IMMEDIATE")  # several workers may open a new file at once
     try:

@@ -351,12 +351,11 @@ def _settle(future: Any, error: Exception | None) -> None:
         future.set_exception(error)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """The database, made if missing (its directory 0700, the file 0600), in WAL
-    mode and autocommit (each statement commits), with the table."""
+def private_database(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """An SQLite file of the gateway's, made if missing (its directory 0700, the file
+    0600), in WAL mode and autocommit (transactions are explicit), shared by every
+    worker (the response store, the key store)."""
     import sqlite3
-
-    import sqlite_utils
 
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
@@ -365,7 +364,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The response store's database, with its table."""
+    import sqlite_utils
+
+    conn = private_database(path)
     db = sqlite_utils.Database(conn)
     table = db.table("responses")
     table.create(
