@@ -174,3 +174,34 @@ def test_the_dashboard_sums_every_instances_ledger(
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_reload_asked_of_one_instance_reaches_the_other(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    one = start(redis_server.url, tmp_path, "one")
+    two = start(redis_server.url, tmp_path, "two")
+    body = {"model": "later", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {OTHER}"}
+    try:
+        for gateway in (one, two):  # the new config deployed to both machines
+            assert (
+                httpx.post(
+                    f"{gateway.url}/v1/chat/completions", json=body, headers=headers
+                ).status_code
+                == 400
+            )
+            text = gateway.config_path.read_text()
+            gateway.config_path.write_text(text + '\n[models]\nlater = ["mock/echo"]\n')
+        answer = httpx.post(f"{one.url}/admin/reload", headers=AS_ADMIN, timeout=30)
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 2.5
+        while (
+            httpx.post(f"{two.url}/v1/chat/completions", json=body, headers=headers).status_code
+            != 200
+        ):
+            assert time.monotonic() < deadline, "the other instance did not reload"
+            time.sleep(0.05)
+    finally:
+        one.stop()
+        two.stop()
